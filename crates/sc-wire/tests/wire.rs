@@ -1,0 +1,347 @@
+//! Property tests of every codec: encode∘decode round-trips, and decoding
+//! arbitrary bytes returns a value or a typed error, never a panic.
+
+use proptest::collection::vec;
+use proptest::prelude::*;
+use sc_wire::messages::{MAX_CA_NAMES, MAX_CHAIN_CERTS, MAX_SUITES};
+use sc_wire::record::{put_inner_trailer, split_inner, MAX_SEALED_LEN};
+use sc_wire::*;
+
+/// Cases for every never-panics property (the issue asks for at least 10,000
+/// per message type in CI).
+const FUZZ_CASES: u32 = 10_000;
+const ROUNDTRIP_CASES: u32 = 512;
+
+fn arr<const N: usize>() -> impl Strategy<Value = [u8; N]> {
+    vec(any::<u8>(), N).prop_map(|v| {
+        let mut a = [0u8; N];
+        a.copy_from_slice(&v);
+        a
+    })
+}
+
+fn route() -> impl Strategy<Value = RouteName> {
+    "[!-~]{1,255}".prop_map(|s| RouteName::new(&s).expect("strategy yields valid names"))
+}
+
+fn cert() -> impl Strategy<Value = CertificateBytes> {
+    vec(any::<u8>(), 1..600).prop_map(|v| CertificateBytes::new(v).expect("length in range"))
+}
+
+fn chain() -> impl Strategy<Value = CertChain> {
+    vec(cert(), 1..=MAX_CHAIN_CERTS).prop_map(|c| CertChain::new(c).expect("size in range"))
+}
+
+fn client_hello() -> impl Strategy<Value = ClientHello> {
+    (
+        any::<u16>(),
+        arr::<32>(),
+        arr::<32>(),
+        vec(any::<u16>(), 1..=MAX_SUITES),
+        proptest::option::of(route()),
+        any::<u8>(),
+    )
+        .prop_map(|(v, random, x, suites, route, ek_byte)| ClientHello {
+            version: ProtocolVersion(v),
+            random: random.into(),
+            x25519: x.into(),
+            mlkem: [ek_byte; 1184].into(),
+            suites: suites.into_iter().map(CipherSuite).collect(),
+            route,
+        })
+}
+
+fn server_hello() -> impl Strategy<Value = ServerHello> {
+    (any::<u16>(), arr::<32>(), arr::<32>(), any::<u16>(), any::<u8>()).prop_map(
+        |(v, random, x, suite, ek_byte)| ServerHello {
+            version: ProtocolVersion(v),
+            random: random.into(),
+            x25519: x.into(),
+            mlkem: [ek_byte; 1184].into(),
+            suite: CipherSuite(suite),
+        },
+    )
+}
+
+fn ca_names() -> impl Strategy<Value = Vec<DistinguishedName>> {
+    vec(vec(any::<u8>(), 1..100), 0..=MAX_CA_NAMES).prop_map(|names| {
+        names.into_iter().map(|n| DistinguishedName::new(n).expect("length in range")).collect()
+    })
+}
+
+fn message() -> impl Strategy<Value = HandshakeMessage> {
+    prop_oneof![
+        client_hello().prop_map(HandshakeMessage::ClientHello),
+        server_hello().prop_map(HandshakeMessage::ServerHello),
+        chain().prop_map(HandshakeMessage::ServerCertSend),
+        (any::<bool>(), ca_names()).prop_map(|(a, n)| HandshakeMessage::ClientCertRequest(
+            ClientCertRequest { anonymous_allowed: a, ca_names: n }
+        )),
+        chain().prop_map(|chain| HandshakeMessage::ClientCertSend(ClientCertSend {
+            kind: ClientCertKind::CERTIFIED,
+            chain
+        })),
+        cert().prop_map(|c| HandshakeMessage::ClientCertSend(ClientCertSend {
+            kind: ClientCertKind::ANONYMOUS,
+            chain: CertChain::new(vec![c]).expect("one certificate"),
+        })),
+        (arr::<64>(), arr::<32>(), arr::<32>()).prop_map(|(c, o, h)| HandshakeMessage::SeedCode(
+            SeedCode {
+                code: SeedCodeSecret::new(c),
+                order_seed: OrderSeed::new(o),
+                client_cert_hash: h
+            }
+        )),
+        any::<u8>().prop_map(|b| HandshakeMessage::KeyExchange1([b; 1088].into())),
+        any::<u8>().prop_map(|b| HandshakeMessage::KeyExchange2([b; 1088].into())),
+        arr::<64>().prop_map(|s| HandshakeMessage::KeyConfirm1(s.into())),
+        arr::<32>().prop_map(|m| HandshakeMessage::KeyConfirm2(m.into())),
+        arr::<64>().prop_map(|s| HandshakeMessage::ClientAuth(s.into())),
+        arr::<64>().prop_map(|s| HandshakeMessage::ServerAuth(s.into())),
+        arr::<32>().prop_map(|m| HandshakeMessage::SecureAck(m.into())),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(ROUNDTRIP_CASES))]
+
+    #[test]
+    fn handshake_messages_round_trip(msg in message()) {
+        let bytes = msg.encoded();
+        prop_assert_eq!(usize::from(bytes[0]), usize::from(msg.typ().step()));
+        prop_assert_eq!(HandshakeMessage::decode(&bytes), Ok(msg.clone()));
+        // Every strict prefix is refused, and so is any trailing byte.
+        let cut = bytes.len() / 2;
+        prop_assert!(HandshakeMessage::decode(&bytes[..cut]).is_err());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        let trailing = matches!(
+            HandshakeMessage::decode(&longer),
+            Err(InvalidMessage::TrailingData { .. })
+        );
+        prop_assert!(trailing);
+    }
+
+    #[test]
+    fn record_headers_round_trip(kind in prop::sample::select(RecordKind::ALL.to_vec()), len in any::<u32>()) {
+        let (min, max) = kind.body_len_range();
+        let len = min + (len as usize) % (max - min + 1);
+        let h = RecordHeader { kind, len };
+        prop_assert_eq!(RecordHeader::decode(&h.to_bytes()), Ok(h));
+    }
+
+    #[test]
+    fn inner_plaintext_round_trips(
+        typ in prop::sample::select(InnerType::ALL.to_vec()),
+        content in vec(any::<u8>(), 0..300),
+        pad in 0u16..300,
+    ) {
+        let mut buf = content.clone();
+        put_inner_trailer(&mut buf, typ, pad);
+        prop_assert_eq!(split_inner(&buf), Ok((typ, &content[..])));
+    }
+
+    #[test]
+    fn deframer_reassembles_any_split(
+        bodies in vec(vec(any::<u8>(), 19..200), 1..6),
+        cuts in vec(any::<prop::sample::Index>(), 0..8),
+    ) {
+        let mut stream = Vec::new();
+        for b in &bodies {
+            RecordHeader { kind: RecordKind::SEALED, len: b.len() }.encode(&mut stream);
+            stream.extend_from_slice(b);
+        }
+        let mut cut_points: Vec<usize> = cuts.iter().map(|i| i.index(stream.len())).collect();
+        cut_points.sort_unstable();
+        cut_points.push(stream.len());
+        let mut d = Deframer::new();
+        let mut got = Vec::new();
+        let mut at = 0;
+        for c in cut_points {
+            d.push(&stream[at..c]);
+            at = c;
+            while let Some(r) = d.next_record().expect("valid stream") {
+                got.push(r.body.to_vec());
+            }
+        }
+        prop_assert_eq!(got, bodies);
+        prop_assert_eq!(d.pending(), 0);
+    }
+}
+
+/// Builds a framed message of `typ` around `body`, so the fuzzing reaches each
+/// body decoder rather than stopping at the header.
+fn framed(typ: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![typ];
+    let l = (body.len() as u32).to_be_bytes();
+    out.extend_from_slice(&l[1..]);
+    out.extend_from_slice(body);
+    out
+}
+
+/// Body lengths near each message's real size, so the fuzzing gets past the
+/// length checks into every field.
+fn body_bytes(typ: HandshakeType) -> impl Strategy<Value = Vec<u8>> {
+    let max = HandshakeMessage::max_body_len(typ).min(4000);
+    vec(any::<u8>(), 0..=max)
+}
+
+macro_rules! never_panics_for {
+    ($($name:ident => $typ:expr,)+) => {
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(FUZZ_CASES))]
+            $(
+                #[test]
+                fn $name(body in body_bytes($typ), raw in vec(any::<u8>(), 0..64)) {
+                    // A well-framed message of this type with an arbitrary body…
+                    let _ = HandshakeMessage::decode(&framed($typ.0, &body));
+                    // …and a fully arbitrary byte string starting with the type.
+                    let mut any_bytes = vec![$typ.0];
+                    any_bytes.extend_from_slice(&raw);
+                    let _ = HandshakeMessage::decode(&any_bytes);
+                }
+            )+
+        }
+    };
+}
+
+never_panics_for! {
+    decode_client_hello_never_panics => HandshakeType::CLIENT_HELLO,
+    decode_server_hello_never_panics => HandshakeType::SERVER_HELLO,
+    decode_server_cert_send_never_panics => HandshakeType::SERVER_CERT_SEND,
+    decode_client_cert_request_never_panics => HandshakeType::CLIENT_CERT_REQUEST,
+    decode_client_cert_send_never_panics => HandshakeType::CLIENT_CERT_SEND,
+    decode_seed_code_never_panics => HandshakeType::SEED_CODE,
+    decode_key_exchange1_never_panics => HandshakeType::KEY_EXCHANGE_1,
+    decode_key_exchange2_never_panics => HandshakeType::KEY_EXCHANGE_2,
+    decode_key_confirm1_never_panics => HandshakeType::KEY_CONFIRM_1,
+    decode_key_confirm2_never_panics => HandshakeType::KEY_CONFIRM_2,
+    decode_client_auth_never_panics => HandshakeType::CLIENT_AUTH,
+    decode_server_auth_never_panics => HandshakeType::SERVER_AUTH,
+    decode_secure_ack_never_panics => HandshakeType::SECURE_ACK,
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(FUZZ_CASES))]
+
+    #[test]
+    fn decode_any_handshake_bytes_never_panics(bytes in vec(any::<u8>(), 0..2000)) {
+        let _ = HandshakeMessage::decode(&bytes);
+    }
+
+    #[test]
+    fn record_layer_decoders_never_panic(bytes in vec(any::<u8>(), 0..400)) {
+        let _ = RecordHeader::decode(&bytes);
+        let _ = Alert::decode(&bytes);
+        let _ = split_inner(&bytes);
+        let mut d = Deframer::new();
+        d.push(&bytes);
+        // Bounded: each call either returns a record (consuming bytes), None, or an error.
+        for _ in 0..bytes.len() + 1 {
+            match d.next_record() {
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+}
+
+#[test]
+fn short_long_trailing_and_unknown_are_typed_errors() {
+    let ack = HandshakeMessage::SecureAck([1; 32].into()).encoded();
+    assert_eq!(
+        HandshakeMessage::decode(&ack[..3]),
+        Err(InvalidMessage::Truncated { what: "handshake message" })
+    );
+    assert_eq!(
+        HandshakeMessage::decode(&ack[..20]),
+        Err(InvalidMessage::Truncated { what: "handshake message" })
+    );
+    let mut long = ack.clone();
+    long.push(9);
+    assert_eq!(
+        HandshakeMessage::decode(&long),
+        Err(InvalidMessage::TrailingData { what: "message", len: 1 })
+    );
+    // A length field beyond the type's maximum is refused before any body is read.
+    assert_eq!(
+        HandshakeMessage::decode(&[13, 0, 0, 33]),
+        Err(InvalidMessage::TooLong { what: "handshake message", len: 33, max: 32 })
+    );
+    // A body shorter than its fixed fields.
+    assert_eq!(
+        HandshakeMessage::decode(&framed(13, &[0; 31])),
+        Err(InvalidMessage::Truncated { what: "MAC" })
+    );
+    assert_eq!(
+        HandshakeMessage::decode(&[14, 0, 0, 0]),
+        Err(InvalidMessage::UnknownType { what: "handshake type", value: 14 })
+    );
+    assert_eq!(
+        HandshakeMessage::decode(&[0, 0, 0, 0]),
+        Err(InvalidMessage::UnknownType { what: "handshake type", value: 0 })
+    );
+    assert_eq!(
+        RecordHeader::decode(&[0x17, 0, 0, 5]),
+        Err(InvalidMessage::UnknownType { what: "record kind", value: 0x17 })
+    );
+    assert_eq!(
+        RecordHeader::decode(&[0xc3, 0xff, 0xff, 0xff]),
+        Err(InvalidMessage::TooLong { what: "record", len: 0xffffff, max: MAX_SEALED_LEN })
+    );
+    // ClientCertRequest with reserved flag bits set.
+    assert_eq!(
+        HandshakeMessage::decode(&framed(4, &[0x02, 0])),
+        Err(InvalidMessage::InvalidValue { what: "ClientCertRequest flags" })
+    );
+    // Anonymous ClientCertSend with two certificates.
+    assert_eq!(
+        HandshakeMessage::decode(&framed(5, &[1, 2, 0, 1, 0xaa, 0, 1, 0xbb])),
+        Err(InvalidMessage::InvalidValue { what: "anonymous certificate chain" })
+    );
+    // A zero-certificate chain.
+    assert_eq!(
+        HandshakeMessage::decode(&framed(3, &[0])),
+        Err(InvalidMessage::TooShort { what: "certificate chain", len: 0, min: 1 })
+    );
+    // Route names must be printable ASCII.
+    assert!(RouteName::new("game server").is_err());
+    assert!(RouteName::new("").is_err());
+    assert!(RouteName::new("db.internal").is_ok());
+}
+
+#[test]
+fn deframer_rejects_an_oversized_length_before_buffering_the_body() {
+    let mut d = Deframer::new();
+    d.push(&[0xc3, 0x01, 0x00, 0x14]); // 65,556 bytes: one more than the maximum
+    assert!(matches!(d.next_record(), Err(InvalidMessage::TooLong { .. })));
+}
+
+#[test]
+fn inner_padding_must_be_zero_and_fit() {
+    assert_eq!(
+        split_inner(&[1, 2, 0, 5, 0x02]),
+        Err(InvalidMessage::InvalidValue { what: "padding length" })
+    );
+    assert_eq!(
+        split_inner(&[1, 9, 0, 1, 0x02]),
+        Err(InvalidMessage::InvalidValue { what: "padding" })
+    );
+    assert_eq!(
+        split_inner(&[1, 0, 0, 0x77]),
+        Err(InvalidMessage::UnknownType { what: "inner type", value: 0x77 })
+    );
+    assert_eq!(split_inner(&[1, 0]), Err(InvalidMessage::Truncated { what: "inner trailer" }));
+}
+
+#[test]
+fn secrets_are_not_printed() {
+    let sc = SeedCode {
+        code: SeedCodeSecret::new([0xab; 64]),
+        order_seed: OrderSeed::new([0xcd; 32]),
+        client_cert_hash: [0; 32],
+    };
+    let s = format!("{sc:?}");
+    assert!(!s.contains("abab") && !s.contains("cdcd"), "{s}");
+    assert!(s.contains("<secret>"));
+}
