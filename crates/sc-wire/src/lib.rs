@@ -35,9 +35,7 @@ pub use error::InvalidMessage;
 pub use messages::{
     CertChain, CertificateBytes, CipherSuite, ClientCertKind, ClientCertRequest, ClientCertSend,
     ClientHello, DistinguishedName, HandshakeMessage, HandshakeType, Mac, MlKemCiphertext,
-    MlKemEncapsulationKey, OrderSeed, ProtocolVersion, Random, RouteName, SeedCode,
-    SeedCodeSecret, ServerHello, Signature, X25519Public,
+    MlKemEncapsulationKey, OrderSeed, ProtocolVersion, Random, RouteName, SeedCode, SeedCodeSecret,
+    ServerHello, Signature, X25519Public,
 };
-pub use record::{
-    Alert, AlertCode, Deframer, InnerType, RawRecord, RecordHeader, RecordKind,
-};
+pub use record::{Alert, AlertCode, Deframer, InnerType, RawRecord, RecordHeader, RecordKind};

@@ -263,7 +263,11 @@ impl RouteName {
 
     fn check(bytes: &[u8]) -> Result<(), InvalidMessage> {
         if bytes.is_empty() {
-            return Err(InvalidMessage::TooShort { what: "route name", len: 0, min: 1 });
+            return Err(InvalidMessage::TooShort {
+                what: "route name",
+                len: 0,
+                min: 1,
+            });
         }
         if bytes.len() > MAX_ROUTE_LEN {
             return Err(InvalidMessage::TooLong {
@@ -305,10 +309,16 @@ impl CertificateBytes {
     /// Wraps a DER certificate, checking its length.
     pub fn new(der: Vec<u8>) -> Result<Self, InvalidMessage> {
         match der.len() {
-            0 => Err(InvalidMessage::TooShort { what: "certificate", len: 0, min: 1 }),
-            n if n > MAX_CERT_LEN => {
-                Err(InvalidMessage::TooLong { what: "certificate", len: n, max: MAX_CERT_LEN })
-            }
+            0 => Err(InvalidMessage::TooShort {
+                what: "certificate",
+                len: 0,
+                min: 1,
+            }),
+            n if n > MAX_CERT_LEN => Err(InvalidMessage::TooLong {
+                what: "certificate",
+                len: n,
+                max: MAX_CERT_LEN,
+            }),
             _ => Ok(Self(der)),
         }
     }
@@ -334,7 +344,11 @@ impl CertChain {
     /// Checks the count and total size of a chain.
     pub fn new(certs: Vec<CertificateBytes>) -> Result<Self, InvalidMessage> {
         if certs.is_empty() {
-            return Err(InvalidMessage::TooShort { what: "certificate chain", len: 0, min: 1 });
+            return Err(InvalidMessage::TooShort {
+                what: "certificate chain",
+                len: 0,
+                min: 1,
+            });
         }
         if certs.len() > MAX_CHAIN_CERTS {
             return Err(InvalidMessage::TooLong {
@@ -393,10 +407,16 @@ impl DistinguishedName {
     /// Wraps a DER name, checking its length.
     pub fn new(der: Vec<u8>) -> Result<Self, InvalidMessage> {
         match der.len() {
-            0 => Err(InvalidMessage::TooShort { what: "CA name", len: 0, min: 1 }),
-            n if n > MAX_CA_NAME_LEN => {
-                Err(InvalidMessage::TooLong { what: "CA name", len: n, max: MAX_CA_NAME_LEN })
-            }
+            0 => Err(InvalidMessage::TooShort {
+                what: "CA name",
+                len: 0,
+                min: 1,
+            }),
+            n if n > MAX_CA_NAME_LEN => Err(InvalidMessage::TooLong {
+                what: "CA name",
+                len: n,
+                max: MAX_CA_NAME_LEN,
+            }),
             _ => Ok(Self(der)),
         }
     }
@@ -467,7 +487,14 @@ impl ClientHello {
                 Some(RouteName(name))
             }
         };
-        Ok(Self { version, random, x25519, mlkem, suites, route })
+        Ok(Self {
+            version,
+            random,
+            x25519,
+            mlkem,
+            suites,
+            route,
+        })
     }
 }
 
@@ -529,7 +556,9 @@ impl ClientCertRequest {
     fn read_body(r: &mut Reader<'_>) -> Result<Self, InvalidMessage> {
         let flags = r.u8("flags")?;
         if flags & !1 != 0 {
-            return Err(InvalidMessage::InvalidValue { what: "ClientCertRequest flags" });
+            return Err(InvalidMessage::InvalidValue {
+                what: "ClientCertRequest flags",
+            });
         }
         let n = r.length(LengthWidth::U8, 0, MAX_CA_NAMES, "CA names")?;
         let mut ca_names = Vec::with_capacity(n);
@@ -537,7 +566,10 @@ impl ClientCertRequest {
             let der = r.bytes(LengthWidth::U16, 1, MAX_CA_NAME_LEN, "CA name")?;
             ca_names.push(DistinguishedName(der.to_vec()));
         }
-        Ok(Self { anonymous_allowed: flags & 1 == 1, ca_names })
+        Ok(Self {
+            anonymous_allowed: flags & 1 == 1,
+            ca_names,
+        })
     }
 }
 
@@ -566,7 +598,9 @@ impl ClientCertSend {
         }
         let chain = CertChain::read(r)?;
         if kind == ClientCertKind::ANONYMOUS && chain.0.len() != 1 {
-            return Err(InvalidMessage::InvalidValue { what: "anonymous certificate chain" });
+            return Err(InvalidMessage::InvalidValue {
+                what: "anonymous certificate chain",
+            });
         }
         Ok(Self { kind, chain })
     }
@@ -670,7 +704,13 @@ impl HandshakeMessage {
     pub fn max_body_len(typ: HandshakeType) -> usize {
         match typ {
             HandshakeType::CLIENT_HELLO => {
-                2 + RANDOM_LEN + X25519_LEN + MLKEM768_EK_LEN + 1 + 2 * MAX_SUITES + 1 + MAX_ROUTE_LEN
+                2 + RANDOM_LEN
+                    + X25519_LEN
+                    + MLKEM768_EK_LEN
+                    + 1
+                    + 2 * MAX_SUITES
+                    + 1
+                    + MAX_ROUTE_LEN
             }
             HandshakeType::SERVER_HELLO => 2 + RANDOM_LEN + X25519_LEN + MLKEM768_EK_LEN + 2,
             HandshakeType::SERVER_CERT_SEND => 1 + MAX_CHAIN_CERTS * 2 + MAX_CHAIN_BYTES,
@@ -691,9 +731,17 @@ impl HandshakeMessage {
     pub fn read_header(r: &mut Reader<'_>) -> Result<(HandshakeType, usize), InvalidMessage> {
         let typ = HandshakeType(r.u8("handshake type")?);
         if !typ.is_known() {
-            return Err(InvalidMessage::UnknownType { what: "handshake type", value: typ.0.into() });
+            return Err(InvalidMessage::UnknownType {
+                what: "handshake type",
+                value: typ.0.into(),
+            });
         }
-        let len = r.length(LengthWidth::U24, 0, Self::max_body_len(typ), "handshake message")?;
+        let len = r.length(
+            LengthWidth::U24,
+            0,
+            Self::max_body_len(typ),
+            "handshake message",
+        )?;
         Ok((typ, len))
     }
 }

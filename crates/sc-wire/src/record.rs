@@ -79,7 +79,10 @@ impl Codec for RecordHeader {
     fn read(r: &mut Reader<'_>) -> Result<Self, InvalidMessage> {
         let kind = RecordKind(r.u8("record kind")?);
         if !kind.is_known() {
-            return Err(InvalidMessage::UnknownType { what: "record kind", value: kind.0.into() });
+            return Err(InvalidMessage::UnknownType {
+                what: "record kind",
+                value: kind.0.into(),
+            });
         }
         let (min, max) = kind.body_len_range();
         let len = r.length(crate::codec::LengthWidth::U24, min, max, "record")?;
@@ -119,16 +122,23 @@ pub fn put_inner_trailer(out: &mut Vec<u8>, typ: InnerType, pad: u16) {
 /// the inner type is known.
 pub fn split_inner(plaintext: &[u8]) -> Result<(InnerType, &[u8]), InvalidMessage> {
     let Some(body_len) = plaintext.len().checked_sub(INNER_TRAILER_LEN) else {
-        return Err(InvalidMessage::Truncated { what: "inner trailer" });
+        return Err(InvalidMessage::Truncated {
+            what: "inner trailer",
+        });
     };
     let trailer = &plaintext[body_len..];
     let pad = usize::from(u16::from_be_bytes([trailer[0], trailer[1]]));
     let typ = InnerType(trailer[2]);
     if !typ.is_known() {
-        return Err(InvalidMessage::UnknownType { what: "inner type", value: typ.0.into() });
+        return Err(InvalidMessage::UnknownType {
+            what: "inner type",
+            value: typ.0.into(),
+        });
     }
     let Some(content_len) = body_len.checked_sub(pad) else {
-        return Err(InvalidMessage::InvalidValue { what: "padding length" });
+        return Err(InvalidMessage::InvalidValue {
+            what: "padding length",
+        });
     };
     if plaintext[content_len..body_len].iter().any(|&b| b != 0) {
         return Err(InvalidMessage::InvalidValue { what: "padding" });
@@ -200,7 +210,9 @@ impl Codec for Alert {
 
     fn read(r: &mut Reader<'_>) -> Result<Self, InvalidMessage> {
         // Unknown codes are kept (a newer peer may send one) and shown by number.
-        Ok(Self { code: AlertCode(r.u8("alert code")?) })
+        Ok(Self {
+            code: AlertCode(r.u8("alert code")?),
+        })
     }
 }
 
@@ -269,6 +281,9 @@ impl Deframer {
             return Ok(None);
         }
         self.used = end;
-        Ok(Some(RawRecord { header, body: &mut self.buf[start..end] }))
+        Ok(Some(RawRecord {
+            header,
+            body: &mut self.buf[start..end],
+        }))
     }
 }

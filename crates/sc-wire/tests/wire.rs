@@ -52,20 +52,28 @@ fn client_hello() -> impl Strategy<Value = ClientHello> {
 }
 
 fn server_hello() -> impl Strategy<Value = ServerHello> {
-    (any::<u16>(), arr::<32>(), arr::<32>(), any::<u16>(), any::<u8>()).prop_map(
-        |(v, random, x, suite, ek_byte)| ServerHello {
+    (
+        any::<u16>(),
+        arr::<32>(),
+        arr::<32>(),
+        any::<u16>(),
+        any::<u8>(),
+    )
+        .prop_map(|(v, random, x, suite, ek_byte)| ServerHello {
             version: ProtocolVersion(v),
             random: random.into(),
             x25519: x.into(),
             mlkem: [ek_byte; 1184].into(),
             suite: CipherSuite(suite),
-        },
-    )
+        })
 }
 
 fn ca_names() -> impl Strategy<Value = Vec<DistinguishedName>> {
     vec(vec(any::<u8>(), 1..100), 0..=MAX_CA_NAMES).prop_map(|names| {
-        names.into_iter().map(|n| DistinguishedName::new(n).expect("length in range")).collect()
+        names
+            .into_iter()
+            .map(|n| DistinguishedName::new(n).expect("length in range"))
+            .collect()
     })
 }
 
@@ -75,7 +83,10 @@ fn message() -> impl Strategy<Value = HandshakeMessage> {
         server_hello().prop_map(HandshakeMessage::ServerHello),
         chain().prop_map(HandshakeMessage::ServerCertSend),
         (any::<bool>(), ca_names()).prop_map(|(a, n)| HandshakeMessage::ClientCertRequest(
-            ClientCertRequest { anonymous_allowed: a, ca_names: n }
+            ClientCertRequest {
+                anonymous_allowed: a,
+                ca_names: n
+            }
         )),
         chain().prop_map(|chain| HandshakeMessage::ClientCertSend(ClientCertSend {
             kind: ClientCertKind::CERTIFIED,
@@ -251,22 +262,33 @@ fn short_long_trailing_and_unknown_are_typed_errors() {
     let ack = HandshakeMessage::SecureAck([1; 32].into()).encoded();
     assert_eq!(
         HandshakeMessage::decode(&ack[..3]),
-        Err(InvalidMessage::Truncated { what: "handshake message" })
+        Err(InvalidMessage::Truncated {
+            what: "handshake message"
+        })
     );
     assert_eq!(
         HandshakeMessage::decode(&ack[..20]),
-        Err(InvalidMessage::Truncated { what: "handshake message" })
+        Err(InvalidMessage::Truncated {
+            what: "handshake message"
+        })
     );
     let mut long = ack.clone();
     long.push(9);
     assert_eq!(
         HandshakeMessage::decode(&long),
-        Err(InvalidMessage::TrailingData { what: "message", len: 1 })
+        Err(InvalidMessage::TrailingData {
+            what: "message",
+            len: 1
+        })
     );
     // A length field beyond the type's maximum is refused before any body is read.
     assert_eq!(
         HandshakeMessage::decode(&[13, 0, 0, 33]),
-        Err(InvalidMessage::TooLong { what: "handshake message", len: 33, max: 32 })
+        Err(InvalidMessage::TooLong {
+            what: "handshake message",
+            len: 33,
+            max: 32
+        })
     );
     // A body shorter than its fixed fields.
     assert_eq!(
@@ -275,34 +297,55 @@ fn short_long_trailing_and_unknown_are_typed_errors() {
     );
     assert_eq!(
         HandshakeMessage::decode(&[14, 0, 0, 0]),
-        Err(InvalidMessage::UnknownType { what: "handshake type", value: 14 })
+        Err(InvalidMessage::UnknownType {
+            what: "handshake type",
+            value: 14
+        })
     );
     assert_eq!(
         HandshakeMessage::decode(&[0, 0, 0, 0]),
-        Err(InvalidMessage::UnknownType { what: "handshake type", value: 0 })
+        Err(InvalidMessage::UnknownType {
+            what: "handshake type",
+            value: 0
+        })
     );
     assert_eq!(
         RecordHeader::decode(&[0x17, 0, 0, 5]),
-        Err(InvalidMessage::UnknownType { what: "record kind", value: 0x17 })
+        Err(InvalidMessage::UnknownType {
+            what: "record kind",
+            value: 0x17
+        })
     );
     assert_eq!(
         RecordHeader::decode(&[0xc3, 0xff, 0xff, 0xff]),
-        Err(InvalidMessage::TooLong { what: "record", len: 0xffffff, max: MAX_SEALED_LEN })
+        Err(InvalidMessage::TooLong {
+            what: "record",
+            len: 0xffffff,
+            max: MAX_SEALED_LEN
+        })
     );
     // ClientCertRequest with reserved flag bits set.
     assert_eq!(
         HandshakeMessage::decode(&framed(4, &[0x02, 0])),
-        Err(InvalidMessage::InvalidValue { what: "ClientCertRequest flags" })
+        Err(InvalidMessage::InvalidValue {
+            what: "ClientCertRequest flags"
+        })
     );
     // Anonymous ClientCertSend with two certificates.
     assert_eq!(
         HandshakeMessage::decode(&framed(5, &[1, 2, 0, 1, 0xaa, 0, 1, 0xbb])),
-        Err(InvalidMessage::InvalidValue { what: "anonymous certificate chain" })
+        Err(InvalidMessage::InvalidValue {
+            what: "anonymous certificate chain"
+        })
     );
     // A zero-certificate chain.
     assert_eq!(
         HandshakeMessage::decode(&framed(3, &[0])),
-        Err(InvalidMessage::TooShort { what: "certificate chain", len: 0, min: 1 })
+        Err(InvalidMessage::TooShort {
+            what: "certificate chain",
+            len: 0,
+            min: 1
+        })
     );
     // Route names must be printable ASCII.
     assert!(RouteName::new("game server").is_err());
@@ -314,14 +357,19 @@ fn short_long_trailing_and_unknown_are_typed_errors() {
 fn deframer_rejects_an_oversized_length_before_buffering_the_body() {
     let mut d = Deframer::new();
     d.push(&[0xc3, 0x01, 0x00, 0x14]); // 65,556 bytes: one more than the maximum
-    assert!(matches!(d.next_record(), Err(InvalidMessage::TooLong { .. })));
+    assert!(matches!(
+        d.next_record(),
+        Err(InvalidMessage::TooLong { .. })
+    ));
 }
 
 #[test]
 fn inner_padding_must_be_zero_and_fit() {
     assert_eq!(
         split_inner(&[1, 2, 0, 5, 0x02]),
-        Err(InvalidMessage::InvalidValue { what: "padding length" })
+        Err(InvalidMessage::InvalidValue {
+            what: "padding length"
+        })
     );
     assert_eq!(
         split_inner(&[1, 9, 0, 1, 0x02]),
@@ -329,9 +377,17 @@ fn inner_padding_must_be_zero_and_fit() {
     );
     assert_eq!(
         split_inner(&[1, 0, 0, 0x77]),
-        Err(InvalidMessage::UnknownType { what: "inner type", value: 0x77 })
+        Err(InvalidMessage::UnknownType {
+            what: "inner type",
+            value: 0x77
+        })
     );
-    assert_eq!(split_inner(&[1, 0]), Err(InvalidMessage::Truncated { what: "inner trailer" }));
+    assert_eq!(
+        split_inner(&[1, 0]),
+        Err(InvalidMessage::Truncated {
+            what: "inner trailer"
+        })
+    );
 }
 
 #[test]

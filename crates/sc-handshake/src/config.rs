@@ -1,0 +1,272 @@
+//! Client and server configuration.
+//!
+//! The builders force the security decisions in order (rustls's
+//! `ConfigBuilder`): first how the peer is verified, then which identity this
+//! side presents; tuning (cipher suites, provider) comes after, over
+//! hardware-aware defaults.
+
+use std::sync::Arc;
+
+use sc_pki::{ClientCertVerifier, Credential, ServerCertVerifier};
+use sc_wire::CipherSuite;
+
+use crate::crypto::{CryptoProvider, RUSTCRYPTO};
+
+/// A configuration mistake.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// No cipher suite left to offer or accept.
+    #[error("no cipher suites: enable at least one of ChaCha20-Poly1305 and AES-256-GCM")]
+    NoCipherSuites,
+    /// A cipher suite the provider does not implement.
+    #[error("cipher suite {0} is not available in this crypto provider")]
+    UnsupportedSuite(CipherSuite),
+    /// A cipher suite listed twice.
+    #[error("cipher suite {0} listed twice")]
+    DuplicateSuite(CipherSuite),
+}
+
+fn check_suites(provider: &CryptoProvider, suites: &[CipherSuite]) -> Result<(), ConfigError> {
+    if suites.is_empty() {
+        return Err(ConfigError::NoCipherSuites);
+    }
+    for (i, s) in suites.iter().enumerate() {
+        if provider.aead(*s).is_none() {
+            return Err(ConfigError::UnsupportedSuite(*s));
+        }
+        if suites[..i].contains(s) {
+            return Err(ConfigError::DuplicateSuite(*s));
+        }
+    }
+    Ok(())
+}
+
+/// What a client presents in step 5.
+#[derive(Clone, Debug)]
+pub enum ClientIdentity {
+    /// A CA-issued certificate chain and its key.
+    Certified(Arc<Credential>),
+    /// A fresh key and 30-minute self-signed certificate for every connection,
+    /// accepted only by servers that allow anonymous clients.
+    Anonymous,
+}
+
+/// Everything a client needs to connect; shared by its connections.
+#[derive(Debug)]
+pub struct ClientConfig {
+    pub(crate) provider: &'static CryptoProvider,
+    pub(crate) verifier: Arc<dyn ServerCertVerifier>,
+    pub(crate) identity: ClientIdentity,
+    pub(crate) suites: Vec<CipherSuite>,
+}
+
+impl ClientConfig {
+    /// Starts building a client configuration.
+    pub fn builder() -> ConfigBuilder<WantsVerifier> {
+        ConfigBuilder {
+            provider: &RUSTCRYPTO,
+            state: WantsVerifier(()),
+        }
+    }
+
+    /// The cipher suites offered, most preferred first.
+    pub fn suites(&self) -> &[CipherSuite] {
+        &self.suites
+    }
+
+    /// The crypto provider.
+    pub fn provider(&self) -> &'static CryptoProvider {
+        self.provider
+    }
+}
+
+/// Builds a [`ClientConfig`] or a [`ServerConfig`] in the order the security
+/// decisions must be taken; `S` is how far the builder has got.
+#[derive(Debug)]
+pub struct ConfigBuilder<S> {
+    provider: &'static CryptoProvider,
+    state: S,
+}
+
+/// Builder state: the peer verifier comes next.
+#[derive(Debug)]
+pub struct WantsVerifier(());
+
+/// Builder state: a client's identity comes next.
+#[derive(Debug)]
+pub struct WantsClientIdentity {
+    verifier: Arc<dyn ServerCertVerifier>,
+}
+
+/// Builder state: a complete client configuration; `build` or tune.
+#[derive(Debug)]
+pub struct ClientReady {
+    verifier: Arc<dyn ServerCertVerifier>,
+    identity: ClientIdentity,
+}
+
+/// Builder state: a server's credential comes next.
+#[derive(Debug)]
+pub struct WantsServerCredential {
+    verifier: Arc<dyn ClientCertVerifier>,
+}
+
+/// Builder state: a complete server configuration; `build` or tune.
+#[derive(Debug)]
+pub struct ServerReady {
+    verifier: Arc<dyn ClientCertVerifier>,
+    credential: Arc<Credential>,
+}
+
+impl ConfigBuilder<WantsVerifier> {
+    /// Uses another crypto provider.
+    pub fn with_provider(mut self, provider: &'static CryptoProvider) -> Self {
+        self.provider = provider;
+        self
+    }
+
+    /// Client: how the server's certificate is verified.
+    pub fn with_server_verifier(
+        self,
+        verifier: Arc<dyn ServerCertVerifier>,
+    ) -> ConfigBuilder<WantsClientIdentity> {
+        ConfigBuilder {
+            provider: self.provider,
+            state: WantsClientIdentity { verifier },
+        }
+    }
+
+    /// Server: how client certificates are verified (and whether anonymous
+    /// clients are allowed).
+    pub fn with_client_verifier(
+        self,
+        verifier: Arc<dyn ClientCertVerifier>,
+    ) -> ConfigBuilder<WantsServerCredential> {
+        ConfigBuilder {
+            provider: self.provider,
+            state: WantsServerCredential { verifier },
+        }
+    }
+}
+
+impl ConfigBuilder<WantsClientIdentity> {
+    /// Presents a CA-issued certificate chain.
+    pub fn with_credential(self, credential: Arc<Credential>) -> ConfigBuilder<ClientReady> {
+        self.with_identity(ClientIdentity::Certified(credential))
+    }
+
+    /// Presents a fresh anonymous certificate on every connection.
+    pub fn with_anonymous_identity(self) -> ConfigBuilder<ClientReady> {
+        self.with_identity(ClientIdentity::Anonymous)
+    }
+
+    /// Presents `identity`.
+    pub fn with_identity(self, identity: ClientIdentity) -> ConfigBuilder<ClientReady> {
+        ConfigBuilder {
+            provider: self.provider,
+            state: ClientReady {
+                verifier: self.state.verifier,
+                identity,
+            },
+        }
+    }
+}
+
+impl ConfigBuilder<ClientReady> {
+    /// Builds with the provider's hardware-aware suite preference.
+    pub fn build(self) -> ClientConfig {
+        let suites = self.provider.default_suites();
+        self.finish(suites)
+    }
+
+    /// Builds offering exactly `suites`, in this order of preference.
+    pub fn build_with_suites(self, suites: &[CipherSuite]) -> Result<ClientConfig, ConfigError> {
+        check_suites(self.provider, suites)?;
+        Ok(self.finish(suites.to_vec()))
+    }
+
+    fn finish(self, suites: Vec<CipherSuite>) -> ClientConfig {
+        ClientConfig {
+            provider: self.provider,
+            verifier: self.state.verifier,
+            identity: self.state.identity,
+            suites,
+        }
+    }
+}
+
+/// Everything a server needs to accept; shared by its connections.
+#[derive(Debug)]
+pub struct ServerConfig {
+    pub(crate) provider: &'static CryptoProvider,
+    pub(crate) verifier: Arc<dyn ClientCertVerifier>,
+    pub(crate) credential: Arc<Credential>,
+    pub(crate) suites: Vec<CipherSuite>,
+}
+
+impl ServerConfig {
+    /// Starts building a server configuration.
+    pub fn builder() -> ConfigBuilder<WantsVerifier> {
+        ClientConfig::builder()
+    }
+
+    /// The cipher suites accepted, most preferred first.
+    pub fn suites(&self) -> &[CipherSuite] {
+        &self.suites
+    }
+
+    /// The crypto provider.
+    pub fn provider(&self) -> &'static CryptoProvider {
+        self.provider
+    }
+
+    /// Picks the suite for a client's offer: the server's most preferred suite
+    /// that the client offers, except that a client which puts
+    /// ChaCha20-Poly1305 first (a client without AES hardware) gets it if this
+    /// server enables it — BoringSSL's and rustls's rule.
+    pub fn choose_suite(&self, offered: &[CipherSuite]) -> Option<CipherSuite> {
+        if offered.first() == Some(&CipherSuite::CHACHA20_POLY1305)
+            && self.suites.contains(&CipherSuite::CHACHA20_POLY1305)
+        {
+            return Some(CipherSuite::CHACHA20_POLY1305);
+        }
+        self.suites.iter().copied().find(|s| offered.contains(s))
+    }
+}
+
+impl ConfigBuilder<WantsServerCredential> {
+    /// The server's certificate chain and key.
+    pub fn with_credential(self, credential: Arc<Credential>) -> ConfigBuilder<ServerReady> {
+        ConfigBuilder {
+            provider: self.provider,
+            state: ServerReady {
+                verifier: self.state.verifier,
+                credential,
+            },
+        }
+    }
+}
+
+impl ConfigBuilder<ServerReady> {
+    /// Builds with the provider's hardware-aware suite preference.
+    pub fn build(self) -> ServerConfig {
+        let suites = self.provider.default_suites();
+        self.finish(suites)
+    }
+
+    /// Builds accepting exactly `suites`, in this order of preference.
+    pub fn build_with_suites(self, suites: &[CipherSuite]) -> Result<ServerConfig, ConfigError> {
+        check_suites(self.provider, suites)?;
+        Ok(self.finish(suites.to_vec()))
+    }
+
+    fn finish(self, suites: Vec<CipherSuite>) -> ServerConfig {
+        ServerConfig {
+            provider: self.provider,
+            verifier: self.state.verifier,
+            credential: self.state.credential,
+            suites,
+        }
+    }
+}

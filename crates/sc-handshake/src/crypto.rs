@@ -1,0 +1,554 @@
+//! The cryptographic provider: every primitive the protocol uses, behind one
+//! small interface (as snow's resolver and rustls's `CryptoProvider`).
+//!
+//! The protocol fixes everything but the AEAD: SHA-256 (transcript, HMAC,
+//! HKDF), X25519 + ML-KEM-768 (key exchange), Ed25519 (signatures). A faster
+//! backend can replace any part by building its own [`CryptoProvider`];
+//! [`RUSTCRYPTO`] is the default, on the RustCrypto crates.
+
+use core::fmt;
+
+use rand_core::CryptoRngCore;
+use sc_wire::{CipherSuite, MlKemCiphertext, MlKemEncapsulationKey, Signature, X25519Public};
+use zeroize::Zeroizing;
+
+/// Length of every secret in the key schedule (the SHA-256 output length).
+pub const SECRET_LEN: usize = 32;
+/// Length of an AEAD key (both suites use 256-bit keys).
+pub const AEAD_KEY_LEN: usize = 32;
+/// Length of an AEAD nonce (both suites use 96-bit nonces).
+pub const NONCE_LEN: usize = 12;
+/// Length of an AEAD tag.
+pub const TAG_LEN: usize = 16;
+
+/// A 32-byte secret: zeroized on drop, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Zeroizing<[u8; SECRET_LEN]>);
+
+impl Secret {
+    /// Wraps secret bytes.
+    pub fn new(bytes: [u8; SECRET_LEN]) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+
+    /// The secret bytes.
+    pub fn expose(&self) -> &[u8; SECRET_LEN] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// A primitive refused its input. Deliberately opaque (age's `DecryptionFailed`):
+/// the caller knows which operation failed and says so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("cryptographic operation failed")]
+pub struct CryptoError;
+
+/// An AEAD, keyed per call: every record has its own key.
+pub trait Aead: Send + Sync + fmt::Debug {
+    /// The suite this AEAD implements.
+    fn suite(&self) -> CipherSuite;
+
+    /// Encrypts `buf` in place and returns the tag.
+    fn seal_in_place(
+        &self,
+        key: &[u8; AEAD_KEY_LEN],
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], CryptoError>;
+
+    /// Checks the tag and decrypts `buf` in place. On failure `buf` is
+    /// unspecified and must not be used.
+    fn open_in_place(
+        &self,
+        key: &[u8; AEAD_KEY_LEN],
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), CryptoError>;
+}
+
+/// A running SHA-256 (the transcript hash).
+pub trait HashContext: Send + Sync {
+    /// Absorbs `data`.
+    fn update(&mut self, data: &[u8]);
+    /// A copy of the current state.
+    fn fork(&self) -> Box<dyn HashContext>;
+    /// The hash of everything absorbed.
+    fn finish(self: Box<Self>) -> [u8; SECRET_LEN];
+}
+
+/// SHA-256, HMAC-SHA256 and HKDF-SHA256.
+pub trait Hash: Send + Sync + fmt::Debug {
+    /// A new running hash.
+    fn start(&self) -> Box<dyn HashContext>;
+
+    /// SHA-256 of `data`.
+    fn hash(&self, data: &[u8]) -> [u8; SECRET_LEN] {
+        let mut h = self.start();
+        h.update(data);
+        h.finish()
+    }
+
+    /// HMAC-SHA256 of the concatenation of `parts` under `key`.
+    fn hmac(&self, key: &[u8], parts: &[&[u8]]) -> [u8; SECRET_LEN];
+
+    /// Checks an HMAC-SHA256 tag in constant time.
+    fn hmac_verify(&self, key: &[u8], parts: &[&[u8]], tag: &[u8]) -> Result<(), CryptoError>;
+
+    /// HKDF-Extract (RFC 5869) with the concatenation of `ikm` as input keying material.
+    fn hkdf_extract(&self, salt: &[u8], ikm: &[&[u8]]) -> Secret;
+
+    /// HKDF-Expand (RFC 5869) of `prk` with the concatenation of `info`, filling `out`.
+    fn hkdf_expand(&self, prk: &Secret, info: &[&[u8]], out: &mut [u8]) -> Result<(), CryptoError>;
+}
+
+/// An ephemeral X25519 secret: used once, then gone.
+pub trait KxSecret: Send + Sync {
+    /// The shared secret with `peer`. Fails if the result is all zero (a
+    /// low-order peer key: RFC 7748 §6.1).
+    fn agree(self: Box<Self>, peer: &X25519Public) -> Result<Secret, CryptoError>;
+}
+
+/// X25519 key agreement.
+pub trait KeyExchange: Send + Sync + fmt::Debug {
+    /// A fresh ephemeral secret and its public key.
+    fn generate(&self, rng: &mut dyn CryptoRngCore) -> (Box<dyn KxSecret>, X25519Public);
+}
+
+/// An ML-KEM-768 decapsulation key.
+pub trait KemSecret: Send + Sync {
+    /// The shared secret inside `ct`. ML-KEM decapsulation never fails on a
+    /// well-sized ciphertext (implicit rejection); a wrong ciphertext yields an
+    /// unrelated secret, caught later by the transcript signatures.
+    fn decapsulate(&self, ct: &MlKemCiphertext) -> Result<Secret, CryptoError>;
+}
+
+/// ML-KEM-768 (FIPS 203).
+pub trait Kem: Send + Sync + fmt::Debug {
+    /// A fresh key pair.
+    fn generate(&self, rng: &mut dyn CryptoRngCore) -> (Box<dyn KemSecret>, MlKemEncapsulationKey);
+
+    /// Checks a received encapsulation key (FIPS 203 §7.2 modulus check: every
+    /// coefficient below q).
+    fn check_encapsulation_key(&self, ek: &MlKemEncapsulationKey) -> Result<(), CryptoError>;
+
+    /// Encapsulates a fresh secret to `ek`, which must pass the modulus check.
+    fn encapsulate(
+        &self,
+        ek: &MlKemEncapsulationKey,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<(MlKemCiphertext, Secret), CryptoError>;
+}
+
+/// Ed25519 signature verification (signing is done by the credential's key).
+pub trait SignatureVerifier: Send + Sync + fmt::Debug {
+    /// Checks `sig` over `msg` under `public_key` (RFC 8032, strict).
+    fn verify(&self, public_key: &[u8; 32], msg: &[u8], sig: &Signature)
+        -> Result<(), CryptoError>;
+}
+
+/// Every primitive the protocol uses.
+#[derive(Debug)]
+pub struct CryptoProvider {
+    /// A name for logs.
+    pub name: &'static str,
+    /// The AEADs, in no particular order (preference is separate).
+    pub aeads: &'static [&'static dyn Aead],
+    /// SHA-256 and what is built on it.
+    pub hash: &'static dyn Hash,
+    /// X25519.
+    pub kx: &'static dyn KeyExchange,
+    /// ML-KEM-768.
+    pub kem: &'static dyn Kem,
+    /// Ed25519 verification.
+    pub signature: &'static dyn SignatureVerifier,
+}
+
+impl CryptoProvider {
+    /// The AEAD for `suite`, if this provider has it.
+    pub fn aead(&self, suite: CipherSuite) -> Option<&'static dyn Aead> {
+        self.aeads.iter().copied().find(|a| a.suite() == suite)
+    }
+
+    /// The suites in default preference order, hardware-aware as in BoringSSL
+    /// and rustls: AES-256-GCM first where the CPU has AES and carry-less
+    /// multiply instructions, ChaCha20-Poly1305 first elsewhere.
+    pub fn default_suites(&self) -> Vec<CipherSuite> {
+        let order = if aes_hardware() {
+            [CipherSuite::AES_256_GCM, CipherSuite::CHACHA20_POLY1305]
+        } else {
+            [CipherSuite::CHACHA20_POLY1305, CipherSuite::AES_256_GCM]
+        };
+        order
+            .into_iter()
+            .filter(|s| self.aead(*s).is_some())
+            .collect()
+    }
+}
+
+/// Whether this CPU has AES and carry-less multiplication instructions.
+pub fn aes_hardware() -> bool {
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    {
+        std::arch::is_x86_feature_detected!("aes")
+            && std::arch::is_x86_feature_detected!("pclmulqdq")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("aes")
+            && std::arch::is_aarch64_feature_detected!("pmull")
+    }
+    #[cfg(not(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
+}
+
+/// The default provider, on the RustCrypto crates.
+pub static RUSTCRYPTO: CryptoProvider = CryptoProvider {
+    name: "RustCrypto",
+    aeads: &[
+        &rustcrypto::ChaCha20Poly1305Aead,
+        &rustcrypto::Aes256GcmAead,
+    ],
+    hash: &rustcrypto::Sha256Hash,
+    kx: &rustcrypto::X25519,
+    kem: &rustcrypto::MlKem768,
+    signature: &rustcrypto::Ed25519,
+};
+
+mod rustcrypto {
+    use aes_gcm::aead::{AeadInPlace, KeyInit};
+    use hmac::{Hmac, Mac};
+    use ml_kem::kem::{Decapsulate, Encapsulate};
+    use ml_kem::{EncodedSizeUser, KemCore};
+    use sha2::{Digest, Sha256};
+    use zeroize::Zeroize;
+
+    use super::*;
+
+    #[derive(Debug)]
+    pub(super) struct ChaCha20Poly1305Aead;
+
+    impl Aead for ChaCha20Poly1305Aead {
+        fn suite(&self) -> CipherSuite {
+            CipherSuite::CHACHA20_POLY1305
+        }
+
+        fn seal_in_place(
+            &self,
+            key: &[u8; AEAD_KEY_LEN],
+            nonce: &[u8; NONCE_LEN],
+            aad: &[u8],
+            buf: &mut [u8],
+        ) -> Result<[u8; TAG_LEN], CryptoError> {
+            let cipher = chacha20poly1305::ChaCha20Poly1305::new(key.into());
+            let tag = cipher
+                .encrypt_in_place_detached(nonce.into(), aad, buf)
+                .map_err(|_| CryptoError)?;
+            Ok(tag.into())
+        }
+
+        fn open_in_place(
+            &self,
+            key: &[u8; AEAD_KEY_LEN],
+            nonce: &[u8; NONCE_LEN],
+            aad: &[u8],
+            buf: &mut [u8],
+            tag: &[u8; TAG_LEN],
+        ) -> Result<(), CryptoError> {
+            let cipher = chacha20poly1305::ChaCha20Poly1305::new(key.into());
+            cipher
+                .decrypt_in_place_detached(nonce.into(), aad, buf, tag.into())
+                .map_err(|_| CryptoError)
+        }
+    }
+
+    #[derive(Debug)]
+    pub(super) struct Aes256GcmAead;
+
+    impl Aead for Aes256GcmAead {
+        fn suite(&self) -> CipherSuite {
+            CipherSuite::AES_256_GCM
+        }
+
+        fn seal_in_place(
+            &self,
+            key: &[u8; AEAD_KEY_LEN],
+            nonce: &[u8; NONCE_LEN],
+            aad: &[u8],
+            buf: &mut [u8],
+        ) -> Result<[u8; TAG_LEN], CryptoError> {
+            let cipher = aes_gcm::Aes256Gcm::new(key.into());
+            let tag = cipher
+                .encrypt_in_place_detached(nonce.into(), aad, buf)
+                .map_err(|_| CryptoError)?;
+            Ok(tag.into())
+        }
+
+        fn open_in_place(
+            &self,
+            key: &[u8; AEAD_KEY_LEN],
+            nonce: &[u8; NONCE_LEN],
+            aad: &[u8],
+            buf: &mut [u8],
+            tag: &[u8; TAG_LEN],
+        ) -> Result<(), CryptoError> {
+            let cipher = aes_gcm::Aes256Gcm::new(key.into());
+            cipher
+                .decrypt_in_place_detached(nonce.into(), aad, buf, tag.into())
+                .map_err(|_| CryptoError)
+        }
+    }
+
+    #[derive(Debug)]
+    pub(super) struct Sha256Hash;
+
+    struct Sha256Context(Sha256);
+
+    impl HashContext for Sha256Context {
+        fn update(&mut self, data: &[u8]) {
+            self.0.update(data);
+        }
+
+        fn fork(&self) -> Box<dyn HashContext> {
+            Box::new(Sha256Context(self.0.clone()))
+        }
+
+        fn finish(self: Box<Self>) -> [u8; SECRET_LEN] {
+            self.0.finalize().into()
+        }
+    }
+
+    fn hmac_over(key: &[u8], parts: &[&[u8]]) -> Hmac<Sha256> {
+        // HMAC accepts keys of any length.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        for p in parts {
+            mac.update(p);
+        }
+        mac
+    }
+
+    impl Hash for Sha256Hash {
+        fn start(&self) -> Box<dyn HashContext> {
+            Box::new(Sha256Context(Sha256::new()))
+        }
+
+        fn hmac(&self, key: &[u8], parts: &[&[u8]]) -> [u8; SECRET_LEN] {
+            hmac_over(key, parts).finalize().into_bytes().into()
+        }
+
+        fn hmac_verify(&self, key: &[u8], parts: &[&[u8]], tag: &[u8]) -> Result<(), CryptoError> {
+            hmac_over(key, parts)
+                .verify_slice(tag)
+                .map_err(|_| CryptoError)
+        }
+
+        fn hkdf_extract(&self, salt: &[u8], ikm: &[&[u8]]) -> Secret {
+            let mut ext = hkdf::HkdfExtract::<Sha256>::new(Some(salt));
+            for part in ikm {
+                ext.input_ikm(part);
+            }
+            let (mut prk, _) = ext.finalize();
+            let out = Secret::new(prk.into());
+            prk.zeroize();
+            out
+        }
+
+        fn hkdf_expand(
+            &self,
+            prk: &Secret,
+            info: &[&[u8]],
+            out: &mut [u8],
+        ) -> Result<(), CryptoError> {
+            let hk = hkdf::Hkdf::<Sha256>::from_prk(prk.expose()).map_err(|_| CryptoError)?;
+            hk.expand_multi_info(info, out).map_err(|_| CryptoError)
+        }
+    }
+
+    #[derive(Debug)]
+    pub(super) struct X25519;
+
+    struct X25519Secret(x25519_dalek::EphemeralSecret);
+
+    impl KxSecret for X25519Secret {
+        fn agree(self: Box<Self>, peer: &X25519Public) -> Result<Secret, CryptoError> {
+            let peer = x25519_dalek::PublicKey::from(*peer.as_bytes());
+            let shared = self.0.diffie_hellman(&peer);
+            if !shared.was_contributory() {
+                return Err(CryptoError);
+            }
+            Ok(Secret::new(shared.to_bytes()))
+        }
+    }
+
+    impl KeyExchange for X25519 {
+        fn generate(&self, rng: &mut dyn CryptoRngCore) -> (Box<dyn KxSecret>, X25519Public) {
+            let secret = x25519_dalek::EphemeralSecret::random_from_rng(&mut *rng);
+            let public = x25519_dalek::PublicKey::from(&secret);
+            (
+                Box::new(X25519Secret(secret)),
+                X25519Public::from(public.to_bytes()),
+            )
+        }
+    }
+
+    #[derive(Debug)]
+    pub(super) struct MlKem768;
+
+    type Params = ml_kem::MlKem768;
+
+    type DecapsulationKey = <Params as KemCore>::DecapsulationKey;
+    type EncapsulationKey = <Params as KemCore>::EncapsulationKey;
+
+    // ml-kem's DecapsulationKey zeroizes itself on drop (feature `zeroize`).
+    struct MlKemSecret(DecapsulationKey);
+
+    fn shared(mut key: ml_kem::SharedKey<Params>) -> Secret {
+        let mut out = [0u8; SECRET_LEN];
+        out.copy_from_slice(&key);
+        key.zeroize();
+        let s = Secret::new(out);
+        out.zeroize();
+        s
+    }
+
+    impl KemSecret for MlKemSecret {
+        fn decapsulate(&self, ct: &MlKemCiphertext) -> Result<Secret, CryptoError> {
+            let ct = ml_kem::Ciphertext::<Params>::try_from(&ct.as_bytes()[..])
+                .map_err(|_| CryptoError)?;
+            let key = self.0.decapsulate(&ct).map_err(|()| CryptoError)?;
+            Ok(shared(key))
+        }
+    }
+
+    fn encapsulation_key(ek: &MlKemEncapsulationKey) -> Result<EncapsulationKey, CryptoError> {
+        let encoded = ml_kem::Encoded::<EncapsulationKey>::try_from(&ek.as_bytes()[..])
+            .map_err(|_| CryptoError)?;
+        let key = EncapsulationKey::from_bytes(&encoded);
+        // FIPS 203 §7.2 modulus check: decoding reduces every coefficient mod q,
+        // so a key with a coefficient ≥ q does not re-encode to itself.
+        if key.as_bytes() != encoded {
+            return Err(CryptoError);
+        }
+        Ok(key)
+    }
+
+    impl Kem for MlKem768 {
+        fn generate(
+            &self,
+            rng: &mut dyn CryptoRngCore,
+        ) -> (Box<dyn KemSecret>, MlKemEncapsulationKey) {
+            let (dk, ek) = <Params as KemCore>::generate(&mut &mut *rng);
+            let mut bytes = Box::new([0u8; sc_wire::messages::MLKEM768_EK_LEN]);
+            bytes.copy_from_slice(&ek.as_bytes());
+            (Box::new(MlKemSecret(dk)), MlKemEncapsulationKey(bytes))
+        }
+
+        fn check_encapsulation_key(&self, ek: &MlKemEncapsulationKey) -> Result<(), CryptoError> {
+            encapsulation_key(ek).map(|_| ())
+        }
+
+        fn encapsulate(
+            &self,
+            ek: &MlKemEncapsulationKey,
+            rng: &mut dyn CryptoRngCore,
+        ) -> Result<(MlKemCiphertext, Secret), CryptoError> {
+            let ek = encapsulation_key(ek)?;
+            let (ct, key) = ek.encapsulate(&mut &mut *rng).map_err(|()| CryptoError)?;
+            let mut bytes = Box::new([0u8; sc_wire::messages::MLKEM768_CT_LEN]);
+            bytes.copy_from_slice(&ct);
+            Ok((MlKemCiphertext(bytes), shared(key)))
+        }
+    }
+
+    #[derive(Debug)]
+    pub(super) struct Ed25519;
+
+    impl SignatureVerifier for Ed25519 {
+        fn verify(
+            &self,
+            public_key: &[u8; 32],
+            msg: &[u8],
+            sig: &Signature,
+        ) -> Result<(), CryptoError> {
+            let key =
+                ed25519_dalek::VerifyingKey::from_bytes(public_key).map_err(|_| CryptoError)?;
+            let sig = ed25519_dalek::Signature::from_bytes(sig.as_bytes());
+            key.verify_strict(msg, &sig).map_err(|_| CryptoError)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand_chacha::rand_core::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
+    use super::*;
+
+    #[test]
+    fn kem_round_trip_and_modulus_check() {
+        let mut rng = ChaCha20Rng::from_seed([1; 32]);
+        let p = &RUSTCRYPTO;
+        let (dk, ek) = p.kem.generate(&mut rng);
+        assert_eq!(p.kem.check_encapsulation_key(&ek), Ok(()));
+        let (ct, ss) = p.kem.encapsulate(&ek, &mut rng).expect("valid key");
+        assert_eq!(dk.decapsulate(&ct).expect("decapsulates"), ss);
+
+        // A coefficient of 0xfff (≥ q = 3329) in the first 12-bit slot.
+        let mut bad = ek.clone();
+        bad.0[0] = 0xff;
+        bad.0[1] |= 0x0f;
+        assert_eq!(p.kem.check_encapsulation_key(&bad), Err(CryptoError));
+        assert!(p.kem.encapsulate(&bad, &mut rng).is_err());
+    }
+
+    #[test]
+    fn x25519_rejects_low_order_points() {
+        let mut rng = ChaCha20Rng::from_seed([2; 32]);
+        let (secret, _) = RUSTCRYPTO.kx.generate(&mut rng);
+        assert_eq!(
+            secret.agree(&X25519Public::from([0u8; 32])),
+            Err(CryptoError)
+        );
+    }
+
+    #[test]
+    fn aeads_round_trip_and_reject_tampering() {
+        for aead in RUSTCRYPTO.aeads {
+            let key = [7u8; 32];
+            let nonce = [9u8; 12];
+            let mut buf = b"hello".to_vec();
+            let tag = aead
+                .seal_in_place(&key, &nonce, b"aad", &mut buf)
+                .expect("seals");
+            assert_ne!(buf, b"hello");
+            let mut copy = buf.clone();
+            aead.open_in_place(&key, &nonce, b"aad", &mut copy, &tag)
+                .expect("opens");
+            assert_eq!(copy, b"hello");
+            let mut copy = buf.clone();
+            assert!(aead
+                .open_in_place(&key, &nonce, b"aaD", &mut copy, &tag)
+                .is_err());
+        }
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        assert_eq!(
+            format!("{:?}", Secret::new([0xaa; 32])),
+            "Secret(<redacted>)"
+        );
+    }
+}

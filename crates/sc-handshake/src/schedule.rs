@@ -1,0 +1,190 @@
+//! The key schedule: labels, HKDF-Expand-Label, the transcript hash and the
+//! context strings every signature and MAC covers.
+//!
+//! ```text
+//! HS        = HKDF-Extract(salt = "Sovereign-Chain/1 handshake", IKM = X25519 shared secret)
+//! th_n      = SHA-256(messages 1..n, steps 7–10 in the permuted order)
+//! c_hs      = Expand-Label(HS, "c hs traffic", th_2, 32)    client→server handshake chain₀
+//! s_hs      = Expand-Label(HS, "s hs traffic", th_2, 32)    server→client handshake chain₀
+//! kc2_key   = Expand-Label(HS, "c confirm",    th_2, 32)    MAC key of step 10
+//! MS        = HKDF-Extract(salt = Expand-Label(HS, "derived", SHA-256(""), 32),
+//!                          IKM  = ss_7 || ss_8 || version (u16) || suite (u16))
+//! c_ap      = Expand-Label(MS, "c ap traffic", th_11, 32)
+//! s_ap      = Expand-Label(MS, "s ap traffic", th_11, 32)
+//! c_chain₀  = HKDF-Extract(salt = seed code, IKM = c_ap)     client→server record chain
+//! s_chain₀  = HKDF-Extract(salt = seed code, IKM = s_ap)     server→client record chain
+//! ack_key   = Expand-Label(MS, "s ack",        th_11, 32)    MAC key of step 13
+//! ```
+
+use sc_wire::{CipherSuite, ProtocolVersion};
+use zeroize::Zeroizing;
+
+use crate::crypto::{CryptoError, CryptoProvider, HashContext, Secret, SECRET_LEN};
+
+/// Prefix of every HKDF label.
+pub const LABEL_PREFIX: &[u8] = b"sc1 ";
+/// Salt of the handshake secret's extraction.
+pub const HANDSHAKE_SALT: &[u8] = b"Sovereign-Chain/1 handshake";
+/// Label of the client→server handshake traffic secret.
+pub const LABEL_C_HS_TRAFFIC: &[u8] = b"c hs traffic";
+/// Label of the server→client handshake traffic secret.
+pub const LABEL_S_HS_TRAFFIC: &[u8] = b"s hs traffic";
+/// Label of the MAC key of KeyConfirm2 (step 10).
+pub const LABEL_C_CONFIRM: &[u8] = b"c confirm";
+/// Label of the salt of the master secret's extraction.
+pub const LABEL_DERIVED: &[u8] = b"derived";
+/// Label of the client→server application traffic secret.
+pub const LABEL_C_AP_TRAFFIC: &[u8] = b"c ap traffic";
+/// Label of the server→client application traffic secret.
+pub const LABEL_S_AP_TRAFFIC: &[u8] = b"s ap traffic";
+/// Label of the MAC key of SecureAck (step 13).
+pub const LABEL_S_ACK: &[u8] = b"s ack";
+/// Salt of the order-seed extraction.
+pub const ORDER_SALT: &[u8] = b"Sovereign-Chain/1 step order";
+/// Label of the step-order derivation.
+pub const LABEL_ORDER: &[u8] = b"order";
+
+/// The context strings signed or MACed at steps 9–13. Each names the
+/// protocol, version, role and step, and is followed by a zero byte and the
+/// transcript hash, so no signature or MAC can stand in for another — also
+/// when one key holds a certificate valid for both roles.
+pub mod context {
+    /// Step 9, server signature over th_6.
+    pub const KEY_CONFIRM_1: &[u8] = b"Sovereign-Chain/1 server KeyConfirm1 step 9";
+    /// Step 10, client MAC over th_6.
+    pub const KEY_CONFIRM_2: &[u8] = b"Sovereign-Chain/1 client KeyConfirm2 step 10";
+    /// Step 11, client signature over th_10.
+    pub const CLIENT_AUTH: &[u8] = b"Sovereign-Chain/1 client ClientAuth step 11";
+    /// Step 12, server signature over th_11.
+    pub const SERVER_AUTH: &[u8] = b"Sovereign-Chain/1 server ServerAuth step 12";
+    /// Step 13, server MAC over th_12.
+    pub const SECURE_ACK: &[u8] = b"Sovereign-Chain/1 server SecureAck step 13";
+}
+
+/// The bytes a step's signature or MAC covers: `context || 0x00 || transcript hash`.
+pub(crate) fn signed_content(context: &[u8], th: &[u8; SECRET_LEN]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(context.len() + 1 + SECRET_LEN);
+    out.extend_from_slice(context);
+    out.push(0);
+    out.extend_from_slice(th);
+    out
+}
+
+/// HKDF-Expand-Label, after TLS 1.3:
+/// `HKDF-Expand(secret, length (u16) || u8 len || "sc1 " || label || u8 len || context, length)`.
+pub fn expand_label(
+    provider: &CryptoProvider,
+    secret: &Secret,
+    label: &[u8],
+    context: &[u8],
+    out: &mut [u8],
+) -> Result<(), CryptoError> {
+    let len = u16::try_from(out.len())
+        .map_err(|_| CryptoError)?
+        .to_be_bytes();
+    let label_len = [u8::try_from(LABEL_PREFIX.len() + label.len()).map_err(|_| CryptoError)?];
+    let context_len = [u8::try_from(context.len()).map_err(|_| CryptoError)?];
+    provider.hash.hkdf_expand(
+        secret,
+        &[&len, &label_len, LABEL_PREFIX, label, &context_len, context],
+        out,
+    )
+}
+
+/// [`expand_label`] into a new 32-byte secret.
+pub fn expand_secret(
+    provider: &CryptoProvider,
+    secret: &Secret,
+    label: &[u8],
+    context: &[u8],
+) -> Result<Secret, CryptoError> {
+    let mut bytes = Zeroizing::new([0u8; SECRET_LEN]);
+    expand_label(provider, secret, label, context, &mut bytes[..])?;
+    Ok(Secret::new(*bytes))
+}
+
+/// The secrets of the handshake phase.
+pub(crate) struct HandshakeSecrets {
+    pub(crate) hs: Secret,
+    pub(crate) c_hs_traffic: Secret,
+    pub(crate) s_hs_traffic: Secret,
+    pub(crate) kc2_key: Secret,
+}
+
+impl HandshakeSecrets {
+    pub(crate) fn derive(
+        provider: &CryptoProvider,
+        dh: &Secret,
+        th2: &[u8; SECRET_LEN],
+    ) -> Result<Self, CryptoError> {
+        let hs = provider.hash.hkdf_extract(HANDSHAKE_SALT, &[dh.expose()]);
+        Ok(Self {
+            c_hs_traffic: expand_secret(provider, &hs, LABEL_C_HS_TRAFFIC, th2)?,
+            s_hs_traffic: expand_secret(provider, &hs, LABEL_S_HS_TRAFFIC, th2)?,
+            kc2_key: expand_secret(provider, &hs, LABEL_C_CONFIRM, th2)?,
+            hs,
+        })
+    }
+}
+
+/// The outputs of the final key schedule. The master secret itself is
+/// dropped (and zeroized) inside [`FinalSecrets::derive`].
+pub(crate) struct FinalSecrets {
+    pub(crate) c_chain0: Secret,
+    pub(crate) s_chain0: Secret,
+    pub(crate) ack_key: Secret,
+}
+
+impl FinalSecrets {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn derive(
+        provider: &CryptoProvider,
+        hs: &Secret,
+        ss7: &Secret,
+        ss8: &Secret,
+        version: ProtocolVersion,
+        suite: CipherSuite,
+        seed_code: &[u8],
+        th11: &[u8; SECRET_LEN],
+    ) -> Result<Self, CryptoError> {
+        let empty_hash = provider.hash.hash(b"");
+        let derived = expand_secret(provider, hs, LABEL_DERIVED, &empty_hash)?;
+        let ms = provider.hash.hkdf_extract(
+            derived.expose(),
+            &[
+                ss7.expose(),
+                ss8.expose(),
+                &version.0.to_be_bytes(),
+                &suite.0.to_be_bytes(),
+            ],
+        );
+        let c_ap = expand_secret(provider, &ms, LABEL_C_AP_TRAFFIC, th11)?;
+        let s_ap = expand_secret(provider, &ms, LABEL_S_AP_TRAFFIC, th11)?;
+        Ok(Self {
+            c_chain0: provider.hash.hkdf_extract(seed_code, &[c_ap.expose()]),
+            s_chain0: provider.hash.hkdf_extract(seed_code, &[s_ap.expose()]),
+            ack_key: expand_secret(provider, &ms, LABEL_S_ACK, th11)?,
+        })
+    }
+}
+
+/// The running transcript hash over every handshake message's full encoding.
+pub(crate) struct Transcript {
+    ctx: Box<dyn HashContext>,
+}
+
+impl Transcript {
+    pub(crate) fn new(provider: &CryptoProvider) -> Self {
+        Self {
+            ctx: provider.hash.start(),
+        }
+    }
+
+    pub(crate) fn add(&mut self, encoded_message: &[u8]) {
+        self.ctx.update(encoded_message);
+    }
+
+    pub(crate) fn current(&self) -> [u8; SECRET_LEN] {
+        self.ctx.fork().finish()
+    }
+}

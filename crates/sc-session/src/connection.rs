@@ -1,0 +1,670 @@
+//! The sans-I/O connection: the handshake and the record layer together.
+//!
+//! Bytes from the peer go in through [`Connection::receive`]; bytes for the
+//! peer come out of [`Connection::take_outgoing`]. Time and randomness are
+//! arguments. Nothing here reads a socket or a clock.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand_core::CryptoRngCore;
+use sc_handshake::{
+    Action, ClientConfig, ClientHandshake, CryptoProvider, HandshakeSummary, Level, ServerConfig,
+    ServerHandshake,
+};
+use sc_pki::{ServerName, UnixTime};
+use sc_wire::record::{MAX_FRAGMENT_LEN, RECORD_HEADER_LEN};
+use sc_wire::{Alert, AlertCode, Codec, Deframer, InnerType, RecordHeader, RecordKind, RouteName};
+
+use crate::error::Error;
+use crate::record::{Direction, RecordOpener, RecordSealer};
+
+/// Default handshake timeout (30 s).
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default largest message the message API accepts and reassembles (1 MiB).
+pub const DEFAULT_MAX_MESSAGE_LEN: usize = 1024 * 1024;
+
+/// How records are padded, to hide message lengths from an observer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Padding {
+    /// No padding.
+    #[default]
+    None,
+    /// Pad every sealed record's content up to a multiple of this many bytes
+    /// (1–65535; capped by the record size limit).
+    Block(u16),
+}
+
+/// Session tuning, shared by both sides.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// Largest message [`Connection::send_message`] accepts and the receiver
+    /// reassembles; larger ones fail with a "too large" error. Default 1 MiB.
+    pub max_message_len: usize,
+    /// Record padding. Default none.
+    pub padding: Padding,
+    /// Most content bytes per record (1–65536). Default 65536.
+    pub max_fragment_len: usize,
+    /// Time from the start of the connection to a complete handshake, after
+    /// which [`Connection::handle_timeout`] ends it. Default 30 s.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            max_message_len: DEFAULT_MAX_MESSAGE_LEN,
+            padding: Padding::None,
+            max_fragment_len: MAX_FRAGMENT_LEN,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        }
+    }
+}
+
+/// Which end of the session this is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The side that sent the ClientHello.
+    Client,
+    /// The side that answered it.
+    Server,
+}
+
+/// Byte and record counts of one session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Bytes this side put on the wire.
+    pub bytes_sent: u64,
+    /// Bytes received from the wire and processed.
+    pub bytes_received: u64,
+    /// Bytes this side put on the wire during the handshake (every record up
+    /// to and including its last handshake record).
+    pub handshake_bytes_sent: u64,
+    /// Application messages sent.
+    pub messages_sent: u64,
+    /// Application messages received.
+    pub messages_received: u64,
+}
+
+enum Handshake {
+    Client(ClientHandshake),
+    Server(ServerHandshake),
+    Done,
+}
+
+enum ReadState {
+    Plaintext,
+    Sealed { level: Level, opener: RecordOpener },
+}
+
+/// One end of a Sovereign-Chain session, without I/O.
+pub struct Connection {
+    side: Side,
+    provider: &'static CryptoProvider,
+    config: SessionConfig,
+    started: UnixTime,
+    handshake: Handshake,
+    summary: Option<HandshakeSummary>,
+    deframer: Deframer,
+    read: ReadState,
+    write_hs: Option<RecordSealer>,
+    write_app: Option<RecordSealer>,
+    outgoing: Vec<u8>,
+    queued: VecDeque<Vec<u8>>,
+    queued_bytes: usize,
+    close_queued: bool,
+    inbox: VecDeque<Vec<u8>>,
+    partial: Vec<u8>,
+    sent_close: bool,
+    received_close: bool,
+    failed: Option<Error>,
+    stats: Stats,
+}
+
+impl core::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Connection")
+            .field("side", &self.side)
+            .field("handshaking", &self.is_handshaking())
+            .field("sent_close", &self.sent_close)
+            .field("received_close", &self.received_close)
+            .field("failed", &self.failed)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// A client connection to `server_name`; flight 1 is ready in
+    /// [`take_outgoing`](Self::take_outgoing).
+    pub fn client(
+        config: Arc<ClientConfig>,
+        server_name: ServerName<'static>,
+        route: Option<RouteName>,
+        session: SessionConfig,
+        now: UnixTime,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<Self, Error> {
+        let provider = config.provider();
+        let (hs, actions) = ClientHandshake::start(config, server_name, route, rng)?;
+        let mut conn = Self::new(Side::Client, provider, session, now, Handshake::Client(hs));
+        conn.apply(actions)?;
+        Ok(conn)
+    }
+
+    /// A server connection, accepted at `now`, waiting for a ClientHello.
+    pub fn server(config: Arc<ServerConfig>, session: SessionConfig, now: UnixTime) -> Self {
+        let provider = config.provider();
+        let hs = Handshake::Server(ServerHandshake::new(config));
+        Self::new(Side::Server, provider, session, now, hs)
+    }
+
+    fn new(
+        side: Side,
+        provider: &'static CryptoProvider,
+        mut config: SessionConfig,
+        now: UnixTime,
+        handshake: Handshake,
+    ) -> Self {
+        config.max_fragment_len = config.max_fragment_len.clamp(1, MAX_FRAGMENT_LEN);
+        Self {
+            side,
+            provider,
+            config,
+            started: now,
+            handshake,
+            summary: None,
+            deframer: Deframer::new(),
+            read: ReadState::Plaintext,
+            write_hs: None,
+            write_app: None,
+            outgoing: Vec::new(),
+            queued: VecDeque::new(),
+            queued_bytes: 0,
+            close_queued: false,
+            inbox: VecDeque::new(),
+            partial: Vec::new(),
+            sent_close: false,
+            received_close: false,
+            failed: None,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Which side this is.
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
+    /// Whether the handshake is still running.
+    pub fn is_handshaking(&self) -> bool {
+        !matches!(self.handshake, Handshake::Done)
+    }
+
+    /// What the handshake established, once complete.
+    pub fn summary(&self) -> Option<&HandshakeSummary> {
+        self.summary.as_ref()
+    }
+
+    /// Byte and message counts.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// The error that ended the session, if one did.
+    pub fn error(&self) -> Option<&Error> {
+        self.failed.as_ref()
+    }
+
+    /// Whether the peer has closed its sending direction with an
+    /// authenticated close.
+    pub fn peer_closed(&self) -> bool {
+        self.received_close
+    }
+
+    /// Whether we have sent our authenticated close.
+    pub fn sent_close(&self) -> bool {
+        self.sent_close
+    }
+
+    /// Bytes waiting to be written to the peer.
+    pub fn has_outgoing(&self) -> bool {
+        !self.outgoing.is_empty()
+    }
+
+    /// Takes the bytes to write to the peer.
+    pub fn take_outgoing(&mut self) -> Vec<u8> {
+        core::mem::take(&mut self.outgoing)
+    }
+
+    /// Appends the bytes to write to the peer to `out`.
+    pub fn write_outgoing(&mut self, out: &mut Vec<u8>) {
+        out.append(&mut self.outgoing);
+    }
+
+    /// The next complete message from the peer.
+    pub fn recv_message(&mut self) -> Option<Vec<u8>> {
+        self.inbox.pop_front()
+    }
+
+    /// Complete messages waiting in [`recv_message`](Self::recv_message).
+    pub fn pending_messages(&self) -> usize {
+        self.inbox.len()
+    }
+
+    /// Processes bytes received from the peer. On error the session is over:
+    /// an alert naming the reason is queued for the peer (unless the peer
+    /// ended it), and every later call returns the same error.
+    pub fn receive(
+        &mut self,
+        data: &[u8],
+        now: UnixTime,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<(), Error> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        self.deframer.push(data);
+        let mut deframer = core::mem::take(&mut self.deframer);
+        let result = self.process(&mut deframer, now, rng);
+        self.deframer = deframer;
+        result.map_err(|e| self.fail(e))
+    }
+
+    /// The peer closed the transport (TCP FIN). Clean only after the peer's
+    /// authenticated close; otherwise data may have been cut off.
+    pub fn receive_eof(&mut self) -> Result<(), Error> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        if self.received_close && self.deframer.pending() == 0 {
+            return Ok(());
+        }
+        Err(self.fail(Error::Truncated))
+    }
+
+    /// When the handshake times out, while it is running.
+    pub fn handshake_deadline(&self) -> Option<UnixTime> {
+        if !self.is_handshaking() || self.failed.is_some() {
+            return None;
+        }
+        let deadline = self
+            .started
+            .as_secs()
+            .saturating_add(self.config.handshake_timeout.as_secs());
+        Some(UnixTime::since_unix_epoch(Duration::from_secs(deadline)))
+    }
+
+    /// Ends the session with a timeout error (and a timeout alert to the
+    /// peer) if the handshake is still running at its deadline.
+    pub fn handle_timeout(&mut self, now: UnixTime) -> Result<(), Error> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        match self.handshake_deadline() {
+            Some(deadline) if now.as_secs() >= deadline.as_secs() => {
+                Err(self.fail(Error::Timeout {
+                    secs: self.config.handshake_timeout.as_secs(),
+                }))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Sends one message; the peer receives it whole, with its boundaries.
+    /// Before our write keys exist (client: until the server's step-9 flight
+    /// is in; server: until the handshake completes) the message is queued
+    /// and goes out with the first flight that can carry it.
+    pub fn send_message(&mut self, msg: &[u8]) -> Result<(), Error> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        if self.sent_close || self.close_queued {
+            return Err(Error::Closed);
+        }
+        if msg.len() > self.config.max_message_len {
+            return Err(Error::MessageTooLarge {
+                len: msg.len(),
+                max: self.config.max_message_len,
+            });
+        }
+        if self.write_app.is_none() {
+            if self.queued_bytes + msg.len() > self.config.max_message_len {
+                return Err(Error::QueueFull {
+                    max: self.config.max_message_len,
+                });
+            }
+            self.queued_bytes += msg.len();
+            self.queued.push_back(msg.to_vec());
+            return Ok(());
+        }
+        self.seal_message(msg).map_err(|e| self.fail(e))
+    }
+
+    /// Sends the authenticated close: we send nothing more, the peer can tell
+    /// a clean end from a cut connection. Reading goes on (half-close).
+    pub fn close(&mut self) -> Result<(), Error> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        if self.sent_close || self.close_queued {
+            return Ok(());
+        }
+        if self.write_app.is_none() {
+            self.close_queued = true;
+            return Ok(());
+        }
+        self.seal_app(InnerType::CLOSE, &[])?;
+        self.sent_close = true;
+        Ok(())
+    }
+
+    /// Sends a keepalive record (ignored by the peer's application).
+    pub fn send_keepalive(&mut self) -> Result<(), Error> {
+        if self.write_app.is_none() || self.sent_close {
+            return Ok(());
+        }
+        self.seal_app(InnerType::KEEPALIVE, &[])
+    }
+
+    /// Ends the session with `code` (for example a timeout decided by the
+    /// caller): the alert is queued for the peer.
+    pub fn abort(&mut self, code: AlertCode) {
+        if self.failed.is_none() {
+            self.send_alert(code);
+            self.failed = Some(Error::Internal("session aborted locally"));
+        }
+    }
+
+    fn fail(&mut self, e: Error) -> Error {
+        if let Some(code) = e.alert() {
+            self.send_alert(code);
+        }
+        tracing::debug!(target: "sc_session", side = ?self.side, error = %e, "session failed");
+        self.failed = Some(e.clone());
+        self.queued.clear();
+        self.inbox.clear();
+        self.partial.clear();
+        e
+    }
+
+    fn send_alert(&mut self, code: AlertCode) {
+        let alert = Alert { code }.encoded();
+        let sealer = self.write_app.as_mut().or(self.write_hs.as_mut());
+        let sealed = match sealer {
+            Some(s) => s
+                .seal(InnerType::ALERT, &alert, 0, &mut self.outgoing)
+                .is_ok(),
+            None => false,
+        };
+        if !sealed {
+            let before = self.outgoing.len();
+            RecordHeader {
+                kind: RecordKind::ALERT,
+                len: alert.len(),
+            }
+            .encode(&mut self.outgoing);
+            self.outgoing.extend_from_slice(&alert);
+            self.count_sent(before);
+        }
+    }
+
+    fn count_sent(&mut self, before: usize) -> u64 {
+        let n = (self.outgoing.len() - before) as u64;
+        self.stats.bytes_sent += n;
+        n
+    }
+
+    fn padding_for(&self, len: usize) -> u16 {
+        match self.config.padding {
+            Padding::None => 0,
+            Padding::Block(b) => {
+                let b = usize::from(b.max(1));
+                let pad = (b - len % b) % b;
+                pad.min(MAX_FRAGMENT_LEN - len).min(usize::from(u16::MAX)) as u16
+            }
+        }
+    }
+
+    fn seal_app(&mut self, typ: InnerType, content: &[u8]) -> Result<(), Error> {
+        let pad = self.padding_for(content.len());
+        let before = self.outgoing.len();
+        let sealer = self
+            .write_app
+            .as_mut()
+            .ok_or(Error::Internal("no application keys"))?;
+        sealer.seal(typ, content, pad, &mut self.outgoing)?;
+        self.count_sent(before);
+        Ok(())
+    }
+
+    fn seal_message(&mut self, msg: &[u8]) -> Result<(), Error> {
+        let frag = self.config.max_fragment_len;
+        let mut chunks = msg.chunks(frag).peekable();
+        if chunks.peek().is_none() {
+            self.seal_app(InnerType::DATA, &[])?;
+        }
+        while let Some(chunk) = chunks.next() {
+            let typ = if chunks.peek().is_some() {
+                InnerType::DATA_MORE
+            } else {
+                InnerType::DATA
+            };
+            self.seal_app(typ, chunk)?;
+        }
+        self.stats.messages_sent += 1;
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        deframer: &mut Deframer,
+        now: UnixTime,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<(), Error> {
+        while let Some(record) = deframer.next_record()? {
+            self.stats.bytes_received += (RECORD_HEADER_LEN + record.header.len) as u64;
+            if self.received_close {
+                return Err(Error::UnexpectedRecord {
+                    what: "record after the peer's close",
+                });
+            }
+            match record.header.kind {
+                RecordKind::HANDSHAKE => {
+                    if !matches!(self.read, ReadState::Plaintext) {
+                        return Err(Error::UnexpectedRecord {
+                            what: "plaintext handshake record after keys were set",
+                        });
+                    }
+                    self.handshake_input(Level::Plaintext, record.body, now, rng)?;
+                }
+                RecordKind::ALERT => {
+                    let alert = Alert::decode(record.body)?;
+                    return Err(Error::PeerAlert(alert.code));
+                }
+                _ => {
+                    let ReadState::Sealed { level, opener } = &mut self.read else {
+                        return Err(Error::UnexpectedRecord {
+                            what: "sealed record before keys were set",
+                        });
+                    };
+                    let level = *level;
+                    let (typ, content) = opener.open(record.header, record.body)?;
+                    self.sealed_input(level, typ, content, now, rng)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn sealed_input(
+        &mut self,
+        level: Level,
+        typ: InnerType,
+        content: &[u8],
+        now: UnixTime,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<(), Error> {
+        match typ {
+            InnerType::HANDSHAKE => self.handshake_input(level, content, now, rng),
+            InnerType::ALERT => Err(Error::PeerAlert(Alert::decode(content)?.code)),
+            _ if self.is_handshaking() => Err(Error::UnexpectedRecord {
+                what: "application record during the handshake",
+            }),
+            InnerType::DATA | InnerType::DATA_MORE => {
+                if self.partial.len() + content.len() > self.config.max_message_len {
+                    return Err(Error::MessageTooLarge {
+                        len: self.partial.len() + content.len(),
+                        max: self.config.max_message_len,
+                    });
+                }
+                if typ == InnerType::DATA && self.partial.is_empty() {
+                    self.inbox.push_back(content.to_vec());
+                } else {
+                    self.partial.extend_from_slice(content);
+                    if typ == InnerType::DATA {
+                        self.inbox.push_back(core::mem::take(&mut self.partial));
+                    }
+                }
+                if typ == InnerType::DATA {
+                    self.stats.messages_received += 1;
+                }
+                Ok(())
+            }
+            InnerType::CLOSE => {
+                if !self.partial.is_empty() {
+                    return Err(Error::UnexpectedRecord {
+                        what: "close inside a fragmented message",
+                    });
+                }
+                self.received_close = true;
+                Ok(())
+            }
+            InnerType::KEEPALIVE => Ok(()),
+            _ => Err(Error::UnexpectedRecord {
+                what: "record of unknown inner type",
+            }),
+        }
+    }
+
+    fn handshake_input(
+        &mut self,
+        level: Level,
+        content: &[u8],
+        now: UnixTime,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<(), Error> {
+        let actions = match &mut self.handshake {
+            Handshake::Client(c) => c.handle(level, content, now, rng)?,
+            Handshake::Server(s) => s.handle(level, content, now, rng)?,
+            Handshake::Done => {
+                return Err(Error::UnexpectedRecord {
+                    what: "handshake record after the handshake",
+                })
+            }
+        };
+        self.apply(actions)
+    }
+
+    fn direction(&self, ours: bool) -> Direction {
+        match (self.side, ours) {
+            (Side::Client, true) | (Side::Server, false) => Direction::ClientToServer,
+            _ => Direction::ServerToClient,
+        }
+    }
+
+    fn apply(&mut self, actions: Vec<Action>) -> Result<(), Error> {
+        for action in actions {
+            match action {
+                Action::Send { level, messages } => {
+                    let before = self.outgoing.len();
+                    match level {
+                        Level::Plaintext => {
+                            RecordHeader {
+                                kind: RecordKind::HANDSHAKE,
+                                len: messages.len(),
+                            }
+                            .encode(&mut self.outgoing);
+                            self.outgoing.extend_from_slice(&messages);
+                        }
+                        Level::Handshake => {
+                            let pad = self.padding_for(messages.len());
+                            let s = self
+                                .write_hs
+                                .as_mut()
+                                .ok_or(Error::Internal("no handshake keys"))?;
+                            s.seal(InnerType::HANDSHAKE, &messages, pad, &mut self.outgoing)?;
+                        }
+                        Level::Application => {
+                            let pad = self.padding_for(messages.len());
+                            let s = self
+                                .write_app
+                                .as_mut()
+                                .ok_or(Error::Internal("no application keys"))?;
+                            s.seal(InnerType::HANDSHAKE, &messages, pad, &mut self.outgoing)?;
+                        }
+                    }
+                    self.stats.handshake_bytes_sent += self.count_sent(before);
+                }
+                Action::SetReadKey {
+                    level,
+                    suite,
+                    chain0,
+                } => {
+                    let opener =
+                        RecordOpener::new(self.provider, suite, self.direction(false), chain0)?;
+                    // The previous opener (and its chain key) is dropped and zeroized.
+                    self.read = ReadState::Sealed { level, opener };
+                }
+                Action::SetWriteKey {
+                    level,
+                    suite,
+                    chain0,
+                } => {
+                    let sealer =
+                        RecordSealer::new(self.provider, suite, self.direction(true), chain0)?;
+                    match level {
+                        Level::Application => {
+                            self.write_app = Some(sealer);
+                            // No handshake record is sent after this point.
+                            self.write_hs = None;
+                            self.flush_queued()?;
+                        }
+                        _ => self.write_hs = Some(sealer),
+                    }
+                }
+                Action::Complete(summary) => {
+                    tracing::info!(
+                        target: "sc_session",
+                        side = ?self.side,
+                        peer = %summary.peer,
+                        cipher = %summary.suite,
+                        order = %summary.order,
+                        "handshake complete: peer {}, cipher {}, order of steps 7-10: {}",
+                        summary.peer,
+                        summary.suite,
+                        summary.order
+                    );
+                    self.summary = Some(*summary);
+                    self.handshake = Handshake::Done;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_queued(&mut self) -> Result<(), Error> {
+        while let Some(msg) = self.queued.pop_front() {
+            self.queued_bytes -= msg.len();
+            self.seal_message(&msg)?;
+        }
+        if self.close_queued {
+            self.close_queued = false;
+            self.seal_app(InnerType::CLOSE, &[])?;
+            self.sent_close = true;
+        }
+        Ok(())
+    }
+}

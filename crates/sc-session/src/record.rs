@@ -1,0 +1,233 @@
+//! The seed-code ratchet: one key and nonce per record, one-way chains per
+//! direction.
+//!
+//! ```text
+//! chain₀ (application) = HKDF-Extract(salt = seed code, IKM = c_ap / s_ap)   (from sc-handshake)
+//! chain₀ (handshake)   = c_hs / s_hs traffic secret                            (from sc-handshake)
+//! key_n || nonce_n || chain_{n+1} = Expand-Label(chain_n, "c record" | "s record", "", 76)
+//! ```
+//!
+//! Record `n` is sealed under `key_n` and `nonce_n`; then `chain_n` is replaced
+//! by `chain_{n+1}` and erased. Nothing a side holds after record `n` can
+//! recompute `key_n` or any earlier key (HKDF is one-way). The label differs
+//! per direction, so a record can never be reflected back to its sender.
+
+use sc_handshake::crypto::{Aead, CryptoProvider, AEAD_KEY_LEN, NONCE_LEN, TAG_LEN};
+use sc_handshake::schedule::expand_label;
+use sc_handshake::Secret;
+use sc_wire::record::{put_inner_trailer, split_inner, MAX_FRAGMENT_LEN};
+use sc_wire::{CipherSuite, InnerType, RecordHeader, RecordKind};
+use zeroize::Zeroizing;
+
+use crate::error::Error;
+
+/// Label of the client→server record chain.
+pub const LABEL_C_RECORD: &[u8] = b"c record";
+/// Label of the server→client record chain.
+pub const LABEL_S_RECORD: &[u8] = b"s record";
+
+/// Which way records travel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Client to server.
+    ClientToServer,
+    /// Server to client.
+    ServerToClient,
+}
+
+impl Direction {
+    fn label(self) -> &'static [u8] {
+        match self {
+            Self::ClientToServer => LABEL_C_RECORD,
+            Self::ServerToClient => LABEL_S_RECORD,
+        }
+    }
+}
+
+/// The per-record key material: zeroized on drop.
+struct RecordKeys {
+    key: Zeroizing<[u8; AEAD_KEY_LEN]>,
+    nonce: [u8; NONCE_LEN],
+    next: Secret,
+}
+
+/// One direction's chain.
+struct Ratchet {
+    provider: &'static CryptoProvider,
+    direction: Direction,
+    chain: Secret,
+    seq: u64,
+}
+
+impl Ratchet {
+    /// The keys of the current record; the state does not change.
+    fn keys(&self) -> Result<RecordKeys, Error> {
+        let mut okm = Zeroizing::new([0u8; AEAD_KEY_LEN + NONCE_LEN + 32]);
+        expand_label(
+            self.provider,
+            &self.chain,
+            self.direction.label(),
+            &[],
+            &mut okm[..],
+        )
+        .map_err(|_| Error::Internal("record key derivation failed"))?;
+        let mut key = Zeroizing::new([0u8; AEAD_KEY_LEN]);
+        key.copy_from_slice(&okm[..AEAD_KEY_LEN]);
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&okm[AEAD_KEY_LEN..AEAD_KEY_LEN + NONCE_LEN]);
+        let mut next = [0u8; 32];
+        next.copy_from_slice(&okm[AEAD_KEY_LEN + NONCE_LEN..]);
+        let next = Secret::new(next);
+        Ok(RecordKeys { key, nonce, next })
+    }
+
+    /// Moves to the next record: the old chain key is dropped and zeroized.
+    fn advance(&mut self, next: Secret) -> Result<(), Error> {
+        self.seq = self
+            .seq
+            .checked_add(1)
+            .ok_or(Error::Internal("record sequence exhausted"))?;
+        self.chain = next;
+        Ok(())
+    }
+}
+
+impl core::fmt::Debug for Ratchet {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Ratchet")
+            .field("direction", &self.direction)
+            .field("seq", &self.seq)
+            .finish()
+    }
+}
+
+/// Seals one direction's records.
+#[derive(Debug)]
+pub struct RecordSealer {
+    aead: &'static dyn Aead,
+    ratchet: Ratchet,
+}
+
+/// Opens one direction's records.
+#[derive(Debug)]
+pub struct RecordOpener {
+    aead: &'static dyn Aead,
+    ratchet: Ratchet,
+}
+
+fn new_ratchet(
+    provider: &'static CryptoProvider,
+    suite: CipherSuite,
+    direction: Direction,
+    chain0: Secret,
+) -> Result<(&'static dyn Aead, Ratchet), Error> {
+    let aead = provider
+        .aead(suite)
+        .ok_or(Error::Internal("negotiated AEAD is not available"))?;
+    Ok((
+        aead,
+        Ratchet {
+            provider,
+            direction,
+            chain: chain0,
+            seq: 0,
+        },
+    ))
+}
+
+impl RecordSealer {
+    /// A sealer for `direction` starting at `chain0`.
+    pub fn new(
+        provider: &'static CryptoProvider,
+        suite: CipherSuite,
+        direction: Direction,
+        chain0: Secret,
+    ) -> Result<Self, Error> {
+        let (aead, ratchet) = new_ratchet(provider, suite, direction, chain0)?;
+        Ok(Self { aead, ratchet })
+    }
+
+    /// How many records have been sealed.
+    pub fn seq(&self) -> u64 {
+        self.ratchet.seq
+    }
+
+    /// Seals `content` as one record of inner type `typ` with `pad` zero bytes
+    /// of padding, appending the whole record (header included) to `out`.
+    pub fn seal(
+        &mut self,
+        typ: InnerType,
+        content: &[u8],
+        pad: u16,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        if content.len() + usize::from(pad) > MAX_FRAGMENT_LEN {
+            return Err(Error::Internal("record content over the fragment limit"));
+        }
+        let len = content.len() + usize::from(pad) + sc_wire::record::INNER_TRAILER_LEN + TAG_LEN;
+        let header = RecordHeader {
+            kind: RecordKind::SEALED,
+            len,
+        }
+        .to_bytes();
+        let keys = self.ratchet.keys()?;
+        out.reserve(header.len() + len);
+        out.extend_from_slice(&header);
+        let start = out.len();
+        out.extend_from_slice(content);
+        put_inner_trailer(out, typ, pad);
+        let tag = self
+            .aead
+            .seal_in_place(&keys.key, &keys.nonce, &header, &mut out[start..])
+            .map_err(|_| Error::Internal("AEAD seal failed"))?;
+        out.extend_from_slice(&tag);
+        self.ratchet.advance(keys.next)
+    }
+
+    #[doc(hidden)]
+    /// The current chain key. Only for tests that show what a stolen state can
+    /// and cannot open.
+    pub fn chain_for_testing_only(&self) -> Secret {
+        self.ratchet.chain.clone()
+    }
+}
+
+impl RecordOpener {
+    /// An opener for `direction` starting at `chain0`.
+    pub fn new(
+        provider: &'static CryptoProvider,
+        suite: CipherSuite,
+        direction: Direction,
+        chain0: Secret,
+    ) -> Result<Self, Error> {
+        let (aead, ratchet) = new_ratchet(provider, suite, direction, chain0)?;
+        Ok(Self { aead, ratchet })
+    }
+
+    /// How many records have been opened.
+    pub fn seq(&self) -> u64 {
+        self.ratchet.seq
+    }
+
+    /// Opens a sealed record in place: checks the tag (header as AAD) under
+    /// this position's key, and only then moves the chain on. A record that
+    /// fails leaves the opener exactly as it was.
+    pub fn open<'a>(
+        &mut self,
+        header: RecordHeader,
+        body: &'a mut [u8],
+    ) -> Result<(InnerType, &'a [u8]), Error> {
+        let Some(ct_len) = body.len().checked_sub(TAG_LEN) else {
+            return Err(Error::DecryptFailed);
+        };
+        let (ct, tag) = body.split_at_mut(ct_len);
+        let mut tag_bytes = [0u8; TAG_LEN];
+        tag_bytes.copy_from_slice(tag);
+        let keys = self.ratchet.keys()?;
+        self.aead
+            .open_in_place(&keys.key, &keys.nonce, &header.to_bytes(), ct, &tag_bytes)
+            .map_err(|_| Error::DecryptFailed)?;
+        self.ratchet.advance(keys.next)?;
+        Ok(split_inner(ct)?)
+    }
+}
