@@ -18,7 +18,9 @@ use crate::flight::{
     check_level, internal, log_step, payload, push_message, to_der, to_wire, FlightReader,
 };
 use crate::order::StepOrder;
-use crate::schedule::{context, signed_content, FinalSecrets, HandshakeSecrets, Transcript};
+use crate::schedule::{
+    context, signed_content, FinalSecrets, HandshakeSecrets, KeyLogger, Transcript,
+};
 use crate::{Action, HandshakeSummary, Level};
 
 const ROLE: &str = "client";
@@ -89,7 +91,9 @@ impl ClientHandshake {
         transcript.add(&flight[range]);
         log_step(ROLE, HandshakeType::CLIENT_HELLO, "sent");
         tracing::debug!(target: "sc_handshake", offered = ?config.suites, route = ?route, "offered cipher suites");
+        let keylog = KeyLogger::new(config.key_log.clone(), random);
         let state = State::ExpectServerHello(Box::new(ExpectServerHello {
+            keylog,
             config,
             server_name,
             route,
@@ -162,6 +166,7 @@ impl ClientHandshake {
 }
 
 struct ExpectServerHello {
+    keylog: KeyLogger,
     config: Arc<ClientConfig>,
     server_name: ServerName<'static>,
     route: Option<RouteName>,
@@ -199,7 +204,8 @@ impl ExpectServerHello {
             &format!("received: cipher {}", sh.suite),
         );
         let th2 = self.transcript.current();
-        let secrets = HandshakeSecrets::derive(provider, &dh, &th2).map_err(internal)?;
+        let secrets =
+            HandshakeSecrets::derive(provider, &dh, &th2, &self.keylog).map_err(internal)?;
         actions.push(Action::SetReadKey {
             level: Level::Handshake,
             suite: sh.suite,
@@ -211,6 +217,7 @@ impl ExpectServerHello {
             chain0: secrets.c_hs_traffic.clone(),
         });
         Ok(State::ExpectServerCert(Box::new(ExpectServerCert {
+            keylog: self.keylog,
             config: self.config,
             server_name: self.server_name,
             route: self.route,
@@ -225,6 +232,7 @@ impl ExpectServerHello {
 }
 
 struct ExpectServerCert {
+    keylog: KeyLogger,
     config: Arc<ClientConfig>,
     server_name: ServerName<'static>,
     route: Option<RouteName>,
@@ -316,6 +324,7 @@ impl ExpectServerCert {
             .hash
             .hash(credential.chain().first().map_or(&[][..], |c| c.as_ref()));
         Ok(State::ExpectSeedCode(Box::new(ExpectSeedCode {
+            keylog: self.keylog,
             config: self.config,
             route: self.route,
             kem: self.kem,
@@ -332,6 +341,7 @@ impl ExpectServerCert {
 }
 
 struct ExpectSeedCode {
+    keylog: KeyLogger,
     config: Arc<ClientConfig>,
     route: Option<RouteName>,
     kem: Box<dyn KemSecret>,
@@ -479,6 +489,7 @@ impl ExpectSeedCode {
             self.suite,
             seed.code.expose(),
             &th11,
+            &self.keylog,
         )
         .map_err(internal)?;
         drop(seed.code);

@@ -11,6 +11,7 @@ use sc_pki::{ClientCertVerifier, Credential, ServerCertVerifier};
 use sc_wire::CipherSuite;
 
 use crate::crypto::{CryptoProvider, RUSTCRYPTO};
+use crate::schedule::KeyLog;
 
 /// A configuration mistake.
 #[non_exhaustive]
@@ -59,6 +60,7 @@ pub struct ClientConfig {
     pub(crate) verifier: Arc<dyn ServerCertVerifier>,
     pub(crate) identity: ClientIdentity,
     pub(crate) suites: Vec<CipherSuite>,
+    pub(crate) key_log: Option<Arc<dyn KeyLog>>,
 }
 
 impl ClientConfig {
@@ -104,6 +106,7 @@ pub struct WantsClientIdentity {
 pub struct ClientReady {
     verifier: Arc<dyn ServerCertVerifier>,
     identity: ClientIdentity,
+    key_log: Option<Arc<dyn KeyLog>>,
 }
 
 /// Builder state: a server's credential comes next.
@@ -117,6 +120,7 @@ pub struct WantsServerCredential {
 pub struct ServerReady {
     verifier: Arc<dyn ClientCertVerifier>,
     credential: Arc<Credential>,
+    key_log: Option<Arc<dyn KeyLog>>,
 }
 
 impl ConfigBuilder<WantsVerifier> {
@@ -168,12 +172,20 @@ impl ConfigBuilder<WantsClientIdentity> {
             state: ClientReady {
                 verifier: self.state.verifier,
                 identity,
+                key_log: None,
             },
         }
     }
 }
 
 impl ConfigBuilder<ClientReady> {
+    /// **Dangerous**: hands every session secret to `log`, so anyone who sees
+    /// its output can decrypt the sessions. For debugging and test vectors.
+    pub fn dangerous_key_log(mut self, log: Arc<dyn KeyLog>) -> Self {
+        self.state.key_log = Some(log);
+        self
+    }
+
     /// Builds with the provider's hardware-aware suite preference.
     pub fn build(self) -> ClientConfig {
         let suites = self.provider.default_suites();
@@ -192,6 +204,7 @@ impl ConfigBuilder<ClientReady> {
             verifier: self.state.verifier,
             identity: self.state.identity,
             suites,
+            key_log: self.state.key_log,
         }
     }
 }
@@ -203,6 +216,7 @@ pub struct ServerConfig {
     pub(crate) verifier: Arc<dyn ClientCertVerifier>,
     pub(crate) credential: Arc<Credential>,
     pub(crate) suites: Vec<CipherSuite>,
+    pub(crate) key_log: Option<Arc<dyn KeyLog>>,
 }
 
 impl ServerConfig {
@@ -243,12 +257,20 @@ impl ConfigBuilder<WantsServerCredential> {
             state: ServerReady {
                 verifier: self.state.verifier,
                 credential,
+                key_log: None,
             },
         }
     }
 }
 
 impl ConfigBuilder<ServerReady> {
+    /// **Dangerous**: hands every session secret to `log`, so anyone who sees
+    /// its output can decrypt the sessions. For debugging and test vectors.
+    pub fn dangerous_key_log(mut self, log: Arc<dyn KeyLog>) -> Self {
+        self.state.key_log = Some(log);
+        self
+    }
+
     /// Builds with the provider's hardware-aware suite preference.
     pub fn build(self) -> ServerConfig {
         let suites = self.provider.default_suites();
@@ -267,6 +289,7 @@ impl ConfigBuilder<ServerReady> {
             verifier: self.state.verifier,
             credential: self.state.credential,
             suites,
+            key_log: self.state.key_log,
         }
     }
 }

@@ -103,6 +103,7 @@ pub use config::{
 pub use crypto::{CryptoProvider, Secret, RUSTCRYPTO};
 pub use error::{cert_alert, Error, PeerIncompatible, PeerMisbehaved};
 pub use order::{StepOrder, ORDER_COUNT};
+pub use schedule::KeyLog;
 pub use server::ServerHandshake;
 
 use sc_pki::PeerIdentity;

@@ -103,6 +103,60 @@ pub fn expand_secret(
     Ok(Secret::new(*bytes))
 }
 
+/// Receives every secret of the key schedule, for debugging and for test
+/// vectors. **Whoever holds these secrets can decrypt the session**: set one
+/// only through the configs' `dangerous_key_log`, never in production.
+pub trait KeyLog: Send + Sync + core::fmt::Debug {
+    /// One secret: `label` (see [`key_log_labels`]), the session's client
+    /// random (to tell sessions apart) and the secret's bytes.
+    fn log(&self, label: &'static str, client_random: &[u8; 32], secret: &[u8]);
+}
+
+/// The labels a [`KeyLog`] receives, in the order they are derived.
+pub mod key_log_labels {
+    /// The X25519 shared secret.
+    pub const X25519_SHARED: &str = "X25519_SHARED_SECRET";
+    /// The handshake secret HS.
+    pub const HANDSHAKE: &str = "HANDSHAKE_SECRET";
+    /// chain₀ of the client's handshake records.
+    pub const CLIENT_HS_TRAFFIC: &str = "CLIENT_HANDSHAKE_TRAFFIC_SECRET";
+    /// chain₀ of the server's handshake records.
+    pub const SERVER_HS_TRAFFIC: &str = "SERVER_HANDSHAKE_TRAFFIC_SECRET";
+    /// The MAC key of KeyConfirm2.
+    pub const CLIENT_CONFIRM: &str = "CLIENT_CONFIRM_KEY";
+    /// The ML-KEM-768 secret of step 7.
+    pub const MLKEM_STEP7: &str = "MLKEM_STEP7_SHARED_SECRET";
+    /// The ML-KEM-768 secret of step 8.
+    pub const MLKEM_STEP8: &str = "MLKEM_STEP8_SHARED_SECRET";
+    /// The master secret MS.
+    pub const MASTER: &str = "MASTER_SECRET";
+    /// chain₀ of the client's application records (seed-code salted).
+    pub const CLIENT_CHAIN0: &str = "CLIENT_CHAIN0";
+    /// chain₀ of the server's application records (seed-code salted).
+    pub const SERVER_CHAIN0: &str = "SERVER_CHAIN0";
+    /// The MAC key of SecureAck.
+    pub const SECURE_ACK: &str = "SECURE_ACK_KEY";
+}
+
+/// A session's key log, if one is configured.
+#[derive(Clone, Debug)]
+pub(crate) struct KeyLogger {
+    log: Option<std::sync::Arc<dyn KeyLog>>,
+    client_random: [u8; 32],
+}
+
+impl KeyLogger {
+    pub(crate) fn new(log: Option<std::sync::Arc<dyn KeyLog>>, client_random: [u8; 32]) -> Self {
+        Self { log, client_random }
+    }
+
+    fn log(&self, label: &'static str, secret: &Secret) {
+        if let Some(log) = &self.log {
+            log.log(label, &self.client_random, secret.expose());
+        }
+    }
+}
+
 /// The secrets of the handshake phase.
 pub(crate) struct HandshakeSecrets {
     pub(crate) hs: Secret,
@@ -116,14 +170,21 @@ impl HandshakeSecrets {
         provider: &CryptoProvider,
         dh: &Secret,
         th2: &[u8; SECRET_LEN],
+        log: &KeyLogger,
     ) -> Result<Self, CryptoError> {
         let hs = provider.hash.hkdf_extract(HANDSHAKE_SALT, &[dh.expose()]);
-        Ok(Self {
+        let out = Self {
             c_hs_traffic: expand_secret(provider, &hs, LABEL_C_HS_TRAFFIC, th2)?,
             s_hs_traffic: expand_secret(provider, &hs, LABEL_S_HS_TRAFFIC, th2)?,
             kc2_key: expand_secret(provider, &hs, LABEL_C_CONFIRM, th2)?,
             hs,
-        })
+        };
+        log.log(key_log_labels::X25519_SHARED, dh);
+        log.log(key_log_labels::HANDSHAKE, &out.hs);
+        log.log(key_log_labels::CLIENT_HS_TRAFFIC, &out.c_hs_traffic);
+        log.log(key_log_labels::SERVER_HS_TRAFFIC, &out.s_hs_traffic);
+        log.log(key_log_labels::CLIENT_CONFIRM, &out.kc2_key);
+        Ok(out)
     }
 }
 
@@ -146,6 +207,7 @@ impl FinalSecrets {
         suite: CipherSuite,
         seed_code: &[u8],
         th11: &[u8; SECRET_LEN],
+        log: &KeyLogger,
     ) -> Result<Self, CryptoError> {
         let empty_hash = provider.hash.hash(b"");
         let derived = expand_secret(provider, hs, LABEL_DERIVED, &empty_hash)?;
@@ -160,11 +222,18 @@ impl FinalSecrets {
         );
         let c_ap = expand_secret(provider, &ms, LABEL_C_AP_TRAFFIC, th11)?;
         let s_ap = expand_secret(provider, &ms, LABEL_S_AP_TRAFFIC, th11)?;
-        Ok(Self {
+        let out = Self {
             c_chain0: provider.hash.hkdf_extract(seed_code, &[c_ap.expose()]),
             s_chain0: provider.hash.hkdf_extract(seed_code, &[s_ap.expose()]),
             ack_key: expand_secret(provider, &ms, LABEL_S_ACK, th11)?,
-        })
+        };
+        log.log(key_log_labels::MLKEM_STEP7, ss7);
+        log.log(key_log_labels::MLKEM_STEP8, ss8);
+        log.log(key_log_labels::MASTER, &ms);
+        log.log(key_log_labels::CLIENT_CHAIN0, &out.c_chain0);
+        log.log(key_log_labels::SERVER_CHAIN0, &out.s_chain0);
+        log.log(key_log_labels::SECURE_ACK, &out.ack_key);
+        Ok(out)
     }
 }
 

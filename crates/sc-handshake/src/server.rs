@@ -18,7 +18,9 @@ use crate::flight::{
     check_level, internal, log_step, payload, push_message, to_der, to_wire, FlightReader,
 };
 use crate::order::StepOrder;
-use crate::schedule::{context, signed_content, FinalSecrets, HandshakeSecrets, Transcript};
+use crate::schedule::{
+    context, signed_content, FinalSecrets, HandshakeSecrets, KeyLogger, Transcript,
+};
 use crate::{Action, HandshakeSummary, Level};
 
 const ROLE: &str = "server";
@@ -182,7 +184,8 @@ fn handle_client_hello(
     });
 
     let th2 = transcript.current();
-    let secrets = HandshakeSecrets::derive(provider, &dh, &th2).map_err(internal)?;
+    let keylog = KeyLogger::new(config.key_log.clone(), *ch.random.as_bytes());
+    let secrets = HandshakeSecrets::derive(provider, &dh, &th2, &keylog).map_err(internal)?;
     actions.push(Action::SetWriteKey {
         level: Level::Handshake,
         suite,
@@ -219,6 +222,7 @@ fn handle_client_hello(
     });
 
     Ok(State::ExpectClientCert(Box::new(ExpectClientCert {
+        keylog,
         config,
         route: ch.route,
         client_kem_key: ch.mlkem,
@@ -231,6 +235,7 @@ fn handle_client_hello(
 }
 
 struct ExpectClientCert {
+    keylog: KeyLogger,
     config: Arc<ServerConfig>,
     route: Option<RouteName>,
     client_kem_key: MlKemEncapsulationKey,
@@ -317,6 +322,7 @@ impl ExpectClientCert {
             messages: out,
         });
         Ok(State::ExpectClientFinish(Box::new(ExpectClientFinish {
+            keylog: self.keylog,
             config: self.config,
             route: self.route,
             kem: self.kem,
@@ -336,6 +342,7 @@ impl ExpectClientCert {
 }
 
 struct ExpectClientFinish {
+    keylog: KeyLogger,
     config: Arc<ServerConfig>,
     route: Option<RouteName>,
     kem: Box<dyn KemSecret>,
@@ -449,6 +456,7 @@ impl ExpectClientFinish {
             self.suite,
             self.code.expose(),
             &th11,
+            &self.keylog,
         )
         .map_err(internal)?;
         actions.push(Action::SetReadKey {

@@ -33,7 +33,8 @@ pub enum Padding {
     #[default]
     None,
     /// Pad every sealed record's content up to a multiple of this many bytes
-    /// (1–65535; capped by the record size limit).
+    /// (1–65535; capped by the record size limit); empty content is padded
+    /// to one block.
     Block(u16),
 }
 
@@ -244,7 +245,8 @@ impl Connection {
         out.append(&mut self.outgoing);
     }
 
-    /// The next complete message from the peer.
+    /// The next complete message from the peer. Messages received whole
+    /// before a failure stay readable after it.
     pub fn recv_message(&mut self) -> Option<Vec<u8>> {
         self.inbox.pop_front()
     }
@@ -384,8 +386,10 @@ impl Connection {
         }
         tracing::debug!(target: "sc_session", side = ?self.side, error = %e, "session failed");
         self.failed = Some(e.clone());
+        // Messages already received whole stay readable: they were
+        // authenticated before the failure. What can no longer complete or be
+        // sent is dropped.
         self.queued.clear();
-        self.inbox.clear();
         self.partial.clear();
         e
     }
@@ -421,9 +425,14 @@ impl Connection {
         match self.config.padding {
             Padding::None => 0,
             Padding::Block(b) => {
+                // Up to the next multiple of the block, and empty content to
+                // one whole block, so keepalives and empty messages look
+                // like any other short record.
                 let b = usize::from(b.max(1));
-                let pad = (b - len % b) % b;
-                pad.min(MAX_FRAGMENT_LEN - len).min(usize::from(u16::MAX)) as u16
+                let target = len.div_ceil(b).max(1) * b;
+                (target - len)
+                    .min(MAX_FRAGMENT_LEN - len)
+                    .min(usize::from(u16::MAX)) as u16
             }
         }
     }

@@ -1,0 +1,1317 @@
+//! Sessions end to end, in memory: the 13-step handshake under attack, the
+//! record ratchet, the message API. Deterministic: a fixed RNG seed and a
+//! virtual clock per test.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use sc_handshake::{
+    ClientConfig, Error as HsError, KeyLog, PeerIncompatible, PeerMisbehaved, ServerConfig,
+};
+use sc_pki::{
+    issue_leaf, issue_root, CertError, CertificateDer, Credential, Issuer, KeyPair, LeafSpec,
+    ServerName, TrustAnchors, UnixTime, Validity, WebPkiClientVerifier, WebPkiServerVerifier,
+};
+use sc_session::pair::{other, Pair, PairError};
+use sc_session::record::{Direction, RecordOpener, RecordSealer};
+use sc_session::{Error, Padding, SessionConfig, Side};
+use sc_wire::{AlertCode, CipherSuite, Codec, InnerType, RecordHeader, RecordKind};
+
+const NOW_SECS: u64 = 1_800_000_000;
+const AES: CipherSuite = CipherSuite::AES_256_GCM;
+const CHACHA: CipherSuite = CipherSuite::CHACHA20_POLY1305;
+
+fn at(secs: u64) -> UnixTime {
+    UnixTime::since_unix_epoch(Duration::from_secs(secs))
+}
+
+fn now() -> UnixTime {
+    at(NOW_SECS)
+}
+
+fn rng(seed: u64) -> ChaCha20Rng {
+    let mut s = [0u8; 32];
+    s[..8].copy_from_slice(&seed.to_le_bytes());
+    ChaCha20Rng::from_seed(s)
+}
+
+/// A CA with a server certificate for `server.test` and a client certificate.
+struct Pki {
+    ca_name: String,
+    ca_cert: CertificateDer<'static>,
+    ca_key: KeyPair,
+    server: Arc<Credential>,
+    client: Arc<Credential>,
+}
+
+impl Pki {
+    fn new(seed: u64) -> Self {
+        Self::named(seed, "Test CA")
+    }
+
+    fn named(seed: u64, ca_name: &str) -> Self {
+        let mut rng = rng(seed ^ 0x5eed);
+        let ca_key = KeyPair::generate(&mut rng);
+        let ca_cert =
+            issue_root(&ca_key, ca_name, Validity::days_from(now(), 365), &mut rng).expect("root");
+        let mut pki = Self {
+            ca_name: ca_name.to_owned(),
+            server: Arc::new(placeholder_credential(&mut rng)),
+            client: Arc::new(placeholder_credential(&mut rng)),
+            ca_cert,
+            ca_key,
+        };
+        pki.server = pki.leaf(
+            &LeafSpec::server("server.test"),
+            Validity::days_from(now(), 30),
+            1,
+        );
+        pki.client = pki.leaf(
+            &LeafSpec::client("client-1"),
+            Validity::days_from(now(), 30),
+            2,
+        );
+        pki
+    }
+
+    fn leaf(&self, spec: &LeafSpec, validity: Validity, seed: u64) -> Arc<Credential> {
+        let mut rng = rng(seed ^ 0x1eaf);
+        let key = KeyPair::generate(&mut rng);
+        let issuer = Issuer {
+            cert: &self.ca_cert,
+            key: &self.ca_key,
+        };
+        let cert = issue_leaf(&issuer, &key.public_key(), spec, validity, &mut rng).expect("leaf");
+        Arc::new(Credential::new(vec![cert], key).expect("credential"))
+    }
+
+    fn anchors(&self) -> TrustAnchors {
+        TrustAnchors::from_der(std::slice::from_ref(&self.ca_cert)).expect("anchors")
+    }
+
+    fn client_config(&self, suites: &[CipherSuite]) -> Arc<ClientConfig> {
+        self.client_config_with(self.client.clone(), suites)
+    }
+
+    fn client_config_with(
+        &self,
+        cred: Arc<Credential>,
+        suites: &[CipherSuite],
+    ) -> Arc<ClientConfig> {
+        Arc::new(
+            ClientConfig::builder()
+                .with_server_verifier(Arc::new(WebPkiServerVerifier::new(self.anchors())))
+                .with_credential(cred)
+                .build_with_suites(suites)
+                .expect("suites"),
+        )
+    }
+
+    fn server_config(&self, suites: &[CipherSuite]) -> Arc<ServerConfig> {
+        self.server_config_with(self.server.clone(), false, suites)
+    }
+
+    fn server_config_with(
+        &self,
+        cred: Arc<Credential>,
+        anonymous: bool,
+        suites: &[CipherSuite],
+    ) -> Arc<ServerConfig> {
+        Arc::new(
+            ServerConfig::builder()
+                .with_client_verifier(Arc::new(
+                    WebPkiClientVerifier::new(self.anchors()).allow_anonymous(anonymous),
+                ))
+                .with_credential(cred)
+                .build_with_suites(suites)
+                .expect("suites"),
+        )
+    }
+}
+
+/// A self-signed stand-in, replaced before use.
+fn placeholder_credential(rng: &mut ChaCha20Rng) -> Credential {
+    let key = KeyPair::generate(rng);
+    let cert = issue_root(&key, "placeholder", Validity::days_from(now(), 1), rng).expect("cert");
+    Credential::new(vec![cert], key).expect("credential")
+}
+
+fn name(n: &str) -> ServerName<'static> {
+    ServerName::try_from(n.to_owned()).expect("valid name")
+}
+
+fn pair_with(
+    client: Arc<ClientConfig>,
+    server: Arc<ServerConfig>,
+    server_name: &str,
+    session: SessionConfig,
+    seed: u64,
+) -> Pair {
+    Pair::new(
+        client,
+        server,
+        name(server_name),
+        session,
+        now(),
+        Box::new(rng(seed)),
+    )
+    .expect("client starts")
+}
+
+fn pair(pki: &Pki, seed: u64) -> Pair {
+    pair_with(
+        pki.client_config(&[AES, CHACHA]),
+        pki.server_config(&[AES, CHACHA]),
+        "server.test",
+        SessionConfig::default(),
+        seed,
+    )
+}
+
+fn expect_err(r: Result<(), PairError>) -> PairError {
+    match r {
+        Err(e) => e,
+        Ok(()) => panic!("expected the handshake to fail"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The handshake completes.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn all_24_orders_complete_with_both_ciphers() {
+    let pki = Pki::new(1);
+    let mut seen: BTreeMap<(u8, u16), usize> = BTreeMap::new();
+    for seed in 0..3000u64 {
+        let suite = if seed % 2 == 0 { AES } else { CHACHA };
+        let mut p = pair_with(
+            pki.client_config(&[suite]),
+            pki.server_config(&[AES, CHACHA]),
+            "server.test",
+            SessionConfig::default(),
+            seed,
+        );
+        p.client.send_message(b"early").expect("queued");
+        p.handshake().expect("handshake");
+        let (c, s) = (
+            p.client.summary().expect("client done").clone(),
+            p.server.summary().expect("server done").clone(),
+        );
+        assert_eq!(c.order, s.order);
+        assert_eq!(c.suite, suite);
+        assert_eq!(c.session_hash, s.session_hash);
+        assert_eq!(c.peer.to_string(), "server.test");
+        assert_eq!(s.peer.to_string(), "client-1");
+        assert_eq!(p.server.recv_message().as_deref(), Some(&b"early"[..]));
+        p.server.send_message(b"reply").expect("send");
+        p.drive().expect("drive");
+        assert_eq!(p.client.recv_message().as_deref(), Some(&b"reply"[..]));
+        *seen.entry((c.order.index(), suite.0)).or_default() += 1;
+        if seen.len() == 48 {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 48, "orders × ciphers seen: {seen:?}");
+}
+
+#[test]
+fn flights_are_those_of_the_brief_and_data_rides_with_them() {
+    let pki = Pki::new(2);
+    let mut p = pair(&pki, 7);
+    p.client
+        .send_message(b"ping")
+        .expect("queued before the handshake");
+    // C[1] → S[2,3,4] → C[5] → S[6,7/9] → C[8/10,11,data] → S[12,13,data]
+    for (i, from) in [
+        Side::Client,
+        Side::Server,
+        Side::Client,
+        Side::Server,
+        Side::Client,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert!(
+            p.transfer(from).expect("flight delivered"),
+            "flight {i} missing"
+        );
+    }
+    // The client's data went out with step 11: 2 RTT.
+    assert_eq!(p.server.recv_message().as_deref(), Some(&b"ping"[..]));
+    assert!(!p.server.is_handshaking());
+    // The server answers in the same write as steps 12 and 13: 2.5 RTT.
+    p.server.send_message(b"pong").expect("send");
+    assert!(p.transfer(Side::Server).expect("flight 6"));
+    assert!(!p.client.is_handshaking());
+    assert_eq!(p.client.recv_message().as_deref(), Some(&b"pong"[..]));
+    assert_eq!(p.flights.len(), 6);
+    // Records per flight: plaintext hello, then sealed records only.
+    let kinds: Vec<Vec<RecordKind>> = p
+        .flights
+        .iter()
+        .map(|f| records(&f.bytes).iter().map(|r| r.0).collect())
+        .collect();
+    use RecordKind as K;
+    assert_eq!(
+        kinds,
+        vec![
+            vec![K::HANDSHAKE],
+            vec![K::HANDSHAKE, K::SEALED],
+            vec![K::SEALED],
+            vec![K::SEALED],
+            vec![K::SEALED, K::SEALED],            // [8/10, 11] + data
+            vec![K::SEALED, K::SEALED, K::SEALED]  // [12], [13], data
+        ]
+    );
+}
+
+/// Splits a byte stream into (kind, whole record bytes).
+fn records(bytes: &[u8]) -> Vec<(RecordKind, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let h = RecordHeader::decode(&bytes[at..at + 4]).expect("header");
+        out.push((h.kind, bytes[at..at + 4 + h.len].to_vec()));
+        at += 4 + h.len;
+    }
+    out
+}
+
+#[test]
+fn the_wire_does_not_reveal_the_order() {
+    let pki = Pki::new(3);
+    let mut profiles: BTreeMap<Vec<Vec<usize>>, BTreeSet<u8>> = BTreeMap::new();
+    let mut orders = BTreeSet::new();
+    for seed in 0..400u64 {
+        let mut p = pair(&pki, seed);
+        p.handshake().expect("handshake");
+        let order = p.client.summary().expect("done").order.index();
+        orders.insert(order);
+        let profile = p
+            .flights
+            .iter()
+            .map(|f| records(&f.bytes).iter().map(|r| r.1.len()).collect())
+            .collect();
+        profiles.entry(profile).or_default().insert(order);
+        if orders.len() == 24 {
+            break;
+        }
+    }
+    assert_eq!(orders.len(), 24);
+    // Every order produced exactly the same record sizes in every flight.
+    assert_eq!(
+        profiles.len(),
+        1,
+        "record sizes depend on the order: {profiles:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Tampering with flights.
+// ---------------------------------------------------------------------------
+
+/// Replays a deterministic handshake (seed `seed`) up to flight `i`, hands
+/// flight `i` to `tamper`, delivers the result and drives on. Returns the
+/// first error and the side that raised it, or `None` if the pair stalled.
+fn run_tampered(
+    pki: &Pki,
+    seed: u64,
+    reference: &[sc_session::pair::Flight],
+    i: usize,
+    tamper: impl FnOnce(Vec<u8>) -> Vec<u8>,
+) -> Result<Option<(Side, usize, Error)>, String> {
+    let mut p = pair(pki, seed);
+    for (j, f) in reference.iter().enumerate().take(i) {
+        let bytes = p.take_flight(f.from).ok_or("reference flight missing")?;
+        if bytes != f.bytes {
+            return Err(format!("replay diverged at flight {j}"));
+        }
+        p.deliver(other(f.from), &bytes)
+            .map_err(|e| format!("clean flight {j} failed: {e}"))?;
+    }
+    let from = reference[i].from;
+    let bytes = p.take_flight(from).ok_or("tampered flight missing")?;
+    let tampered = tamper(bytes);
+    if let Err(e) = p.deliver(other(from), &tampered) {
+        return Ok(Some((e.side, i, e.error)));
+    }
+    for round in i + 1..i + 40 {
+        for from in [Side::Client, Side::Server] {
+            if let Err(e) = p.transfer(from) {
+                return Ok(Some((e.side, round, e.error)));
+            }
+        }
+    }
+    if !p.client.is_handshaking() && !p.server.is_handshaking() {
+        return Err(format!(
+            "flight {i} tampered, yet both sides completed the handshake"
+        ));
+    }
+    // Stalled: a length now claims bytes that never come. The handshake
+    // timeout ends it.
+    let late = at(NOW_SECS + 30);
+    let c = p.client.handle_timeout(late);
+    let s = p.server.handle_timeout(late);
+    match (c, s) {
+        (Err(Error::Timeout { .. }), _) | (_, Err(Error::Timeout { .. })) => Ok(None),
+        other => Err(format!("stalled handshake did not time out: {other:?}")),
+    }
+}
+
+fn reference_flights(pki: &Pki, seed: u64) -> Vec<sc_session::pair::Flight> {
+    let mut p = pair(pki, seed);
+    p.handshake().expect("reference handshake");
+    p.flights.clone()
+}
+
+#[test]
+fn flipping_any_byte_of_any_flight_fails() {
+    let pki = Pki::new(4);
+    let seed = 11;
+    let reference = reference_flights(&pki, seed);
+    let mut table: BTreeMap<String, usize> = BTreeMap::new();
+    let mut at_receiver = vec![0usize; reference.len()];
+    let mut total = 0;
+    for (i, f) in reference.iter().enumerate() {
+        for pos in 0..f.bytes.len() {
+            total += 1;
+            let outcome = run_tampered(&pki, seed, &reference, i, |mut b| {
+                b[pos] ^= 0x01;
+                b
+            })
+            .unwrap_or_else(|e| panic!("flight {i} byte {pos}: {e}"));
+            let key = match &outcome {
+                Some((side, _, e)) => format!("{side:?}: {}", kind(e)),
+                None => "stalled, then timeout".into(),
+            };
+            if let Some((side, round, _)) = &outcome {
+                if *side == other(f.from) && *round == i {
+                    at_receiver[i] += 1;
+                }
+            }
+            *table.entry(key).or_default() += 1;
+        }
+    }
+    println!(
+        "{total} single-byte flips over {} flights:",
+        reference.len()
+    );
+    for (k, v) in &table {
+        println!("  {v:6}  {k}");
+    }
+    for (i, f) in reference.iter().enumerate() {
+        println!(
+            "  flight {} ({:?}, {} bytes): {} detected by its receiver on arrival",
+            i + 1,
+            f.from,
+            f.bytes.len(),
+            at_receiver[i]
+        );
+    }
+    // Sealed flights are authenticated as a whole: their receiver detects every
+    // flip on arrival, except a flip that lengthens a record header (the
+    // receiver waits for bytes that never come: the timeout ends it).
+    for i in 2..reference.len() {
+        let stalls = stall_positions(&reference[i].bytes);
+        assert!(
+            at_receiver[i] + stalls >= reference[i].bytes.len(),
+            "flight {}: only {} of {} flips detected on arrival ({} header stalls)",
+            i + 1,
+            at_receiver[i],
+            reference[i].bytes.len(),
+            stalls
+        );
+    }
+}
+
+/// Positions in a flight where a +1 flip of a record length byte lengthens
+/// the record (so the receiver waits for more bytes).
+fn stall_positions(bytes: &[u8]) -> usize {
+    let mut n = 0;
+    let mut at = 0;
+    while at < bytes.len() {
+        let h = RecordHeader::decode(&bytes[at..at + 4]).expect("header");
+        for pos in at + 1..at + 4 {
+            if bytes[pos] & 0x01 == 0 {
+                n += 1;
+            }
+        }
+        at += 4 + h.len;
+    }
+    n
+}
+
+/// A short name of an error's kind, for the outcome table.
+fn kind(e: &Error) -> String {
+    let s = format!("{e:?}");
+    s.split(['(', '{', ' '])
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("(")
+}
+
+#[test]
+fn dropping_a_flight_times_out_and_never_completes() {
+    let pki = Pki::new(5);
+    let reference = reference_flights(&pki, 21);
+    for i in 0..reference.len() {
+        let out = run_tampered(&pki, 21, &reference, i, |_| Vec::new())
+            .unwrap_or_else(|e| panic!("flight {i}: {e}"));
+        // An empty delivery changes nothing: the pair stalls, then times out.
+        assert!(out.is_none(), "flight {i}: {out:?}");
+    }
+}
+
+#[test]
+fn duplicating_a_flight_fails() {
+    let pki = Pki::new(6);
+    let reference = reference_flights(&pki, 22);
+    for i in 0..reference.len() {
+        let out = run_tampered(&pki, 22, &reference, i, |b| [b.clone(), b].concat())
+            .unwrap_or_else(|e| panic!("flight {i}: {e}"));
+        let (side, _, e) = out.unwrap_or_else(|| panic!("flight {i}: duplicate went unnoticed"));
+        assert_eq!(side, other(reference[i].from), "flight {i}");
+        assert!(
+            matches!(e, Error::DecryptFailed | Error::UnexpectedRecord { .. }),
+            "flight {i}: {e:?}"
+        );
+    }
+}
+
+#[test]
+fn reordering_records_within_a_flight_fails() {
+    let pki = Pki::new(7);
+    let reference = reference_flights(&pki, 23);
+    let mut tested = 0;
+    for (i, f) in reference.iter().enumerate() {
+        let recs = records(&f.bytes);
+        if recs.len() < 2 {
+            continue;
+        }
+        tested += 1;
+        let out = run_tampered(&pki, 23, &reference, i, |_| {
+            let mut swapped = recs.clone();
+            swapped.swap(0, 1);
+            swapped.into_iter().flat_map(|r| r.1).collect()
+        })
+        .unwrap_or_else(|e| panic!("flight {i}: {e}"));
+        let (side, _, e) = out.unwrap_or_else(|| panic!("flight {i}: reorder went unnoticed"));
+        assert_eq!(side, other(f.from));
+        assert!(
+            matches!(e, Error::DecryptFailed | Error::UnexpectedRecord { .. }),
+            "flight {i}: {e:?}"
+        );
+    }
+    assert_eq!(tested, 2, "flights 2 and 6 have two records each");
+}
+
+#[test]
+fn a_flight_from_another_session_fails() {
+    let pki = Pki::new(8);
+    let reference = reference_flights(&pki, 24);
+    let foreign = reference_flights(&pki, 25);
+    for i in 1..reference.len() {
+        let out = run_tampered(&pki, 24, &reference, i, |_| foreign[i].bytes.clone())
+            .unwrap_or_else(|e| panic!("flight {i}: {e}"));
+        let (side, _, e) = out.unwrap_or_else(|| panic!("flight {i}: foreign flight accepted"));
+        assert_eq!(side, other(reference[i].from), "flight {i}: {e:?}");
+    }
+}
+
+#[test]
+fn messages_of_a_flight_in_the_wrong_order_fail() {
+    // A peer (not an outside attacker, who cannot decrypt) that sends its
+    // two permuted messages in the wrong order is refused: both sides must
+    // agree on the order the transcript is signed in.
+    use sc_handshake::{Action, ClientHandshake, ServerHandshake};
+    let pki = Pki::new(9);
+    let mut rng = rng(31);
+    let (mut client, first) = ClientHandshake::start(
+        pki.client_config(&[AES]),
+        name("server.test"),
+        None,
+        &mut rng,
+    )
+    .expect("start");
+    let mut server = ServerHandshake::new(pki.server_config(&[AES]));
+    let mut to_server = first;
+    let mut to_client;
+    let mut swapped = false;
+    for _ in 0..3 {
+        to_client = Vec::new();
+        for a in to_server.drain(..) {
+            if let Action::Send { level, messages } = a {
+                to_client.extend(
+                    server
+                        .handle(level, &messages, now(), &mut rng)
+                        .expect("server"),
+                );
+            }
+        }
+        for a in to_client {
+            if let Action::Send {
+                level,
+                mut messages,
+            } = a
+            {
+                if messages.first() == Some(&6) {
+                    // [6 (132 bytes), x, y]: swap x and y.
+                    let six = 4 + 128;
+                    let rest = messages.split_off(six);
+                    let x_len = 4 + u32::from_be_bytes([0, rest[1], rest[2], rest[3]]) as usize;
+                    messages.extend_from_slice(&rest[x_len..]);
+                    messages.extend_from_slice(&rest[..x_len]);
+                    swapped = true;
+                    let err = client
+                        .handle(level, &messages, now(), &mut rng)
+                        .expect_err("swapped");
+                    assert!(
+                        matches!(
+                            err,
+                            HsError::PeerMisbehaved(PeerMisbehaved::UnexpectedMessage { .. })
+                        ),
+                        "{err:?}"
+                    );
+                    break;
+                }
+                to_server.extend(
+                    client
+                        .handle(level, &messages, now(), &mut rng)
+                        .expect("client"),
+                );
+            }
+        }
+        if swapped {
+            break;
+        }
+    }
+    assert!(swapped);
+}
+
+#[test]
+fn a_downgrade_of_the_offer_or_the_choice_fails() {
+    let pki = Pki::new(10);
+    // Both sides enable both ciphers; the client prefers AES-256-GCM.
+    let mk = || {
+        pair_with(
+            pki.client_config(&[AES, CHACHA]),
+            pki.server_config(&[AES, CHACHA]),
+            "server.test",
+            SessionConfig::default(),
+            41,
+        )
+    };
+    // 1. The attacker rewrites the offer to ChaCha20-Poly1305 only.
+    let mut p = mk();
+    let mut ch = p.take_flight(Side::Client).expect("hello");
+    let suites_at = 4 + 4 + 2 + 32 + 32 + 1184;
+    assert_eq!(ch[suites_at], 2, "two suites offered");
+    ch[suites_at + 1..suites_at + 3].copy_from_slice(&CHACHA.0.to_be_bytes());
+    ch[suites_at + 3..suites_at + 5].copy_from_slice(&CHACHA.0.to_be_bytes());
+    p.deliver(Side::Server, &ch)
+        .expect("server accepts the rewritten hello");
+    let e = expect_err(p.drive());
+    assert_eq!((e.side, e.error), (Side::Client, Error::DecryptFailed));
+    assert!(p.client.is_handshaking() && p.server.is_handshaking());
+
+    // 2. The attacker rewrites the server's choice.
+    let mut p = mk();
+    p.transfer(Side::Client).expect("hello");
+    let mut sh = p.take_flight(Side::Server).expect("server hello");
+    let suite_at = 4 + 4 + 2 + 32 + 32 + 1184;
+    assert_eq!(u16::from_be_bytes([sh[suite_at], sh[suite_at + 1]]), AES.0);
+    sh[suite_at..suite_at + 2].copy_from_slice(&CHACHA.0.to_be_bytes());
+    let e = p.deliver(Side::Client, &sh).expect_err("choice rewritten");
+    assert_eq!(e.error, Error::DecryptFailed);
+
+    // 3. A choice that was never offered is refused by name.
+    let mut p = pair_with(
+        pki.client_config(&[AES]),
+        pki.server_config(&[AES, CHACHA]),
+        "server.test",
+        SessionConfig::default(),
+        42,
+    );
+    p.transfer(Side::Client).expect("hello");
+    let mut sh = p.take_flight(Side::Server).expect("server hello");
+    sh[suite_at..suite_at + 2].copy_from_slice(&CHACHA.0.to_be_bytes());
+    let e = p.deliver(Side::Client, &sh).expect_err("unoffered");
+    assert_eq!(
+        e.error,
+        Error::Handshake(HsError::PeerMisbehaved(PeerMisbehaved::SuiteNotOffered(
+            CHACHA
+        )))
+    );
+}
+
+#[test]
+fn no_common_cipher_is_reported_to_both_sides() {
+    let pki = Pki::new(11);
+    let mut p = pair_with(
+        pki.client_config(&[CHACHA]),
+        pki.server_config(&[AES]),
+        "server.test",
+        SessionConfig::default(),
+        43,
+    );
+    let e = expect_err(p.drive());
+    assert_eq!(e.side, Side::Server);
+    assert!(matches!(
+        e.error,
+        Error::Handshake(HsError::PeerIncompatible(
+            PeerIncompatible::NoCommonCipher { .. }
+        ))
+    ));
+    let e = p
+        .transfer(Side::Server)
+        .expect_err("alert reaches the client");
+    assert_eq!(e.error, Error::PeerAlert(AlertCode::NO_COMMON_CIPHER));
+}
+
+// ---------------------------------------------------------------------------
+// Certificates.
+// ---------------------------------------------------------------------------
+
+/// Runs a handshake expected to fail on `side` with `err`; checks the peer gets `alert`.
+fn fails_with(mut p: Pair, side: Side, check: impl Fn(&Error) -> bool, alert: AlertCode) {
+    let e = expect_err(p.drive());
+    assert_eq!(e.side, side, "{e}");
+    assert!(check(&e.error), "unexpected error: {:?}", e.error);
+    assert_eq!(e.error.alert(), Some(alert));
+    let peer = p.transfer(side).expect_err("the alert reaches the peer");
+    assert_eq!(peer.error, Error::PeerAlert(alert));
+    assert!(p.client.summary().is_none() && p.server.summary().is_none());
+}
+
+fn cert_err(e: &Error) -> Option<&CertError> {
+    match e {
+        Error::Handshake(HsError::Certificate(c)) => Some(c),
+        _ => None,
+    }
+}
+
+#[test]
+fn bad_server_certificates_are_refused_with_distinct_errors() {
+    let pki = Pki::new(12);
+    let other_ca = Pki::named(99, "Other CA");
+    assert_ne!(pki.ca_name, other_ca.ca_name);
+    let server_with = |cred| pki.server_config_with(cred, false, &[AES]);
+    let past = Validity {
+        not_before: at(NOW_SECS - 90 * 86_400),
+        not_after: at(NOW_SECS - 86_400),
+    };
+    let future = Validity {
+        not_before: at(NOW_SECS + 86_400),
+        not_after: at(NOW_SECS + 90 * 86_400),
+    };
+    let ok = Validity::days_from(now(), 30);
+    let cases: Vec<(&str, Pair, fn(&CertError) -> bool, AlertCode)> = vec![
+        (
+            "unknown CA",
+            pair_with(
+                other_ca.client_config(&[AES]),
+                server_with(pki.server.clone()),
+                "server.test",
+                SessionConfig::default(),
+                1,
+            ),
+            |c| matches!(c, CertError::UnknownIssuer),
+            AlertCode::UNKNOWN_ISSUER,
+        ),
+        (
+            "expired",
+            pair_with(
+                pki.client_config(&[AES]),
+                server_with(pki.leaf(&LeafSpec::server("server.test"), past, 50)),
+                "server.test",
+                SessionConfig::default(),
+                2,
+            ),
+            |c| matches!(c, CertError::Expired { .. }),
+            AlertCode::CERTIFICATE_EXPIRED,
+        ),
+        (
+            "not yet valid",
+            pair_with(
+                pki.client_config(&[AES]),
+                server_with(pki.leaf(&LeafSpec::server("server.test"), future, 51)),
+                "server.test",
+                SessionConfig::default(),
+                3,
+            ),
+            |c| matches!(c, CertError::NotYetValid { .. }),
+            AlertCode::CERTIFICATE_NOT_YET_VALID,
+        ),
+        (
+            "wrong EKU (a client certificate)",
+            pair_with(
+                pki.client_config(&[AES]),
+                server_with(pki.leaf(&LeafSpec::client("server.test"), ok, 52)),
+                "server.test",
+                SessionConfig::default(),
+                4,
+            ),
+            |c| matches!(c, CertError::WrongPurpose),
+            AlertCode::WRONG_PURPOSE,
+        ),
+        (
+            "wrong name",
+            pair_with(
+                pki.client_config(&[AES]),
+                server_with(pki.server.clone()),
+                "db.internal",
+                SessionConfig::default(),
+                5,
+            ),
+            |c| matches!(c, CertError::NameMismatch { expected, presented } if expected == "db.internal" && presented == &vec!["server.test".to_string()]),
+            AlertCode::NAME_MISMATCH,
+        ),
+    ];
+    let mut messages = BTreeSet::new();
+    for (what, p, check, alert) in cases {
+        let e_check = move |e: &Error| cert_err(e).is_some_and(check);
+        fails_with(p, Side::Client, e_check, alert);
+        messages.insert(what);
+    }
+    assert_eq!(messages.len(), 5);
+}
+
+#[test]
+fn bad_client_certificates_are_refused_by_the_server() {
+    let pki = Pki::new(13);
+    let other_ca = Pki::named(98, "Other CA");
+    let past = Validity {
+        not_before: at(NOW_SECS - 90 * 86_400),
+        not_after: at(NOW_SECS - 86_400),
+    };
+    let ok = Validity::days_from(now(), 30);
+    let run = |cred: Arc<Credential>, check: fn(&CertError) -> bool, alert| {
+        let p = pair_with(
+            pki.client_config_with(cred, &[AES]),
+            pki.server_config(&[AES]),
+            "server.test",
+            SessionConfig::default(),
+            6,
+        );
+        fails_with(
+            p,
+            Side::Server,
+            move |e| cert_err(e).is_some_and(check),
+            alert,
+        );
+    };
+    run(
+        other_ca.client.clone(),
+        |c| matches!(c, CertError::UnknownIssuer),
+        AlertCode::UNKNOWN_ISSUER,
+    );
+    run(
+        pki.leaf(&LeafSpec::client("client-1"), past, 60),
+        |c| matches!(c, CertError::Expired { .. }),
+        AlertCode::CERTIFICATE_EXPIRED,
+    );
+    run(
+        pki.leaf(&LeafSpec::server("client-1"), ok, 61),
+        |c| matches!(c, CertError::WrongPurpose),
+        AlertCode::WRONG_PURPOSE,
+    );
+}
+
+#[test]
+fn anonymous_clients_only_where_allowed() {
+    let pki = Pki::new(14);
+    let anon = Arc::new(
+        ClientConfig::builder()
+            .with_server_verifier(Arc::new(WebPkiServerVerifier::new(pki.anchors())))
+            .with_anonymous_identity()
+            .build(),
+    );
+    // Allowed: authenticated only as its fresh key.
+    let mut p = pair_with(
+        anon.clone(),
+        pki.server_config_with(pki.server.clone(), true, &[AES, CHACHA]),
+        "server.test",
+        SessionConfig::default(),
+        7,
+    );
+    p.handshake().expect("anonymous allowed");
+    let peer = &p.server.summary().expect("done").peer;
+    assert!(peer.anonymous);
+    assert!(peer.to_string().starts_with("anonymous:"), "{peer}");
+    // Refused by default: the client stops at step 4 and says why.
+    let p = pair_with(
+        anon,
+        pki.server_config(&[AES, CHACHA]),
+        "server.test",
+        SessionConfig::default(),
+        8,
+    );
+    fails_with(
+        p,
+        Side::Client,
+        |e| {
+            matches!(
+                e,
+                Error::Handshake(HsError::PeerIncompatible(
+                    PeerIncompatible::AnonymousNotAllowed
+                ))
+            )
+        },
+        AlertCode::ANONYMOUS_NOT_ALLOWED,
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Records after the handshake.
+// ---------------------------------------------------------------------------
+
+/// A completed pair and three client records carrying "m0", "m1", "m2".
+fn three_records(seed: u64) -> (Pair, Vec<Vec<u8>>) {
+    let pki = Pki::new(15);
+    let mut p = pair(&pki, seed);
+    p.handshake().expect("handshake");
+    let recs = (0..3)
+        .map(|i| {
+            p.client
+                .send_message(format!("m{i}").as_bytes())
+                .expect("send");
+            p.client.take_outgoing()
+        })
+        .collect();
+    (p, recs)
+}
+
+#[test]
+fn records_in_order_are_delivered() {
+    let (mut p, recs) = three_records(51);
+    for r in &recs {
+        p.deliver(Side::Server, r).expect("in order");
+    }
+    let got: Vec<_> = std::iter::from_fn(|| p.server.recv_message()).collect();
+    assert_eq!(got, vec![b"m0".to_vec(), b"m1".to_vec(), b"m2".to_vec()]);
+}
+
+#[test]
+fn replayed_reordered_dropped_and_reflected_records_are_rejected() {
+    // Replay.
+    let (mut p, r) = three_records(52);
+    p.deliver(Side::Server, &r[0]).expect("first");
+    assert_eq!(
+        p.deliver(Side::Server, &r[0]).expect_err("replay").error,
+        Error::DecryptFailed
+    );
+    // The message received before the attack is still there; the replay
+    // delivered nothing.
+    assert_eq!(p.server.recv_message().as_deref(), Some(&b"m0"[..]));
+    assert_eq!(
+        p.server.recv_message(),
+        None,
+        "the replay delivered nothing"
+    );
+    // The server told the client why.
+    assert_eq!(
+        p.transfer(Side::Server).expect_err("alert").error,
+        Error::PeerAlert(AlertCode::BAD_RECORD)
+    );
+    // Reorder.
+    let (mut p, r) = three_records(53);
+    assert_eq!(
+        p.deliver(Side::Server, &r[1]).expect_err("reorder").error,
+        Error::DecryptFailed
+    );
+    assert_eq!(p.server.recv_message(), None);
+    // Drop.
+    let (mut p, r) = three_records(54);
+    p.deliver(Side::Server, &r[0]).expect("first");
+    assert_eq!(
+        p.deliver(Side::Server, &r[2]).expect_err("drop").error,
+        Error::DecryptFailed
+    );
+    // Reflection: a client record sent back to the client.
+    let (mut p, r) = three_records(55);
+    assert_eq!(
+        p.deliver(Side::Client, &r[0]).expect_err("reflect").error,
+        Error::DecryptFailed
+    );
+}
+
+#[test]
+fn truncation_is_told_apart_from_a_clean_close() {
+    // Cut between records, without a close.
+    let (mut p, r) = three_records(56);
+    p.deliver(Side::Server, &r[0]).expect("first");
+    assert_eq!(p.server.receive_eof(), Err(Error::Truncated));
+    // Cut inside a record.
+    let (mut p, r) = three_records(57);
+    p.deliver(Side::Server, &r[0][..r[0].len() - 5])
+        .expect("partial record is buffered");
+    assert_eq!(p.server.recv_message(), None);
+    assert_eq!(p.server.receive_eof(), Err(Error::Truncated));
+    // A clean close, with the server still sending (half-close).
+    let (mut p, r) = three_records(58);
+    for rec in &r {
+        p.deliver(Side::Server, rec).expect("records");
+    }
+    p.client.close().expect("close");
+    assert_eq!(p.client.send_message(b"late"), Err(Error::Closed));
+    p.transfer(Side::Client).expect("close record");
+    assert!(p.server.peer_closed());
+    assert_eq!(p.server.receive_eof(), Ok(()));
+    p.server
+        .send_message(b"still talking")
+        .expect("half-close: the server can still send");
+    p.transfer(Side::Server).expect("server data");
+    assert_eq!(
+        p.client.recv_message().as_deref(),
+        Some(&b"still talking"[..])
+    );
+    // Anything after the close is refused.
+    let mut late = r[0].clone();
+    late[5] ^= 1;
+    assert!(p.deliver(Side::Server, &late).is_err());
+}
+
+#[test]
+fn a_failed_open_does_not_advance_the_ratchet() {
+    let chain = sc_handshake::Secret::new([9; 32]);
+    let p = &sc_handshake::RUSTCRYPTO;
+    for suite in [AES, CHACHA] {
+        let mut sealer =
+            RecordSealer::new(p, suite, Direction::ClientToServer, chain.clone()).expect("sealer");
+        let mut opener =
+            RecordOpener::new(p, suite, Direction::ClientToServer, chain.clone()).expect("opener");
+        let mut rec = Vec::new();
+        sealer
+            .seal(InnerType::DATA, b"record zero", 0, &mut rec)
+            .expect("seal");
+        for pos in 0..rec.len() {
+            let mut bad = rec.clone();
+            bad[pos] ^= 0x80;
+            let Ok(h) = RecordHeader::decode(&bad[..4]) else {
+                continue;
+            };
+            if h.len != bad.len() - 4 {
+                continue;
+            }
+            assert!(
+                opener.open(h, &mut bad[4..]).is_err(),
+                "flip at {pos} opened"
+            );
+            assert_eq!(opener.seq(), 0);
+        }
+        let h = RecordHeader::decode(&rec[..4]).expect("header");
+        let (t, c) = opener
+            .open(h, &mut rec[4..])
+            .expect("the genuine record still opens");
+        assert_eq!((t, c), (InnerType::DATA, &b"record zero"[..]));
+        assert_eq!(opener.seq(), 1);
+    }
+}
+
+#[test]
+fn nothing_the_sender_still_holds_opens_a_sent_record() {
+    // Forward secrecy of the ratchet: after record n is sealed, the sender's
+    // state is chain_{n+1}. Openers started from that state (at any later
+    // position), or from the other direction, cannot open record n or any
+    // earlier one.
+    let p = &sc_handshake::RUSTCRYPTO;
+    for suite in [AES, CHACHA] {
+        let chain0 = sc_handshake::Secret::new([3; 32]);
+        let mut sealer =
+            RecordSealer::new(p, suite, Direction::ServerToClient, chain0.clone()).expect("sealer");
+        let mut sent = Vec::new();
+        for n in 0..5u8 {
+            let mut rec = Vec::new();
+            sealer
+                .seal(InnerType::DATA, &[n; 100], 0, &mut rec)
+                .expect("seal");
+            sent.push(rec);
+        }
+        let stolen = sealer.chain_for_testing_only();
+        assert_ne!(stolen, chain0);
+        for (n, rec) in sent.iter().enumerate() {
+            // From the stolen state: positions 5, 6, 7, ... (advance with dummy records).
+            let mut from_stolen =
+                RecordOpener::new(p, suite, Direction::ServerToClient, stolen.clone())
+                    .expect("opener");
+            let mut other_dir =
+                RecordOpener::new(p, suite, Direction::ClientToServer, chain0.clone())
+                    .expect("opener");
+            for _ in 0..3 {
+                let mut b = rec.clone();
+                let h = RecordHeader::decode(&b[..4]).expect("header");
+                assert!(
+                    from_stolen.open(h, &mut b[4..]).is_err(),
+                    "record {n} opened from the stolen state"
+                );
+                let mut b = rec.clone();
+                assert!(
+                    other_dir.open(h, &mut b[4..]).is_err(),
+                    "record {n} opened with the other direction's chain"
+                );
+                // Move the stolen opener one position forward, as an attacker
+                // holding the state could: seal a dummy with a twin sealer.
+                let mut twin = RecordSealer::new(
+                    p,
+                    suite,
+                    Direction::ServerToClient,
+                    from_stolen_chain(&stolen, from_stolen.seq()),
+                )
+                .expect("twin");
+                let mut dummy = Vec::new();
+                twin.seal(InnerType::DATA, b"x", 0, &mut dummy)
+                    .expect("seal");
+                let hd = RecordHeader::decode(&dummy[..4]).expect("header");
+                from_stolen
+                    .open(hd, &mut dummy[4..])
+                    .expect("the stolen state opens its own future records");
+            }
+        }
+        // The legitimate receiver, from chain₀, opens them all in order.
+        let mut opener =
+            RecordOpener::new(p, suite, Direction::ServerToClient, chain0).expect("opener");
+        for (n, rec) in sent.iter().enumerate() {
+            let mut b = rec.clone();
+            let h = RecordHeader::decode(&b[..4]).expect("header");
+            assert_eq!(
+                opener.open(h, &mut b[4..]).expect("opens").1,
+                &[n as u8; 100][..]
+            );
+        }
+    }
+}
+
+/// The chain key `steps` records after `chain` (by sealing dummies).
+fn from_stolen_chain(chain: &sc_handshake::Secret, steps: u64) -> sc_handshake::Secret {
+    let p = &sc_handshake::RUSTCRYPTO;
+    let mut s =
+        RecordSealer::new(p, AES, Direction::ServerToClient, chain.clone()).expect("sealer");
+    for _ in 0..steps {
+        s.seal(InnerType::DATA, b"", 0, &mut Vec::new())
+            .expect("seal");
+    }
+    s.chain_for_testing_only()
+}
+
+// ---------------------------------------------------------------------------
+// The message API.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn messages_keep_their_boundaries_across_fragments() {
+    let pki = Pki::new(16);
+    let mut p = pair(&pki, 61);
+    p.handshake().expect("handshake");
+    let big: Vec<u8> = (0..sc_session::DEFAULT_MAX_MESSAGE_LEN)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    let msgs: Vec<Vec<u8>> = vec![
+        vec![],
+        b"a".to_vec(),
+        big.clone(),
+        vec![7; 65_536],
+        vec![8; 65_537],
+    ];
+    for m in &msgs {
+        p.client.send_message(m).expect("send");
+    }
+    p.drive().expect("drive");
+    let got: Vec<_> = std::iter::from_fn(|| p.server.recv_message()).collect();
+    assert_eq!(got, msgs);
+    assert_eq!(
+        p.client
+            .send_message(&vec![0; sc_session::DEFAULT_MAX_MESSAGE_LEN + 1]),
+        Err(Error::MessageTooLarge {
+            len: sc_session::DEFAULT_MAX_MESSAGE_LEN + 1,
+            max: sc_session::DEFAULT_MAX_MESSAGE_LEN
+        })
+    );
+}
+
+#[test]
+fn an_oversized_message_from_the_peer_is_refused() {
+    let pki = Pki::new(17);
+    let mut small = SessionConfig::default();
+    small.max_message_len = 100_000;
+    let mut p = pair_with(
+        pki.client_config(&[CHACHA]),
+        pki.server_config(&[CHACHA]),
+        "server.test",
+        SessionConfig::default(),
+        62,
+    );
+    // The server side enforces a smaller limit than the client sends.
+    p.server = sc_session::Connection::server(pki.server_config(&[CHACHA]), small, now());
+    p.handshake().expect("handshake");
+    p.client
+        .send_message(&vec![1; 150_000])
+        .expect("the client's own limit is 1 MiB");
+    let e = expect_err(p.drive());
+    assert_eq!(e.side, Side::Server);
+    assert!(
+        matches!(e.error, Error::MessageTooLarge { max: 100_000, .. }),
+        "{:?}",
+        e.error
+    );
+    assert_eq!(
+        p.transfer(Side::Server).expect_err("alert").error,
+        Error::PeerAlert(AlertCode::TOO_LARGE)
+    );
+}
+
+#[test]
+fn padding_hides_lengths_and_keepalives_are_invisible() {
+    let pki = Pki::new(18);
+    let mut cfg = SessionConfig::default();
+    cfg.padding = Padding::Block(256);
+    let mut p = pair_with(
+        pki.client_config(&[AES]),
+        pki.server_config(&[AES]),
+        "server.test",
+        cfg,
+        63,
+    );
+    p.handshake().expect("handshake");
+    let mut sizes = BTreeSet::new();
+    for len in [0usize, 1, 100, 255, 256, 257, 200, 512] {
+        p.client.send_message(&vec![5; len]).expect("send");
+        p.client.send_keepalive().expect("keepalive");
+        let out = p.client.take_outgoing();
+        for (_, r) in records(&out) {
+            sizes.insert(r.len());
+        }
+        p.deliver(Side::Server, &out).expect("deliver");
+        assert_eq!(p.server.recv_message(), Some(vec![5; len]));
+        assert_eq!(p.server.recv_message(), None, "keepalives carry no message");
+    }
+    // Content (and keepalives) padded to 256 or 512 bytes, + 3-byte trailer,
+    // 16-byte tag, 4-byte header.
+    assert_eq!(sizes, [256 + 23, 512 + 23].into_iter().collect());
+}
+
+#[test]
+fn a_stalled_handshake_times_out_with_an_alert() {
+    let pki = Pki::new(19);
+    let mut p = pair(&pki, 64);
+    p.transfer(Side::Client).expect("hello");
+    // The server answered; its answer never arrives.
+    let _lost = p.take_flight(Side::Server);
+    assert_eq!(p.client.handle_timeout(at(NOW_SECS + 29)), Ok(()));
+    assert_eq!(
+        p.client.handle_timeout(at(NOW_SECS + 30)),
+        Err(Error::Timeout { secs: 30 })
+    );
+    assert_eq!(
+        p.client.send_message(b"x"),
+        Err(Error::Timeout { secs: 30 })
+    );
+    let alert = p.client.take_outgoing();
+    assert_eq!(
+        alert,
+        vec![0xc2, 0, 0, 1, AlertCode::TIMEOUT.0],
+        "a plaintext timeout alert"
+    );
+    // After the handshake there is no handshake timeout.
+    let mut p = pair(&pki, 65);
+    p.handshake().expect("handshake");
+    assert_eq!(p.client.handle_timeout(at(NOW_SECS + 3600)), Ok(()));
+}
+
+#[test]
+fn a_failed_session_stays_failed_and_leaks_nothing() {
+    let (mut p, r) = three_records(66);
+    p.client.send_message(b"after").expect("queued");
+    let mut bad = r[0].clone();
+    bad[10] ^= 1;
+    assert!(p.deliver(Side::Server, &bad).is_err());
+    // Later good records are refused with the same error; nothing is delivered.
+    assert_eq!(
+        p.deliver(Side::Server, &r[0])
+            .expect_err("still failed")
+            .error,
+        Error::DecryptFailed
+    );
+    assert_eq!(p.server.recv_message(), None);
+    assert_eq!(p.server.send_message(b"x"), Err(Error::DecryptFailed));
+}
+
+// ---------------------------------------------------------------------------
+// Logs.
+// ---------------------------------------------------------------------------
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[derive(Debug, Default)]
+struct Secrets(Mutex<Vec<Vec<u8>>>);
+
+impl KeyLog for Secrets {
+    fn log(&self, _label: &'static str, _client_random: &[u8; 32], secret: &[u8]) {
+        self.0.lock().expect("secrets").push(secret.to_vec());
+    }
+}
+
+#[test]
+fn logs_show_the_13_steps_and_the_order_and_no_secret() {
+    let pki = Pki::new(20);
+    let secrets = Arc::new(Secrets::default());
+    let client = Arc::new(
+        ClientConfig::builder()
+            .with_server_verifier(Arc::new(WebPkiServerVerifier::new(pki.anchors())))
+            .with_credential(pki.client.clone())
+            .dangerous_key_log(secrets.clone())
+            .build(),
+    );
+    let buf = Captured::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let mut p = pair_with(
+            client,
+            pki.server_config(&[AES, CHACHA]),
+            "server.test",
+            SessionConfig::default(),
+            71,
+        );
+        p.client.send_message(b"hello").expect("queued");
+        p.handshake().expect("handshake");
+    });
+    let text = String::from_utf8(buf.0.lock().expect("log").clone()).expect("utf-8 logs");
+    for step in 1..=13 {
+        assert!(
+            text.contains(&format!("Step {step}/13: ")),
+            "step {step} missing from logs:\n{text}"
+        );
+    }
+    assert!(text.contains("order of steps 7-10: "), "{text}");
+    assert!(text.contains("Step 9/13: KeyConfirm1"), "{text}");
+    let logged = secrets.0.lock().expect("secrets");
+    assert_eq!(
+        logged.len(),
+        11,
+        "every secret of the schedule is in the key log"
+    );
+    for s in logged.iter() {
+        let hex: String = s.iter().map(|b| format!("{b:02x}")).collect();
+        assert!(!text.contains(&hex[..16]), "a secret appears in the logs");
+    }
+}
