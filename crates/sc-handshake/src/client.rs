@@ -89,8 +89,11 @@ impl ClientHandshake {
         let range = push_message(&mut flight, &HandshakeMessage::ClientHello(hello));
         let mut transcript = Transcript::new(provider);
         transcript.add(&flight[range]);
-        log_step(ROLE, HandshakeType::CLIENT_HELLO, "sent");
-        tracing::debug!(target: "sc_handshake", offered = ?config.suites, route = ?route, "offered cipher suites");
+        log_step(
+            ROLE,
+            HandshakeType::CLIENT_HELLO,
+            &format!("sent: offered {:?}, route {:?}", config.suites, route),
+        );
         let keylog = KeyLogger::new(config.key_log.clone(), random);
         let state = State::ExpectServerHello(Box::new(ExpectServerHello {
             keylog,
