@@ -11,6 +11,8 @@ use sc_wire::{
     MlKemEncapsulationKey, ProtocolVersion, Random, RouteName, Signature,
 };
 
+use zeroize::Zeroizing;
+
 use crate::config::{ClientConfig, ClientIdentity};
 use crate::crypto::{KemSecret, KxSecret, Secret};
 use crate::error::{Error, PeerIncompatible, PeerMisbehaved};
@@ -108,7 +110,7 @@ impl ClientHandshake {
             Self { state },
             vec![Action::Send {
                 level: Level::Plaintext,
-                messages: flight,
+                messages: Zeroizing::new(flight),
             }],
         ))
     }
@@ -318,7 +320,7 @@ impl ExpectServerCert {
         );
         actions.push(Action::Send {
             level: Level::Handshake,
-            messages: out,
+            messages: Zeroizing::new(out),
         });
 
         let leaf_hash = self
@@ -498,7 +500,7 @@ impl ExpectSeedCode {
         drop(seed.code);
         actions.push(Action::Send {
             level: Level::Handshake,
-            messages: out,
+            messages: Zeroizing::new(out),
         });
         actions.push(Action::SetWriteKey {
             level: Level::Application,

@@ -31,6 +31,17 @@ impl Secret {
         Self(Zeroizing::new(bytes))
     }
 
+    /// Copies a 32-byte slice straight into zeroizing storage; `None` if the
+    /// slice has another length.
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        let mut out = Zeroizing::new([0u8; SECRET_LEN]);
+        if bytes.len() != SECRET_LEN {
+            return None;
+        }
+        out.copy_from_slice(bytes);
+        Some(Self(out))
+    }
+
     /// The secret bytes.
     pub fn expose(&self) -> &[u8; SECRET_LEN] {
         &self.0

@@ -128,8 +128,9 @@ pub enum Action {
     Send {
         /// The protection to seal the record under.
         level: Level,
-        /// The encoded handshake messages of the record.
-        messages: Vec<u8>,
+        /// The encoded handshake messages of the record (zeroized on drop:
+        /// step 6 carries the seed code).
+        messages: zeroize::Zeroizing<Vec<u8>>,
     },
     /// Open the peer's records from now on with the chain starting at `chain0`.
     SetReadKey {

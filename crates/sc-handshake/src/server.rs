@@ -11,6 +11,8 @@ use sc_wire::{
     SeedCodeSecret, ServerHello,
 };
 
+use zeroize::Zeroizing;
+
 use crate::config::ServerConfig;
 use crate::crypto::{KemSecret, Secret};
 use crate::error::{Error, PeerIncompatible, PeerMisbehaved};
@@ -180,7 +182,7 @@ fn handle_client_hello(
     );
     actions.push(Action::Send {
         level: Level::Plaintext,
-        messages: plain,
+        messages: Zeroizing::new(plain),
     });
 
     let th2 = transcript.current();
@@ -218,7 +220,7 @@ fn handle_client_hello(
     log_step(ROLE, HandshakeType::CLIENT_CERT_REQUEST, "sent");
     actions.push(Action::Send {
         level: Level::Handshake,
-        messages: sealed,
+        messages: Zeroizing::new(sealed),
     });
 
     Ok(State::ExpectClientCert(Box::new(ExpectClientCert {
@@ -319,7 +321,7 @@ impl ExpectClientCert {
         }
         actions.push(Action::Send {
             level: Level::Handshake,
-            messages: out,
+            messages: Zeroizing::new(out),
         });
         Ok(State::ExpectClientFinish(Box::new(ExpectClientFinish {
             keylog: self.keylog,
@@ -479,7 +481,7 @@ impl ExpectClientFinish {
         );
         actions.push(Action::Send {
             level: Level::Handshake,
-            messages: out,
+            messages: Zeroizing::new(out),
         });
         let th12 = self.transcript.current();
 
@@ -501,7 +503,7 @@ impl ExpectClientFinish {
         );
         actions.push(Action::Send {
             level: Level::Application,
-            messages: out,
+            messages: Zeroizing::new(out),
         });
         actions.push(Action::Complete(Box::new(HandshakeSummary {
             suite: self.suite,

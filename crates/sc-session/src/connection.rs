@@ -16,6 +16,7 @@ use sc_handshake::{
 use sc_pki::{ServerName, UnixTime};
 use sc_wire::record::{MAX_FRAGMENT_LEN, RECORD_HEADER_LEN};
 use sc_wire::{Alert, AlertCode, Codec, Deframer, InnerType, RecordHeader, RecordKind, RouteName};
+use zeroize::Zeroize;
 
 use crate::error::Error;
 use crate::record::{Direction, RecordOpener, RecordSealer};
@@ -49,7 +50,8 @@ pub struct SessionConfig {
     /// Most content bytes per record (1–65536). Default 65536.
     pub max_fragment_len: usize,
     /// Time from the start of the connection to a complete handshake, after
-    /// which [`Connection::handle_timeout`] ends it. Default 30 s.
+    /// which [`Connection::handle_timeout`] ends it. Default 30 s; at least
+    /// 1 s. Counted in the whole seconds of the `now` the caller passes.
     pub handshake_timeout: Duration,
 }
 
@@ -170,6 +172,7 @@ impl Connection {
         handshake: Handshake,
     ) -> Self {
         config.max_fragment_len = config.max_fragment_len.clamp(1, MAX_FRAGMENT_LEN);
+        config.handshake_timeout = config.handshake_timeout.max(Duration::from_secs(1));
         Self {
             side,
             provider,
@@ -490,6 +493,15 @@ impl Connection {
                     self.handshake_input(Level::Plaintext, record.body, now, rng)?;
                 }
                 RecordKind::ALERT => {
+                    // Plaintext alerts are unauthenticated. During the
+                    // handshake the peer may have no keys to seal one with;
+                    // afterwards a plaintext alert can only be an injection,
+                    // and its code is not reported as the peer's reason.
+                    if !self.is_handshaking() {
+                        return Err(Error::UnexpectedRecord {
+                            what: "unauthenticated (plaintext) alert after the handshake",
+                        });
+                    }
                     let alert = Alert::decode(record.body)?;
                     return Err(Error::PeerAlert(alert.code));
                 }
@@ -500,8 +512,13 @@ impl Connection {
                         });
                     };
                     let level = *level;
-                    let (typ, content) = opener.open(record.header, record.body)?;
-                    self.sealed_input(level, typ, content, now, rng)?;
+                    let (typ, content) = opener.open(record.header, &mut *record.body)?;
+                    let result = self.sealed_input(level, typ, content, now, rng);
+                    if typ == InnerType::HANDSHAKE {
+                        // Decrypted in place: wipe it (step 6 holds the seed code).
+                        record.body.zeroize();
+                    }
+                    result?;
                 }
             }
         }
@@ -585,6 +602,10 @@ impl Connection {
     }
 
     fn apply(&mut self, actions: Vec<Action>) -> Result<(), Error> {
+        // Application data queued before our write key existed goes out after
+        // the whole batch: on the server, SecureAck (sent under the new key in
+        // the same batch) must be the first application-chain record.
+        let mut flush = false;
         for action in actions {
             match action {
                 Action::Send { level, messages } => {
@@ -639,7 +660,7 @@ impl Connection {
                             self.write_app = Some(sealer);
                             // No handshake record is sent after this point.
                             self.write_hs = None;
-                            self.flush_queued()?;
+                            flush = true;
                         }
                         _ => self.write_hs = Some(sealer),
                     }
@@ -660,6 +681,9 @@ impl Connection {
                     self.handshake = Handshake::Done;
                 }
             }
+        }
+        if flush {
+            self.flush_queued()?;
         }
         Ok(())
     }

@@ -75,9 +75,8 @@ impl Ratchet {
         key.copy_from_slice(&okm[..AEAD_KEY_LEN]);
         let mut nonce = [0u8; NONCE_LEN];
         nonce.copy_from_slice(&okm[AEAD_KEY_LEN..AEAD_KEY_LEN + NONCE_LEN]);
-        let mut next = [0u8; 32];
-        next.copy_from_slice(&okm[AEAD_KEY_LEN + NONCE_LEN..]);
-        let next = Secret::new(next);
+        let next = Secret::from_slice(&okm[AEAD_KEY_LEN + NONCE_LEN..])
+            .ok_or(Error::Internal("record key derivation failed"))?;
         Ok(RecordKeys { key, nonce, next })
     }
 

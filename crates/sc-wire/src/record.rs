@@ -24,7 +24,7 @@ pub const TAG_LEN: usize = 16;
 pub const MAX_SEALED_LEN: usize = MAX_FRAGMENT_LEN + INNER_TRAILER_LEN + TAG_LEN;
 /// Smallest sealed record body (empty content, no padding).
 pub const MIN_SEALED_LEN: usize = INNER_TRAILER_LEN + TAG_LEN;
-/// Largest plaintext handshake record body (a ClientHello is at most 1,530 bytes).
+/// Largest plaintext handshake record body (a ClientHello is at most 1,527 bytes).
 pub const MAX_PLAIN_HANDSHAKE_LEN: usize = 2048;
 /// Length of an alert body.
 pub const ALERT_LEN: usize = 1;
@@ -227,10 +227,9 @@ pub struct RawRecord<'a> {
 
 /// Splits a byte stream into records.
 ///
-/// It holds at most the bytes it was given that do not yet form a whole
-/// record; a header announcing an unknown kind or a length beyond the kind's
-/// maximum is rejected as soon as its four bytes arrive, before any body is
-/// buffered.
+/// It holds the bytes it was given that do not yet form a whole record; a
+/// header announcing an unknown kind or a length beyond the kind's maximum is
+/// rejected as soon as its four bytes arrive, without waiting for the body.
 #[derive(Debug, Default)]
 pub struct Deframer {
     buf: Vec<u8>,
