@@ -436,11 +436,10 @@ fn stall_positions(bytes: &[u8]) -> usize {
     let mut at = 0;
     while at < bytes.len() {
         let h = RecordHeader::decode(&bytes[at..at + 4]).expect("header");
-        for pos in at + 1..at + 4 {
-            if bytes[pos] & 0x01 == 0 {
-                n += 1;
-            }
-        }
+        n += bytes[at + 1..at + 4]
+            .iter()
+            .filter(|b| *b & 0x01 == 0)
+            .count();
         at += 4 + h.len;
     }
     n
@@ -710,7 +709,8 @@ fn bad_server_certificates_are_refused_with_distinct_errors() {
         not_after: at(NOW_SECS + 90 * 86_400),
     };
     let ok = Validity::days_from(now(), 30);
-    let cases: Vec<(&str, Pair, fn(&CertError) -> bool, AlertCode)> = vec![
+    type Case = (&'static str, Pair, fn(&CertError) -> bool, AlertCode);
+    let cases: Vec<Case> = vec![
         (
             "unknown CA",
             pair_with(
@@ -1136,8 +1136,10 @@ fn messages_keep_their_boundaries_across_fragments() {
 #[test]
 fn an_oversized_message_from_the_peer_is_refused() {
     let pki = Pki::new(17);
-    let mut small = SessionConfig::default();
-    small.max_message_len = 100_000;
+    let small = SessionConfig {
+        max_message_len: 100_000,
+        ..SessionConfig::default()
+    };
     let mut p = pair_with(
         pki.client_config(&[CHACHA]),
         pki.server_config(&[CHACHA]),
@@ -1167,8 +1169,10 @@ fn an_oversized_message_from_the_peer_is_refused() {
 #[test]
 fn padding_hides_lengths_and_keepalives_are_invisible() {
     let pki = Pki::new(18);
-    let mut cfg = SessionConfig::default();
-    cfg.padding = Padding::Block(256);
+    let cfg = SessionConfig {
+        padding: Padding::Block(256),
+        ..SessionConfig::default()
+    };
     let mut p = pair_with(
         pki.client_config(&[AES]),
         pki.server_config(&[AES]),

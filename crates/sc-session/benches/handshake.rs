@@ -1,0 +1,232 @@
+//! Full 13-step handshake CPU per side: X25519 + ML-KEM-768 (hybrid),
+//! Ed25519 signatures, certificate path validation (rustls-webpki), the key
+//! schedule and the records of the handshake itself.
+//!
+//! Each iteration runs a complete in-memory handshake between two fresh
+//! [`Connection`]s. `handshake/client` counts only the time spent in the
+//! client's calls, `handshake/server` only the server's, `handshake/both` the
+//! whole handshake. Certificates and configs are made once, outside timing.
+//! After the run a table compares each side with the 600 µs target, from this
+//! run's estimates.
+//!
+//! `cargo bench -p sc-session --bench handshake`
+
+#![forbid(unsafe_code)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use sc_handshake::{ClientConfig, ServerConfig};
+use sc_pki::{throwaway::ThrowawayPki, ServerName, UnixTime};
+use sc_session::pair::MAX_ROUNDS;
+use sc_session::{Connection, SessionConfig, Stats};
+
+use common::Run;
+
+/// CPU target per side for one full handshake.
+const TARGET_US: f64 = 600.0;
+
+/// What every handshake shares: made once.
+struct Fixture {
+    client: Arc<ClientConfig>,
+    server: Arc<ServerConfig>,
+    server_name: ServerName<'static>,
+    now: UnixTime,
+    client_rng: ChaCha20Rng,
+    server_rng: ChaCha20Rng,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let mut rng = ChaCha20Rng::from_seed([1; 32]);
+        let now = UnixTime::since_unix_epoch(Duration::from_secs(1_800_000_000));
+        let pki = ThrowawayPki::new("server.test", "client-1", now, &mut rng)
+            .expect("throwaway PKI issues");
+        let client = ClientConfig::builder()
+            .with_server_verifier(Arc::new(pki.server_verifier().expect("CA parses")))
+            .with_credential(pki.client.clone())
+            .build();
+        let server = ServerConfig::builder()
+            .with_client_verifier(Arc::new(pki.client_verifier().expect("CA parses")))
+            .with_credential(pki.server.clone())
+            .build();
+        Self {
+            client: Arc::new(client),
+            server: Arc::new(server),
+            server_name: ServerName::try_from("server.test").expect("valid DNS name"),
+            now,
+            client_rng: ChaCha20Rng::from_seed([2; 32]),
+            server_rng: ChaCha20Rng::from_seed([3; 32]),
+        }
+    }
+
+    /// One complete handshake, timing each side's calls separately and the
+    /// whole. Returns the connections so the caller drops them (and their
+    /// zeroizing) outside any timing.
+    fn handshake(&mut self) -> (Timing, Connection, Connection) {
+        let client_config = Arc::clone(&self.client);
+        let server_config = Arc::clone(&self.server);
+        let server_name = self.server_name.clone();
+        let (client_session, server_session) = (SessionConfig::default(), SessionConfig::default());
+        let now = self.now;
+
+        let whole = Instant::now();
+        let t = Instant::now();
+        let mut client = Connection::client(
+            client_config,
+            server_name,
+            None,
+            client_session,
+            now,
+            &mut self.client_rng,
+        )
+        .expect("client starts");
+        let mut client_time = t.elapsed();
+
+        let t = Instant::now();
+        let mut server = Connection::server(server_config, server_session, now);
+        let mut server_time = t.elapsed();
+
+        for _ in 0..MAX_ROUNDS {
+            let t = Instant::now();
+            let to_server = client.take_outgoing();
+            client_time += t.elapsed();
+            if !to_server.is_empty() {
+                let t = Instant::now();
+                server
+                    .receive(&to_server, now, &mut self.server_rng)
+                    .expect("server accepts the client's flight");
+                server_time += t.elapsed();
+            }
+
+            let t = Instant::now();
+            let to_client = server.take_outgoing();
+            server_time += t.elapsed();
+            if !to_client.is_empty() {
+                let t = Instant::now();
+                client
+                    .receive(&to_client, now, &mut self.client_rng)
+                    .expect("client accepts the server's flight");
+                client_time += t.elapsed();
+            }
+
+            if to_server.is_empty() && to_client.is_empty() {
+                break;
+            }
+        }
+        let both = whole.elapsed();
+        assert!(
+            !client.is_handshaking() && !server.is_handshaking(),
+            "handshake did not complete in {MAX_ROUNDS} rounds"
+        );
+        let timing = Timing {
+            client: client_time,
+            server: server_time,
+            both,
+        };
+        (timing, client, server)
+    }
+}
+
+/// Time spent in one handshake.
+#[derive(Clone, Copy)]
+struct Timing {
+    client: Duration,
+    server: Duration,
+    both: Duration,
+}
+
+impl Timing {
+    /// The time of one benchmark: `client`, `server` or `both`.
+    fn of(&self, which: &str) -> Duration {
+        match which {
+            "client" => self.client,
+            "server" => self.server,
+            _ => self.both,
+        }
+    }
+}
+
+fn bench(c: &mut Criterion, fixture: &mut Fixture) {
+    let mut group = c.benchmark_group("handshake");
+    for name in ["client", "server", "both"] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let (timing, client, server) = fixture.handshake();
+                    total += timing.of(name);
+                    drop((client, server));
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+fn main() {
+    let run = Run::start();
+    let mut fixture = Fixture::new();
+
+    // Once, outside timing: what each side puts on the wire.
+    let (_, client, server) = fixture.handshake();
+    let wire = (client.stats(), server.stats());
+    let suite = client.summary().map(|s| s.suite);
+    drop((client, server));
+    print_wire(&wire.0, &wire.1);
+
+    let mut c = Criterion::default().configure_from_args();
+    bench(&mut c, &mut fixture);
+    c.final_summary();
+    if run.benchmarking() {
+        report(&run, &wire.0, &wire.1, suite);
+    }
+}
+
+fn print_wire(client: &Stats, server: &Stats) {
+    println!("Bytes on the wire in one handshake (no application data):");
+    for (side, s) in [("client", client), ("server", server)] {
+        println!(
+            "  {side}: handshake_bytes_sent {:>6}, bytes_sent {:>6}",
+            s.handshake_bytes_sent, s.bytes_sent
+        );
+    }
+    println!(
+        "  total: {} bytes",
+        client.handshake_bytes_sent + server.handshake_bytes_sent
+    );
+}
+
+/// The per-side table, from this run's estimates only.
+fn report(run: &Run, client: &Stats, server: &Stats, suite: Option<sc_wire::CipherSuite>) {
+    println!();
+    println!("Handshake CPU, this run (full 13 steps, PQ hybrid, certificate verification)");
+    println!(
+        "(estimates from {}; record suite negotiated: {})",
+        run.searched(),
+        suite.map_or_else(|| "?".to_owned(), |s| format!("{s:?}")),
+    );
+    println!("{:<8} {:>10}  target", "side", "µs");
+    for side in ["client", "server", "both"] {
+        let e = run.estimate(&format!("handshake/{side}"));
+        let us = match &e {
+            Ok(e) => format!("{:>10.1}", e.ns / 1e3),
+            Err(_) => format!("{:>10}", "n/a"),
+        };
+        let target = match (side, &e) {
+            ("both", _) => "-".to_owned(),
+            (_, Ok(e)) if e.ns / 1e3 <= TARGET_US => format!("≤ {TARGET_US:.0} µs: met"),
+            (_, Ok(_)) => format!("≤ {TARGET_US:.0} µs: MISSED"),
+            (_, Err(why)) => format!("≤ {TARGET_US:.0} µs: {why}"),
+        };
+        println!("{side:<8} {us}  {target}");
+    }
+    println!();
+    print_wire(client, server);
+}
