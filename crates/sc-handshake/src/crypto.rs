@@ -227,8 +227,8 @@ pub fn aes_hardware() -> bool {
 pub static RUSTCRYPTO: CryptoProvider = CryptoProvider {
     name: "RustCrypto",
     aeads: &[
-        &rustcrypto::ChaCha20Poly1305Aead,
-        &rustcrypto::Aes256GcmAead,
+        &rustcrypto::ChaCha20Poly1305Aead::new(CipherSuite::CHACHA20_POLY1305),
+        &rustcrypto::Aes256GcmAead::new(CipherSuite::AES_256_GCM),
     ],
     hash: &rustcrypto::Sha256Hash,
     kx: &rustcrypto::X25519,
@@ -246,49 +246,40 @@ mod rustcrypto {
 
     use super::*;
 
-    #[derive(Debug)]
-    pub(super) struct ChaCha20Poly1305Aead;
+    /// A RustCrypto AEAD with a 256-bit key and a 96-bit nonce, keyed per call.
+    pub(super) struct RustCryptoAead<A> {
+        suite: CipherSuite,
+        cipher: core::marker::PhantomData<fn() -> A>,
+    }
 
-    impl Aead for ChaCha20Poly1305Aead {
-        fn suite(&self) -> CipherSuite {
-            CipherSuite::CHACHA20_POLY1305
-        }
-
-        fn seal_in_place(
-            &self,
-            key: &[u8; AEAD_KEY_LEN],
-            nonce: &[u8; NONCE_LEN],
-            aad: &[u8],
-            buf: &mut [u8],
-        ) -> Result<[u8; TAG_LEN], CryptoError> {
-            let cipher = chacha20poly1305::ChaCha20Poly1305::new(key.into());
-            let tag = cipher
-                .encrypt_in_place_detached(nonce.into(), aad, buf)
-                .map_err(|_| CryptoError)?;
-            Ok(tag.into())
-        }
-
-        fn open_in_place(
-            &self,
-            key: &[u8; AEAD_KEY_LEN],
-            nonce: &[u8; NONCE_LEN],
-            aad: &[u8],
-            buf: &mut [u8],
-            tag: &[u8; TAG_LEN],
-        ) -> Result<(), CryptoError> {
-            let cipher = chacha20poly1305::ChaCha20Poly1305::new(key.into());
-            cipher
-                .decrypt_in_place_detached(nonce.into(), aad, buf, tag.into())
-                .map_err(|_| CryptoError)
+    impl<A> RustCryptoAead<A> {
+        pub(super) const fn new(suite: CipherSuite) -> Self {
+            Self {
+                suite,
+                cipher: core::marker::PhantomData,
+            }
         }
     }
 
-    #[derive(Debug)]
-    pub(super) struct Aes256GcmAead;
+    impl<A> fmt::Debug for RustCryptoAead<A> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "RustCryptoAead({})", self.suite)
+        }
+    }
 
-    impl Aead for Aes256GcmAead {
+    pub(super) type ChaCha20Poly1305Aead = RustCryptoAead<chacha20poly1305::ChaCha20Poly1305>;
+    pub(super) type Aes256GcmAead = RustCryptoAead<aes_gcm::Aes256Gcm>;
+
+    impl<A> Aead for RustCryptoAead<A>
+    where
+        A: KeyInit<KeySize = aes_gcm::aead::consts::U32>
+            + AeadInPlace<
+                NonceSize = aes_gcm::aead::consts::U12,
+                TagSize = aes_gcm::aead::consts::U16,
+            >,
+    {
         fn suite(&self) -> CipherSuite {
-            CipherSuite::AES_256_GCM
+            self.suite
         }
 
         fn seal_in_place(
@@ -298,8 +289,7 @@ mod rustcrypto {
             aad: &[u8],
             buf: &mut [u8],
         ) -> Result<[u8; TAG_LEN], CryptoError> {
-            let cipher = aes_gcm::Aes256Gcm::new(key.into());
-            let tag = cipher
+            let tag = A::new(key.into())
                 .encrypt_in_place_detached(nonce.into(), aad, buf)
                 .map_err(|_| CryptoError)?;
             Ok(tag.into())
@@ -313,8 +303,7 @@ mod rustcrypto {
             buf: &mut [u8],
             tag: &[u8; TAG_LEN],
         ) -> Result<(), CryptoError> {
-            let cipher = aes_gcm::Aes256Gcm::new(key.into());
-            cipher
+            A::new(key.into())
                 .decrypt_in_place_detached(nonce.into(), aad, buf, tag.into())
                 .map_err(|_| CryptoError)
         }
