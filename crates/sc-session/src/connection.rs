@@ -368,6 +368,9 @@ impl Connection {
 
     /// Sends a keepalive record (ignored by the peer's application).
     pub fn send_keepalive(&mut self) -> Result<(), Error> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
         if self.write_app.is_none() || self.sent_close {
             return Ok(());
         }
@@ -378,8 +381,8 @@ impl Connection {
     /// caller): the alert is queued for the peer.
     pub fn abort(&mut self, code: AlertCode) {
         if self.failed.is_none() {
+            self.fail(Error::Aborted(code));
             self.send_alert(code);
-            self.failed = Some(Error::Internal("session aborted locally"));
         }
     }
 
@@ -399,6 +402,7 @@ impl Connection {
 
     fn send_alert(&mut self, code: AlertCode) {
         let alert = Alert { code }.encoded();
+        let before = self.outgoing.len();
         let sealer = self.write_app.as_mut().or(self.write_hs.as_mut());
         let sealed = match sealer {
             Some(s) => s
@@ -407,15 +411,14 @@ impl Connection {
             None => false,
         };
         if !sealed {
-            let before = self.outgoing.len();
             RecordHeader {
                 kind: RecordKind::ALERT,
                 len: alert.len(),
             }
             .encode(&mut self.outgoing);
             self.outgoing.extend_from_slice(&alert);
-            self.count_sent(before);
         }
+        self.count_sent(before);
     }
 
     fn count_sent(&mut self, before: usize) -> u64 {

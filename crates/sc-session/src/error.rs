@@ -52,6 +52,10 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
+    /// We ended the session ourselves with this alert (see
+    /// [`Connection::abort`](crate::Connection::abort)).
+    #[error("session ended locally: {0}")]
+    Aborted(AlertCode),
     /// A failure on our side.
     #[error("internal error: {0}")]
     Internal(&'static str),
@@ -65,7 +69,7 @@ impl Error {
             Self::Handshake(sc_handshake::Error::AlertReceived(_)) | Self::PeerAlert(_) => {
                 return None
             }
-            Self::Truncated | Self::Closed => return None,
+            Self::Truncated | Self::Closed | Self::Aborted(_) => return None,
             Self::Handshake(e) => e.alert(),
             Self::InvalidMessage(InvalidMessage::TooLong { .. }) => AlertCode::TOO_LARGE,
             Self::InvalidMessage(_) => AlertCode::MALFORMED,

@@ -1277,3 +1277,39 @@ fn a_plaintext_alert_after_the_handshake_is_not_trusted() {
     );
     assert_ne!(e.error, Error::PeerAlert(AlertCode::NOT_AUTHORISED));
 }
+
+#[test]
+fn an_aborted_session_says_why_and_sends_nothing_more() {
+    let pki = Pki::new(23);
+    let mut p = pair(&pki, 69);
+    p.handshake().expect("handshake");
+    let before = p.server.stats().bytes_sent;
+    p.server.abort(AlertCode::GOING_AWAY);
+    assert_eq!(
+        p.server.error(),
+        Some(&Error::Aborted(AlertCode::GOING_AWAY))
+    );
+    assert_eq!(
+        p.server.send_keepalive(),
+        Err(Error::Aborted(AlertCode::GOING_AWAY))
+    );
+    assert_eq!(
+        p.server.send_message(b"x"),
+        Err(Error::Aborted(AlertCode::GOING_AWAY))
+    );
+    let alert = p.server.take_outgoing();
+    assert_eq!(
+        records(&alert).len(),
+        1,
+        "one sealed alert and nothing else"
+    );
+    assert_eq!(
+        p.server.stats().bytes_sent - before,
+        alert.len() as u64,
+        "the alert is counted"
+    );
+    let e = p
+        .deliver(Side::Client, &alert)
+        .expect_err("the client learns why");
+    assert_eq!(e.error, Error::PeerAlert(AlertCode::GOING_AWAY));
+}
