@@ -152,7 +152,7 @@ pub fn cert_alert(e: &CertError) -> AlertCode {
         CertError::NameMismatch { .. } => AlertCode::NAME_MISMATCH,
         CertError::WrongPurpose => AlertCode::WRONG_PURPOSE,
         CertError::UnsupportedKey => AlertCode::UNSUPPORTED_CERTIFICATE,
-        CertError::NotAuthorised(_) => AlertCode::NOT_AUTHORISED,
+        CertError::NotAuthorised(_) | CertError::PinMismatch { .. } => AlertCode::NOT_AUTHORISED,
         CertError::AnonymousNotAllowed => AlertCode::ANONYMOUS_NOT_ALLOWED,
         _ => AlertCode::BAD_CERTIFICATE,
     }

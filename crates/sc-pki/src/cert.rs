@@ -10,8 +10,9 @@ use der::{Decode, Encode, Tag, Tagged};
 use ed25519_dalek::{pkcs8::ALGORITHM_OID, VerifyingKey};
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, SubjectAltName};
+use x509_cert::name::Name;
 use x509_cert::spki::SubjectPublicKeyInfoOwned;
-use x509_cert::Certificate;
+use x509_cert::{Certificate, TbsCertificate};
 
 use crate::error::ParseError;
 use crate::util::fingerprint;
@@ -21,7 +22,7 @@ const COMMON_NAME: der::oid::ObjectIdentifier = der::oid::db::rfc4519::CN;
 
 /// The parts of a certificate this crate looks at.
 #[derive(Debug)]
-pub(crate) struct CertInfo {
+pub(crate) struct ParsedCert {
     pub(crate) cert: Certificate,
     pub(crate) public_key: [u8; 32],
     pub(crate) fingerprint: [u8; 32],
@@ -34,27 +35,14 @@ pub(crate) struct CertInfo {
     pub(crate) extended_key_usage: Option<Vec<der::oid::ObjectIdentifier>>,
 }
 
-impl CertInfo {
+impl ParsedCert {
     /// Parses a DER certificate whose subject key must be Ed25519.
     pub(crate) fn parse(der: &[u8]) -> Result<Self, ParseError> {
         let cert = parse_certificate(der)?;
         let public_key = ed25519_public_key(&cert.tbs_certificate.subject_public_key_info)?;
         let tbs = &cert.tbs_certificate;
 
-        let mut dns_names = Vec::new();
-        let mut ip_addrs = Vec::new();
-        let mut uris = Vec::new();
-        let san = tbs
-            .get::<SubjectAltName>()
-            .map_err(|e| ParseError::Malformed(format!("subjectAltName: {e}")))?;
-        for name in san.map(|(_, san)| san.0).unwrap_or_default() {
-            match name {
-                GeneralName::DnsName(dns) => dns_names.push(dns.to_string()),
-                GeneralName::UniformResourceIdentifier(uri) => uris.push(uri.to_string()),
-                GeneralName::IpAddress(octets) => ip_addrs.push(ip_from_octets(octets.as_bytes())?),
-                _ => {}
-            }
-        }
+        let (dns_names, ip_addrs, uris) = subject_alt_names(tbs)?;
 
         let basic_constraints = tbs
             .get::<BasicConstraints>()
@@ -66,13 +54,7 @@ impl CertInfo {
             .map_err(|e| ParseError::Malformed(format!("extendedKeyUsage: {e}")))?
             .map(|(_, eku)| eku.0);
 
-        let common_name = tbs
-            .subject
-            .0
-            .iter()
-            .flat_map(|rdn| rdn.0.iter())
-            .find(|atv| atv.oid == COMMON_NAME)
-            .and_then(|atv| directory_string(&atv.value));
+        let common_name = common_name(&tbs.subject);
 
         Ok(Self {
             public_key,
@@ -129,6 +111,37 @@ impl CertInfo {
             .chain(self.ip_addrs.iter().map(IpAddr::to_string))
             .collect()
     }
+}
+
+/// The DNS names, IP addresses and URIs of the subjectAltName extension.
+#[allow(clippy::type_complexity)]
+pub(crate) fn subject_alt_names(
+    tbs: &TbsCertificate,
+) -> Result<(Vec<String>, Vec<IpAddr>, Vec<String>), ParseError> {
+    let mut dns_names = Vec::new();
+    let mut ip_addrs = Vec::new();
+    let mut uris = Vec::new();
+    let san = tbs
+        .get::<SubjectAltName>()
+        .map_err(|e| ParseError::Malformed(format!("subjectAltName: {e}")))?;
+    for name in san.map(|(_, san)| san.0).unwrap_or_default() {
+        match name {
+            GeneralName::DnsName(dns) => dns_names.push(dns.to_string()),
+            GeneralName::UniformResourceIdentifier(uri) => uris.push(uri.to_string()),
+            GeneralName::IpAddress(octets) => ip_addrs.push(ip_from_octets(octets.as_bytes())?),
+            _ => {}
+        }
+    }
+    Ok((dns_names, ip_addrs, uris))
+}
+
+/// The first common name of a `Name`, if it is a string.
+pub(crate) fn common_name(name: &Name) -> Option<String> {
+    name.0
+        .iter()
+        .flat_map(|rdn| rdn.0.iter())
+        .find(|atv| atv.oid == COMMON_NAME)
+        .and_then(|atv| directory_string(&atv.value))
 }
 
 pub(crate) fn parse_certificate(der: &[u8]) -> Result<Certificate, ParseError> {

@@ -4,7 +4,7 @@ use std::fmt;
 
 use rustls_pki_types::CertificateDer;
 
-use crate::cert::{parse_certificate, CertInfo};
+use crate::cert::{parse_certificate, ParsedCert};
 use crate::error::PkiError;
 use crate::key::KeyPair;
 use crate::util::Hex;
@@ -43,7 +43,7 @@ impl Credential {
         anonymous: bool,
     ) -> Result<Self, PkiError> {
         let (leaf, rest) = chain.split_first().ok_or(PkiError::NoCertificates)?;
-        let info = CertInfo::parse(leaf)?;
+        let info = ParsedCert::parse(leaf)?;
         if info.public_key != key.public_key() {
             return Err(PkiError::KeyMismatch);
         }
@@ -193,7 +193,7 @@ mod tests {
         let mut rng = rng(54);
         let anon = anonymous_credential(&mut rng, now()).expect("anonymous");
         assert!(anon.is_anonymous());
-        let info = CertInfo::parse(&anon.chain()[0]).expect("parses");
+        let info = ParsedCert::parse(&anon.chain()[0]).expect("parses");
         assert_eq!(info.common_name.as_deref(), Some("anonymous"));
         assert!(!info.is_ca());
         assert!(info.is_self_issued());

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use rustls_pki_types::UnixTime;
 
+use crate::pin::KeyPin;
+
 /// Why a peer's certificate (chain) was rejected.
 ///
 /// Returned by the [`ServerCertVerifier`](crate::ServerCertVerifier) and
@@ -77,9 +79,40 @@ pub enum CertError {
     #[error("invalid anonymous certificate: {0}")]
     InvalidAnonymous(String),
 
-    /// The peer's certificate is valid but the peer is not authorised.
+    /// The peer's certificate is valid but the peer is not authorised (for a
+    /// client: it is not in the server's allow-list, see
+    /// [`ClientPolicy`](crate::ClientPolicy)).
     #[error("peer is not authorised: {0}")]
     NotAuthorised(String),
+
+    /// The server's certificate is valid, but its key is not one of the
+    /// pinned keys (see [`WebPkiServerVerifier::with_pins`](crate::WebPkiServerVerifier::with_pins)).
+    #[error("certificate key {presented} matches none of the pinned keys")]
+    PinMismatch {
+        /// The pin of the key the peer presented.
+        presented: KeyPin,
+    },
+
+    /// The CRL of a certificate's issuer is past its `nextUpdate` time (by
+    /// more than the clock-skew allowance): publish a fresh CRL.
+    #[error("the issuer's CRL is out of date (next update was due {}, now {})", fmt_time(.next_update), fmt_time(.now))]
+    CrlExpired {
+        /// The CRL's `nextUpdate` time.
+        next_update: UnixTime,
+        /// The time the chain was verified at.
+        now: UnixTime,
+    },
+
+    /// A CRL names a certificate's issuer but its signature does not verify
+    /// with the issuer's key (a CRL from another CA of the same name, or a
+    /// damaged CRL).
+    #[error("the CRL's signature does not verify with its issuer's key")]
+    CrlBadSignature,
+
+    /// A CRL for a certificate's issuer cannot be used (e.g. the issuer's key
+    /// usage does not allow signing CRLs).
+    #[error("the issuer's CRL cannot be used: {0}")]
+    CrlInvalid(String),
 
     /// Any other validation failure; carries the rustls-webpki error's `Debug` text.
     #[error("certificate rejected: {0}")]
@@ -136,6 +169,63 @@ pub enum PkiError {
     /// The validity period is empty or not representable in a certificate.
     #[error("invalid validity period: {0}")]
     InvalidValidity(String),
+
+    /// The private key is encrypted and no passphrase was given.
+    #[error("the key is encrypted: a passphrase is needed")]
+    PassphraseRequired,
+
+    /// An empty passphrase was given to encrypt a private key.
+    #[error("the passphrase is empty")]
+    EmptyPassphrase,
+
+    /// The passphrase does not decrypt the private key.
+    ///
+    /// Password-based decryption cannot tell a wrong passphrase from a damaged
+    /// ciphertext.
+    #[error("wrong passphrase (or damaged key)")]
+    WrongPassphrase,
+
+    /// The private key is encrypted with a scheme or parameters this crate does
+    /// not support (only PBES2 with PBKDF2 or scrypt and AES-CBC; scrypt
+    /// parameters that need more than 1 GiB of memory are refused).
+    #[error("unsupported key encryption: {0}")]
+    UnsupportedKeyEncryption(String),
+
+    /// A CRL could not be parsed, or uses features rustls-webpki does not
+    /// support (e.g. delta CRLs, no `nextUpdate`).
+    #[error("malformed CRL: {0}")]
+    MalformedCrl(String),
+
+    /// No CRL was found in a PEM document.
+    #[error("no CRL found (expected a PEM \"X509 CRL\" block)")]
+    NoCrl,
+
+    /// A CA bundle holds no certificate.
+    #[error("the CA bundle holds no certificates")]
+    EmptyCaBundle,
+
+    /// A key pin is not written as `sha256:<64 hex digits>` or `sha256//<base64>`.
+    #[error("invalid key pin {0:?}: expected sha256:<64 hex digits> or sha256//<base64>")]
+    InvalidPin(String),
+
+    /// A certificate serial number is not usable (empty, negative, longer than
+    /// 20 bytes, or not hexadecimal).
+    #[error("invalid serial number: {0}")]
+    InvalidSerial(String),
+
+    /// A revocation reason name is not one of [`RevocationReason`](crate::RevocationReason)'s.
+    #[error(
+        "unknown revocation reason {given:?} (valid: {})",
+        crate::RevocationReason::names()
+    )]
+    UnknownRevocationReason {
+        /// The name that was given.
+        given: String,
+    },
+
+    /// A PEM document holds no block this crate can read.
+    #[error("unsupported PEM block {0:?} (expected CERTIFICATE, X509 CRL, PRIVATE KEY or ENCRYPTED PRIVATE KEY)")]
+    UnsupportedPem(String),
 }
 
 /// Formats a `UnixTime` as an RFC 3339 UTC time, falling back to seconds.

@@ -20,7 +20,7 @@ use x509_cert::name::{Name, RdnSequence, RelativeDistinguishedName};
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::Time;
 
-use crate::cert::CertInfo;
+use crate::cert::ParsedCert;
 use crate::credential::Credential;
 use crate::error::PkiError;
 use crate::key::KeyPair;
@@ -332,8 +332,8 @@ fn leaf_profile(issuer: Name) -> Profile {
 }
 
 /// Parses the issuer certificate and checks it against the issuer key.
-fn check_issuer(issuer: &Issuer<'_>) -> Result<CertInfo, PkiError> {
-    let info = CertInfo::parse(issuer.cert)?;
+pub(crate) fn check_issuer(issuer: &Issuer<'_>) -> Result<ParsedCert, PkiError> {
+    let info = ParsedCert::parse(issuer.cert)?;
     if info.public_key != issuer.key.public_key() {
         return Err(PkiError::KeyMismatch);
     }
@@ -922,6 +922,243 @@ mod tests {
         assert!(!ok, "{out}");
         let (ok, out) = verify(&client_pem, "sslserver", &[]);
         assert!(!ok, "{out}");
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    /// A fresh temporary directory for one OpenSSL test.
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("sc-pki-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir
+    }
+
+    fn write_text(dir: &Path, name: &str, text: &str) -> String {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write");
+        path.to_str().expect("utf-8 path").to_owned()
+    }
+
+    /// Runs openssl and returns (success, stdout + stderr).
+    fn run_openssl(args: &[&str]) -> (bool, String) {
+        let out = openssl(args).expect("openssl");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
+    /// OpenSSL reads our CRLs (`openssl crl -text`, signature check) and
+    /// `openssl verify -crl_check` reports a revoked leaf as revoked and a good
+    /// one as OK, for root → leaf and root → intermediate → leaf.
+    #[test]
+    #[ignore = "needs the openssl CLI; .ci/run installs it and runs this with --ignored"]
+    fn openssl_reads_our_crl() {
+        use crate::{cert_serial, crl_to_pem, issue_crl, RevocationReason, RevokedEntry};
+        assert!(
+            openssl(&["version"]).is_some(),
+            "the openssl CLI is not installed"
+        );
+        let mut rng = rng(71);
+        let root = Ca::root("Test Root", &mut rng);
+        let inter = root.intermediate("Test Intermediate", &mut rng);
+        let dir = temp_dir("openssl-crl");
+        let root_pem = write_pem(&dir, "root.pem", &root.cert);
+        let inter_pem = write_pem(&dir, "inter.pem", &inter.cert);
+        let attime = NOW_SECS.to_string();
+
+        for (label, ca, untrusted) in [("root", &root, None), ("inter", &inter, Some(&inter_pem))] {
+            let bad = ca.leaf(&LeafSpec::server("api.internal"), &mut rng);
+            let good = ca.leaf(&LeafSpec::server("api.internal"), &mut rng);
+            let bad_serial = cert_serial(&bad.chain()[0]).expect("serial");
+            let entries = [RevokedEntry {
+                serial: bad_serial.clone(),
+                revoked_at: at(NOW_SECS - 3600),
+                reason: Some(RevocationReason::KeyCompromise),
+            }];
+            let crl = issue_crl(&ca.issuer(), &entries, now(), at(NOW_SECS + 7 * 86_400), 5)
+                .expect("crl");
+            let crl_pem = write_text(
+                &dir,
+                &format!("{label}-crl.pem"),
+                &crl_to_pem(&crl).expect("pem"),
+            );
+            let bad_pem = write_pem(&dir, &format!("{label}-bad.pem"), &bad.chain()[0]);
+            let good_pem = write_pem(&dir, &format!("{label}-good.pem"), &good.chain()[0]);
+
+            // OpenSSL parses it...
+            let (ok, text) = run_openssl(&["crl", "-in", &crl_pem, "-noout", "-text"]);
+            assert!(ok, "{text}");
+            let issuer = if label == "root" {
+                "Test Root"
+            } else {
+                "Test Intermediate"
+            };
+            let serial_upper = crate::util::Hex(&bad_serial).to_string().to_uppercase();
+            for needle in [
+                "Version 2 (0x1)",
+                "Signature Algorithm: ED25519",
+                &format!("Issuer: CN = {issuer}"),
+                "X509v3 Authority Key Identifier",
+                "X509v3 CRL Number",
+                "5",
+                &format!("Serial Number: {serial_upper}"),
+                "X509v3 CRL Reason Code",
+                "Key Compromise",
+                "Next Update",
+            ] {
+                assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+            }
+            // ...and checks its signature with the issuer's key.
+            let ca_pem = if label == "root" {
+                &root_pem
+            } else {
+                &inter_pem
+            };
+            let (ok, out) = run_openssl(&["crl", "-in", &crl_pem, "-CAfile", ca_pem, "-noout"]);
+            assert!(ok && out.contains("verify OK"), "{out}");
+
+            let verify = |leaf: &str| {
+                let mut args = vec![
+                    "verify",
+                    "-x509_strict",
+                    "-crl_check",
+                    "-CRLfile",
+                    &crl_pem,
+                    "-CAfile",
+                    &root_pem,
+                    "-attime",
+                    &attime,
+                    "-purpose",
+                    "sslserver",
+                ];
+                if let Some(untrusted) = untrusted {
+                    args.extend_from_slice(&["-untrusted", untrusted]);
+                }
+                args.push(leaf);
+                run_openssl(&args)
+            };
+            let (ok, out) = verify(&good_pem);
+            assert!(ok && out.contains("OK"), "{label} good: {out}");
+            let (ok, out) = verify(&bad_pem);
+            assert!(
+                !ok && out.contains("certificate revoked"),
+                "{label} bad: {out}"
+            );
+        }
+
+        // With CRLs for every level (-crl_check_all), a good chain still verifies.
+        let good = inter.leaf(&LeafSpec::server("api.internal"), &mut rng);
+        let good_pem = write_pem(&dir, "all-good.pem", &good.chain()[0]);
+        let crls = [&root, &inter]
+            .iter()
+            .map(|ca| {
+                crl_to_pem(
+                    &issue_crl(&ca.issuer(), &[], now(), at(NOW_SECS + 86_400), 1).expect("crl"),
+                )
+                .expect("pem")
+            })
+            .collect::<String>();
+        let crls_pem = write_text(&dir, "all-crls.pem", &crls);
+        let (ok, out) = run_openssl(&[
+            "verify",
+            "-x509_strict",
+            "-crl_check_all",
+            "-CRLfile",
+            &crls_pem,
+            "-CAfile",
+            &root_pem,
+            "-untrusted",
+            &inter_pem,
+            "-attime",
+            &attime,
+            &good_pem,
+        ]);
+        assert!(ok, "{out}");
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    /// OpenSSL decrypts our encrypted private keys (`openssl pkey -passin`),
+    /// reads our plain ones, and we read what it encrypts.
+    #[test]
+    #[ignore = "needs the openssl CLI; .ci/run installs it and runs this with --ignored"]
+    fn openssl_reads_our_encrypted_key() {
+        assert!(
+            openssl(&["version"]).is_some(),
+            "the openssl CLI is not installed"
+        );
+        let mut rng = rng(72);
+        let key = KeyPair::generate(&mut rng);
+        let pem = key
+            .to_encrypted_pkcs8_pem(b"s3cret passphrase", &mut rng)
+            .expect("encrypt");
+        let dir = temp_dir("openssl-key");
+        let path = write_text(&dir, "key.pem", &pem);
+        let out = openssl(&[
+            "pkey",
+            "-in",
+            &path,
+            "-passin",
+            "pass:s3cret passphrase",
+            "-pubout",
+            "-outform",
+            "DER",
+        ])
+        .expect("openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The RFC 8410 SPKI: 12 bytes of header, then the key.
+        assert_eq!(out.stdout.len(), 44);
+        assert_eq!(&out.stdout[12..], &key.public_key());
+        let (ok, text) = run_openssl(&[
+            "pkey",
+            "-in",
+            &path,
+            "-passin",
+            "pass:s3cret passphrase",
+            "-noout",
+            "-text",
+        ]);
+        assert!(ok && text.contains("ED25519 Private-Key"), "{text}");
+        // The plain PKCS#8 form too.
+        let plain = write_text(&dir, "plain.pem", &key.to_pkcs8_pem().expect("pem"));
+        let out = openssl(&["pkey", "-in", &plain, "-pubout", "-outform", "DER"]).expect("openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(&out.stdout[12..], &key.public_key());
+        // A wrong passphrase fails there too.
+        let (ok, out) = run_openssl(&["pkey", "-in", &path, "-passin", "pass:wrong", "-noout"]);
+        assert!(!ok, "{out}");
+        // And what OpenSSL re-encrypts, we read.
+        let reencrypted = dir.join("again.pem");
+        let reencrypted = reencrypted.to_str().expect("utf-8 path");
+        let (ok, out) = run_openssl(&[
+            "pkcs8",
+            "-topk8",
+            "-in",
+            &path,
+            "-passin",
+            "pass:s3cret passphrase",
+            "-v2",
+            "aes-128-cbc",
+            "-passout",
+            "pass:other",
+            "-out",
+            reencrypted,
+        ]);
+        assert!(ok, "{out}");
+        let again = std::fs::read_to_string(reencrypted).expect("read");
+        let back = KeyPair::from_pem(&again, Some(b"other")).expect("decrypt");
+        assert_eq!(back.public_key(), key.public_key());
         std::fs::remove_dir_all(&dir).expect("clean up");
     }
 }

@@ -6,9 +6,32 @@
 //! * Verification ([`WebPkiServerVerifier`], [`WebPkiClientVerifier`]) uses
 //!   rustls-webpki for path building, validity, EKU and name checks, with an
 //!   Ed25519 signature algorithm on ed25519-dalek (`verify_strict`).
+//! * Revocation: [`issue_crl`] makes RFC 5280 v2 CRLs (x509-cert's `crl`
+//!   types); the verifiers check them with rustls-webpki
+//!   ([`WebPkiServerVerifier::with_crls`]).
+//! * Policy: a clock-skew allowance ([`DEFAULT_CLOCK_SKEW`], 60 s), server key
+//!   pins ([`KeyPin`], [`WebPkiServerVerifier::with_pins`]) and the server's
+//!   client allow-list ([`ClientPolicy`]).
+//! * Keys: PKCS#8, plain or encrypted under a passphrase (PBES2, scrypt +
+//!   AES-256-CBC; [`KeyPair::to_encrypted_pkcs8_pem`], [`KeyPair::from_pem`]).
+//! * Inspection for people ([`inspect_pem`], [`cert_info`]) and credential
+//!   snapshots a server can rebuild on reload ([`ServerCredentials`],
+//!   [`ClientCredentials`]).
 //! * Everything is a pure function of its inputs: the caller passes the time
 //!   (`now`) and a random number generator; this crate never reads the clock,
 //!   the environment or files.
+//!
+//! # Validation policy
+//!
+//! A peer's chain is accepted if it leads to one of the trust anchors, every
+//! certificate is valid at some one time within `now ± clock skew`, the leaf
+//! carries the purpose (EKU serverAuth / clientAuth) and, for a server, the
+//! name that was dialled. With CRLs, every certificate below the anchor is
+//! looked up in its issuer's CRL: revoked is refused; no CRL for that issuer
+//! is allowed (unknown status); a CRL past its `nextUpdate` is refused. Then
+//! a server's key must match a pin, if pins are set, and a client must pass
+//! the [`ClientPolicy`]. Anonymous clients are refused unless allowed, and are
+//! then authenticated only as their key.
 //!
 //! ```text
 //!  issue_root ──► root ──► TrustAnchors ──► WebPki{Server,Client}Verifier
@@ -67,10 +90,14 @@
 
 mod cert;
 mod credential;
+mod crl;
 mod error;
+mod inspect;
 mod issue;
 mod key;
 mod pem;
+mod pin;
+mod snapshot;
 pub mod throwaway;
 mod util;
 mod verify;
@@ -78,17 +105,25 @@ mod verify;
 #[cfg(test)]
 mod test_util;
 
-pub use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+pub use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
 
 pub use crate::credential::Credential;
+pub use crate::crl::{
+    cert_serial, crl_to_pem, crls_from_pem, issue_crl, serial_from_hex, RevocationReason,
+    RevokedEntry,
+};
 pub use crate::error::{CertError, PkiError};
+pub use crate::inspect::{cert_info, inspect_pem, CertInfo, CrlInfo, KeyInfo, PemContents};
 pub use crate::issue::{
     anonymous_credential, issue_intermediate, issue_leaf, issue_root, Issuer, LeafSpec, Usage,
     Validity, ANONYMOUS_COMMON_NAME, ANONYMOUS_LIFETIME_SECS, VALIDITY_BACKDATE_SECS,
 };
-pub use crate::key::KeyPair;
+pub use crate::key::{KeyPair, KEY_SCRYPT_LOG_N, KEY_SCRYPT_P, KEY_SCRYPT_R};
 pub use crate::pem::{cert_to_pem, certs_from_pem};
+pub use crate::pin::{ClientPolicy, KeyPin};
+pub use crate::snapshot::{ClientCredentials, ServerCredentials};
 pub use crate::verify::{
     ClientCertVerifier, PeerIdentity, ServerCertVerifier, TrustAnchors, VerifiedPeer,
-    WebPkiClientVerifier, WebPkiServerVerifier, ANONYMOUS_MAX_LIFETIME_SECS, SUPPORTED_SIG_ALGS,
+    WebPkiClientVerifier, WebPkiServerVerifier, ANONYMOUS_MAX_LIFETIME_SECS, DEFAULT_CLOCK_SKEW,
+    SUPPORTED_SIG_ALGS,
 };

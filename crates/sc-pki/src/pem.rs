@@ -31,6 +31,15 @@ pub fn certs_from_pem(pem: &str) -> Result<Vec<CertificateDer<'static>>, PkiErro
     Ok(certs)
 }
 
+/// The label of the first PEM block (its `-----BEGIN <label>-----` line), if any.
+pub(crate) fn first_pem_label(pem: &str) -> Option<&str> {
+    pem.lines().find_map(|line| {
+        line.trim()
+            .strip_prefix("-----BEGIN ")?
+            .strip_suffix("-----")
+    })
+}
+
 /// Encodes a DER certificate as a PEM `CERTIFICATE` block (LF line endings).
 pub fn cert_to_pem(cert: &CertificateDer<'_>) -> Result<String, PkiError> {
     der::pem::encode_string(CERT_PEM_LABEL, LineEnding::LF, cert.as_ref())

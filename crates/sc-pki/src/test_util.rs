@@ -27,6 +27,23 @@ pub(crate) const DAY: u64 = 24 * 60 * 60;
 pub(crate) const P256_CERT_PEM: &str = include_str!("../tests/data/p256-cert.pem");
 pub(crate) const P256_KEY_PEM: &str = include_str!("../tests/data/p256-key.pem");
 
+/// One Ed25519 key encrypted by OpenSSL 3.0 under the passphrase
+/// [`OPENSSL_KEY_PASSPHRASE`], made with:
+///
+/// ```text
+/// openssl genpkey -algorithm ed25519 -out key.pem
+/// openssl pkcs8 -topk8 -in key.pem -v2 aes-256-cbc -passout pass:openssl-pass  # PBKDF2
+/// openssl pkcs8 -topk8 -in key.pem -scrypt -passout pass:openssl-pass          # scrypt
+/// ```
+pub(crate) const OPENSSL_PBKDF2_KEY_PEM: &str =
+    include_str!("../tests/data/ed25519-openssl-pbkdf2.pem");
+pub(crate) const OPENSSL_SCRYPT_KEY_PEM: &str =
+    include_str!("../tests/data/ed25519-openssl-scrypt.pem");
+pub(crate) const OPENSSL_KEY_PASSPHRASE: &[u8] = b"openssl-pass";
+/// The public key of the OpenSSL-encrypted keys, in hex.
+pub(crate) const OPENSSL_KEY_PUBLIC_HEX: &str =
+    "f7816228da11b7c8c2c2925c2e47d02fd73c2cb4dfa2abe218168a483256149e";
+
 pub(crate) fn rng(seed: u8) -> ChaCha20Rng {
     ChaCha20Rng::from_seed([seed; 32])
 }

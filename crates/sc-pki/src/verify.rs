@@ -2,19 +2,29 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use rustls_pki_types::{
-    alg_id, AlgorithmIdentifier, CertificateDer, InvalidSignature, ServerName,
-    SignatureVerificationAlgorithm, TrustAnchor, UnixTime,
+    alg_id, AlgorithmIdentifier, CertificateDer, CertificateRevocationListDer, InvalidSignature,
+    ServerName, SignatureVerificationAlgorithm, TrustAnchor, UnixTime,
 };
-use webpki::{EndEntityCert, KeyUsage};
+use webpki::{
+    CertRevocationList, EndEntityCert, ExpirationPolicy, KeyUsage, RevocationCheckDepth,
+    RevocationOptions, RevocationOptionsBuilder, UnknownStatusPolicy,
+};
 
-use crate::cert::CertInfo;
+use crate::cert::ParsedCert;
+use crate::crl::Crls;
 use crate::error::{CertError, PkiError};
 use crate::issue::{ANONYMOUS_LIFETIME_SECS, VALIDITY_BACKDATE_SECS};
 use crate::pem::certs_from_pem;
+use crate::pin::{ClientPolicy, KeyPin};
 use crate::util::Hex;
+
+/// The clock-skew allowance of a new verifier (60 seconds); see
+/// [`WebPkiServerVerifier::with_clock_skew`].
+pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(60);
 
 /// A purpose a leaf certificate must carry in its extended key usage.
 #[derive(Clone, Copy)]
@@ -37,8 +47,8 @@ const CLIENT_AUTH: Purpose = Purpose {
 };
 
 impl Purpose {
-    /// Checks the path with webpki, then insists that the leaf itself lists
-    /// the purpose.
+    /// Checks the path with webpki (and revocation, if `revocation` is given),
+    /// then insists that the leaf itself lists the purpose.
     ///
     /// webpki applies the EKU check to every certificate of the path, so it
     /// must be "required if present" (CA certificates carry no EKU); an EKU
@@ -46,10 +56,11 @@ impl Purpose {
     fn verify<'p>(
         self,
         ee: &'p EndEntityCert<'p>,
-        info: &CertInfo,
+        info: &ParsedCert,
         anchors: &'p [TrustAnchor<'_>],
         intermediates: &'p [CertificateDer<'p>],
         now: UnixTime,
+        revocation: Option<RevocationOptions<'_>>,
     ) -> Result<(), CertError> {
         ee.verify_for_usage(
             SUPPORTED_SIG_ALGS,
@@ -57,7 +68,7 @@ impl Purpose {
             intermediates,
             now,
             self.webpki,
-            None,
+            revocation,
             None,
         )
         .map_err(map_webpki_error)?;
@@ -108,7 +119,7 @@ pub static SUPPORTED_SIG_ALGS: &[&dyn SignatureVerificationAlgorithm] = &[&Ed255
 ///
 /// For a CA-issued certificate the names are the leaf's. For an anonymous
 /// certificate all names are empty: its names are self-asserted, so only the
-/// key (and its fingerprint) is authenticated.
+/// key (its pin, and the certificate's fingerprint) is authenticated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerIdentity {
     /// The leaf's subject common name, if any.
@@ -121,12 +132,15 @@ pub struct PeerIdentity {
     pub uris: Vec<String>,
     /// SHA-256 of the leaf certificate's DER encoding.
     pub fingerprint: [u8; 32],
+    /// The pin of the leaf's key (SHA-256 of its `SubjectPublicKeyInfo`).
+    pub spki_pin: KeyPin,
     /// Whether the peer authenticated with an anonymous (self-signed) certificate.
     pub anonymous: bool,
 }
 
 impl PeerIdentity {
-    fn from_info(info: CertInfo, anonymous: bool) -> Self {
+    fn from_info(info: ParsedCert, anonymous: bool) -> Self {
+        let spki_pin = KeyPin::of_key(&info.public_key);
         if anonymous {
             return Self {
                 common_name: None,
@@ -134,6 +148,7 @@ impl PeerIdentity {
                 ip_addrs: Vec::new(),
                 uris: Vec::new(),
                 fingerprint: info.fingerprint,
+                spki_pin,
                 anonymous,
             };
         }
@@ -143,6 +158,7 @@ impl PeerIdentity {
             ip_addrs: info.ip_addrs,
             uris: info.uris,
             fingerprint: info.fingerprint,
+            spki_pin,
             anonymous,
         }
     }
@@ -182,7 +198,7 @@ pub struct VerifiedPeer {
 }
 
 impl VerifiedPeer {
-    fn new(info: CertInfo, anonymous: bool) -> Self {
+    fn new(info: ParsedCert, anonymous: bool) -> Self {
         Self {
             public_key: info.public_key,
             identity: PeerIdentity::from_info(info, anonymous),
@@ -247,7 +263,7 @@ impl TrustAnchors {
         let mut anchors = Vec::with_capacity(certs.len());
         let mut subjects = Vec::with_capacity(certs.len());
         for cert in certs {
-            let info = CertInfo::parse(cert)?;
+            let info = ParsedCert::parse(cert)?;
             if !info.is_ca() {
                 return Err(PkiError::NotCa);
             }
@@ -280,17 +296,246 @@ impl TrustAnchors {
     }
 }
 
+/// What both verifiers check a chain against: trust anchors, CRLs and the
+/// clock-skew allowance.
+#[derive(Clone, Debug)]
+struct ChainPolicy {
+    anchors: TrustAnchors,
+    crls: Crls,
+    clock_skew: Duration,
+}
+
+impl ChainPolicy {
+    fn new(anchors: TrustAnchors) -> Self {
+        Self {
+            anchors,
+            crls: Crls::default(),
+            clock_skew: DEFAULT_CLOCK_SKEW,
+        }
+    }
+
+    fn add_crls(
+        &mut self,
+        crls: Vec<CertificateRevocationListDer<'static>>,
+    ) -> Result<(), PkiError> {
+        self.crls = self.crls.extended(crls)?;
+        Ok(())
+    }
+
+    /// Path to an anchor, validity (within the skew), revocation, the
+    /// leaf's purpose and, for a server, its name.
+    fn verify(
+        &self,
+        chain: &[CertificateDer<'_>],
+        now: UnixTime,
+        purpose: Purpose,
+        server_name: Option<&ServerName<'_>>,
+    ) -> Result<VerifiedPeer, CertError> {
+        let (leaf, intermediates) = chain
+            .split_first()
+            .ok_or_else(|| CertError::Malformed("empty certificate chain".into()))?;
+        // Ed25519 leaf check first: webpki does not look at the leaf's key type.
+        let info = ParsedCert::parse(leaf)?;
+        let ee = EndEntityCert::try_from(leaf).map_err(map_webpki_error)?;
+        let crls = self.crls.as_refs();
+        let revocation = revocation_options(&crls);
+        within_skew(now, self.clock_skew, |time| {
+            purpose.verify(
+                &ee,
+                &info,
+                &self.anchors.anchors,
+                intermediates,
+                time,
+                revocation,
+            )
+        })?;
+        if let Some(name) = server_name {
+            ee.verify_is_valid_for_subject_name(name)
+                .map_err(|err| match err {
+                    webpki::Error::CertNotValidForName(_) => CertError::NameMismatch {
+                        expected: name.to_str().into_owned(),
+                        presented: info.server_names(),
+                    },
+                    other => map_webpki_error(other),
+                })?;
+        }
+        Ok(VerifiedPeer::new(info, false))
+    }
+}
+
+/// How CRLs are applied (`None` without CRLs):
+///
+/// * every certificate of the chain below the anchor is checked (the leaf
+///   against its issuer's CRL, an intermediate against the root's CRL);
+/// * a certificate whose issuer has no CRL here is accepted (unknown status:
+///   allow), so CRLs can be deployed for one CA of a bundle at a time;
+/// * a CRL past its `nextUpdate` (beyond the clock skew) fails verification
+///   with [`CertError::CrlExpired`]: a stale CRL could hide a revocation.
+fn revocation_options<'a>(crls: &'a [&'a CertRevocationList<'a>]) -> Option<RevocationOptions<'a>> {
+    Some(
+        RevocationOptionsBuilder::new(crls)
+            .ok()?
+            .with_depth(RevocationCheckDepth::Chain)
+            .with_status_policy(UnknownStatusPolicy::Allow)
+            .with_expiration_policy(ExpirationPolicy::Enforce)
+            .build(),
+    )
+}
+
+/// At most this many re-checks at a time shifted within the clock skew.
+const MAX_SKEW_RETRIES: usize = 8;
+
+/// Runs `check` at `now`. If it fails only because a certificate is not yet
+/// valid, or a certificate or CRL has expired, by no more than `skew`, checks
+/// again at the nearest time within `now ± skew` where that one is valid
+/// (repeatedly, in one direction, for several such certificates). So the chain
+/// is accepted if it is valid at some single time within `now ± skew`.
+///
+/// Errors report `now`, not the shifted time.
+fn within_skew(
+    now: UnixTime,
+    skew: Duration,
+    mut check: impl FnMut(UnixTime) -> Result<(), CertError>,
+) -> Result<(), CertError> {
+    let now_secs = now.as_secs();
+    let earliest = now_secs.saturating_sub(skew.as_secs());
+    let latest = now_secs.saturating_add(skew.as_secs());
+    let mut time = now_secs;
+    // +1 once moved forward (for a notBefore), -1 once moved back.
+    let mut direction = 0i8;
+    let mut first_error: Option<CertError> = None;
+    for _ in 0..MAX_SKEW_RETRIES {
+        let err = match check(unix(time)) {
+            Ok(()) => return Ok(()),
+            Err(err) => at_time(err, now),
+        };
+        let retry = match &err {
+            CertError::NotYetValid { not_before, .. } if direction >= 0 => {
+                Some((not_before.as_secs(), 1))
+            }
+            CertError::Expired { not_after, .. } if direction <= 0 => {
+                Some((not_after.as_secs(), -1))
+            }
+            // webpki refuses a CRL at its nextUpdate instant.
+            CertError::CrlExpired { next_update, .. } if direction <= 0 => {
+                Some((next_update.as_secs().saturating_sub(1), -1))
+            }
+            _ => None,
+        };
+        match retry {
+            Some((to, dir)) if (earliest..=latest).contains(&to) && to != time => {
+                first_error.get_or_insert(err);
+                direction = dir;
+                time = to;
+            }
+            _ => {
+                // Out of range everywhere in `now ± skew`: that is the reason.
+                // Otherwise the validity periods conflict; report what was
+                // wrong at `now`.
+                let out_of_range = match &err {
+                    CertError::NotYetValid { not_before, .. } => not_before.as_secs() > latest,
+                    CertError::Expired { not_after, .. } => not_after.as_secs() < earliest,
+                    CertError::CrlExpired { next_update, .. } => next_update.as_secs() <= earliest,
+                    _ => true,
+                };
+                return Err(match first_error {
+                    Some(first) if !out_of_range => first,
+                    _ => err,
+                });
+            }
+        }
+    }
+    Err(first_error.unwrap_or_else(|| CertError::Other("clock skew: too many retries".into())))
+}
+
+/// `err` with its time fields set to `now`.
+fn at_time(err: CertError, now: UnixTime) -> CertError {
+    match err {
+        CertError::Expired { not_after, .. } => CertError::Expired { not_after, now },
+        CertError::NotYetValid { not_before, .. } => CertError::NotYetValid { not_before, now },
+        CertError::CrlExpired { next_update, .. } => CertError::CrlExpired { next_update, now },
+        other => other,
+    }
+}
+
+fn unix(secs: u64) -> UnixTime {
+    UnixTime::since_unix_epoch(Duration::from_secs(secs))
+}
+
 /// Verifies server chains with rustls-webpki: path to one of the anchors,
-/// validity, EKU serverAuth (required), and the server name (DNS or IP SAN).
+/// validity (within the clock skew), revocation (if CRLs are given), EKU
+/// serverAuth (required), the server name (DNS or IP SAN), and the key pins
+/// (if any).
 #[derive(Clone, Debug)]
 pub struct WebPkiServerVerifier {
-    anchors: TrustAnchors,
+    chain: ChainPolicy,
+    pins: Vec<KeyPin>,
 }
 
 impl WebPkiServerVerifier {
-    /// A verifier trusting `anchors`.
+    /// A verifier trusting `anchors`, without CRLs or pins, with the
+    /// [`DEFAULT_CLOCK_SKEW`].
     pub fn new(anchors: TrustAnchors) -> Self {
-        Self { anchors }
+        Self {
+            chain: ChainPolicy::new(anchors),
+            pins: Vec::new(),
+        }
+    }
+
+    /// Also checks revocation against `crls` (added to any given before).
+    ///
+    /// Every certificate of the chain below the trust anchor is looked up in
+    /// the CRL of its issuer: a revoked one fails with [`CertError::Revoked`].
+    /// A certificate whose issuer has no CRL here is accepted (unknown status
+    /// is allowed, so a CA bundle may have CRLs for some of its CAs only). A
+    /// CRL past its `nextUpdate` (beyond the clock skew) fails verification of
+    /// the certificates it covers with [`CertError::CrlExpired`]; one that
+    /// names the issuer but does not verify with its key fails with
+    /// [`CertError::CrlBadSignature`].
+    ///
+    /// The CRLs are parsed once, here: one rustls-webpki cannot use is
+    /// [`PkiError::MalformedCrl`]. Their signatures are checked during
+    /// verification, against the issuer found in the path.
+    pub fn with_crls(
+        mut self,
+        crls: Vec<CertificateRevocationListDer<'static>>,
+    ) -> Result<Self, PkiError> {
+        self.chain.add_crls(crls)?;
+        Ok(self)
+    }
+
+    /// Sets the clock-skew allowance (default [`DEFAULT_CLOCK_SKEW`], 60 s).
+    ///
+    /// The chain is accepted if it is valid at some time within `now ± skew`:
+    /// a certificate not yet valid by at most the skew, or expired (or a CRL
+    /// past its `nextUpdate`) by at most the skew, passes. `Duration::ZERO`
+    /// checks at `now` exactly. Only whole seconds count.
+    pub fn with_clock_skew(mut self, skew: Duration) -> Self {
+        self.chain.clock_skew = skew;
+        self
+    }
+
+    /// Pins the server's key: if `pins` (with any given before) is non-empty,
+    /// the leaf's key must match one of them, on top of the chain checks, or
+    /// verification fails with [`CertError::PinMismatch`].
+    pub fn with_pins(mut self, pins: Vec<KeyPin>) -> Self {
+        self.pins.extend(pins);
+        self
+    }
+
+    /// The clock-skew allowance.
+    pub fn clock_skew(&self) -> Duration {
+        self.chain.clock_skew
+    }
+
+    /// The pinned keys (empty: no pinning).
+    pub fn pins(&self) -> &[KeyPin] {
+        &self.pins
+    }
+
+    /// The number of CRLs checked.
+    pub fn crl_count(&self) -> usize {
+        self.chain.crls.len()
     }
 }
 
@@ -301,38 +546,90 @@ impl ServerCertVerifier for WebPkiServerVerifier {
         server_name: &ServerName<'_>,
         now: UnixTime,
     ) -> Result<VerifiedPeer, CertError> {
-        verify_chain(
-            &self.anchors.anchors,
-            chain,
-            now,
-            SERVER_AUTH,
-            Some(server_name),
-        )
+        let peer = self
+            .chain
+            .verify(chain, now, SERVER_AUTH, Some(server_name))?;
+        if !self.pins.is_empty() && !self.pins.contains(&peer.identity.spki_pin) {
+            return Err(CertError::PinMismatch {
+                presented: peer.identity.spki_pin,
+            });
+        }
+        Ok(peer)
     }
 }
 
 /// Verifies client chains with rustls-webpki: path to one of the anchors,
-/// validity and EKU clientAuth (required). Anonymous clients are refused
-/// unless [`allow_anonymous`](Self::allow_anonymous) is set.
+/// validity (within the clock skew), revocation (if CRLs are given), EKU
+/// clientAuth (required) and the [`ClientPolicy`]. Anonymous clients are
+/// refused unless [`allow_anonymous`](Self::allow_anonymous) is set.
 #[derive(Clone, Debug)]
 pub struct WebPkiClientVerifier {
-    anchors: TrustAnchors,
+    chain: ChainPolicy,
     anonymous: bool,
+    policy: ClientPolicy,
 }
 
 impl WebPkiClientVerifier {
-    /// A verifier trusting `anchors`, refusing anonymous clients.
+    /// A verifier trusting `anchors`, refusing anonymous clients, admitting
+    /// every client with a valid chain (empty policy), without CRLs, with the
+    /// [`DEFAULT_CLOCK_SKEW`].
     pub fn new(anchors: TrustAnchors) -> Self {
         Self {
-            anchors,
+            chain: ChainPolicy::new(anchors),
             anonymous: false,
+            policy: ClientPolicy::default(),
         }
     }
 
     /// Whether to accept anonymous clients (off by default).
+    ///
+    /// Anonymous clients are admitted by this switch alone: the
+    /// [`ClientPolicy`] applies to CA-issued client certificates only (an
+    /// anonymous client's names are self-asserted and its key is fresh for
+    /// every connection).
     pub fn allow_anonymous(mut self, yes: bool) -> Self {
         self.anonymous = yes;
         self
+    }
+
+    /// Also checks revocation against `crls`; see
+    /// [`WebPkiServerVerifier::with_crls`].
+    pub fn with_crls(
+        mut self,
+        crls: Vec<CertificateRevocationListDer<'static>>,
+    ) -> Result<Self, PkiError> {
+        self.chain.add_crls(crls)?;
+        Ok(self)
+    }
+
+    /// Sets the clock-skew allowance; see [`WebPkiServerVerifier::with_clock_skew`].
+    /// It applies to anonymous certificates too.
+    pub fn with_clock_skew(mut self, skew: Duration) -> Self {
+        self.chain.clock_skew = skew;
+        self
+    }
+
+    /// Sets (replaces) which clients are admitted; see [`ClientPolicy`].
+    /// A client with a valid chain that the policy does not admit fails with
+    /// [`CertError::NotAuthorised`].
+    pub fn with_policy(mut self, policy: ClientPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The identity policy.
+    pub fn policy(&self) -> &ClientPolicy {
+        &self.policy
+    }
+
+    /// The clock-skew allowance.
+    pub fn clock_skew(&self) -> Duration {
+        self.chain.clock_skew
+    }
+
+    /// The number of CRLs checked.
+    pub fn crl_count(&self) -> usize {
+        self.chain.crls.len()
     }
 }
 
@@ -342,7 +639,7 @@ impl ClientCertVerifier for WebPkiClientVerifier {
     }
 
     fn ca_names(&self) -> &[Vec<u8>] {
-        self.anchors.subject_names()
+        self.chain.anchors.subject_names()
     }
 
     fn verify_client(
@@ -350,7 +647,14 @@ impl ClientCertVerifier for WebPkiClientVerifier {
         chain: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<VerifiedPeer, CertError> {
-        verify_chain(&self.anchors.anchors, chain, now, CLIENT_AUTH, None)
+        let peer = self.chain.verify(chain, now, CLIENT_AUTH, None)?;
+        if !self.policy.admits(&peer.identity) {
+            return Err(CertError::NotAuthorised(format!(
+                "client '{}' is not in the allow-list",
+                peer.identity
+            )));
+        }
+        Ok(peer)
     }
 
     fn verify_anonymous(
@@ -361,45 +665,19 @@ impl ClientCertVerifier for WebPkiClientVerifier {
         if !self.anonymous {
             return Err(CertError::AnonymousNotAllowed);
         }
-        verify_anonymous_cert(cert, now)
+        verify_anonymous_cert(cert, now, self.chain.clock_skew)
     }
-}
-
-fn verify_chain(
-    anchors: &[TrustAnchor<'_>],
-    chain: &[CertificateDer<'_>],
-    now: UnixTime,
-    purpose: Purpose,
-    server_name: Option<&ServerName<'_>>,
-) -> Result<VerifiedPeer, CertError> {
-    let (leaf, intermediates) = chain
-        .split_first()
-        .ok_or_else(|| CertError::Malformed("empty certificate chain".into()))?;
-    // Ed25519 leaf check first: webpki does not look at the leaf's key type.
-    let info = CertInfo::parse(leaf)?;
-    let ee = EndEntityCert::try_from(leaf).map_err(map_webpki_error)?;
-    purpose.verify(&ee, &info, anchors, intermediates, now)?;
-    if let Some(name) = server_name {
-        ee.verify_is_valid_for_subject_name(name)
-            .map_err(|err| match err {
-                webpki::Error::CertNotValidForName(_) => CertError::NameMismatch {
-                    expected: name.to_str().into_owned(),
-                    presented: info.server_names(),
-                },
-                other => map_webpki_error(other),
-            })?;
-    }
-    Ok(VerifiedPeer::new(info, false))
 }
 
 /// Checks an anonymous certificate as itself: it must be self-issued and
-/// self-signed, not a CA, valid at `now` with EKU clientAuth, and live no
-/// longer than [`ANONYMOUS_MAX_LIFETIME_SECS`].
+/// self-signed, not a CA, valid at `now` (within `skew`) with EKU clientAuth,
+/// and live no longer than [`ANONYMOUS_MAX_LIFETIME_SECS`].
 fn verify_anonymous_cert(
     cert: &CertificateDer<'_>,
     now: UnixTime,
+    skew: Duration,
 ) -> Result<VerifiedPeer, CertError> {
-    let info = CertInfo::parse(cert)?;
+    let info = ParsedCert::parse(cert)?;
     if !info.is_self_issued() {
         return Err(CertError::InvalidAnonymous(
             "certificate is not self-signed (issuer differs from subject)".into(),
@@ -409,7 +687,10 @@ fn verify_anonymous_cert(
     // self-signature, validity at `now`, basicConstraints and EKU.
     let anchor = webpki::anchor_from_trusted_cert(cert).map_err(map_webpki_error)?;
     let ee = EndEntityCert::try_from(cert).map_err(map_webpki_error)?;
-    CLIENT_AUTH.verify(&ee, &info, &[anchor], &[], now)?;
+    let anchors = [anchor];
+    within_skew(now, skew, |time| {
+        CLIENT_AUTH.verify(&ee, &info, &anchors, &[], time, None)
+    })?;
     let (not_before, not_after) = info.validity_secs();
     let lifetime = not_after.saturating_sub(not_before);
     if lifetime > ANONYMOUS_MAX_LIFETIME_SECS {
@@ -443,6 +724,19 @@ fn map_webpki_error(err: webpki::Error) -> CertError {
             presented: ctx.presented,
         },
         E::CertRevoked => CertError::Revoked,
+        E::CrlExpired { time, next_update } => CertError::CrlExpired {
+            next_update,
+            now: time,
+        },
+        E::InvalidCrlSignatureForPublicKey
+        | E::UnsupportedCrlSignatureAlgorithm
+        | E::UnsupportedCrlSignatureAlgorithmContext(_)
+        | E::UnsupportedCrlSignatureAlgorithmForPublicKey
+        | E::UnsupportedCrlSignatureAlgorithmForPublicKeyContext(_) => CertError::CrlBadSignature,
+        E::IssuerNotCrlSigner => CertError::CrlInvalid(
+            "the issuer's key usage does not allow signing CRLs (cRLSign)".into(),
+        ),
+        E::UnknownRevocationStatus => CertError::CrlInvalid("no CRL covers the certificate".into()),
         E::InvalidSignatureForPublicKey
         | E::SignatureAlgorithmMismatch
         | E::UnsupportedSignatureAlgorithm
@@ -468,10 +762,15 @@ mod tests {
     use der::Decode;
     use x509_cert::Certificate;
 
+    use rand_chacha::ChaCha20Rng;
+
     use super::*;
     use crate::issue::{issue_leaf_with_spki, issue_self_signed_leaf};
     use crate::test_util::{at, chain_of, now, rng, Ca, DAY, NOW_SECS, P256_CERT_PEM};
-    use crate::{anonymous_credential, certs_from_pem, KeyPair, LeafSpec, Usage, Validity};
+    use crate::{
+        anonymous_credential, cert_serial, certs_from_pem, issue_crl, Credential, KeyPair,
+        LeafSpec, RevocationReason, RevokedEntry, Usage, Validity,
+    };
 
     fn server_verifier(roots: &[&Ca]) -> WebPkiServerVerifier {
         let certs: Vec<_> = roots.iter().map(|ca| ca.cert.clone()).collect();
@@ -944,7 +1243,9 @@ mod tests {
         let mut rng = rng(26);
         let root = Ca::root("Test Root", &mut rng);
         let anon = anonymous_credential(&mut rng, now()).expect("anonymous");
-        let verifier = client_verifier(&[&root]).allow_anonymous(true);
+        let verifier = client_verifier(&[&root])
+            .allow_anonymous(true)
+            .with_clock_skew(Duration::ZERO);
         let cert = &anon.chain()[0];
         assert!(verifier
             .verify_anonymous(cert, at(NOW_SECS + 30 * 60))
@@ -962,6 +1263,19 @@ mod tests {
             verifier.verify_anonymous(cert, at(NOW_SECS - 301)),
             Err(CertError::NotYetValid { .. })
         ));
+        // The default skew (60 s) applies to anonymous certificates too.
+        let verifier = verifier.with_clock_skew(DEFAULT_CLOCK_SKEW);
+        assert!(verifier
+            .verify_anonymous(cert, at(NOW_SECS + 31 * 60))
+            .is_ok());
+        assert!(verifier.verify_anonymous(cert, at(NOW_SECS - 360)).is_ok());
+        assert_eq!(
+            verifier.verify_anonymous(cert, at(NOW_SECS + 31 * 60 + 1)),
+            Err(CertError::Expired {
+                not_after: at(NOW_SECS + 30 * 60),
+                now: at(NOW_SECS + 31 * 60 + 1),
+            })
+        );
     }
 
     #[test]
@@ -1099,5 +1413,475 @@ mod tests {
             std::sync::Arc::new(server_verifier(&[&root]));
         let _: std::sync::Arc<dyn ClientCertVerifier> =
             std::sync::Arc::new(client_verifier(&[&root]));
+    }
+
+    // ---- CRLs, clock skew, pins and the client policy ----
+
+    fn crl_of(
+        ca: &Ca,
+        revoked: &[&Credential],
+        this_update: UnixTime,
+        next_update: UnixTime,
+    ) -> CertificateRevocationListDer<'static> {
+        let entries: Vec<RevokedEntry> = revoked
+            .iter()
+            .map(|cred| RevokedEntry {
+                serial: cert_serial(&cred.chain()[0]).expect("serial"),
+                revoked_at: at(NOW_SECS - 60),
+                reason: Some(RevocationReason::KeyCompromise),
+            })
+            .collect();
+        issue_crl(&ca.issuer(), &entries, this_update, next_update, 1).expect("crl")
+    }
+
+    /// A CRL issued now, due again in a week.
+    fn fresh_crl(ca: &Ca, revoked: &[&Credential]) -> CertificateRevocationListDer<'static> {
+        crl_of(ca, revoked, now(), at(NOW_SECS + 7 * DAY))
+    }
+
+    fn ca_with_validity(parent: &Ca, name: &str, validity: Validity, rng: &mut ChaCha20Rng) -> Ca {
+        let key = KeyPair::generate(rng);
+        let cert =
+            crate::issue_intermediate(&parent.issuer(), &key.public_key(), name, validity, rng)
+                .expect("intermediate");
+        Ca { key, cert }
+    }
+
+    #[test]
+    fn revoked_leaf_of_a_root_is_refused() {
+        let mut rng = rng(110);
+        let root = Ca::root("Test Root", &mut rng);
+        let bad = root.leaf(&LeafSpec::server("api.internal"), &mut rng);
+        let good = root.leaf(&LeafSpec::server("api.internal"), &mut rng);
+        let verifier = server_verifier(&[&root])
+            .with_crls(vec![fresh_crl(&root, &[&bad])])
+            .expect("crl");
+        assert_eq!(verifier.crl_count(), 1);
+        let name = dns("api.internal");
+        assert_eq!(
+            verifier.verify_server(bad.chain(), &name, now()),
+            Err(CertError::Revoked)
+        );
+        assert!(verifier.verify_server(good.chain(), &name, now()).is_ok());
+
+        let bad_client = root.leaf(&LeafSpec::client("alice.clients"), &mut rng);
+        let good_client = root.leaf(&LeafSpec::client("bob.clients"), &mut rng);
+        let verifier = client_verifier(&[&root])
+            .with_crls(vec![fresh_crl(&root, &[&bad_client])])
+            .expect("crl");
+        assert_eq!(
+            verifier.verify_client(bad_client.chain(), now()),
+            Err(CertError::Revoked)
+        );
+        assert!(verifier.verify_client(good_client.chain(), now()).is_ok());
+        assert_eq!(
+            CertError::Revoked.to_string(),
+            "certificate has been revoked"
+        );
+    }
+
+    #[test]
+    fn revoked_leaf_of_an_intermediate_is_refused() {
+        let mut rng = rng(111);
+        let root = Ca::root("Test Root", &mut rng);
+        let inter = root.intermediate("Test Intermediate", &mut rng);
+        let bad = inter.leaf(&LeafSpec::server("api.internal"), &mut rng);
+        let good = inter.leaf(&LeafSpec::server("api.internal"), &mut rng);
+        let name = dns("api.internal");
+        let (bad_chain, good_chain) = (
+            chain_of(&bad, &[&inter.cert]),
+            chain_of(&good, &[&inter.cert]),
+        );
+
+        // The intermediate's CRL covers its leaves.
+        let verifier = server_verifier(&[&root])
+            .with_crls(vec![fresh_crl(&inter, &[&bad])])
+            .expect("crl");
+        assert_eq!(
+            verifier.verify_server(&bad_chain, &name, now()),
+            Err(CertError::Revoked)
+        );
+        assert!(verifier.verify_server(&good_chain, &name, now()).is_ok());
+
+        // The root's CRL does not: it lists serials of the root's certificates.
+        let root_crl = crl_of(&root, &[&bad], now(), at(NOW_SECS + DAY));
+        let verifier = server_verifier(&[&root])
+            .with_crls(vec![root_crl])
+            .expect("crl");
+        assert!(verifier.verify_server(&bad_chain, &name, now()).is_ok());
+
+        // A revoked intermediate (in the root's CRL) takes its leaves with it.
+        let entry = RevokedEntry {
+            serial: cert_serial(&inter.cert).expect("serial"),
+            revoked_at: at(NOW_SECS - 60),
+            reason: Some(RevocationReason::CaCompromise),
+        };
+        let root_crl =
+            issue_crl(&root.issuer(), &[entry], now(), at(NOW_SECS + DAY), 2).expect("crl");
+        let verifier = server_verifier(&[&root])
+            .with_crls(vec![root_crl, fresh_crl(&inter, &[])])
+            .expect("crls");
+        assert_eq!(verifier.crl_count(), 2);
+        assert_eq!(
+            verifier.verify_server(&good_chain, &name, now()),
+            Err(CertError::Revoked)
+        );
+    }
+
+    #[test]
+    fn crl_of_another_ca_is_ignored_and_an_impostor_crl_refused() {
+        let mut rng = rng(112);
+        let root = Ca::root("Test Root", &mut rng);
+        let other = Ca::root("Other Root", &mut rng);
+        let leaf = root.leaf(&LeafSpec::server("api.internal"), &mut rng);
+        let name = dns("api.internal");
+
+        // Another CA's CRL, even listing this serial, says nothing about it:
+        // the leaf's issuer has no CRL, and unknown status is allowed.
+        let verifier = server_verifier(&[&root])
+            .with_crls(vec![fresh_crl(&other, &[&leaf])])
+            .expect("crl");
+        assert!(verifier.verify_server(leaf.chain(), &name, now()).is_ok());
+        // Also when that CRL is out of date.
+        let stale = crl_of(&other, &[], at(NOW_SECS - 9 * DAY), at(NOW_SECS - 2 * DAY));
+        let verifier = server_verifier(&[&root])
+            .with_crls(vec![stale])
+            .expect("crl");
+        assert!(verifier.verify_server(leaf.chain(), &name, now()).is_ok());
+
+        // A CA with the same name but another key: its CRL names the leaf's
+        // issuer, so it is used, and its signature fails.
+        let impostor = Ca::root("Test Root", &mut rng);
+        let verifier = server_verifier(&[&root])
+            .with_crls(vec![fresh_crl(&impostor, &[])])
+            .expect("crl");
+        assert_eq!(
+            verifier.verify_server(leaf.chain(), &name, now()),
+            Err(CertError::CrlBadSignature)
+        );
+    }
+
+    #[test]
+    fn expired_crl_is_refused_unless_within_the_skew() {
+        let mut rng = rng(113);
+        let root = Ca::root("Test Root", &mut rng);
+        let leaf = root.leaf(&LeafSpec::server("api.internal"), &mut rng);
+        let name = dns("api.internal");
+        let this_update = at(NOW_SECS - 8 * DAY);
+
+        let next_update = at(NOW_SECS - DAY);
+        let verifier = server_verifier(&[&root])
+            .with_crls(vec![crl_of(&root, &[], this_update, next_update)])
+            .expect("crl");
+        let err = verifier
+            .verify_server(leaf.chain(), &name, now())
+            .expect_err("stale CRL");
+        assert_eq!(
+            err,
+            CertError::CrlExpired {
+                next_update,
+                now: now()
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "the issuer's CRL is out of date (next update was due 2025-06-14T15:06:40Z, \
+             now 2025-06-15T15:06:40Z)"
+        );
+
+        // Due 30 s ago: within the default 60 s skew.
+        let next_update = at(NOW_SECS - 30);
+        let verifier = server_verifier(&[&root])
+            .with_crls(vec![crl_of(&root, &[], this_update, next_update)])
+            .expect("crl");
+        assert!(verifier.verify_server(leaf.chain(), &name, now()).is_ok());
+        // ...and a revocation in it still counts.
+        let bad = root.leaf(&LeafSpec::server("api.internal"), &mut rng);
+        let verifier = server_verifier(&[&root])
+            .with_crls(vec![crl_of(&root, &[&bad], this_update, next_update)])
+            .expect("crl");
+        assert_eq!(
+            verifier.verify_server(bad.chain(), &name, now()),
+            Err(CertError::Revoked)
+        );
+        // Without skew, a CRL is out of date at its nextUpdate instant.
+        let verifier = server_verifier(&[&root])
+            .with_clock_skew(Duration::ZERO)
+            .with_crls(vec![crl_of(&root, &[], this_update, now())])
+            .expect("crl");
+        assert_eq!(
+            verifier.verify_server(leaf.chain(), &name, now()),
+            Err(CertError::CrlExpired {
+                next_update: now(),
+                now: now()
+            })
+        );
+    }
+
+    #[test]
+    fn malformed_crls_are_refused_when_loaded() {
+        let mut rng = rng(114);
+        let root = Ca::root("Test Root", &mut rng);
+        for bad in [vec![0x30, 0x00], vec![1, 2, 3], root.cert.to_vec()] {
+            let crl = CertificateRevocationListDer::from(bad);
+            assert!(matches!(
+                server_verifier(&[&root]).with_crls(vec![crl.clone()]),
+                Err(PkiError::MalformedCrl(_))
+            ));
+            assert!(matches!(
+                client_verifier(&[&root]).with_crls(vec![crl]),
+                Err(PkiError::MalformedCrl(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn clock_skew_accepts_small_differences_only() {
+        let mut rng = rng(115);
+        let root = Ca::root("Test Root", &mut rng);
+        let name = dns("api.internal");
+        let spec = LeafSpec::server("api.internal");
+        let verifier = server_verifier(&[&root]);
+        assert_eq!(verifier.clock_skew(), Duration::from_secs(60));
+        let strict = server_verifier(&[&root]).with_clock_skew(Duration::ZERO);
+        let lenient = server_verifier(&[&root]).with_clock_skew(Duration::from_secs(120));
+        let valid = |from: u64, to: u64| Validity {
+            not_before: at(from),
+            not_after: at(to),
+        };
+
+        // Not yet valid by 60 s: accepted; by 61 s: refused (reported at now).
+        let soon = root.leaf_with_validity(&spec, valid(NOW_SECS + 60, NOW_SECS + DAY), &mut rng);
+        assert!(verifier.verify_server(soon.chain(), &name, now()).is_ok());
+        assert_eq!(
+            strict.verify_server(soon.chain(), &name, now()),
+            Err(CertError::NotYetValid {
+                not_before: at(NOW_SECS + 60),
+                now: now()
+            })
+        );
+        let later = root.leaf_with_validity(&spec, valid(NOW_SECS + 61, NOW_SECS + DAY), &mut rng);
+        assert_eq!(
+            verifier.verify_server(later.chain(), &name, now()),
+            Err(CertError::NotYetValid {
+                not_before: at(NOW_SECS + 61),
+                now: now()
+            })
+        );
+        assert!(lenient.verify_server(later.chain(), &name, now()).is_ok());
+
+        // Expired 60 s ago: accepted; 61 s ago: refused.
+        let just = root.leaf_with_validity(&spec, valid(NOW_SECS - DAY, NOW_SECS - 60), &mut rng);
+        assert!(verifier.verify_server(just.chain(), &name, now()).is_ok());
+        assert_eq!(
+            strict.verify_server(just.chain(), &name, now()),
+            Err(CertError::Expired {
+                not_after: at(NOW_SECS - 60),
+                now: now()
+            })
+        );
+        let gone = root.leaf_with_validity(&spec, valid(NOW_SECS - DAY, NOW_SECS - 61), &mut rng);
+        assert_eq!(
+            verifier.verify_server(gone.chain(), &name, now()),
+            Err(CertError::Expired {
+                not_after: at(NOW_SECS - 61),
+                now: now()
+            })
+        );
+        assert!(lenient.verify_server(gone.chain(), &name, now()).is_ok());
+
+        // The skew covers the whole chain at one time: an intermediate that
+        // expired 30 s ago and a leaf valid only from 30 s from now have no
+        // time in common.
+        let inter = ca_with_validity(
+            &root,
+            "Old Intermediate",
+            valid(NOW_SECS - DAY, NOW_SECS - 30),
+            &mut rng,
+        );
+        let leaf = inter.leaf_with_validity(&spec, valid(NOW_SECS - DAY, NOW_SECS + DAY), &mut rng);
+        let chain = chain_of(&leaf, &[&inter.cert]);
+        assert!(verifier.verify_server(&chain, &name, now()).is_ok());
+        let leaf = inter.leaf_with_validity(&spec, valid(NOW_SECS + 30, NOW_SECS + DAY), &mut rng);
+        let chain = chain_of(&leaf, &[&inter.cert]);
+        let err = verifier
+            .verify_server(&chain, &name, now())
+            .expect_err("no common time");
+        assert!(
+            matches!(
+                err,
+                CertError::NotYetValid { now: t, .. } | CertError::Expired { now: t, .. } if t == now()
+            ),
+            "{err:?}"
+        );
+        // Client verifiers have the same allowance.
+        let client = root.leaf_with_validity(
+            &LeafSpec::client("alice.clients"),
+            valid(NOW_SECS + 30, NOW_SECS + DAY),
+            &mut rng,
+        );
+        assert!(client_verifier(&[&root])
+            .verify_client(client.chain(), now())
+            .is_ok());
+        assert!(matches!(
+            client_verifier(&[&root])
+                .with_clock_skew(Duration::ZERO)
+                .verify_client(client.chain(), now()),
+            Err(CertError::NotYetValid { .. })
+        ));
+    }
+
+    #[test]
+    fn server_key_pins() {
+        let mut rng = rng(116);
+        let root = Ca::root("Test Root", &mut rng);
+        let server = root.leaf(&LeafSpec::server("api.internal"), &mut rng);
+        let other = root.leaf(&LeafSpec::server("api.internal"), &mut rng);
+        let name = dns("api.internal");
+        let pin = KeyPin::of_cert(&server.chain()[0]).expect("pin");
+
+        let pinned = server_verifier(&[&root]).with_pins(vec![pin]);
+        assert_eq!(pinned.pins(), &[pin]);
+        let peer = pinned
+            .verify_server(server.chain(), &name, now())
+            .expect("pinned key");
+        assert_eq!(peer.identity.spki_pin, pin);
+        let other_pin = KeyPin::of_key(&other.public_key());
+        assert_eq!(
+            pinned.verify_server(other.chain(), &name, now()),
+            Err(CertError::PinMismatch {
+                presented: other_pin
+            })
+        );
+        assert_eq!(
+            CertError::PinMismatch {
+                presented: other_pin
+            }
+            .to_string(),
+            format!("certificate key {other_pin} matches none of the pinned keys")
+        );
+        // Either of several pins; pins parsed from text.
+        let both = server_verifier(&[&root])
+            .with_pins(vec![other_pin])
+            .with_pins(vec![pin.to_string().parse().expect("pin")]);
+        assert!(both.verify_server(server.chain(), &name, now()).is_ok());
+        assert!(both.verify_server(other.chain(), &name, now()).is_ok());
+        // A pin does not replace the chain: a pinned key under an unknown CA fails.
+        let stranger = Ca::root("Stranger", &mut rng);
+        let rogue = stranger.leaf(&LeafSpec::server("api.internal"), &mut rng);
+        let rogue_pinned =
+            server_verifier(&[&root]).with_pins(vec![KeyPin::of_key(&rogue.public_key())]);
+        assert_eq!(
+            rogue_pinned.verify_server(rogue.chain(), &name, now()),
+            Err(CertError::UnknownIssuer)
+        );
+        // No pins: no pinning.
+        assert!(server_verifier(&[&root])
+            .with_pins(Vec::new())
+            .verify_server(other.chain(), &name, now())
+            .is_ok());
+    }
+
+    #[test]
+    fn client_policy_admits_by_name_or_pin() {
+        let mut rng = rng(117);
+        let root = Ca::root("Test Root", &mut rng);
+        let dns_client = root.leaf(&LeafSpec::client("alice.clients"), &mut rng);
+        let uri_client = root.leaf(&LeafSpec::client("spiffe://sc/client/bob"), &mut rng);
+        let cn_client = root.leaf(
+            &LeafSpec {
+                common_name: "Carol".into(),
+                dns_names: vec!["carol-laptop.clients".into()],
+                ..LeafSpec::client("x")
+            },
+            &mut rng,
+        );
+        let pinned_client = root.leaf(&LeafSpec::client("dave.clients"), &mut rng);
+        let stranger = root.leaf(&LeafSpec::client("mallory.clients"), &mut rng);
+        let policy = ClientPolicy {
+            allow_names: vec![
+                "ALICE.clients".into(),
+                "spiffe://sc/client/bob".into(),
+                "Carol".into(),
+            ],
+            allow_pins: vec![KeyPin::of_key(&pinned_client.public_key())],
+        };
+        let verifier = client_verifier(&[&root]).with_policy(policy.clone());
+        assert_eq!(verifier.policy(), &policy);
+        for client in [&dns_client, &uri_client, &cn_client, &pinned_client] {
+            assert!(
+                verifier.verify_client(client.chain(), now()).is_ok(),
+                "{:?}",
+                client
+            );
+        }
+        let err = verifier
+            .verify_client(stranger.chain(), now())
+            .expect_err("not allowed");
+        assert_eq!(
+            err,
+            CertError::NotAuthorised("client 'mallory.clients' is not in the allow-list".into())
+        );
+        assert_eq!(
+            err.to_string(),
+            "peer is not authorised: client 'mallory.clients' is not in the allow-list"
+        );
+        // URIs and common names are matched exactly (case-sensitively).
+        let strict = client_verifier(&[&root]).with_policy(ClientPolicy {
+            allow_names: vec!["SPIFFE://sc/client/bob".into(), "carol".into()],
+            allow_pins: Vec::new(),
+        });
+        assert!(matches!(
+            strict.verify_client(uri_client.chain(), now()),
+            Err(CertError::NotAuthorised(_))
+        ));
+        assert!(matches!(
+            strict.verify_client(cn_client.chain(), now()),
+            Err(CertError::NotAuthorised(_))
+        ));
+        // The policy comes after the chain: an allowed name from an unknown CA fails.
+        let other = Ca::root("Other Root", &mut rng);
+        let fake_alice = other.leaf(&LeafSpec::client("alice.clients"), &mut rng);
+        assert_eq!(
+            verifier.verify_client(fake_alice.chain(), now()),
+            Err(CertError::UnknownIssuer)
+        );
+        // An empty policy admits every valid client.
+        assert!(client_verifier(&[&root])
+            .with_policy(ClientPolicy::default())
+            .verify_client(stranger.chain(), now())
+            .is_ok());
+    }
+
+    #[test]
+    fn anonymous_clients_and_the_policy() {
+        let mut rng = rng(118);
+        let root = Ca::root("Test Root", &mut rng);
+        let anon = anonymous_credential(&mut rng, now()).expect("anonymous");
+        let policy = ClientPolicy {
+            allow_names: vec!["anonymous".into(), "alice.clients".into()],
+            allow_pins: vec![KeyPin::of_key(&anon.public_key())],
+        };
+        // Refused unless allowed, whatever the policy says...
+        let refusing = client_verifier(&[&root]).with_policy(policy.clone());
+        assert_eq!(
+            refusing.verify_anonymous(&anon.chain()[0], now()),
+            Err(CertError::AnonymousNotAllowed)
+        );
+        // ...admitted when allowed, whatever the policy says.
+        let allowing = client_verifier(&[&root])
+            .with_policy(ClientPolicy {
+                allow_names: vec!["alice.clients".into()],
+                allow_pins: Vec::new(),
+            })
+            .allow_anonymous(true);
+        let peer = allowing
+            .verify_anonymous(&anon.chain()[0], now())
+            .expect("anonymous allowed");
+        assert!(peer.identity.anonymous);
+        assert_eq!(peer.identity.spki_pin, KeyPin::of_key(&anon.public_key()));
+        // The policy never matches an anonymous identity's self-asserted names.
+        assert!(!policy.admits(&peer.identity));
+        assert!(ClientPolicy::default().admits(&peer.identity));
     }
 }
