@@ -378,6 +378,11 @@ fn bad_input_gets_one_clear_error() {
         "issue server late.test --dir short",
         &[("SC_CA_TEST_NOW", (now() + 2 * DAY).to_string())],
     );
+    // A CA that is not valid yet (this machine's clock is 2 days behind).
+    record(
+        "issue server early.test --dir short",
+        &[("SC_CA_TEST_NOW", (now() - 2 * DAY).to_string())],
+    );
     // A damaged index.
     std::fs::write(sb.path("ca/index.toml"), "format = 1\nname = [").expect("write");
     record("list --dir ca", &[]);

@@ -235,6 +235,11 @@ impl ServerConfig {
         self.provider
     }
 
+    /// The certificate chain and key the server presents.
+    pub fn credential(&self) -> &Arc<Credential> {
+        &self.credential
+    }
+
     /// Picks the suite for a client's offer: the server's most preferred suite
     /// that the client offers, except that a client which puts
     /// ChaCha20-Poly1305 first (a client without AES hardware) gets it if this

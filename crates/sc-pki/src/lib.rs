@@ -121,7 +121,7 @@ pub use crate::issue::{
 pub use crate::key::{KeyPair, KEY_SCRYPT_LOG_N, KEY_SCRYPT_P, KEY_SCRYPT_R};
 pub use crate::pem::{cert_to_pem, certs_from_pem};
 pub use crate::pin::{ClientPolicy, KeyPin};
-pub use crate::snapshot::{ClientCredentials, ServerCredentials};
+pub use crate::snapshot::{ClientCredentials, CredentialStore, ServerCredentials};
 pub use crate::verify::{
     ClientCertVerifier, PeerIdentity, ServerCertVerifier, TrustAnchors, VerifiedPeer,
     WebPkiClientVerifier, WebPkiServerVerifier, ANONYMOUS_MAX_LIFETIME_SECS, DEFAULT_CLOCK_SKEW,

@@ -364,3 +364,67 @@ mod tests {
 
     const DEFAULT_SKEW: Duration = crate::DEFAULT_CLOCK_SKEW;
 }
+
+/// The current snapshot of something reloadable (credentials, a server
+/// config), swapped as a whole.
+///
+/// [`current`](Self::current) hands out an `Arc` of the snapshot in force;
+/// [`reload`](Self::reload) builds a new one and swaps it in only if building
+/// succeeded, so a failed reload keeps the old snapshot. Whoever took an `Arc`
+/// before a swap (a session that already exists) keeps using what it had.
+#[derive(Debug)]
+pub struct CredentialStore<T> {
+    current: std::sync::RwLock<Arc<T>>,
+}
+
+impl<T> CredentialStore<T> {
+    /// A store holding `initial`.
+    pub fn new(initial: T) -> Self {
+        Self {
+            current: std::sync::RwLock::new(Arc::new(initial)),
+        }
+    }
+
+    /// The snapshot in force now.
+    pub fn current(&self) -> Arc<T> {
+        // A poisoned lock still holds a whole snapshot (swaps are one
+        // assignment), so it is safe to keep serving it.
+        match self.current.read() {
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Swaps in `next`; later [`current`](Self::current) calls return it.
+    pub fn replace(&self, next: T) {
+        let next = Arc::new(next);
+        match self.current.write() {
+            Ok(mut guard) => *guard = next,
+            Err(poisoned) => *poisoned.into_inner() = next,
+        }
+    }
+
+    /// Builds a new snapshot with `build` and swaps it in; on error nothing
+    /// changes and the error is returned (for the caller to log).
+    pub fn reload<E>(&self, build: impl FnOnce() -> Result<T, E>) -> Result<(), E> {
+        let next = build()?;
+        self.replace(next);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod store_tests {
+    use super::CredentialStore;
+
+    #[test]
+    fn a_failed_reload_keeps_the_old_snapshot() {
+        let store = CredentialStore::new(1u32);
+        let held = store.current();
+        assert_eq!(store.reload(|| Err::<u32, &str>("bad CRL")), Err("bad CRL"));
+        assert_eq!(*store.current(), 1);
+        store.reload(|| Ok::<u32, ()>(2)).expect("reload");
+        assert_eq!(*store.current(), 2);
+        assert_eq!(*held, 1, "a holder keeps what it had");
+    }
+}
