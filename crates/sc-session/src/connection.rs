@@ -1,8 +1,10 @@
 //! The sans-I/O connection: the handshake and the record layer together.
 //!
-//! Bytes from the peer go in through [`Connection::receive`]; bytes for the
-//! peer come out of [`Connection::take_outgoing`]. Time and randomness are
-//! arguments. Nothing here reads a socket or a clock.
+//! Bytes from the peer go in through [`Connection::receive`] (or, without a
+//! copy, through [`Connection::receive_buffer`] and
+//! [`Connection::process_received`]); bytes for the peer come out of
+//! [`Connection::take_outgoing`]. Time and randomness are arguments. Nothing
+//! here reads a socket or a clock.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use sc_handshake::{
 };
 use sc_pki::{ServerName, UnixTime};
 use sc_wire::record::{MAX_FRAGMENT_LEN, RECORD_HEADER_LEN};
-use sc_wire::{Alert, AlertCode, Codec, Deframer, InnerType, RecordHeader, RecordKind, RouteName};
+use sc_wire::{Alert, AlertCode, Codec, InnerType, RecordHeader, RecordKind, RouteName};
 use zeroize::Zeroize;
 
 use crate::error::Error;
@@ -26,6 +28,9 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Default largest message the message API accepts and reassembles (1 MiB).
 pub const DEFAULT_MAX_MESSAGE_LEN: usize = 1024 * 1024;
+
+/// Spare room [`Connection::receive_buffer`] makes for the peer's next bytes.
+pub const RECEIVE_CHUNK_LEN: usize = 64 * 1024;
 
 /// How records are padded, to hide message lengths from an observer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -97,6 +102,38 @@ enum Handshake {
     Done,
 }
 
+/// The peer's bytes that are not yet processed: `buf[start..]`.
+///
+/// Whole records are opened in place in `buf` (sc-wire's `Deframer` rules:
+/// a header is checked as soon as its four bytes are in, a record is handed
+/// on only when its whole body is). Bytes before `start` belong to records
+/// already processed; they are dropped when room is made for more.
+#[derive(Default)]
+struct ReceiveBuffer {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl ReceiveBuffer {
+    /// Bytes received and not yet part of a processed record.
+    fn pending(&self) -> usize {
+        self.buf.len().saturating_sub(self.start)
+    }
+
+    /// Makes at least `room` bytes of spare capacity, dropping processed
+    /// bytes first (without moving anything when all were processed).
+    fn make_room(&mut self, room: usize) {
+        if self.start >= self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        } else if self.start > 0 && self.buf.capacity() - self.buf.len() < room {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.reserve(room);
+    }
+}
+
 enum ReadState {
     Plaintext,
     Sealed { level: Level, opener: RecordOpener },
@@ -110,7 +147,7 @@ pub struct Connection {
     started: UnixTime,
     handshake: Handshake,
     summary: Option<HandshakeSummary>,
-    deframer: Deframer,
+    received: ReceiveBuffer,
     read: ReadState,
     write_hs: Option<RecordSealer>,
     write_app: Option<RecordSealer>,
@@ -180,7 +217,7 @@ impl Connection {
             started: now,
             handshake,
             summary: None,
-            deframer: Deframer::new(),
+            received: ReceiveBuffer::default(),
             read: ReadState::Plaintext,
             write_hs: None,
             write_app: None,
@@ -243,9 +280,16 @@ impl Connection {
         core::mem::take(&mut self.outgoing)
     }
 
-    /// Appends the bytes to write to the peer to `out`.
+    /// Appends the bytes to write to the peer to `out`. When `out` is empty
+    /// the two buffers are swapped instead of copied, so a caller that
+    /// alternates between writing `out` and calling this reuses both
+    /// allocations and copies nothing.
     pub fn write_outgoing(&mut self, out: &mut Vec<u8>) {
-        out.append(&mut self.outgoing);
+        if out.is_empty() {
+            core::mem::swap(out, &mut self.outgoing);
+        } else {
+            out.append(&mut self.outgoing);
+        }
     }
 
     /// The next complete message from the peer. Messages received whole
@@ -271,11 +315,56 @@ impl Connection {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        self.deframer.push(data);
-        let mut deframer = core::mem::take(&mut self.deframer);
-        let result = self.process(&mut deframer, now, rng);
-        self.deframer = deframer;
+        self.received.make_room(data.len());
+        self.received.buf.extend_from_slice(data);
+        self.process_received(now, rng)
+    }
+
+    /// The buffer the peer's bytes go into, with at least
+    /// [`RECEIVE_CHUNK_LEN`] bytes of spare capacity: append what arrives
+    /// (for example by reading from a socket straight into the spare
+    /// capacity), then call [`process_received`](Self::process_received).
+    /// This is [`receive`](Self::receive) without the copy.
+    ///
+    /// The bytes already in the vector are received bytes not yet processed
+    /// (a partial record); only append to it.
+    pub fn receive_buffer(&mut self) -> &mut Vec<u8> {
+        self.received.make_room(RECEIVE_CHUNK_LEN);
+        &mut self.received.buf
+    }
+
+    /// Processes the bytes appended to [`receive_buffer`](Self::receive_buffer),
+    /// as [`receive`](Self::receive) does.
+    pub fn process_received(
+        &mut self,
+        now: UnixTime,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<(), Error> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let mut received = core::mem::take(&mut self.received);
+        let result = self.process(&mut received, now, rng);
+        self.received = received;
         result.map_err(|e| self.fail(e))
+    }
+
+    /// Bytes received from the peer that do not yet form a whole record.
+    pub fn pending_received(&self) -> usize {
+        self.received.pending()
+    }
+
+    /// Frees the receive and outgoing buffers where they hold nothing, so an
+    /// idle session keeps no buffer memory; they are allocated again when
+    /// needed. For an I/O layer to call when the transport has nothing to
+    /// read.
+    pub fn shrink_buffers(&mut self) {
+        if self.received.pending() == 0 {
+            self.received = ReceiveBuffer::default();
+        }
+        if self.outgoing.is_empty() {
+            self.outgoing = Vec::new();
+        }
     }
 
     /// The peer closed the transport (TCP FIN). Clean only after the peer's
@@ -284,7 +373,7 @@ impl Connection {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        if self.received_close && self.deframer.pending() == 0 {
+        if self.received_close && self.received.pending() == 0 {
             return Ok(());
         }
         Err(self.fail(Error::Truncated))
@@ -311,7 +400,7 @@ impl Connection {
         match self.handshake_deadline() {
             Some(deadline) if now.as_secs() >= deadline.as_secs() => {
                 Err(self.fail(Error::Timeout {
-                    secs: self.config.handshake_timeout.as_secs(),
+                    after: self.config.handshake_timeout,
                 }))
             }
             _ => Ok(()),
@@ -475,25 +564,41 @@ impl Connection {
 
     fn process(
         &mut self,
-        deframer: &mut Deframer,
+        received: &mut ReceiveBuffer,
         now: UnixTime,
         rng: &mut dyn CryptoRngCore,
     ) -> Result<(), Error> {
-        while let Some(record) = deframer.next_record()? {
-            self.stats.bytes_received += (RECORD_HEADER_LEN + record.header.len) as u64;
+        // The caller may have shortened the buffer it was lent.
+        received.start = received.start.min(received.buf.len());
+        loop {
+            let avail = &received.buf[received.start..];
+            let Some(header_bytes) = avail.get(..RECORD_HEADER_LEN) else {
+                return Ok(());
+            };
+            // Checked as soon as its four bytes are in: a bad kind or length
+            // fails without waiting for the body it announces.
+            let header = RecordHeader::decode(header_bytes)?;
+            let end = RECORD_HEADER_LEN + header.len;
+            if avail.len() < end {
+                return Ok(());
+            }
+            let body_start = received.start + RECORD_HEADER_LEN;
+            received.start += end;
+            let body = &mut received.buf[body_start..received.start];
+            self.stats.bytes_received += (RECORD_HEADER_LEN + header.len) as u64;
             if self.received_close {
                 return Err(Error::UnexpectedRecord {
                     what: "record after the peer's close",
                 });
             }
-            match record.header.kind {
+            match header.kind {
                 RecordKind::HANDSHAKE => {
                     if !matches!(self.read, ReadState::Plaintext) {
                         return Err(Error::UnexpectedRecord {
                             what: "plaintext handshake record after keys were set",
                         });
                     }
-                    self.handshake_input(Level::Plaintext, record.body, now, rng)?;
+                    self.handshake_input(Level::Plaintext, body, now, rng)?;
                 }
                 RecordKind::ALERT => {
                     // Plaintext alerts are unauthenticated. During the
@@ -505,7 +610,7 @@ impl Connection {
                             what: "unauthenticated (plaintext) alert after the handshake",
                         });
                     }
-                    let alert = Alert::decode(record.body)?;
+                    let alert = Alert::decode(body)?;
                     return Err(Error::PeerAlert(alert.code));
                 }
                 _ => {
@@ -515,17 +620,16 @@ impl Connection {
                         });
                     };
                     let level = *level;
-                    let (typ, content) = opener.open(record.header, &mut *record.body)?;
+                    let (typ, content) = opener.open(header, &mut *body)?;
                     let result = self.sealed_input(level, typ, content, now, rng);
                     if typ == InnerType::HANDSHAKE {
                         // Decrypted in place: wipe it (step 6 holds the seed code).
-                        record.body.zeroize();
+                        body.zeroize();
                     }
                     result?;
                 }
             }
         }
-        Ok(())
     }
 
     fn sealed_input(

@@ -1,4 +1,7 @@
-//! Session errors and their alerts.
+//! Session errors, their alerts, and their place inside [`std::io::Error`].
+
+use std::io;
+use std::sync::Arc;
 
 use sc_wire::{AlertCode, InvalidMessage};
 
@@ -38,10 +41,10 @@ pub enum Error {
     #[error("connection closed by peer without an authenticated close (possible truncation)")]
     Truncated,
     /// The handshake did not complete in time.
-    #[error("timeout: handshake not complete after {secs} s")]
+    #[error("timeout: handshake not complete after {after:?}")]
     Timeout {
         /// The configured timeout.
-        secs: u64,
+        after: std::time::Duration,
     },
     /// A send after our own close.
     #[error("session already closed for sending")]
@@ -59,6 +62,47 @@ pub enum Error {
     /// A failure on our side.
     #[error("internal error: {0}")]
     Internal(&'static str),
+    /// The transport failed (a socket error). Reported by the I/O layer; the
+    /// sans-I/O core never produces it.
+    #[error("I/O error: {0}")]
+    Io(IoError),
+}
+
+/// An [`io::Error`] of the transport, shareable so that [`Error`] stays
+/// `Clone + PartialEq`. Two are equal when their kinds and messages are.
+#[derive(Clone, Debug)]
+pub struct IoError(Arc<io::Error>);
+
+impl IoError {
+    /// The kind of the underlying error.
+    pub fn kind(&self) -> io::ErrorKind {
+        self.0.kind()
+    }
+
+    /// The underlying error.
+    pub fn get_ref(&self) -> &io::Error {
+        &self.0
+    }
+}
+
+impl PartialEq for IoError {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.kind() == other.0.kind() && self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for IoError {}
+
+impl core::fmt::Display for IoError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl From<io::Error> for IoError {
+    fn from(e: io::Error) -> Self {
+        Self(Arc::new(e))
+    }
 }
 
 impl Error {
@@ -69,7 +113,7 @@ impl Error {
             Self::Handshake(sc_handshake::Error::AlertReceived(_)) | Self::PeerAlert(_) => {
                 return None
             }
-            Self::Truncated | Self::Closed | Self::Aborted(_) => return None,
+            Self::Truncated | Self::Closed | Self::Aborted(_) | Self::Io(_) => return None,
             Self::Handshake(e) => e.alert(),
             Self::InvalidMessage(InvalidMessage::TooLong { .. }) => AlertCode::TOO_LARGE,
             Self::InvalidMessage(_) => AlertCode::MALFORMED,
@@ -79,5 +123,66 @@ impl Error {
             Self::Timeout { .. } => AlertCode::TIMEOUT,
             Self::Internal(_) => AlertCode::INTERNAL_ERROR,
         })
+    }
+
+    /// The [`io::ErrorKind`] this error has inside an [`io::Error`]:
+    /// `UnexpectedEof` for [`Truncated`](Self::Truncated),
+    /// `ConnectionAborted` for an alert (the peer's or ours), `TimedOut` for
+    /// the handshake timeout, `BrokenPipe` for a send after our own close,
+    /// the transport's own kind for [`Io`](Self::Io), `Other` for an internal
+    /// error and `InvalidData` for every protocol failure.
+    pub fn io_kind(&self) -> io::ErrorKind {
+        match self {
+            Self::Truncated => io::ErrorKind::UnexpectedEof,
+            Self::PeerAlert(_)
+            | Self::Handshake(sc_handshake::Error::AlertReceived(_))
+            | Self::Aborted(_) => io::ErrorKind::ConnectionAborted,
+            Self::Timeout { .. } => io::ErrorKind::TimedOut,
+            Self::Closed => io::ErrorKind::BrokenPipe,
+            Self::Io(e) => e.kind(),
+            Self::Internal(_) => io::ErrorKind::Other,
+            _ => io::ErrorKind::InvalidData,
+        }
+    }
+
+    /// The session error inside an [`io::Error`] returned by the I/O layer
+    /// (for example by `AsyncRead::poll_read` of a secure stream), if it
+    /// carries one.
+    ///
+    /// ```
+    /// # use sc_session::Error;
+    /// let io_err = std::io::Error::from(Error::Truncated);
+    /// assert_eq!(io_err.kind(), std::io::ErrorKind::UnexpectedEof);
+    /// assert_eq!(Error::from_io_error(&io_err), Some(&Error::Truncated));
+    /// ```
+    pub fn from_io_error(e: &io::Error) -> Option<&Error> {
+        e.get_ref()?.downcast_ref::<Error>()
+    }
+}
+
+/// An [`io::Error`] of kind [`Error::io_kind`] carrying the session error:
+/// get it back with [`Error::from_io_error`], `get_ref`/`into_inner` and
+/// `downcast`, or `Error::from`. A transport error ([`Error::Io`]) becomes the
+/// original `io::Error` again where it is not shared.
+impl From<Error> for io::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Io(IoError(inner)) => match Arc::try_unwrap(inner) {
+                Ok(original) => original,
+                Err(shared) => io::Error::new(shared.kind(), Error::Io(IoError(shared))),
+            },
+            other => io::Error::new(other.io_kind(), other),
+        }
+    }
+}
+
+/// The session error an [`io::Error`] carries, or [`Error::Io`] for a plain
+/// transport error.
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        match Error::from_io_error(&e) {
+            Some(inner) => inner.clone(),
+            None => Error::Io(IoError::from(e)),
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! Sovereign-Chain sessions: the seed-code record ratchet and the message API,
-//! over the 13-step handshake.
+//! over the 13-step handshake, sans-I/O and over tokio.
 //!
 //! [`Connection`] is the sans-I/O core: feed it the peer's bytes with
 //! [`Connection::receive`], send what [`Connection::take_outgoing`] returns,
@@ -7,16 +7,103 @@
 //! [`Connection::recv_message`]. [`record`] holds the ratchet: every record has
 //! its own key and nonce from a one-way chain per direction, salted with the
 //! seed code, and every chain key is erased once used.
+//!
+//! With the `tokio` feature (on by default), [`Connector`] and [`Acceptor`]
+//! run the handshake over any `AsyncRead + AsyncWrite + Unpin` transport
+//! (a `TcpStream`, a `UnixStream`, `tokio::io::duplex`) and return a
+//! [`SecureStream`]: an `AsyncRead`/`AsyncWrite` byte stream with TCP
+//! half-close carried through, plus a message API that keeps boundaries.
+//!
+//! ```text
+//!  application        SecureStream (or its two halves)              transport
+//!  write(bytes) ──▶ seal ≤ 64 KiB per record ──▶ ≤ 256 KiB ciphertext ──▶ poll_write
+//!  send_message ──▶ seal the whole message ──┘
+//!  read(buf)    ◀── open in place ◀── receive buffer ◀── one chunk, when asked ◀── poll_read
+//!  recv_message ◀──┘
+//!  shutdown()   ──▶ authenticated Close, flush, shut down the write side only
+//! ```
+//!
+//! A client and a server over an in-memory pipe:
+//!
+//! ```
+//! # #[cfg(feature = "tokio")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # use std::sync::Arc;
+//! use rand_core::OsRng;
+//! use sc_handshake::{ClientConfig, ServerConfig};
+//! use sc_pki::{throwaway::ThrowawayPki, ServerName, UnixTime};
+//! use sc_session::{Acceptor, Connector, Error};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! // A throwaway CA with a server certificate for "db.internal" and a client one.
+//! let pki = ThrowawayPki::new("db.internal", "app-1", UnixTime::now(), &mut OsRng)?;
+//! let client_config = ClientConfig::builder()
+//!     .with_server_verifier(Arc::new(pki.server_verifier()?))
+//!     .with_credential(pki.client.clone())
+//!     .build();
+//! let server_config = ServerConfig::builder()
+//!     .with_client_verifier(Arc::new(pki.client_verifier()?))
+//!     .with_credential(pki.server.clone())
+//!     .build();
+//! let connector = Connector::new(Arc::new(client_config));
+//! let acceptor = Acceptor::new(Arc::new(server_config));
+//!
+//! // Any AsyncRead + AsyncWrite works: a TcpStream, a UnixStream, a pipe.
+//! let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+//!
+//! let server = tokio::spawn(async move {
+//!     let mut stream = acceptor.accept(server_io).await?;
+//!     assert_eq!(stream.peer().common_name.as_deref(), Some("app-1"));
+//!     // Echo each message until the client's authenticated Close.
+//!     while let Some(msg) = stream.recv_message().await? {
+//!         stream.send_message(&[b"echo: ", &msg[..]].concat()).await?;
+//!     }
+//!     stream.shutdown().await?;
+//!     Ok::<_, Error>(())
+//! });
+//!
+//! let name = ServerName::try_from("db.internal")?.to_owned();
+//! let mut stream = connector.connect(name, None, client_io).await?;
+//! println!(
+//!     "cipher {}, steps 7-10 in order {}, handshake {:?}",
+//!     stream.cipher(),
+//!     stream.step_order(),
+//!     stream.handshake_duration()
+//! );
+//! stream.send_message(b"hello").await?;
+//! assert_eq!(stream.recv_message().await?.as_deref(), Some(&b"echo: hello"[..]));
+//!
+//! // Half-close: send our Close, then read (as a byte stream) the rest of
+//! // what the server sends until its own Close.
+//! stream.send_message(b"bye").await?;
+//! stream.shutdown().await?;
+//! let mut rest = Vec::new();
+//! stream.read_to_end(&mut rest).await?;
+//! assert_eq!(rest, b"echo: bye");
+//! server.await??;
+//! # Ok(()) }
+//! # #[cfg(not(feature = "tokio"))]
+//! # fn main() {}
+//! ```
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "tokio")]
+mod connect;
 mod connection;
 mod error;
 pub mod pair;
 pub mod record;
+#[cfg(feature = "tokio")]
+pub mod stream;
 
+#[cfg(feature = "tokio")]
+pub use connect::{Acceptor, Connector};
 pub use connection::{
     Connection, Padding, SessionConfig, Side, Stats, DEFAULT_HANDSHAKE_TIMEOUT,
-    DEFAULT_MAX_MESSAGE_LEN,
+    DEFAULT_MAX_MESSAGE_LEN, RECEIVE_CHUNK_LEN,
 };
-pub use error::Error;
+pub use error::{Error, IoError};
+#[cfg(feature = "tokio")]
+pub use stream::{ReadHalf, SecureStream, SessionInfo, WriteHalf};

@@ -1134,6 +1134,85 @@ fn messages_keep_their_boundaries_across_fragments() {
 }
 
 #[test]
+fn the_receive_buffer_is_receive_without_the_copy() {
+    let pki = Pki::new(16);
+    let mut p = pair(&pki, 62);
+    // The handshake itself through the buffer the I/O layer reads into, in
+    // pieces of odd sizes that cut records and headers anywhere.
+    let mut splits = [1usize, 3, 4, 5, 700, 4096, 17].iter().cycle();
+    let now = p.now;
+    let mut move_bytes = |p: &mut Pair, from: Side| -> bool {
+        let mut bytes = Vec::new();
+        p.side(from).write_outgoing(&mut bytes);
+        let moved = !bytes.is_empty();
+        for piece in bytes.chunks(*splits.next().expect("cycle")) {
+            let mut rng = rng(7);
+            let to = p.side(other(from));
+            let buf = to.receive_buffer();
+            assert!(buf.capacity() - buf.len() >= sc_session::RECEIVE_CHUNK_LEN);
+            buf.extend_from_slice(piece);
+            to.process_received(now, &mut rng).expect("process");
+        }
+        moved
+    };
+    while move_bytes(&mut p, Side::Client) | move_bytes(&mut p, Side::Server) {}
+    assert!(!p.client.is_handshaking() && !p.server.is_handshaking());
+
+    let msgs: Vec<Vec<u8>> = vec![vec![], vec![1; 65_536], vec![2; 100_001], b"z".to_vec()];
+    for m in &msgs {
+        p.client.send_message(m).expect("send");
+    }
+    p.client.close().expect("close");
+    move_bytes(&mut p, Side::Client);
+    let got: Vec<_> = std::iter::from_fn(|| p.server.recv_message()).collect();
+    assert_eq!(got, msgs);
+    assert_eq!(p.server.pending_received(), 0);
+    assert_eq!(p.server.receive_eof(), Ok(()));
+
+    // Idle buffers are freed; a half record stays.
+    p.server.send_message(&[3; 1000]).expect("send");
+    let bytes = p.server.take_outgoing();
+    p.server.shrink_buffers();
+    let buf = p.client.receive_buffer();
+    buf.extend_from_slice(&bytes[..10]);
+    p.client
+        .process_received(now, &mut rng(8))
+        .expect("partial");
+    p.client.shrink_buffers();
+    assert_eq!(p.client.pending_received(), 10);
+    p.client.receive_buffer().extend_from_slice(&bytes[10..]);
+    p.client.process_received(now, &mut rng(8)).expect("rest");
+    assert_eq!(p.client.recv_message(), Some(vec![3; 1000]));
+
+    // A caller that shortens the buffer it was lent corrupts only the
+    // stream: an error, never a panic.
+    p.server.send_message(b"abcdef").expect("send");
+    let bytes = p.server.take_outgoing();
+    p.client.receive_buffer().extend_from_slice(&bytes);
+    p.client.receive_buffer().truncate(3);
+    p.client.receive_buffer().extend_from_slice(&[0xff; 300]);
+    assert!(p.client.process_received(now, &mut rng(8)).is_err());
+}
+
+#[test]
+fn write_outgoing_swaps_into_an_empty_buffer() {
+    let pki = Pki::new(16);
+    let mut p = pair(&pki, 63);
+    p.handshake().expect("handshake");
+    p.client.send_message(b"one").expect("send");
+    let mut out = Vec::with_capacity(1 << 16);
+    p.client.write_outgoing(&mut out);
+    let first = out.clone();
+    p.client.send_message(b"two").expect("send");
+    p.client.write_outgoing(&mut out); // appends behind the first
+    assert!(!p.client.has_outgoing());
+    assert_eq!(&out[..first.len()], &first[..]);
+    p.server.receive(&out, p.now, &mut rng(9)).expect("receive");
+    assert_eq!(p.server.recv_message().as_deref(), Some(&b"one"[..]));
+    assert_eq!(p.server.recv_message().as_deref(), Some(&b"two"[..]));
+}
+
+#[test]
 fn an_oversized_message_from_the_peer_is_refused() {
     let pki = Pki::new(17);
     let small = SessionConfig {
@@ -1208,11 +1287,15 @@ fn a_stalled_handshake_times_out_with_an_alert() {
     assert_eq!(p.client.handle_timeout(at(NOW_SECS + 29)), Ok(()));
     assert_eq!(
         p.client.handle_timeout(at(NOW_SECS + 30)),
-        Err(Error::Timeout { secs: 30 })
+        Err(Error::Timeout {
+            after: Duration::from_secs(30)
+        })
     );
     assert_eq!(
         p.client.send_message(b"x"),
-        Err(Error::Timeout { secs: 30 })
+        Err(Error::Timeout {
+            after: Duration::from_secs(30)
+        })
     );
     let alert = p.client.take_outgoing();
     assert_eq!(

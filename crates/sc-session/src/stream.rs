@@ -1,0 +1,810 @@
+//! [`SecureStream`]: an established session over any tokio `AsyncRead +
+//! AsyncWrite`, as a byte stream and as a message API.
+//!
+//! The glue is thin (tokio-rustls's shape): [`Connection`] does all the
+//! protocol work; this module moves bytes between it and the transport,
+//! turns `Poll::Pending` into waiting, and wraps the typed [`Error`] in an
+//! [`io::Error`] (get it back with [`Error::from_io_error`]).
+//!
+//! * **Reading** touches the transport only when the application asks for
+//!   data and nothing decrypted is waiting, and then reads at most one
+//!   [`RECEIVE_CHUNK_LEN`](crate::RECEIVE_CHUNK_LEN)-sized chunk straight into
+//!   the core's receive buffer (no intermediate copy). A peer that sends while
+//!   the application does not read fills the kernel's buffer, not ours.
+//! * **Writing** seals one record per `poll_write` (up to 64 KiB of the
+//!   caller's bytes) and writes it at once, without waiting to coalesce.
+//!   Ciphertext the transport has not taken waits in one buffer of at most
+//!   [`WRITE_BUFFER_LEN`] bytes; when that is full `poll_write` returns
+//!   `Pending` until the transport takes more. The core's output buffer is
+//!   swapped in, not copied.
+//! * **Shutdown** sends the authenticated Close for our direction, flushes it
+//!   and shuts down the transport's write side; reading goes on (half-close).
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{ready, Context, Poll, Waker};
+use std::time::Duration;
+
+use rand_core::OsRng;
+use sc_handshake::{HandshakeSummary, StepOrder};
+use sc_pki::{PeerIdentity, UnixTime};
+use sc_wire::record::{INNER_TRAILER_LEN, MAX_FRAGMENT_LEN, RECORD_HEADER_LEN, TAG_LEN};
+use sc_wire::{AlertCode, CipherSuite, RouteName};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::{Connection, Error, SessionConfig, Side, Stats};
+
+/// Most ciphertext a stream holds that the transport has not yet taken
+/// (256 KiB). `poll_write` accepts data only while a whole record still fits.
+pub const WRITE_BUFFER_LEN: usize = 256 * 1024;
+
+/// The largest sealed record on the wire.
+const MAX_RECORD_LEN: usize = RECORD_HEADER_LEN + MAX_FRAGMENT_LEN + INNER_TRAILER_LEN + TAG_LEN;
+
+/// Records `poll_write` seals before it writes: one, so the peer opens each
+/// record while we seal the next (measured faster over loopback than three
+/// per write).
+const RECORDS_PER_WRITE: usize = 1;
+
+/// What an established session knows about itself; the same for the whole
+/// session.
+#[derive(Clone, Debug)]
+pub struct SessionInfo {
+    side: Side,
+    summary: HandshakeSummary,
+    handshake_duration: Duration,
+}
+
+impl SessionInfo {
+    pub(crate) fn new(side: Side, summary: HandshakeSummary, handshake_duration: Duration) -> Self {
+        Self {
+            side,
+            summary,
+            handshake_duration,
+        }
+    }
+
+    /// Which end of the session this is.
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
+    /// Who the peer proved to be: its names, certificate fingerprint, and
+    /// whether it is anonymous.
+    pub fn peer(&self) -> &PeerIdentity {
+        &self.summary.peer
+    }
+
+    /// The AEAD of the records.
+    pub fn cipher(&self) -> CipherSuite {
+        self.summary.suite
+    }
+
+    /// The order steps 7–10 ran in.
+    pub fn step_order(&self) -> StepOrder {
+        self.summary.order
+    }
+
+    /// The route name the client sent, if any.
+    pub fn route(&self) -> Option<&RouteName> {
+        self.summary.route.as_ref()
+    }
+
+    /// The transcript hash through step 12: the same on both sides and
+    /// different for every session (for channel binding).
+    pub fn session_hash(&self) -> &[u8; 32] {
+        &self.summary.session_hash
+    }
+
+    /// Wall-clock time from the start of `connect`/`accept` to the completed
+    /// handshake.
+    pub fn handshake_duration(&self) -> Duration {
+        self.handshake_duration
+    }
+
+    /// Everything the handshake established.
+    pub fn summary(&self) -> &HandshakeSummary {
+        &self.summary
+    }
+}
+
+/// The I/O state of one session, apart from the transport itself.
+pub(crate) struct State {
+    pub(crate) conn: Connection,
+    /// Sealed bytes not yet taken by the transport: `out[out_pos..]`.
+    out: Vec<u8>,
+    out_pos: usize,
+    /// A message partly read through `AsyncRead`: `msg[msg_pos..]` is left.
+    msg: Vec<u8>,
+    msg_pos: usize,
+    /// Most plaintext per record `poll_write` seals.
+    chunk_len: usize,
+    /// The transport's write side has been shut down.
+    write_shut: bool,
+}
+
+impl core::fmt::Debug for State {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("State")
+            .field("conn", &self.conn)
+            .field("pending_write", &self.pending_write())
+            .field("pending_read", &(self.msg.len() - self.msg_pos))
+            .finish_non_exhaustive()
+    }
+}
+
+impl State {
+    pub(crate) fn new(conn: Connection, session: &SessionConfig) -> Self {
+        let chunk_len = session
+            .max_fragment_len
+            .min(session.max_message_len)
+            .clamp(1, MAX_FRAGMENT_LEN);
+        Self {
+            conn,
+            out: Vec::new(),
+            out_pos: 0,
+            msg: Vec::new(),
+            msg_pos: 0,
+            chunk_len,
+            write_shut: false,
+        }
+    }
+
+    fn pending_write(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+
+    /// Moves what the core has sealed behind the bytes already waiting.
+    fn collect(&mut self) {
+        if self.out_pos == self.out.len() {
+            self.out.clear();
+            self.out_pos = 0;
+        } else if self.out_pos > 0 && self.conn.has_outgoing() {
+            self.out.drain(..self.out_pos);
+            self.out_pos = 0;
+        }
+        // Swaps rather than copies when `out` is empty.
+        self.conn.write_outgoing(&mut self.out);
+    }
+
+    /// Writes everything sealed so far: `Ready(Ok)` once all of it is
+    /// written, `Pending` when the transport takes no more for now.
+    pub(crate) fn poll_write_out<IO: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut IO,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.collect();
+        while self.out_pos < self.out.len() {
+            match ready!(Pin::new(&mut *io).poll_write(cx, &self.out[self.out_pos..])) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => self.out_pos += n,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        self.out.clear();
+        self.out_pos = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Reads one chunk of the peer's bytes into the core and processes it:
+    /// `Ready(Ok(n))` with the bytes read, 0 when the transport ended cleanly
+    /// after the peer's Close. On a protocol error the alert the core queued
+    /// is written if the transport takes it at once. When the transport has
+    /// nothing, the empty buffers are freed: an idle session holds none.
+    pub(crate) fn poll_fill<IO: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut IO,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        let buf = self.conn.receive_buffer();
+        let n = match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, buf) {
+            Poll::Ready(n) => n?,
+            Poll::Pending => {
+                self.conn.shrink_buffers();
+                if self.pending_write() == 0 {
+                    self.out = Vec::new();
+                    self.out_pos = 0;
+                }
+                return Poll::Pending;
+            }
+        };
+        let result = if n == 0 {
+            self.conn.receive_eof()
+        } else {
+            self.conn.process_received(UnixTime::now(), &mut OsRng)
+        };
+        if let Err(e) = result {
+            if self.conn.has_outgoing() {
+                // Best effort: the session is over either way.
+                let _ = self.poll_write_out(io, cx);
+            }
+            return Poll::Ready(Err(e.into()));
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    /// Writes what earlier writes left behind, without waiting: a reader
+    /// that wrote and did not flush still gets its request out. Only where
+    /// the reader is also the writer (not on a split read half, whose
+    /// transport write waker belongs to the write half).
+    fn push_pending<IO: AsyncWrite + Unpin>(&mut self, io: &mut IO, cx: &mut Context<'_>) {
+        if self.pending_write() > 0 || self.conn.has_outgoing() {
+            let _ = self.poll_write_out(io, cx);
+        }
+    }
+
+    pub(crate) fn poll_read<IO: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut IO,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+        push_writes: bool,
+    ) -> Poll<io::Result<()>> {
+        if push_writes {
+            self.push_pending(io, cx);
+        }
+        let mut copied = false;
+        loop {
+            if buf.remaining() == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            if self.msg_pos < self.msg.len() {
+                let n = buf.remaining().min(self.msg.len() - self.msg_pos);
+                buf.put_slice(&self.msg[self.msg_pos..self.msg_pos + n]);
+                self.msg_pos += n;
+                if self.msg_pos == self.msg.len() {
+                    // Each record brings its own vector; keep none idle.
+                    self.msg = Vec::new();
+                    self.msg_pos = 0;
+                }
+                copied = true;
+                continue;
+            }
+            if let Some(msg) = self.conn.recv_message() {
+                self.msg = msg;
+                self.msg_pos = 0;
+                continue;
+            }
+            if copied || self.conn.peer_closed() {
+                // Data, or end of stream after the peer's authenticated Close.
+                return Poll::Ready(Ok(()));
+            }
+            if let Some(e) = self.conn.error() {
+                return Poll::Ready(Err(e.clone().into()));
+            }
+            // 0 (a clean end) means the peer's Close is in: the loop ends.
+            ready!(self.poll_fill(io, cx))?;
+        }
+    }
+
+    pub(crate) fn poll_recv_message<IO: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut IO,
+        cx: &mut Context<'_>,
+        push_writes: bool,
+    ) -> Poll<Result<Option<Vec<u8>>, Error>> {
+        if push_writes {
+            self.push_pending(io, cx);
+        }
+        loop {
+            if self.msg_pos < self.msg.len() {
+                // The rest of a message partly read as bytes.
+                self.msg.drain(..self.msg_pos);
+                self.msg_pos = 0;
+                return Poll::Ready(Ok(Some(core::mem::take(&mut self.msg))));
+            }
+            if let Some(msg) = self.conn.recv_message() {
+                return Poll::Ready(Ok(Some(msg)));
+            }
+            if self.conn.peer_closed() {
+                return Poll::Ready(Ok(None));
+            }
+            if let Some(e) = self.conn.error() {
+                return Poll::Ready(Err(e.clone()));
+            }
+            ready!(self.poll_fill(io, cx))?;
+        }
+    }
+
+    pub(crate) fn poll_write<IO: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut IO,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if let Some(e) = self.conn.error() {
+            return Poll::Ready(Err(e.clone().into()));
+        }
+        if self.conn.sent_close() {
+            return Poll::Ready(Err(Error::Closed.into()));
+        }
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        if self.pending_write() > WRITE_BUFFER_LEN - MAX_RECORD_LEN {
+            // Pending here means the transport holds our waker.
+            ready!(self.poll_write_out(io, cx))?;
+        }
+        let mut room = WRITE_BUFFER_LEN - self.pending_write();
+        let mut accepted = 0;
+        let mut records = 0;
+        while accepted < buf.len() && room >= MAX_RECORD_LEN && records < RECORDS_PER_WRITE {
+            records += 1;
+            let n = (buf.len() - accepted).min(self.chunk_len);
+            let before = self.conn.stats().bytes_sent;
+            if let Err(e) = self.conn.send_message(&buf[accepted..accepted + n]) {
+                if accepted == 0 {
+                    return Poll::Ready(Err(e.into()));
+                }
+                break;
+            }
+            let sealed = self.conn.stats().bytes_sent - before;
+            room = room.saturating_sub(usize::try_from(sealed).unwrap_or(usize::MAX));
+            accepted += n;
+        }
+        // Out at once, without waiting for more to coalesce. Whatever the
+        // transport does not take now goes with the next write or flush.
+        if let Poll::Ready(Err(e)) = self.poll_write_out(io, cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(accepted))
+    }
+
+    pub(crate) fn poll_flush<IO: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut IO,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        ready!(self.poll_write_out(io, cx))?;
+        Pin::new(io).poll_flush(cx)
+    }
+
+    pub(crate) fn poll_shutdown<IO: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut IO,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.conn.sent_close() {
+            self.conn.close().map_err(io::Error::from)?;
+        }
+        ready!(self.poll_flush(io, cx))?;
+        if !self.write_shut {
+            ready!(Pin::new(io).poll_shutdown(cx))?;
+            self.write_shut = true;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Seals one message (its records may exceed [`WRITE_BUFFER_LEN`]: a
+    /// message is sealed whole).
+    fn start_message(&mut self, msg: &[u8]) -> Result<(), Error> {
+        self.conn.send_message(msg)
+    }
+
+    fn start_keepalive(&mut self) -> Result<(), Error> {
+        self.conn.send_keepalive()
+    }
+
+    fn start_abort(&mut self, code: AlertCode) {
+        self.conn.abort(code);
+    }
+}
+
+/// An established Sovereign-Chain session over the transport `IO`.
+///
+/// * [`AsyncRead`]/[`AsyncWrite`]: a byte stream. Message boundaries are not
+///   kept. `poll_read` returns end of stream (`Ok(0)`) only after the peer's
+///   authenticated Close; a transport that ends without one fails with
+///   [`io::ErrorKind::UnexpectedEof`] carrying [`Error::Truncated`]. Every
+///   protocol failure is an [`io::Error`] that carries the typed [`Error`]
+///   ([`Error::from_io_error`]); transport errors pass through unchanged.
+///   `poll_write` seals and writes at once; what the transport does not take
+///   at once goes with the next write, read or flush (call `flush` to be
+///   sure everything accepted has been handed to the transport). `poll_shutdown`
+///   sends the authenticated Close and shuts down the transport's write side
+///   only: the peer can go on sending and we go on reading (half-close).
+/// * [`send_message`](Self::send_message)/[`recv_message`](Self::recv_message):
+///   whole messages with their boundaries. The two APIs may be mixed on one
+///   stream, but the byte stream ignores boundaries: `recv_message` after a
+///   partial `read` returns the rest of that message.
+///
+/// Dropping the stream drops the transport without a Close: the peer sees a
+/// truncated session. Shut it down first.
+///
+/// [`into_split`](Self::into_split) gives a read half and a write half that
+/// can be used from two tasks.
+pub struct SecureStream<IO> {
+    io: IO,
+    state: State,
+    info: Arc<SessionInfo>,
+}
+
+impl<IO: core::fmt::Debug> core::fmt::Debug for SecureStream<IO> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SecureStream")
+            .field("io", &self.io)
+            .field("state", &self.state)
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+impl<IO> SecureStream<IO> {
+    pub(crate) fn new(io: IO, state: State, info: SessionInfo) -> Self {
+        Self {
+            io,
+            state,
+            info: Arc::new(info),
+        }
+    }
+
+    /// What the handshake established.
+    pub fn info(&self) -> &SessionInfo {
+        &self.info
+    }
+
+    /// Who the peer proved to be.
+    pub fn peer(&self) -> &PeerIdentity {
+        self.info.peer()
+    }
+
+    /// The AEAD of the records.
+    pub fn cipher(&self) -> CipherSuite {
+        self.info.cipher()
+    }
+
+    /// The order steps 7–10 ran in.
+    pub fn step_order(&self) -> StepOrder {
+        self.info.step_order()
+    }
+
+    /// Time from the start of `connect`/`accept` to the completed handshake.
+    pub fn handshake_duration(&self) -> Duration {
+        self.info.handshake_duration()
+    }
+
+    /// The transcript hash through step 12, the same on both sides.
+    pub fn session_hash(&self) -> &[u8; 32] {
+        self.info.session_hash()
+    }
+
+    /// Bytes and messages each way so far (handshake included).
+    pub fn stats(&self) -> Stats {
+        self.state.conn.stats()
+    }
+
+    /// The sans-I/O session underneath (for example to see
+    /// [`Connection::peer_closed`] or [`Connection::error`]).
+    pub fn connection(&self) -> &Connection {
+        &self.state.conn
+    }
+
+    /// The transport.
+    pub fn get_ref(&self) -> &IO {
+        &self.io
+    }
+
+    /// The transport, for example to set socket options. Reading or writing
+    /// it directly corrupts the session.
+    pub fn get_mut(&mut self) -> &mut IO {
+        &mut self.io
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> SecureStream<IO> {
+    /// Sends `msg` as one message and writes it out (it is sealed whole, so
+    /// a message may hold up to the maximum message length of ciphertext
+    /// beyond [`WRITE_BUFFER_LEN`]). If the future is dropped before it
+    /// completes, the message is still sent with the next write or flush.
+    pub async fn send_message(&mut self, msg: &[u8]) -> Result<(), Error> {
+        self.state.start_message(msg)?;
+        poll_fn(|cx| self.state.poll_flush(&mut self.io, cx)).await?;
+        Ok(())
+    }
+
+    /// The next whole message from the peer; `None` after the peer's
+    /// authenticated Close. Cancel-safe: a message is never lost.
+    pub async fn recv_message(&mut self) -> Result<Option<Vec<u8>>, Error> {
+        poll_fn(|cx| self.state.poll_recv_message(&mut self.io, cx, true)).await
+    }
+
+    /// Sends a keepalive record (ignored by the peer's application) and
+    /// writes it out.
+    pub async fn send_keepalive(&mut self) -> Result<(), Error> {
+        self.state.start_keepalive()?;
+        poll_fn(|cx| self.state.poll_flush(&mut self.io, cx)).await?;
+        Ok(())
+    }
+
+    /// Ends the session with the alert `code` (for example
+    /// [`AlertCode::GOING_AWAY`]) and writes it out; the session is over.
+    pub async fn abort(&mut self, code: AlertCode) -> Result<(), Error> {
+        self.state.start_abort(code);
+        poll_fn(|cx| self.state.poll_flush(&mut self.io, cx)).await?;
+        Ok(())
+    }
+
+    /// Splits the stream into a read half and a write half that two tasks
+    /// can use at once (a tunnel copying both ways).
+    ///
+    /// Both halves share the stream behind a mutex that each poll holds only
+    /// while it runs (like [`tokio::io::split`]); records are opened and
+    /// sealed under it, so the two directions of one session do not encrypt
+    /// in parallel. The transport must keep separate wakers for reading and
+    /// writing, as tokio's sockets and `DuplexStream` do. A failure seen by
+    /// the read half wakes a write half that is waiting.
+    pub fn into_split(self) -> (ReadHalf<IO>, WriteHalf<IO>) {
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                io: self.io,
+                state: self.state,
+                writer: None,
+            }),
+            info: self.info,
+        });
+        (
+            ReadHalf {
+                shared: shared.clone(),
+            },
+            WriteHalf { shared },
+        )
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for SecureStream<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.state.poll_read(&mut this.io, cx, buf, true)
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for SecureStream<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.state.poll_write(&mut this.io, cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.state.poll_flush(&mut this.io, cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.state.poll_shutdown(&mut this.io, cx)
+    }
+}
+
+struct Inner<IO> {
+    io: IO,
+    state: State,
+    /// The write half's task while it waits on the transport.
+    writer: Option<Waker>,
+}
+
+struct Shared<IO> {
+    inner: Mutex<Inner<IO>>,
+    info: Arc<SessionInfo>,
+}
+
+impl<IO> Shared<IO> {
+    fn lock(&self) -> MutexGuard<'_, Inner<IO>> {
+        // A panic while the lock was held leaves nothing half-updated that
+        // matters more than the panic itself; go on with the state as is.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl<IO> Inner<IO> {
+    /// After a read-side failure: the read path may have written the alert
+    /// with the reader's waker and the session is over, so the writer must
+    /// poll again.
+    fn wake_writer(&mut self) {
+        if let Some(w) = self.writer.take() {
+            w.wake();
+        }
+    }
+
+    fn park_writer<T>(&mut self, cx: &Context<'_>, poll: Poll<T>) -> Poll<T> {
+        if poll.is_pending() {
+            match &self.writer {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => self.writer = Some(cx.waker().clone()),
+            }
+        }
+        poll
+    }
+}
+
+/// The reading half of a [`SecureStream`] (from
+/// [`SecureStream::into_split`]).
+pub struct ReadHalf<IO> {
+    shared: Arc<Shared<IO>>,
+}
+
+/// The writing half of a [`SecureStream`] (from
+/// [`SecureStream::into_split`]). Shut it down to send the authenticated
+/// Close; the read half keeps reading.
+pub struct WriteHalf<IO> {
+    shared: Arc<Shared<IO>>,
+}
+
+impl<IO> core::fmt::Debug for ReadHalf<IO> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ReadHalf")
+            .field("info", &self.shared.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<IO> core::fmt::Debug for WriteHalf<IO> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("WriteHalf")
+            .field("info", &self.shared.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<IO> ReadHalf<IO> {
+    /// What the handshake established.
+    pub fn info(&self) -> &SessionInfo {
+        &self.shared.info
+    }
+
+    /// Bytes and messages each way so far.
+    pub fn stats(&self) -> Stats {
+        self.shared.lock().state.conn.stats()
+    }
+
+    /// The error that ended the session, if one did.
+    pub fn error(&self) -> Option<Error> {
+        self.shared.lock().state.conn.error().cloned()
+    }
+
+    /// Joins the two halves of one stream again; gives them back if `write`
+    /// belongs to another stream.
+    pub fn reunite(self, write: WriteHalf<IO>) -> Result<SecureStream<IO>, (Self, WriteHalf<IO>)> {
+        if !Arc::ptr_eq(&self.shared, &write.shared) {
+            return Err((self, write));
+        }
+        drop(write);
+        match Arc::try_unwrap(self.shared) {
+            Ok(shared) => {
+                let inner = shared
+                    .inner
+                    .into_inner()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                Ok(SecureStream {
+                    io: inner.io,
+                    state: inner.state,
+                    info: shared.info,
+                })
+            }
+            // Only the two halves hold the stream, and one was just dropped.
+            Err(shared) => Err((
+                Self {
+                    shared: shared.clone(),
+                },
+                WriteHalf { shared },
+            )),
+        }
+    }
+}
+
+impl<IO> WriteHalf<IO> {
+    /// What the handshake established.
+    pub fn info(&self) -> &SessionInfo {
+        &self.shared.info
+    }
+
+    /// Bytes and messages each way so far.
+    pub fn stats(&self) -> Stats {
+        self.shared.lock().state.conn.stats()
+    }
+
+    /// The error that ended the session, if one did.
+    pub fn error(&self) -> Option<Error> {
+        self.shared.lock().state.conn.error().cloned()
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> ReadHalf<IO> {
+    /// As [`SecureStream::recv_message`].
+    pub async fn recv_message(&mut self) -> Result<Option<Vec<u8>>, Error> {
+        poll_fn(|cx| {
+            let mut guard = self.shared.lock();
+            let inner = &mut *guard;
+            let poll = inner.state.poll_recv_message(&mut inner.io, cx, false);
+            if let Poll::Ready(Err(_)) = poll {
+                inner.wake_writer();
+            }
+            poll
+        })
+        .await
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> WriteHalf<IO> {
+    fn flush_pending(&mut self) -> impl core::future::Future<Output = Result<(), Error>> + '_ {
+        poll_fn(|cx| {
+            let mut guard = self.shared.lock();
+            let inner = &mut *guard;
+            let poll = inner.state.poll_flush(&mut inner.io, cx);
+            inner.park_writer(cx, poll).map_err(Error::from)
+        })
+    }
+
+    /// As [`SecureStream::send_message`].
+    pub async fn send_message(&mut self, msg: &[u8]) -> Result<(), Error> {
+        self.shared.lock().state.start_message(msg)?;
+        self.flush_pending().await
+    }
+
+    /// As [`SecureStream::send_keepalive`].
+    pub async fn send_keepalive(&mut self) -> Result<(), Error> {
+        self.shared.lock().state.start_keepalive()?;
+        self.flush_pending().await
+    }
+
+    /// As [`SecureStream::abort`].
+    pub async fn abort(&mut self, code: AlertCode) -> Result<(), Error> {
+        self.shared.lock().state.start_abort(code);
+        self.flush_pending().await
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for ReadHalf<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let mut guard = self.shared.lock();
+        let inner = &mut *guard;
+        let poll = inner.state.poll_read(&mut inner.io, cx, buf, false);
+        if let Poll::Ready(Err(_)) = poll {
+            inner.wake_writer();
+        }
+        poll
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WriteHalf<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut guard = self.shared.lock();
+        let inner = &mut *guard;
+        let poll = inner.state.poll_write(&mut inner.io, cx, buf);
+        inner.park_writer(cx, poll)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut guard = self.shared.lock();
+        let inner = &mut *guard;
+        let poll = inner.state.poll_flush(&mut inner.io, cx);
+        inner.park_writer(cx, poll)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut guard = self.shared.lock();
+        let inner = &mut *guard;
+        let poll = inner.state.poll_shutdown(&mut inner.io, cx);
+        inner.park_writer(cx, poll)
+    }
+}
