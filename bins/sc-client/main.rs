@@ -1,0 +1,3 @@
+//! sc-client (being written).
+
+fn main() {}

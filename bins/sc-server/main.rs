@@ -1,0 +1,3 @@
+//! sc-server (being written).
+
+fn main() {}

@@ -1,0 +1,254 @@
+//! Where to listen and where to connect: TCP over IPv4 or IPv6 (a host name
+//! is resolved at connect time), or a Unix socket (`unix:/path`).
+
+use core::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+
+/// A listening or connecting address.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `HOST:PORT`, `IPv4:PORT` or `[IPv6]:PORT`.
+    Tcp(String),
+    /// `unix:/path/to/socket`.
+    Unix(PathBuf),
+}
+
+/// An address that does not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid address '{given}': {why} (use HOST:PORT, [IPv6]:PORT or unix:/path)")]
+pub struct EndpointError {
+    given: String,
+    why: &'static str,
+}
+
+impl std::str::FromStr for Endpoint {
+    type Err = EndpointError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = |why| EndpointError {
+            given: s.to_owned(),
+            why,
+        };
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(err("the socket path is empty"));
+            }
+            return Ok(Self::Unix(PathBuf::from(path)));
+        }
+        let (host, port) = s.rsplit_once(':').ok_or_else(|| err("no port"))?;
+        if host.is_empty() {
+            return Err(err("no host"));
+        }
+        if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+            return Err(err("an IPv6 address needs brackets"));
+        }
+        port.parse::<u16>()
+            .map_err(|_| err("the port is not a number from 0 to 65535"))?;
+        Ok(Self::Tcp(s.to_owned()))
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp(a) => f.write_str(a),
+            Self::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+impl Endpoint {
+    /// The host part of a TCP endpoint (without brackets), e.g. for a
+    /// default server name; `None` for a Unix socket.
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            Self::Tcp(a) => a
+                .rsplit_once(':')
+                .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']')),
+            Self::Unix(_) => None,
+        }
+    }
+
+    /// Binds a listener. A stale Unix socket file is replaced; any other
+    /// file at that path is left alone (and binding fails).
+    pub async fn listen(&self) -> io::Result<Listener> {
+        match self {
+            Self::Tcp(a) => Ok(Listener::Tcp(TcpListener::bind(a.as_str()).await?)),
+            Self::Unix(p) => {
+                if let Ok(meta) = std::fs::symlink_metadata(p) {
+                    use std::os::unix::fs::FileTypeExt;
+                    if meta.file_type().is_socket() && UnixStream::connect(p).await.is_err() {
+                        std::fs::remove_file(p)?;
+                    }
+                }
+                Ok(Listener::Unix(UnixListener::bind(p)?, p.clone()))
+            }
+        }
+    }
+
+    /// Connects, with TCP_NODELAY on TCP.
+    pub async fn connect(&self) -> io::Result<Stream> {
+        match self {
+            Self::Tcp(a) => {
+                let s = TcpStream::connect(a.as_str()).await?;
+                s.set_nodelay(true)?;
+                Ok(Stream::Tcp(s))
+            }
+            Self::Unix(p) => Ok(Stream::Unix(UnixStream::connect(p).await?)),
+        }
+    }
+}
+
+/// A bound listener.
+#[derive(Debug)]
+pub enum Listener {
+    /// TCP.
+    Tcp(TcpListener),
+    /// A Unix socket, and its path (removed when the listener is dropped).
+    Unix(UnixListener, PathBuf),
+}
+
+impl Listener {
+    /// Accepts one connection (TCP_NODELAY set) and names the peer.
+    pub async fn accept(&self) -> io::Result<(Stream, String)> {
+        match self {
+            Self::Tcp(l) => {
+                let (s, addr) = l.accept().await?;
+                s.set_nodelay(true)?;
+                Ok((Stream::Tcp(s), addr.to_string()))
+            }
+            Self::Unix(l, path) => {
+                let (s, _) = l.accept().await?;
+                Ok((Stream::Unix(s), format!("unix:{}", path.display())))
+            }
+        }
+    }
+
+    /// The bound address (with the real port when 0 was asked for).
+    pub fn local_endpoint(&self) -> io::Result<Endpoint> {
+        match self {
+            Self::Tcp(l) => Ok(Endpoint::Tcp(l.local_addr()?.to_string())),
+            Self::Unix(_, p) => Ok(Endpoint::Unix(p.clone())),
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Self::Unix(_, p) = self {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// A connected stream, TCP or Unix.
+#[derive(Debug)]
+pub enum Stream {
+    /// TCP.
+    Tcp(TcpStream),
+    /// A Unix socket.
+    Unix(UnixStream),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Self::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Self::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Tcp(s) => s.is_write_vectored(),
+            Self::Unix(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_parse() {
+        assert_eq!(
+            "127.0.0.1:80".parse(),
+            Ok(Endpoint::Tcp("127.0.0.1:80".into()))
+        );
+        assert_eq!(
+            "[::1]:443"
+                .parse::<Endpoint>()
+                .map(|e| e.host().map(str::to_owned)),
+            Ok(Some("::1".into()))
+        );
+        assert_eq!(
+            "db.internal:5432"
+                .parse::<Endpoint>()
+                .map(|e| e.host().map(str::to_owned)),
+            Ok(Some("db.internal".into()))
+        );
+        assert_eq!(
+            "unix:/run/sc.sock".parse(),
+            Ok(Endpoint::Unix("/run/sc.sock".into()))
+        );
+        for bad in [
+            "127.0.0.1",
+            ":80",
+            "::1:80",
+            "host:99999",
+            "unix:",
+            "host:port",
+        ] {
+            assert!(bad.parse::<Endpoint>().is_err(), "{bad}");
+        }
+    }
+}
