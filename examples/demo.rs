@@ -1,10 +1,8 @@
-//! The first thing to run: a throwaway CA, a server and a client, the 13
-//! steps with the order of 7–10 and when each was processed, three echoed
-//! messages, and a summary.
-//!
-//! Until the network layer lands the two sides talk in memory: every byte
-//! still goes through the real handshake and record layer, exactly as it
-//! would over TCP.
+//! The first thing to run: a throwaway CA, a server and a client on loopback
+//! TCP in one process. It shows the 13 steps with the order of 7–10 and when
+//! each was processed, three echoed messages with their round-trip times, one
+//! TCP exchange carried through a tunnel (entry → secure session → exit →
+//! plaintext backend), and a summary.
 //!
 //! ```text
 //! cargo run --example demo
@@ -20,22 +18,27 @@ use rand_core::OsRng;
 use sovereign_chain::handshake::{ClientConfig, ServerConfig};
 use sovereign_chain::pki::throwaway::ThrowawayPki;
 use sovereign_chain::pki::{ServerName, UnixTime};
-use sovereign_chain::session::pair::Pair;
-use sovereign_chain::session::{SessionConfig, Side};
+use sovereign_chain::session::{Acceptor, Connector};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tracing::field::{Field, Visit};
 use tracing_subscriber::fmt::{format::Writer, FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-fn main() {
-    if let Err(e) = run() {
+/// Every network wait in the demo is bounded by this.
+const WAIT: Duration = Duration::from_secs(5);
+
+#[tokio::main]
+async fn main() {
+    if let Err(e) = run().await {
         eprintln!("demo failed: {e}");
         std::process::exit(1);
     }
 }
 
-fn run() -> Result<()> {
+async fn run() -> Result<()> {
     let started = Instant::now();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -43,11 +46,12 @@ fn run() -> Result<()> {
                 .unwrap_or_else(|_| "sc_handshake=debug,sc_session=info".into()),
         )
         .with_ansi(std::io::stdout().is_terminal())
+        .with_writer(std::io::stdout)
         .event_format(StepFormat { started })
         .init();
 
     let now = UnixTime::since_unix_epoch(SystemTime::now().duration_since(UNIX_EPOCH)?);
-    println!("Sovereign-Chain demo: a throwaway CA, a server and a client, in memory\n");
+    println!("Sovereign-Chain demo: a throwaway CA, a server and a client on loopback TCP\n");
     let pki = ThrowawayPki::new("demo.server", "demo-client", now, &mut OsRng)?;
     println!(
         "  CA      Sovereign-Chain Throwaway CA (Ed25519, valid 1 day, never written to disk)"
@@ -55,131 +59,209 @@ fn run() -> Result<()> {
     println!("  server  certificate for DNS:demo.server, EKU serverAuth");
     println!("  client  certificate for DNS:demo-client, EKU clientAuth");
 
-    let client = ClientConfig::builder()
-        .with_server_verifier(Arc::new(pki.server_verifier()?))
-        .with_credential(pki.client.clone())
-        .build();
-    let offered: Vec<String> = client.suites().iter().map(|s| s.to_string()).collect();
+    let client_config = Arc::new(
+        ClientConfig::builder()
+            .with_server_verifier(Arc::new(pki.server_verifier()?))
+            .with_credential(pki.client.clone())
+            .build(),
+    );
+    let offered: Vec<String> = client_config
+        .suites()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     println!(
-        "  client offers {} (AES first only where the CPU has AES instructions)\n",
+        "  client offers {} (AES first only where the CPU has AES instructions)",
         offered.join(", ")
     );
-    let server = ServerConfig::builder()
-        .with_client_verifier(Arc::new(pki.client_verifier()?))
-        .with_credential(pki.server.clone())
-        .build();
+    let server_config = Arc::new(
+        ServerConfig::builder()
+            .with_client_verifier(Arc::new(pki.client_verifier()?))
+            .with_credential(pki.server.clone())
+            .build(),
+    );
+    let acceptor = Acceptor::new(server_config);
+    let connector = Connector::new(client_config);
+    let name = ServerName::try_from("demo.server")?;
 
+    // The echo server: answers every message m with "echo: m", as the
+    // seed's server did.
+    let echo = TcpListener::bind("127.0.0.1:0").await?;
+    let echo_addr = echo.local_addr()?;
+    let acc = acceptor.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = echo.accept().await {
+            let acc = acc.clone();
+            tokio::spawn(async move {
+                let _ = tcp.set_nodelay(true);
+                let Ok(mut s) = acc.accept(tcp).await else {
+                    return;
+                };
+                while let Ok(Some(m)) = s.recv_message().await {
+                    if s.send_message(&[b"echo: ".as_slice(), &m].concat())
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    println!("  server  listening on {echo_addr} (echo)\n");
+
+    // The client: the 13 steps are logged as they are processed.
+    let tcp = TcpStream::connect(echo_addr).await?;
+    tcp.set_nodelay(true)?;
     let hs_start = Instant::now();
-    let mut pair = Pair::new(
-        Arc::new(client),
-        Arc::new(server),
-        ServerName::try_from("demo.server")?,
-        SessionConfig::default(),
-        now,
-        Box::new(OsRng),
-    )?;
-    // The first message is queued now and rides with step 11: the client
-    // sends application data 2 round trips after it starts.
-    pair.client.send_message(b"hello")?;
-    pair.handshake()?;
-    let handshake_time = hs_start.elapsed();
-    let summary = pair.client.summary().ok_or("no handshake summary")?.clone();
+    let mut stream =
+        tokio::time::timeout(WAIT, connector.connect(name.clone(), None, tcp)).await??;
+    let hs_wall = hs_start.elapsed();
+    let info = stream.info().clone();
+    // Let the server's last log line land, then keep later sessions quiet.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    STEPS_SHOWN.store(true, std::sync::atomic::Ordering::Relaxed);
 
-    println!("\nflights (each is one write; steps 3-13 are encrypted):");
-    let contents = [
-        "1 ClientHello",
-        "2 ServerHello | 3 ServerCertSend, 4 ClientCertRequest",
-        "5 ClientCertSend",
-        "6 SeedCode, 7 KeyExchange1 / 9 KeyConfirm1 (permuted)",
-        "8 KeyExchange2 / 10 KeyConfirm2 (permuted), 11 ClientAuth + \"hello\"",
-        "12 ServerAuth | 13 SecureAck",
-    ];
-    for (i, f) in pair.flights.iter().enumerate() {
-        let who = if f.from == Side::Client {
-            "client → server"
-        } else {
-            "server → client"
-        };
-        println!(
-            "  {}. {who}  {:>5} bytes  {}",
-            i + 1,
-            f.bytes.len(),
-            contents.get(i).unwrap_or(&"")
-        );
-    }
-
-    println!("\nmessages (the server answers each with \"echo: \", as the seed's server did):");
+    println!("\nmessages (the server answers each with \"echo: \"):");
     let mut rtts = Vec::new();
-    let mut pending = vec!["hello"];
-    for next in [
-        "",
+    for m in [
+        "hello",
         "the quick brown fox",
         "13 steps, 24 orders, one key per record",
     ] {
         let t = Instant::now();
-        if !next.is_empty() {
-            pair.client.send_message(next.as_bytes())?;
-            pending.push(next);
-            pair.drive()?;
-        }
-        while let Some(m) = pair.server.recv_message() {
-            pair.server
-                .send_message(&[b"echo: ".as_slice(), &m].concat())?;
-        }
-        pair.drive()?;
-        while let Some(reply) = pair.client.recv_message() {
-            println!(
-                "  client: {:<42} server: {}",
-                pending.remove(0),
-                String::from_utf8_lossy(&reply)
-            );
-        }
-        rtts.push(t.elapsed());
+        stream.send_message(m.as_bytes()).await?;
+        let reply = tokio::time::timeout(WAIT, stream.recv_message())
+            .await??
+            .ok_or("the server closed early")?;
+        let rtt = t.elapsed();
+        println!(
+            "  client: {m:<42} server: {:<48} {}",
+            String::from_utf8_lossy(&reply),
+            us(rtt)
+        );
+        rtts.push(rtt);
     }
-    pair.client.close()?;
-    pair.server.close()?;
-    pair.drive()?;
-    pair.server.receive_eof()?;
-    pair.client.receive_eof()?;
+    stream.shutdown().await?;
+    let end = tokio::time::timeout(WAIT, stream.recv_message()).await??;
+    let stats = stream.stats();
+    let clean = end.is_none();
 
-    let (c, s) = (pair.client.stats(), pair.server.stats());
-    println!("\nsummary");
-    println!("  server identity (verified)   {}", summary.peer);
+    // A tunnel: an application that knows nothing of Sovereign-Chain talks
+    // plaintext TCP to the entry; the entry carries it through a secure
+    // session to the exit, which talks plaintext to the backend.
+    println!("\na tunnelled TCP exchange: app → entry (plaintext) → secure session → exit → backend (plaintext)");
     println!(
-        "  client identity (verified)   {}",
-        pair.server
-            .summary()
-            .map(|s| s.peer.to_string())
-            .unwrap_or_default()
+        "  (each tunnelled connection runs its own 13-step handshake; SC_LOG=debug shows them)"
     );
-    println!("  cipher                       {}", summary.suite);
+    let backend = TcpListener::bind("127.0.0.1:0").await?;
+    let backend_addr = backend.local_addr()?;
+    tokio::spawn(async move {
+        if let Ok((mut tcp, _)) = backend.accept().await {
+            let mut req = Vec::new();
+            let _ = tcp.read_to_end(&mut req).await;
+            let reply = format!(
+                "HTTP/1.0 200 OK\r\n\r\nthe backend saw {} plaintext bytes\n",
+                req.len()
+            );
+            let _ = tcp.write_all(reply.as_bytes()).await;
+        }
+    });
+    let exit = TcpListener::bind("127.0.0.1:0").await?;
+    let exit_addr = exit.local_addr()?;
+    let acc = acceptor.clone();
+    tokio::spawn(async move {
+        if let Ok((tcp, _)) = exit.accept().await {
+            let _ = tcp.set_nodelay(true);
+            let Ok(secure) = acc.accept(tcp).await else {
+                return;
+            };
+            let Ok(plain) = TcpStream::connect(backend_addr).await else {
+                return;
+            };
+            sovereign_chain::relay::splice(secure, plain, None).await;
+        }
+    });
+    let entry = TcpListener::bind("127.0.0.1:0").await?;
+    let entry_addr = entry.local_addr()?;
+    let conn = connector.clone();
+    let tunnel_name = name.clone();
+    let tunnel = tokio::spawn(async move {
+        let (plain, _) = entry.accept().await?;
+        let tcp = TcpStream::connect(exit_addr).await?;
+        tcp.set_nodelay(true)?;
+        let secure = conn.connect(tunnel_name, None, tcp).await?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+            sovereign_chain::relay::splice(secure, plain, None).await,
+        )
+    });
+    let t = Instant::now();
+    let mut app = TcpStream::connect(entry_addr).await?;
+    let request = b"GET / HTTP/1.0\r\nHost: backend\r\n\r\n";
+    app.write_all(request).await?;
+    app.shutdown().await?;
+    let mut reply = Vec::new();
+    tokio::time::timeout(WAIT, app.read_to_end(&mut reply)).await??;
+    let tunnel_time = t.elapsed();
+    let report = tokio::time::timeout(WAIT, tunnel).await???;
+    println!(
+        "  app sent     GET / HTTP/1.0 ({} bytes), then closed its sending side",
+        request.len()
+    );
+    for line in String::from_utf8_lossy(&reply)
+        .lines()
+        .filter(|l| !l.is_empty())
+    {
+        println!("  app got      {line}");
+    }
+    println!(
+        "  entry        {} bytes in, {} bytes out, {} (new session and exchange: {})",
+        report.plain_to_secure,
+        report.secure_to_plain,
+        report.end,
+        ms(tunnel_time)
+    );
+
+    println!("\nsummary");
+    println!("  server identity (verified)   {}", info.peer());
+    println!("  cipher                       {}", info.cipher());
     println!(
         "  order of steps 7-10          {}  (one of 24, from the order seed)",
-        summary.order
+        info.step_order()
     );
     println!(
-        "  handshake, wall time         {}  (both sides on one thread, with logging)",
-        ms(handshake_time)
+        "  handshake                    {} on loopback ({} wall, incl. connect)",
+        ms(info.handshake_duration()),
+        ms(hs_wall)
     );
     println!(
-        "  echo round trips             {}  (in memory)",
-        rtts.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ")
+        "  message round trips          {}",
+        rtts.iter().map(|d| us(*d)).collect::<Vec<_>>().join(", ")
     );
     println!(
-        "  handshake bytes on the wire  client {} B, server {} B",
-        c.handshake_bytes_sent, s.handshake_bytes_sent
+        "  handshake bytes on the wire  client {} B sent",
+        stats.handshake_bytes_sent
     );
     println!(
-        "  all bytes on the wire        client {} B, server {} B",
-        c.bytes_sent, s.bytes_sent
+        "  all bytes on the wire        client {} B sent, {} B received",
+        stats.bytes_sent, stats.bytes_received
     );
     println!(
-        "  session hash                 {}…",
-        hex(&summary.session_hash[..8])
+        "  end                          {}",
+        if clean {
+            "both sides sent an authenticated close"
+        } else {
+            "the server did not close cleanly"
+        }
     );
-    println!("  end                          both sides sent an authenticated close");
+    println!("  demo run time                {}", ms(started.elapsed()));
     Ok(())
 }
+
+/// After the first session, step lines are left out (every tunnelled
+/// connection runs the same 13 steps); `SC_LOG` still controls the rest.
+static STEPS_SHOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Prints `   3.1 ms [client] Step 9/13: KeyConfirm1 verified …`.
 struct StepFormat {
@@ -223,6 +305,11 @@ where
     ) -> std::fmt::Result {
         let mut f = Fields::default();
         event.record(&mut f);
+        if STEPS_SHOWN.load(std::sync::atomic::Ordering::Relaxed)
+            && std::env::var_os("SC_LOG").is_none()
+        {
+            return Ok(());
+        }
         let elapsed = self.started.elapsed().as_secs_f64() * 1000.0;
         let role = if f.role.is_empty() {
             String::new()
@@ -237,6 +324,6 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+fn us(d: Duration) -> String {
+    format!("{} µs", d.as_micros())
 }

@@ -7,7 +7,8 @@
 //! * [`wire`] — the byte layout of every message and record;
 //! * [`pki`] — Ed25519 certificates: issuance and validation;
 //! * [`handshake`] — the 13-step handshake, sans-I/O;
-//! * [`session`] — the seed-code record ratchet and the message API.
+//! * [`session`] — the seed-code record ratchet, the message API, tokio streams;
+//! * [`relay`] — endpoints, tunnels and the runtimes of the binaries.
 //!
 //! Start with `cargo run --example demo`, then SPEC.md.
 
@@ -15,5 +16,6 @@
 
 pub use sc_handshake as handshake;
 pub use sc_pki as pki;
+pub use sc_relay as relay;
 pub use sc_session as session;
 pub use sc_wire as wire;
