@@ -10,7 +10,7 @@ use std::sync::Arc;
 use sc_pki::{ClientCertVerifier, Credential, ServerCertVerifier};
 use sc_wire::CipherSuite;
 
-use crate::crypto::{CryptoProvider, RUSTCRYPTO};
+use crate::crypto::{default_provider, CryptoProvider};
 use crate::schedule::KeyLog;
 
 /// A configuration mistake.
@@ -67,7 +67,7 @@ impl ClientConfig {
     /// Starts building a client configuration.
     pub fn builder() -> ConfigBuilder<WantsVerifier> {
         ConfigBuilder {
-            provider: &RUSTCRYPTO,
+            provider: default_provider(),
             state: WantsVerifier(()),
         }
     }

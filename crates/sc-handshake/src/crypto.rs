@@ -223,7 +223,20 @@ pub fn aes_hardware() -> bool {
     }
 }
 
-/// The default provider, on the RustCrypto crates.
+/// The provider the config builders start from: [`RING`] when this crate is
+/// built with its `ring` feature (much faster AEADs), else [`RUSTCRYPTO`].
+pub fn default_provider() -> &'static CryptoProvider {
+    #[cfg(feature = "ring")]
+    {
+        &RING
+    }
+    #[cfg(not(feature = "ring"))]
+    {
+        &RUSTCRYPTO
+    }
+}
+
+/// The provider on the RustCrypto crates alone.
 pub static RUSTCRYPTO: CryptoProvider = CryptoProvider {
     name: "RustCrypto",
     aeads: &[
@@ -235,6 +248,104 @@ pub static RUSTCRYPTO: CryptoProvider = CryptoProvider {
     kem: &rustcrypto::MlKem768,
     signature: &rustcrypto::Ed25519,
 };
+
+/// RustCrypto for everything but the AEADs, which come from ring (assembly
+/// AES-GCM and ChaCha20-Poly1305). ring does not zeroize its expanded key
+/// schedules: the last record's may stay in freed stack memory until it is
+/// overwritten (SPEC §11.5).
+#[cfg(feature = "ring")]
+pub static RING: CryptoProvider = CryptoProvider {
+    name: "ring (AEAD) + RustCrypto",
+    aeads: &[
+        &ring_aead::RingAead::new(
+            CipherSuite::CHACHA20_POLY1305,
+            &ring::aead::CHACHA20_POLY1305,
+        ),
+        &ring_aead::RingAead::new(CipherSuite::AES_256_GCM, &ring::aead::AES_256_GCM),
+    ],
+    hash: &rustcrypto::Sha256Hash,
+    kx: &rustcrypto::X25519,
+    kem: &rustcrypto::MlKem768,
+    signature: &rustcrypto::Ed25519,
+};
+
+#[cfg(feature = "ring")]
+mod ring_aead {
+    use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey};
+
+    use super::*;
+
+    /// A ring AEAD, keyed per call.
+    pub(super) struct RingAead {
+        suite: CipherSuite,
+        alg: &'static ring::aead::Algorithm,
+    }
+
+    impl RingAead {
+        pub(super) const fn new(suite: CipherSuite, alg: &'static ring::aead::Algorithm) -> Self {
+            Self { suite, alg }
+        }
+
+        fn key(&self, key: &[u8; AEAD_KEY_LEN]) -> Result<LessSafeKey, CryptoError> {
+            Ok(LessSafeKey::new(
+                UnboundKey::new(self.alg, key).map_err(|_| CryptoError)?,
+            ))
+        }
+    }
+
+    impl fmt::Debug for RingAead {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "RingAead({})", self.suite)
+        }
+    }
+
+    impl Aead for RingAead {
+        fn suite(&self) -> CipherSuite {
+            self.suite
+        }
+
+        fn seal_in_place(
+            &self,
+            key: &[u8; AEAD_KEY_LEN],
+            nonce: &[u8; NONCE_LEN],
+            aad: &[u8],
+            buf: &mut [u8],
+        ) -> Result<[u8; TAG_LEN], CryptoError> {
+            let tag = self
+                .key(key)?
+                .seal_in_place_separate_tag(
+                    Nonce::assume_unique_for_key(*nonce),
+                    Aad::from(aad),
+                    buf,
+                )
+                .map_err(|_| CryptoError)?;
+            let mut out = [0u8; TAG_LEN];
+            out.copy_from_slice(tag.as_ref());
+            Ok(out)
+        }
+
+        fn open_in_place(
+            &self,
+            key: &[u8; AEAD_KEY_LEN],
+            nonce: &[u8; NONCE_LEN],
+            aad: &[u8],
+            buf: &mut [u8],
+            tag: &[u8; TAG_LEN],
+        ) -> Result<(), CryptoError> {
+            let tag = Tag::from(*tag);
+            self.key(key)?
+                .open_in_place_separate_tag(
+                    Nonce::assume_unique_for_key(*nonce),
+                    Aad::from(aad),
+                    tag,
+                    buf,
+                    0..,
+                )
+                .map(|_| ())
+                .map_err(|_| CryptoError)
+        }
+    }
+}
 
 mod rustcrypto {
     use aes_gcm::aead::{AeadInPlace, KeyInit};
@@ -523,9 +634,38 @@ mod tests {
         );
     }
 
+    fn providers() -> Vec<&'static CryptoProvider> {
+        #[allow(unused_mut)]
+        let mut v = vec![&RUSTCRYPTO];
+        #[cfg(feature = "ring")]
+        v.push(&RING);
+        v
+    }
+
+    /// Every provider's AEAD opens what every other provider's sealed.
+    #[test]
+    fn providers_interoperate() {
+        for suite in [CipherSuite::AES_256_GCM, CipherSuite::CHACHA20_POLY1305] {
+            for a in providers() {
+                for b in providers() {
+                    let (sealer, opener) =
+                        (a.aead(suite).expect("suite"), b.aead(suite).expect("suite"));
+                    let mut buf = b"interop across backends".to_vec();
+                    let tag = sealer
+                        .seal_in_place(&[4; 32], &[5; 12], b"hdr", &mut buf)
+                        .expect("seal");
+                    opener
+                        .open_in_place(&[4; 32], &[5; 12], b"hdr", &mut buf, &tag)
+                        .expect("open");
+                    assert_eq!(buf, b"interop across backends", "{} -> {}", a.name, b.name);
+                }
+            }
+        }
+    }
+
     #[test]
     fn aeads_round_trip_and_reject_tampering() {
-        for aead in RUSTCRYPTO.aeads {
+        for aead in providers().into_iter().flat_map(|p| p.aeads.iter()) {
             let key = [7u8; 32];
             let nonce = [9u8; 12];
             let mut buf = b"hello".to_vec();

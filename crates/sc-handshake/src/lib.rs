@@ -100,7 +100,9 @@ pub use config::{
     ClientConfig, ClientIdentity, ClientReady, ConfigBuilder, ConfigError, ServerConfig,
     ServerReady, WantsClientIdentity, WantsServerCredential, WantsVerifier,
 };
-pub use crypto::{CryptoProvider, Secret, RUSTCRYPTO};
+#[cfg(feature = "ring")]
+pub use crypto::RING;
+pub use crypto::{default_provider, CryptoProvider, Secret, RUSTCRYPTO};
 pub use error::{cert_alert, Error, PeerIncompatible, PeerMisbehaved};
 pub use order::{StepOrder, ORDER_COUNT};
 pub use schedule::KeyLog;
