@@ -1,3 +1,249 @@
-//! sc-client (being written).
+//! `sc-client`: an interactive session with a Sovereign-Chain server, or a
+//! local listener that tunnels any TCP application through secure sessions.
 
-fn main() {}
+#![forbid(unsafe_code)]
+
+mod creds;
+mod error;
+mod interactive;
+mod settings;
+mod tunnel;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{ArgAction, Parser, ValueEnum};
+
+use crate::error::CliError;
+use crate::settings::Mode;
+
+/// Connect to a Sovereign-Chain server: an interactive session, or a tunnel
+/// entry for any TCP application.
+///
+/// Interactive (no --listen): every line typed at the `msg> ` prompt is one
+/// message; every message the server sends is printed as `server: <text>`.
+/// When standard input is not a terminal, lines are read until the end of
+/// the input, then the session is closed cleanly (remaining replies are
+/// printed first) and the exit status is 0:
+///
+///   printf 'hello\n' | sc-client --connect db.internal:7000 \
+///       --ca ca.pem --cert app-1.pem --key app-1.key
+///   server: echo: hello
+///
+/// Tunnel (--listen ADDR): every connection to ADDR gets its own secure
+/// session to --connect, and the bytes flow both ways (half-close included);
+/// the application needs no change. SIGTERM or SIGINT stops accepting and
+/// lets open sessions finish (up to --shutdown-grace):
+///
+///   sc-client --listen 127.0.0.1:5432 --connect db.internal:7000 \
+///       --ca ca.pem --cert app-1.pem --key app-1.key
+///
+/// Everything can also come from a TOML file (--config FILE): the same names
+/// with `_` for `-` (server_name, handshake_timeout, pin = [...], ...), plus
+/// [[tunnel]] tables for several tunnels in one process; file paths in it
+/// are relative to its directory. Flags override the file, also inside its
+/// [[tunnel]] tables (except --connect, --listen, --server-name and --route,
+/// which only describe the session of the command line). Unknown keys are
+/// errors:
+///
+///   ca = "ca.pem"
+///   cert = "app-1.pem"
+///   key = "app-1.key"
+///
+///   [[tunnel]]
+///   listen = "127.0.0.1:5432"
+///   connect = "db.internal:7000"
+///
+///   [[tunnel]]
+///   listen = "unix:/run/app/cache.sock"
+///   connect = "10.0.0.8:7001"
+///   server_name = "cache.internal"
+///   cipher = "chacha20-poly1305"
+///   idle_timeout = 300
+///
+/// Exit status: 0 after a clean end, 1 when a file, the network or the
+/// server fails, 2 for a mistake in the flags or the config file.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sc-client",
+    version,
+    verbatim_doc_comment,
+    max_term_width = 100
+)]
+pub(crate) struct Cli {
+    /// The server (or relay): HOST:PORT, [IPv6]:PORT or unix:/path.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub(crate) connect: Option<String>,
+
+    /// The name the server's certificate must carry. Default: the host of
+    /// --connect, a DNS name or an IP address (then matched against the
+    /// certificate's IP address names). Needed with a unix: address.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) server_name: Option<String>,
+
+    /// The route name sent (in plaintext) in the ClientHello, for a relay in
+    /// front of the server. Default: none.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) route: Option<String>,
+
+    /// The CA certificate(s), PEM, that the server's certificate must lead to.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) ca: Option<PathBuf>,
+
+    /// This client's certificate chain, PEM (the leaf first).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) cert: Option<PathBuf>,
+
+    /// This client's private key, PEM (PKCS#8, plain or encrypted). It must
+    /// not be readable by group or others (chmod 600).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) key: Option<PathBuf>,
+
+    /// Connect without a certificate: a fresh key and a 30-minute self-signed
+    /// certificate per session. Only servers that allow anonymous clients
+    /// accept it.
+    #[arg(long, conflicts_with_all = ["cert", "key"])]
+    pub(crate) anonymous: bool,
+
+    /// Read the passphrase of an encrypted --key from the first line of FILE.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) key_passphrase_file: Option<PathBuf>,
+
+    /// Refuse servers whose certificate (or an issuer) this CRL revokes (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) crl: Option<PathBuf>,
+
+    /// Accept only a server whose key has this pin (sha256:<64 hex> or
+    /// sha256//<base64>, as `sc-ca inspect` shows it). Repeatable.
+    #[arg(long = "pin", value_name = "PIN")]
+    pub(crate) pins: Vec<String>,
+
+    /// Tunnel mode: accept local connections on ADDR (HOST:PORT,
+    /// [IPv6]:PORT or unix:/path) and tunnel each through its own session.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) listen: Option<String>,
+
+    /// The AEAD to offer: auto offers both, AES-256-GCM first where the CPU
+    /// has AES instructions, else ChaCha20-Poly1305 first; a named one is
+    /// the only one offered [default: auto].
+    #[arg(long, value_enum, value_name = "CIPHER")]
+    pub(crate) cipher: Option<CipherChoice>,
+
+    /// Read settings from this TOML file (flags override it).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+
+    /// Give up on a server that has not completed the handshake (TCP
+    /// connection included) after SECS seconds [default: 30].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub(crate) handshake_timeout: Option<u64>,
+
+    /// The largest message sent or received, in bytes; in interactive mode,
+    /// the longest line [default: 1048576].
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..=settings::MAX_MESSAGE_LIMIT))]
+    pub(crate) max_message: Option<u64>,
+
+    /// Tunnel mode: close a session in which no byte has moved either way
+    /// for SECS seconds; 0 for never [default: 0].
+    #[arg(long, value_name = "SECS")]
+    pub(crate) idle_timeout: Option<u64>,
+
+    /// Accept certificate validity times this many seconds off this
+    /// machine's clock [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub(crate) clock_skew: Option<u64>,
+
+    /// Tunnel mode: most local connections served at once per tunnel;
+    /// further ones wait [default: 100].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub(crate) max_connections: Option<u64>,
+
+    /// Tunnel mode: most handshakes at once per tunnel [default: 50].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub(crate) max_handshakes: Option<u64>,
+
+    /// Tunnel mode: after SIGTERM or SIGINT, how long open sessions may go on
+    /// before they are cut [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub(crate) shutdown_grace: Option<u64>,
+
+    /// Log more: -v shows the 13 steps of each handshake, their order and
+    /// timing; -vv everything.
+    #[arg(short, long, action = ArgAction::Count)]
+    pub(crate) verbose: u8,
+
+    /// Log lines as text or JSON (one object per line) [default: text].
+    #[arg(long, value_name = "FORMAT", value_parser = ["text", "json"])]
+    pub(crate) log_format: Option<String>,
+}
+
+/// The `--cipher` choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CipherChoice {
+    /// The hardware-aware default order.
+    Auto,
+    /// ChaCha20-Poly1305 only.
+    #[value(name = "chacha20-poly1305")]
+    ChaCha20Poly1305,
+    /// AES-256-GCM only.
+    #[value(name = "aes-256-gcm")]
+    Aes256Gcm,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// Tunnel mode logs sessions and problems (info); -v adds the 13 steps of
+/// each handshake. Interactive mode prints its own one-line summary, so
+/// without -v it logs only warnings.
+fn init_logging(settings: &settings::Settings) {
+    let interactive = matches!(settings.mode, Mode::Interactive(_));
+    if !interactive || settings.verbosity > 0 {
+        sc_relay::ops::init_logging(settings.verbosity, settings.log_format);
+        return;
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false);
+    let _ = match settings.log_format {
+        sc_relay::ops::LogFormat::Text => builder.try_init(),
+        sc_relay::ops::LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    let settings = settings::resolve(cli)?;
+    init_logging(&settings);
+    let creds = creds::load(&settings.creds)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new(format!("cannot start the runtime: {e}")))?;
+    match settings.mode {
+        Mode::Interactive(session) => {
+            let target = creds.target(&session)?;
+            runtime.block_on(interactive::run(target, session.max_message))
+        }
+        Mode::Tunnels { tunnels, grace } => {
+            let configs = tunnels
+                .iter()
+                .map(|t| creds.tunnel(t))
+                .collect::<Result<Vec<_>, _>>()?;
+            runtime.block_on(tunnel::run(configs, grace))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

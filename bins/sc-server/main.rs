@@ -1,3 +1,317 @@
-//! sc-server (being written).
+//! `sc-server`: accept Sovereign-Chain sessions; echo them, or forward them
+//! to a backend (tunnel exit).
 
-fn main() {}
+#![forbid(unsafe_code)]
+
+mod config;
+mod error;
+mod settings;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser, ValueEnum};
+use sc_relay::server::Server;
+use sc_relay::Endpoint;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::error::CliError;
+use crate::settings::Settings;
+
+/// The long help after the options: an example session, the limits, the
+/// signals, the config file.
+const AFTER_LONG_HELP: &str = "\
+A first session, with sc-ca's files:
+
+  sc-ca init --dir ca --name \"Example CA\"
+  sc-ca issue server db.internal --dir ca
+  sc-ca issue client app-1 --dir ca
+  sc-server --listen 127.0.0.1:7000 --cert ca/db.internal.pem \\
+      --key ca/db.internal.key --ca ca/ca.pem --allow-client app-1
+  printf 'hello\\n' | sc-client --connect 127.0.0.1:7000 \\
+      --server-name db.internal --ca ca/ca.pem --cert ca/app-1.pem --key ca/app-1.key
+  server: echo: hello
+
+The server logs one line per session when it ends:
+
+  INFO session end listener=127.0.0.1:7000 peer=127.0.0.1:51234 id=app-1
+       cipher=AES-256-GCM order=7,9,8,10 bytes_in=6 bytes_out=12
+       duration=0.004s reason=closed
+
+A tunnel exit in front of a local Redis (clients reach it through
+`sc-client --listen`):
+
+  sc-server --listen [::]:6380 --forward 127.0.0.1:6379 \\
+      --cert ca/db.internal.pem --key ca/db.internal.key --ca ca/ca.pem
+
+Addresses: HOST:PORT, [IPv6]:PORT or unix:/path, for --listen and
+--forward alike.
+
+Limits (each per listener):
+  --max-connections  connections held at once; one more is refused at
+                     once with the `going away` alert (logged, rate-limited)
+  --max-handshakes   handshakes run at once; more connections wait for a
+                     slot, within their handshake timeout
+  --handshake-timeout  from the TCP connection to a complete handshake,
+                     waiting included; then the `timeout` alert
+  --idle-timeout     an echo session from which nothing (no message, no
+                     keepalive) came, or a tunnel in which no byte moved,
+                     for this long is ended
+  --keepalive        an echo session that sent nothing for this long sends
+                     a KeepAlive record
+  --max-message      the largest message sent or reassembled
+
+A tunnel whose backend cannot be reached ends with the `no route` alert and
+a log line such as `backend 127.0.0.1:6379 refused the connection`.
+
+Signals:
+  SIGHUP           reload the certificate, key, CA bundle, CRL and, with
+                   --config, the allow-list from their files. Open sessions
+                   keep going; new sessions use the new credentials. A
+                   reload that fails keeps the old ones and logs why.
+  SIGTERM, SIGINT  stop accepting, let open sessions finish within --grace,
+                   then close the rest and exit 0. A second signal closes
+                   them at once.
+
+Config file (--config FILE, TOML): the flags' names with `_` for `-`, at
+the top level for every listener, and [[listener]] tables for several
+listeners in one process. Paths are relative to the file. Flags override
+the file (for every listener; --listen, --echo and --forward only when the
+file has one listener). Unknown keys are errors.
+
+  cert = \"ca/db.internal.pem\"
+  key = \"ca/db.internal.key\"
+  ca = \"ca/ca.pem\"
+  crl = \"ca/crl.pem\"
+  max_connections = 500
+
+  [[listener]]
+  listen = \"0.0.0.0:7000\"
+  echo = true
+  allow_client = [\"app-1\", \"app-2\"]
+
+  [[listener]]
+  listen = \"unix:/run/sc/redis.sock\"
+  forward = \"127.0.0.1:6379\"
+  idle_timeout = 0
+
+Exit status: 0 after a shutdown by signal, 1 when the server cannot start
+(a file, an address), 2 for a mistake in the flags or the config file.";
+
+/// Accept Sovereign-Chain sessions: echo them, or forward them to a backend
+/// (tunnel exit).
+///
+/// Every client must present a certificate issued by the CA of --ca (and be
+/// on the --allow-client list, if one is given). With --echo (the default)
+/// every message `m` is answered with `echo: m`. With --forward every
+/// session gets its own connection to the backend and the bytes flow both
+/// ways, half-close included.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sc-server",
+    version,
+    verbatim_doc_comment,
+    max_term_width = 100,
+    after_help = "See --help for an example session, the limits, the signals and the config file.",
+    after_long_help = AFTER_LONG_HELP
+)]
+pub(crate) struct Cli {
+    /// Where to listen: HOST:PORT, [IPv6]:PORT or unix:/path.
+    #[arg(long, value_name = "ADDR", help_heading = "Listener")]
+    pub(crate) listen: Option<Endpoint>,
+
+    /// The server's certificate chain, PEM (the leaf first, then
+    /// intermediates).
+    #[arg(long, value_name = "FILE", help_heading = "Listener")]
+    pub(crate) cert: Option<PathBuf>,
+
+    /// The server's Ed25519 key, PEM (PKCS#8, plain or encrypted).
+    #[arg(long, value_name = "FILE", help_heading = "Listener")]
+    pub(crate) key: Option<PathBuf>,
+
+    /// A file whose first line is the passphrase of an encrypted --key.
+    #[arg(long, value_name = "FILE", help_heading = "Listener")]
+    pub(crate) key_passphrase_file: Option<PathBuf>,
+
+    /// The CA certificate(s), PEM, that client certificates must lead to.
+    #[arg(long, value_name = "FILE", help_heading = "Listener")]
+    pub(crate) ca: Option<PathBuf>,
+
+    /// CRLs, PEM, to check client certificates against.
+    #[arg(long, value_name = "FILE", help_heading = "Listener")]
+    pub(crate) crl: Option<PathBuf>,
+
+    /// Answer every message `m` with `echo: m` (the default).
+    #[arg(long, conflicts_with = "forward", help_heading = "Listener")]
+    pub(crate) echo: bool,
+
+    /// Tunnel exit: forward every session to this backend (HOST:PORT,
+    /// [IPv6]:PORT or unix:/path), each over its own connection.
+    #[arg(long, value_name = "HOST:PORT", help_heading = "Listener")]
+    pub(crate) forward: Option<Endpoint>,
+
+    /// Admit only clients with this name (SAN DNS name, URI, IP address, or
+    /// CN); repeat for more. Default: every client the CA certified.
+    #[arg(long = "allow-client", value_name = "NAME", help_heading = "Listener")]
+    pub(crate) allow_client: Vec<String>,
+
+    /// Also admit anonymous clients (a fresh self-signed certificate per
+    /// connection, authenticated only as its key).
+    #[arg(long, help_heading = "Listener")]
+    pub(crate) allow_anonymous: bool,
+
+    /// The cipher: auto (AES-256-GCM first where the CPU has AES
+    /// instructions), or force one.
+    #[arg(long, value_enum, value_name = "CIPHER", help_heading = "Listener")]
+    pub(crate) cipher: Option<CipherArg>,
+
+    /// How far certificate validity times may be off this machine's clock,
+    /// in seconds [default: 60].
+    #[arg(long, value_name = "SECS", value_parser = settings::parse_secs, help_heading = "Listener")]
+    pub(crate) clock_skew: Option<Duration>,
+
+    /// Read settings (and several listeners) from this TOML file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+
+    /// Seconds from the TCP connection to a complete handshake [default: 30].
+    #[arg(long, value_name = "SECS", value_parser = settings::parse_secs, help_heading = "Limits")]
+    pub(crate) handshake_timeout: Option<Duration>,
+
+    /// Connections held at once, per listener [default: 100].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub(crate) max_connections: Option<usize>,
+
+    /// Handshakes run at once, per listener [default: 50].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub(crate) max_handshakes: Option<usize>,
+
+    /// The largest message, in bytes (suffixes KiB, MiB) [default: 1MiB].
+    #[arg(long, value_name = "BYTES", value_parser = settings::parse_size, help_heading = "Limits")]
+    pub(crate) max_message: Option<usize>,
+
+    /// End a session idle for this many seconds; 0: never [default: 300].
+    #[arg(long, value_name = "SECS", value_parser = settings::parse_secs, help_heading = "Limits")]
+    pub(crate) idle_timeout: Option<Duration>,
+
+    /// An echo session sends a KeepAlive after this many seconds without
+    /// sending; 0: never [default: 60].
+    #[arg(long, value_name = "SECS", value_parser = settings::parse_secs, help_heading = "Limits")]
+    pub(crate) keepalive: Option<Duration>,
+
+    /// On SIGTERM or SIGINT, seconds open sessions get to finish [default: 30].
+    #[arg(long, value_name = "SECS", value_parser = settings::parse_secs, help_heading = "Limits")]
+    pub(crate) grace: Option<Duration>,
+
+    /// More log detail: -v shows the 13 steps of every handshake with their
+    /// order and timing, -vv everything.
+    #[arg(short, long, action = ArgAction::Count, help_heading = "Logging")]
+    pub(crate) verbose: u8,
+
+    /// Log lines as text or as JSON objects (one per line) [default: text].
+    #[arg(long, value_enum, value_name = "FORMAT", help_heading = "Logging")]
+    pub(crate) log_format: Option<LogFormatArg>,
+}
+
+/// `--cipher`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CipherArg {
+    /// Hardware-aware preference.
+    Auto,
+    /// ChaCha20-Poly1305 only.
+    #[value(name = "chacha20-poly1305")]
+    ChaCha20Poly1305,
+    /// AES-256-GCM only.
+    #[value(name = "aes-256-gcm")]
+    Aes256Gcm,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormatArg {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match settings::resolve(&cli) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return e.exit_code();
+        }
+    };
+    sc_relay::ops::init_logging(settings.verbosity, settings.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&cli, settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            e.exit_code()
+        }
+    }
+}
+
+async fn run(cli: &Cli, settings: Settings) -> Result<(), CliError> {
+    // Signal handlers first, so a signal sent as soon as the server listens
+    // is not lost (nor kills the process).
+    let signal_error = |e: std::io::Error| CliError::new(format!("cannot handle signals: {e}"));
+    let mut hangup = signal(SignalKind::hangup()).map_err(signal_error)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(signal_error)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_error)?;
+
+    let grace = settings.grace;
+    let server = Server::bind(settings.listeners)
+        .await
+        .map_err(CliError::from)?;
+    tracing::info!(
+        "sc-server {} running (pid {})",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id()
+    );
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => reload(cli, &server).await,
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+    let drain = server.shutdown(grace);
+    tokio::select! {
+        _ = drain => {}
+        _ = terminate.recv() => tracing::warn!("second signal: closing every session now"),
+        _ = interrupt.recv() => tracing::warn!("second signal: closing every session now"),
+    }
+    Ok(())
+}
+
+/// SIGHUP: re-read the config file (if any) and every credential file.
+async fn reload(cli: &Cli, server: &Server) {
+    tracing::info!("SIGHUP: reloading credentials");
+    if cli.config.is_none() {
+        server.reload().await;
+        return;
+    }
+    match settings::resolve(cli) {
+        Ok(settings) => {
+            server.reload_from(settings.listeners).await;
+        }
+        Err(e) => tracing::warn!(
+            "reload failed: {}; keeping the credentials in force",
+            e.message()
+        ),
+    }
+}

@@ -4,14 +4,20 @@
 //!   sockets, to listen on and connect to;
 //! * [`splice`]: a tunnel's data path between a secure session and a
 //!   plaintext connection (half-close carried through, idle timeout);
-//! * [`ops`]: logging setup and rate-limited error logs.
+//! * [`ops`]: logging setup and rate-limited error logs;
+//! * [`client`]: sessions to a server with one-line failure reasons, and
+//!   the tunnel entry of `sc-client --listen`;
+//! * [`server`]: the runtime of `sc-server` (listeners, limits, echo and
+//!   tunnel exit, reload, drain), usable in-process.
 //!
 //! The blind relay (`sc-proxy`) will live here too.
 
 #![forbid(unsafe_code)]
 
+pub mod client;
 mod endpoint;
 pub mod ops;
+pub mod server;
 mod splice;
 
 pub use endpoint::{Endpoint, EndpointError, Listener, Stream};

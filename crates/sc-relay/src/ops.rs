@@ -40,9 +40,11 @@ pub fn init_logging(verbosity: u8, format: LogFormat) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,sc_handshake={level},sc_session={level},sc_relay={level},sc_server={level},sc_client={level}")));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_target(false);
     // A second initialisation (tests) keeps the first subscriber.
     let _ = match format {

@@ -1,0 +1,218 @@
+//! The TOML config file: the flags' names with `_` for `-`, at the top level
+//! (for every listener) and in `[[listener]]` tables. Unknown keys are
+//! errors that name the key, the line, and the key that was probably meant.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::CliError;
+
+/// Largest config file read (1 MiB).
+const MAX_CONFIG_FILE: u64 = 1024 * 1024;
+
+/// Defines the listener keys once: the `[[listener]]` table, the whole file
+/// (process-wide keys and the same listener keys as defaults), and the list
+/// of key names.
+macro_rules! listener_keys {
+    ($($key:ident : $ty:ty),* $(,)?) => {
+        /// A `[[listener]]` table, or the top level's listener keys.
+        #[derive(Clone, Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(crate) struct ListenerTable {
+            $(pub(crate) $key: $ty,)*
+        }
+
+        /// The whole file.
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(crate) struct FileConfig {
+            pub(crate) grace: Option<f64>,
+            pub(crate) log_format: Option<String>,
+            pub(crate) verbose: Option<u8>,
+            #[serde(default)]
+            pub(crate) listener: Vec<ListenerTable>,
+            $(pub(crate) $key: $ty,)*
+        }
+
+        impl FileConfig {
+            /// The top level's listener keys: defaults for every listener.
+            pub(crate) fn defaults(&self) -> ListenerTable {
+                ListenerTable { $($key: self.$key.clone(),)* }
+            }
+        }
+
+        impl ListenerTable {
+            /// This table's keys, and `base`'s where this one has none. The
+            /// mode (`echo`/`forward`) is taken as a whole.
+            pub(crate) fn over(&self, base: &ListenerTable) -> ListenerTable {
+                let mut merged = ListenerTable {
+                    $($key: self.$key.clone().or_else(|| base.$key.clone()),)*
+                };
+                if self.echo.is_some() || self.forward.is_some() {
+                    merged.echo = self.echo;
+                    merged.forward = self.forward.clone();
+                }
+                merged
+            }
+        }
+
+        /// Every key the file may hold.
+        const KEYS: &[&str] = &["grace", "log_format", "verbose", "listener", $(stringify!($key),)*];
+    };
+}
+
+listener_keys! {
+    listen: Option<String>,
+    echo: Option<bool>,
+    forward: Option<String>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    key_passphrase_file: Option<PathBuf>,
+    ca: Option<PathBuf>,
+    crl: Option<PathBuf>,
+    allow_client: Option<Vec<String>>,
+    allow_anonymous: Option<bool>,
+    cipher: Option<String>,
+    clock_skew: Option<f64>,
+    handshake_timeout: Option<f64>,
+    max_connections: Option<usize>,
+    max_handshakes: Option<usize>,
+    max_message: Option<Size>,
+    idle_timeout: Option<f64>,
+    keepalive: Option<f64>,
+}
+
+/// A byte count: an integer, or a string with a unit (`"64KiB"`, `"1MiB"`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Size(pub(crate) usize);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Size;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number of bytes, or a string such as \"64KiB\" or \"1MiB\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Size, E> {
+                usize::try_from(v)
+                    .map(Size)
+                    .map_err(|_| E::custom("a size must be a positive number of bytes"))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Size, E> {
+                usize::try_from(v)
+                    .map(Size)
+                    .map_err(|_| E::custom("the size is too large"))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Size, E> {
+                crate::settings::parse_size(v).map(Size).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Reads and parses the config file at `path`.
+pub(crate) fn load(path: &Path) -> Result<FileConfig, CliError> {
+    let shown = path.display();
+    let read = || -> std::io::Result<String> {
+        let mut text = String::new();
+        std::fs::File::open(path)?
+            .take(MAX_CONFIG_FILE + 1)
+            .read_to_string(&mut text)?;
+        Ok(text)
+    };
+    let text = read().map_err(|e| {
+        let reason = match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file or directory".to_owned(),
+            std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+            std::io::ErrorKind::InvalidData => "it is not a text file".to_owned(),
+            _ => e.to_string(),
+        };
+        CliError::new(format!("cannot read the config file {shown}: {reason}"))
+    })?;
+    if text.len() as u64 > MAX_CONFIG_FILE {
+        return Err(CliError::usage(format!(
+            "the config file {shown} is larger than 1 MiB"
+        )));
+    }
+    toml::from_str(&text).map_err(|e| describe(path, &text, &e))
+}
+
+/// One line for a TOML or schema error: where, which key, what is wrong,
+/// and a hint for an unknown key.
+fn describe(path: &Path, text: &str, e: &toml::de::Error) -> CliError {
+    let mut place = format!("config {}", path.display());
+    let mut key_on_line = None;
+    if let Some(span) = e.span() {
+        let start = span.start.min(text.len());
+        let line_no = text.get(..start).unwrap_or(text).matches('\n').count() + 1;
+        place.push_str(&format!(", line {line_no}"));
+        let line = text.lines().nth(line_no - 1).unwrap_or("");
+        key_on_line = line
+            .split_once('=')
+            .map(|(k, _)| k.trim().trim_matches('"').to_owned())
+            .filter(|k| !k.is_empty() && !k.starts_with('['));
+    }
+    let message = e.message().trim();
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let unknown = rest.split('`').next().unwrap_or("");
+        let err = CliError::usage(format!("{place}: unknown key `{unknown}`"));
+        return match closest_key(unknown) {
+            Some(k) => err.hint(format!(
+                "did you mean `{k}`? (sc-server --help lists the keys)"
+            )),
+            None => err.hint("sc-server --help lists the keys: the flags' names with _ for -"),
+        };
+    }
+    match key_on_line {
+        Some(key) => CliError::usage(format!("{place} ({key}): {message}")),
+        None => CliError::usage(format!("{place}: {message}")),
+    }
+}
+
+/// The known key nearest to `unknown`, if it is a plausible typo.
+fn closest_key(unknown: &str) -> Option<&'static str> {
+    let normalized = unknown.replace('-', "_");
+    KEYS.iter()
+        .map(|k| (edit_distance(&normalized, k), *k))
+        .filter(|(d, _)| *d <= 3)
+        .min()
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_typos() {
+        assert_eq!(closest_key("max_conections"), Some("max_connections"));
+        assert_eq!(closest_key("max-connections"), Some("max_connections"));
+        assert_eq!(closest_key("certificate_authority"), None);
+        let cfg: FileConfig = toml::from_str(
+            "cert = \"a.pem\"\nmax_message = \"64KiB\"\n[[listener]]\nlisten = \"127.0.0.1:1\"\nforward = \"127.0.0.1:2\"\n",
+        )
+        .expect("parses");
+        assert_eq!(cfg.max_message.map(|s| s.0), Some(64 * 1024));
+        let merged = cfg.listener[0].over(&cfg.defaults());
+        assert_eq!(merged.cert.as_deref(), Some(Path::new("a.pem")));
+        assert_eq!(merged.forward.as_deref(), Some("127.0.0.1:2"));
+    }
+}
