@@ -29,8 +29,10 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default largest message the message API accepts and reassembles (1 MiB).
 pub const DEFAULT_MAX_MESSAGE_LEN: usize = 1024 * 1024;
 
-/// Spare room [`Connection::receive_buffer`] makes for the peer's next bytes.
-pub const RECEIVE_CHUNK_LEN: usize = 64 * 1024;
+/// Spare room [`Connection::receive_buffer`] makes for the peer's next bytes
+/// (256 KiB: several whole records per read; a full record is 64 KiB + 23,
+/// so a 64 KiB read never held one). Freed again when the session idles.
+pub const RECEIVE_CHUNK_LEN: usize = 256 * 1024;
 
 /// How records are padded, to hide message lengths from an observer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -43,10 +43,11 @@ pub const WRITE_BUFFER_LEN: usize = 256 * 1024;
 /// The largest sealed record on the wire.
 const MAX_RECORD_LEN: usize = RECORD_HEADER_LEN + MAX_FRAGMENT_LEN + INNER_TRAILER_LEN + TAG_LEN;
 
-/// Records `poll_write` seals before it writes: one, so the peer opens each
-/// record while we seal the next (measured faster over loopback than three
-/// per write).
-const RECORDS_PER_WRITE: usize = 1;
+/// Records `poll_write` seals before it writes. Three (up to 192 KiB per
+/// write syscall): measured between two processes (the anchors harness,
+/// tunnel entry side) 0.76 ns/byte against 0.87 with one record per write;
+/// within one process one record per write was slightly faster.
+const RECORDS_PER_WRITE: usize = 3;
 
 /// What an established session knows about itself; the same for the whole
 /// session.
