@@ -796,9 +796,10 @@ async fn unix_socket_listener_and_unix_socket_backend() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipv6_loopback_listener() {
+    // Machines of this project's kind have IPv6 loopback; without it the
+    // test fails rather than passing unrun.
     if let Err(e) = std::net::TcpListener::bind("[::1]:0") {
-        println!("no IPv6 loopback on this machine ({e}): nothing to test");
-        return;
+        panic!("this test needs IPv6 loopback ([::1]): {e}");
     }
     let s = Setup::new();
     let server = Running::start(&s.args(&["--listen", "[::1]:0"]));
