@@ -12,9 +12,9 @@ use sc_session::{Connector, SessionConfig};
 use sc_wire::CipherSuite;
 use zeroize::Zeroizing;
 
-use crate::error::CliError;
 use crate::settings::{CredSettings, SessionSettings, TunnelSettings};
 use crate::CipherChoice;
+use sc_relay::ops::CliError;
 
 /// The client's identity and trust, loaded.
 pub(crate) struct Creds {

@@ -24,7 +24,7 @@ use sc_session::{Error as SessionError, ReadHalf};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
 
-use crate::error::CliError;
+use sc_relay::ops::CliError;
 
 /// The prompt on a terminal.
 const PROMPT: &str = "msg> ";

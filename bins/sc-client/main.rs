@@ -4,7 +4,6 @@
 #![forbid(unsafe_code)]
 
 mod creds;
-mod error;
 mod interactive;
 mod settings;
 mod tunnel;
@@ -15,8 +14,8 @@ use std::process::ExitCode;
 
 use clap::{ArgAction, Parser, ValueEnum};
 
-use crate::error::CliError;
 use crate::settings::Mode;
+use sc_relay::ops::CliError;
 
 /// Connect to a Sovereign-Chain server: an interactive session, or a tunnel
 /// entry for any TCP application.

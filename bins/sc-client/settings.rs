@@ -16,8 +16,8 @@ use sc_relay::Endpoint;
 use sc_wire::RouteName;
 use serde::Deserialize;
 
-use crate::error::CliError;
 use crate::{CipherChoice, Cli};
+use sc_relay::ops::CliError;
 
 /// The largest `max_message` accepted (1 GiB).
 pub(crate) const MAX_MESSAGE_LIMIT: u64 = 1 << 30;

@@ -7,7 +7,7 @@ use sc_relay::client::{io_reason, TunnelConfig, TunnelEntry};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
-use crate::error::CliError;
+use sc_relay::ops::CliError;
 
 /// Runs the tunnels until a signal, then lets their sessions finish for up
 /// to `grace`.

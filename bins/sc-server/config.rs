@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::error::CliError;
+use sc_relay::ops::CliError;
 
 /// Largest config file read (1 MiB).
 const MAX_CONFIG_FILE: u64 = 1024 * 1024;

@@ -4,7 +4,6 @@
 #![forbid(unsafe_code)]
 
 mod config;
-mod error;
 mod settings;
 
 use std::path::PathBuf;
@@ -16,8 +15,8 @@ use sc_relay::server::Server;
 use sc_relay::Endpoint;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::error::CliError;
 use crate::settings::Settings;
+use sc_relay::ops::CliError;
 
 /// The long help after the options: an example session, the limits, the
 /// signals, the config file.

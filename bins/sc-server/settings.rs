@@ -16,8 +16,8 @@ use sc_relay::server::{
 use sc_relay::Endpoint;
 
 use crate::config::{self, FileConfig, ListenerTable};
-use crate::error::CliError;
 use crate::{CipherArg, Cli, LogFormatArg};
+use sc_relay::ops::CliError;
 
 /// Everything a run needs, checked.
 #[derive(Debug)]
