@@ -17,6 +17,7 @@
 pub mod client;
 mod endpoint;
 pub mod ops;
+pub mod proxy_protocol;
 pub mod server;
 mod splice;
 
