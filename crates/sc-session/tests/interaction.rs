@@ -40,11 +40,11 @@ enum Action {
 fn action() -> impl Strategy<Value = Action> {
     let dir = any::<bool>();
     prop_oneof![
-        4 => dir.clone().prop_map(Action::Send),
-        4 => dir.clone().prop_map(Action::Deliver),
-        1 => dir.clone().prop_map(Action::Drop),
-        1 => dir.clone().prop_map(Action::Duplicate),
-        1 => dir.clone().prop_map(Action::Reorder),
+        4 => dir.prop_map(Action::Send),
+        4 => dir.prop_map(Action::Deliver),
+        1 => dir.prop_map(Action::Drop),
+        1 => dir.prop_map(Action::Duplicate),
+        1 => dir.prop_map(Action::Reorder),
         1 => dir.prop_map(Action::Replay),
     ]
 }
