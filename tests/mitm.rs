@@ -1,0 +1,1527 @@
+//! An attacker in the middle, over real sockets.
+//!
+//! A record-aware proxy (`tests/mitm/proxy.rs`, in the spirit of OpenSSL's
+//! TLSProxy) sits between a real client (`Connector` over a `TcpStream`) and
+//! a real server (`Acceptor` over a `TcpStream`) on 127.0.0.1. In every
+//! session it applies one manipulation to one target: a handshake flight or
+//! one of the first two application records of either direction. It flips a
+//! bit (at every byte position of every target, so every byte of one
+//! recorded handshake), truncates, writes one byte at a time, delays,
+//! duplicates, reorders, replays another session's records, injects a forged
+//! record or a forged plaintext alert, or resets the connections.
+//!
+//! The application at both ends: the client connects with its first message
+//! as early data (it rides in flight 5), sends two more, reads the server's
+//! three, then closes; the server reads three messages, answers with three,
+//! waits for the client's Close and closes. Every message is unique to its
+//! session (the markers).
+//!
+//! Required: writing one byte at a time and delays well under the handshake
+//! timeout succeed (both ends clean, every message delivered); everything
+//! else fails closed: the side that receives the manipulated bytes ends with
+//! a typed `sc_session::Error` within the handshake (or application idle)
+//! timeout, the peer learns it through an alert wherever the proxy still
+//! forwards (or the failure is a clean one where the connection was cut), no
+//! message the application did not send is delivered, no timeout ends a
+//! session unless the manipulation lengthened a record (its receiver then
+//! waits for bytes that never come), and no key material reaches any log
+//! line. The cases where no alert can be read are named in the table: the
+//! connection was cut; the hellos were altered, so the two ends' handshake
+//! keys differ and neither can open the other's sealed alert; a forged
+//! plaintext alert during the handshake is taken as the peer's
+//! (unauthenticated by design, SPEC §10.3).
+//!
+//! The suite also checks itself: every byte of flights 1-6 is flipped
+//! exactly once; every cell's sessions were all attacked (the proxy saw the
+//! whole target); the log scan's model of the ratchet opens every sealed
+//! record of the reference session; and a record key and a private key
+//! logged on purpose at the end are found.
+//!
+//! `cargo test --test mitm -- --nocapture` prints the table. Set
+//! `MITM_DEBUG_LOG=<file>` to keep the captured logs.
+
+#[path = "mitm/logs.rs"]
+mod logs;
+#[path = "mitm/proxy.rs"]
+mod proxy;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand_chacha::rand_core::{OsRng, RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use sc_handshake::crypto::{CryptoProvider, TAG_LEN};
+use sc_handshake::{ClientConfig, ServerConfig};
+use sc_pki::{
+    issue_leaf, issue_root, Credential, Issuer, KeyPair, LeafSpec, ServerName, TrustAnchors,
+    UnixTime, Validity, WebPkiClientVerifier, WebPkiServerVerifier,
+};
+use sc_session::{Acceptor, Connector, Error, SecureStream, SessionConfig};
+use sc_wire::{AlertCode, Codec, RecordHeader, RecordKind};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use logs::SecretLog;
+use proxy::{Dir, Manipulation, Plan, Pos, Recording};
+
+/// The handshake timeout of both ends: short, so stalls end quickly.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The application's wait for a message after the handshake (SPEC §10.5:
+/// idle timeouts are the application's); then it aborts with `timeout`.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Allowance for a loaded machine on top of either timeout.
+const SLACK: Duration = Duration::from_millis(1500);
+/// A side still running after this long hangs.
+const HANG: Duration = Duration::from_secs(15);
+/// The in-bound delay.
+const DELAY: Duration = Duration::from_millis(500);
+/// Sessions at once.
+const PARALLEL: usize = 16;
+/// Sessions at once while the manipulations that must succeed run.
+const PARALLEL_QUIET: usize = 4;
+/// Messages each way.
+const MESSAGES: usize = 3;
+
+// ---------------------------------------------------------------------------
+// What is attacked, and how.
+// ---------------------------------------------------------------------------
+
+/// A target: a handshake flight (its handshake records) or one application
+/// data record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Unit {
+    F1,
+    F2,
+    F3,
+    F4,
+    F5,
+    F6,
+    ClientData1,
+    ClientData2,
+    ServerData1,
+    ServerData2,
+}
+
+impl Unit {
+    const ALL: [Self; 10] = [
+        Self::F1,
+        Self::F2,
+        Self::F3,
+        Self::F4,
+        Self::F5,
+        Self::F6,
+        Self::ClientData1,
+        Self::ClientData2,
+        Self::ServerData1,
+        Self::ServerData2,
+    ];
+
+    fn short(self) -> &'static str {
+        match self {
+            Self::F1 => "F1",
+            Self::F2 => "F2",
+            Self::F3 => "F3",
+            Self::F4 => "F4",
+            Self::F5 => "F5",
+            Self::F6 => "F6",
+            Self::ClientData1 => "C>S d1",
+            Self::ClientData2 => "C>S d2",
+            Self::ServerData1 => "S>C d1",
+            Self::ServerData2 => "S>C d2",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Self::F1 => "C->S [1] plaintext ClientHello",
+            Self::F2 => "S->C [2] plaintext + [3,4] sealed",
+            Self::F3 => "C->S [5]",
+            Self::F4 => "S->C [6, 7/9]",
+            Self::F5 => "C->S [8/10, 11] (handshake record)",
+            Self::F6 => "S->C [12], [13]",
+            Self::ClientData1 => "C->S first data record (early data, in flight 5)",
+            Self::ClientData2 => "C->S second data record",
+            Self::ServerData1 => "S->C first data record (after SecureAck)",
+            Self::ServerData2 => "S->C second data record",
+        }
+    }
+
+    fn dir(self) -> Dir {
+        match self {
+            Self::F1 | Self::F3 | Self::F5 | Self::ClientData1 | Self::ClientData2 => {
+                Dir::ClientToServer
+            }
+            _ => Dir::ServerToClient,
+        }
+    }
+
+    /// The unit's records. The wire of a session, by flight:
+    /// C[CH] S[SH, 3+4] C[5] S[6+7/9] C[8/10+11, d1] S[12, 13]
+    /// C[d2, d3] S[d1, d2, d3] C[Close] S[Close].
+    fn records(self) -> Vec<Pos> {
+        let p = |flight, index| Pos { flight, index };
+        match self {
+            Self::F1 => vec![p(1, 0)],
+            Self::F2 => vec![p(2, 0), p(2, 1)],
+            Self::F3 => vec![p(3, 0)],
+            Self::F4 => vec![p(4, 0)],
+            Self::F5 => vec![p(5, 0)],
+            Self::F6 => vec![p(6, 0), p(6, 1)],
+            Self::ClientData1 => vec![p(5, 1)],
+            Self::ClientData2 => vec![p(7, 0)],
+            Self::ServerData1 => vec![p(8, 0)],
+            Self::ServerData2 => vec![p(8, 1)],
+        }
+    }
+
+    /// The two records a reorder swaps: the unit's own two, or its record
+    /// and the next one of the same direction when that one is sent
+    /// without this one being delivered. `None` for F1, F3 and F4: the
+    /// handshake is a strict ping-pong there, the next record of the same
+    /// direction exists only once this one has been delivered.
+    fn reorder_targets(self) -> Option<Vec<Pos>> {
+        let p = |flight, index| Pos { flight, index };
+        match self {
+            Self::F1 | Self::F3 | Self::F4 => None,
+            Self::F2 | Self::F6 => Some(self.records()),
+            Self::F5 => Some(vec![p(5, 0), p(5, 1)]),
+            Self::ClientData1 => Some(vec![p(5, 1), p(7, 0)]),
+            Self::ClientData2 => Some(vec![p(7, 0), p(7, 1)]),
+            Self::ServerData1 => Some(vec![p(8, 0), p(8, 1)]),
+            Self::ServerData2 => Some(vec![p(8, 1), p(8, 2)]),
+        }
+    }
+
+    fn is_data(self) -> bool {
+        self >= Self::ClientData1
+    }
+
+    /// Messages of the unit's direction sent (untouched) before it.
+    fn data_before(self) -> usize {
+        match self {
+            Self::ClientData2 | Self::ServerData2 => 1,
+            _ => 0,
+        }
+    }
+
+    /// Messages the unit's sender may receive: those its peer sent before
+    /// it could see the manipulation. The server gets the client's early
+    /// data (flight 5, authentic) before flight 6 reaches the client.
+    fn sender_may_get(self) -> usize {
+        match self {
+            Self::F6 => 1,
+            Self::ServerData1 | Self::ServerData2 => MESSAGES,
+            _ => 0,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Kind {
+    Flip,
+    Truncate,
+    Split,
+    Delay,
+    Duplicate,
+    Reorder,
+    Replay,
+    Inject,
+    InjectAlert,
+    Reset,
+}
+
+/// The code of the forged plaintext alert.
+const FORGED_ALERT: AlertCode = AlertCode::NOT_AUTHORISED;
+
+impl Kind {
+    const ALL: [Self; 10] = [
+        Self::Flip,
+        Self::Truncate,
+        Self::Split,
+        Self::Delay,
+        Self::Duplicate,
+        Self::Reorder,
+        Self::Replay,
+        Self::Inject,
+        Self::InjectAlert,
+        Self::Reset,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Flip => "flip (every byte)",
+            Self::Truncate => "truncate + FIN",
+            Self::Split => "1-byte writes [ok]",
+            Self::Delay => "delay 500 ms [ok]",
+            Self::Duplicate => "duplicate",
+            Self::Reorder => "reorder",
+            Self::Replay => "replay (other session)",
+            Self::Inject => "inject forged record",
+            Self::InjectAlert => "inject plaintext alert",
+            Self::Reset => "reset (RST)",
+        }
+    }
+
+    /// Manipulations the session must survive.
+    fn succeeds(self) -> bool {
+        matches!(self, Self::Split | Self::Delay)
+    }
+
+    /// Manipulations that cut both connections (no alert can pass).
+    fn cuts(self) -> bool {
+        matches!(self, Self::Truncate | Self::Reset)
+    }
+}
+
+struct Scenario {
+    id: u64,
+    unit: Unit,
+    kind: Kind,
+    variant: String,
+    plan: Plan,
+    /// The flip makes a record's length field larger (and still valid):
+    /// the receiver waits for body bytes that never come, and only a
+    /// timeout can end the session. Every other failure must be detected
+    /// from the bytes themselves.
+    may_stall: bool,
+}
+
+/// Whether XOR-ing `mask` into byte `at` of the records `records` (in
+/// wire order) makes one record's length field larger and still valid.
+fn lengthens(records: &[&[u8]], at: usize, mask: u8) -> bool {
+    let mut start = 0;
+    for r in records {
+        if (start..start + r.len()).contains(&at) {
+            let off = at - start;
+            if !(1..4).contains(&off) {
+                return false;
+            }
+            let Ok(old) = RecordHeader::decode(&r[..4]) else {
+                return false;
+            };
+            let mut head = [r[0], r[1], r[2], r[3]];
+            head[off] ^= mask;
+            return RecordHeader::decode(&head).is_ok_and(|new| new.len > old.len);
+        }
+        start += r.len();
+    }
+    false
+}
+
+/// Every manipulation of every unit; flips at every byte position.
+fn scenarios(reference: &Recording, donor: &Recording) -> Vec<Scenario> {
+    let mut out = Vec::new();
+    let mut push = |unit, kind, variant: String, targets: Vec<Pos>, manipulation| {
+        let id = 1000 + out.len() as u64;
+        let may_stall = match &manipulation {
+            Manipulation::Flip { at, mask } => {
+                let records: Vec<&[u8]> = targets
+                    .iter()
+                    .map(|p| reference.record(*p).expect("recorded"))
+                    .collect();
+                lengthens(&records, *at, *mask)
+            }
+            _ => false,
+        };
+        out.push(Scenario {
+            id,
+            unit,
+            kind,
+            variant,
+            plan: Plan {
+                targets,
+                manipulation,
+            },
+            may_stall,
+        });
+    };
+    for unit in Unit::ALL {
+        let targets = unit.records();
+        let bytes = reference.bytes(&targets).expect("recorded unit");
+        let len = bytes.len();
+        for at in 0..len {
+            let mask = 1 << (at % 8);
+            push(
+                unit,
+                Kind::Flip,
+                format!("byte {at} ^ {mask:#04x}"),
+                targets.clone(),
+                Manipulation::Flip { at, mask },
+            );
+        }
+        let mut keeps = vec![1, 4, len / 2, len - 1];
+        keeps.dedup();
+        for keep in keeps {
+            push(
+                unit,
+                Kind::Truncate,
+                format!("keep {keep} of {len}"),
+                targets.clone(),
+                Manipulation::Truncate { keep },
+            );
+        }
+        push(
+            unit,
+            Kind::Split,
+            String::new(),
+            targets.clone(),
+            Manipulation::Split,
+        );
+        push(
+            unit,
+            Kind::Delay,
+            String::new(),
+            targets.clone(),
+            Manipulation::Delay(DELAY),
+        );
+        push(
+            unit,
+            Kind::Duplicate,
+            String::new(),
+            targets.clone(),
+            Manipulation::Duplicate,
+        );
+        if let Some(pair) = unit.reorder_targets() {
+            push(
+                unit,
+                Kind::Reorder,
+                format!("{pair:?}"),
+                pair,
+                Manipulation::Reorder,
+            );
+        }
+        let replayed = targets
+            .iter()
+            .map(|p| donor.record(*p).expect("donor record").to_vec())
+            .collect();
+        push(
+            unit,
+            Kind::Replay,
+            String::new(),
+            targets.clone(),
+            Manipulation::Replay(replayed),
+        );
+        // A forged record of the kind the receiver expects: a plaintext
+        // handshake record of 64 random bytes, or a sealed record as long
+        // as the real one.
+        let kind = bytes[0];
+        let body_len = if kind == RecordKind::SEALED.0 {
+            usize::from(bytes[1]) << 16 | usize::from(bytes[2]) << 8 | usize::from(bytes[3])
+        } else {
+            64
+        };
+        let mut forged = vec![kind, 0, (body_len >> 8) as u8, body_len as u8];
+        let mut body = vec![0u8; body_len];
+        ChaCha20Rng::seed_from_u64(len as u64).fill_bytes(&mut body);
+        forged.extend_from_slice(&body);
+        push(
+            unit,
+            Kind::Inject,
+            format!("{kind:#04x} header, {body_len} random bytes"),
+            targets.clone(),
+            Manipulation::Inject(forged),
+        );
+        // A forged plaintext alert in front of the target.
+        push(
+            unit,
+            Kind::InjectAlert,
+            format!("{FORGED_ALERT}"),
+            targets.clone(),
+            Manipulation::Inject(vec![RecordKind::ALERT.0, 0, 0, 1, FORGED_ALERT.0]),
+        );
+        for keep in [0, len / 2] {
+            push(
+                unit,
+                Kind::Reset,
+                format!("after {keep} of {len}"),
+                targets.clone(),
+                Manipulation::Reset { keep },
+            );
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// The two ends and one session.
+// ---------------------------------------------------------------------------
+
+struct World {
+    connector: Connector,
+    acceptor: Acceptor,
+    secrets: Arc<SecretLog>,
+    /// The Ed25519 private keys (seeds) of the CA, the server and the client.
+    long_term: Vec<[u8; 32]>,
+}
+
+/// An Ed25519 key pair and its 32-byte seed, taken from its PKCS#8 v1 DER
+/// (RFC 8410: the seed is the document's last 32 bytes).
+fn key_with_seed(rng: &mut ChaCha20Rng) -> (KeyPair, [u8; 32]) {
+    let key = KeyPair::generate(rng);
+    let der = key.to_pkcs8_der().expect("PKCS#8");
+    assert_eq!(der.len(), 48, "a PKCS#8 v1 Ed25519 document");
+    assert_eq!(
+        der[12..16],
+        [0x04, 0x22, 0x04, 0x20],
+        "the seed's octet strings"
+    );
+    let seed: [u8; 32] = der[16..].try_into().expect("32 bytes");
+    (key, seed)
+}
+
+impl World {
+    fn new() -> Self {
+        // A root, a server and a client certificate, as `ThrowawayPki`
+        // makes them, with the private keys kept for the log scan.
+        let rng = &mut ChaCha20Rng::from_seed([7; 32]);
+        let validity = Validity::days_from(UnixTime::now(), 1);
+        let (ca_key, ca_seed) = key_with_seed(rng);
+        let ca_cert = issue_root(&ca_key, "MITM test CA", validity, rng).expect("root certificate");
+        let issuer = Issuer {
+            cert: &ca_cert,
+            key: &ca_key,
+        };
+        let mut leaf = |spec: &LeafSpec| {
+            let (key, seed) = key_with_seed(rng);
+            let cert = issue_leaf(&issuer, &key.public_key(), spec, validity, rng).expect("leaf");
+            let credential = Credential::new(vec![cert], key).expect("credential");
+            (Arc::new(credential), seed)
+        };
+        let (server_cred, server_seed) = leaf(&LeafSpec::server("server.test"));
+        let (client_cred, client_seed) = leaf(&LeafSpec::client("client-1"));
+        let anchors = || TrustAnchors::from_der(std::slice::from_ref(&ca_cert)).expect("anchors");
+        let secrets = Arc::new(SecretLog::default());
+        let client = ClientConfig::builder()
+            .with_server_verifier(Arc::new(WebPkiServerVerifier::new(anchors())))
+            .with_credential(client_cred)
+            .dangerous_key_log(secrets.clone())
+            .build();
+        let server = ServerConfig::builder()
+            .with_client_verifier(Arc::new(WebPkiClientVerifier::new(anchors())))
+            .with_credential(server_cred)
+            .dangerous_key_log(secrets.clone())
+            .build();
+        let session = SessionConfig {
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+            ..SessionConfig::default()
+        };
+        Self {
+            connector: Connector::new(Arc::new(client)).with_session_config(session.clone()),
+            acceptor: Acceptor::new(Arc::new(server)).with_session_config(session),
+            secrets,
+            long_term: vec![ca_seed, server_seed, client_seed],
+        }
+    }
+
+    fn provider(&self) -> &'static CryptoProvider {
+        self.connector.config().provider()
+    }
+}
+
+/// The messages of one session, unique to it, all of one length (so the
+/// records of every session have the same sizes).
+struct Markers {
+    client: Vec<Vec<u8>>,
+    server: Vec<Vec<u8>>,
+}
+
+impl Markers {
+    fn new(id: u64) -> Self {
+        let nonce = OsRng.next_u64();
+        let make = |side: char| -> Vec<Vec<u8>> {
+            (1..=MESSAGES)
+                .map(|i| format!("{side}{i}-{id:08x}-{nonce:016x}").into_bytes())
+                .collect()
+        };
+        Self {
+            client: make('c'),
+            server: make('s'),
+        }
+    }
+}
+
+/// How one end's part of a session ended.
+#[derive(Debug)]
+enum Ending {
+    /// Everything sent and received, closes exchanged.
+    Clean,
+    /// The session failed with this error.
+    Failed(Error),
+    /// No message within the application's idle timeout after the
+    /// handshake: the application aborted with a `timeout` alert.
+    IdleTimeout,
+    /// The peer's authenticated Close before all its messages.
+    ClosedEarly,
+    /// A message after the last one.
+    ExtraMessage,
+    /// Still running after `HANG`.
+    Hang,
+    /// The task panicked.
+    Panicked,
+}
+
+#[derive(Debug)]
+struct SideReport {
+    handshake_done: bool,
+    delivered: Vec<Vec<u8>>,
+    ending: Ending,
+    /// How long the operation that ended it took (the handshake, one send
+    /// or one receive).
+    took: Duration,
+}
+
+impl SideReport {
+    fn new() -> Self {
+        Self {
+            handshake_done: false,
+            delivered: Vec::new(),
+            ending: Ending::Clean,
+            took: Duration::ZERO,
+        }
+    }
+
+    fn ended(mut self, ending: Ending, op: Instant) -> Self {
+        self.ending = ending;
+        self.took = op.elapsed();
+        self
+    }
+
+    fn only(ending: Ending) -> Self {
+        Self {
+            ending,
+            ..Self::new()
+        }
+    }
+}
+
+enum Received {
+    Message(Vec<u8>),
+    Closed,
+    Failed(Error),
+    Idle,
+}
+
+impl Received {
+    /// The ending when this was not what the application waited for.
+    fn ending(self) -> Ending {
+        match self {
+            Self::Message(_) => Ending::ExtraMessage,
+            Self::Closed => Ending::ClosedEarly,
+            Self::Failed(e) => Ending::Failed(e),
+            Self::Idle => Ending::IdleTimeout,
+        }
+    }
+}
+
+async fn receive(s: &mut SecureStream<TcpStream>) -> Received {
+    match tokio::time::timeout(IDLE_TIMEOUT, s.recv_message()).await {
+        Ok(Ok(Some(m))) => Received::Message(m),
+        Ok(Ok(None)) => Received::Closed,
+        Ok(Err(e)) => Received::Failed(e),
+        Err(_) => {
+            let _ = tokio::time::timeout(Duration::from_secs(1), s.abort(AlertCode::TIMEOUT)).await;
+            Received::Idle
+        }
+    }
+}
+
+async fn client_side(connector: Connector, addr: SocketAddr, m: Arc<Markers>) -> SideReport {
+    let mut r = SideReport::new();
+    let mut op = Instant::now();
+    let tcp = match TcpStream::connect(addr).await {
+        Ok(tcp) => tcp,
+        Err(e) => return r.ended(Ending::Failed(e.into()), op),
+    };
+    let _ = tcp.set_nodelay(true);
+    let name = ServerName::try_from("server.test")
+        .expect("name")
+        .to_owned();
+    op = Instant::now();
+    let mut s = match connector
+        .connect_with_early_data(name, None, tcp, &m.client[0])
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => return r.ended(Ending::Failed(e), op),
+    };
+    r.handshake_done = true;
+    for msg in &m.client[1..] {
+        op = Instant::now();
+        if let Err(e) = s.send_message(msg).await {
+            return r.ended(Ending::Failed(e), op);
+        }
+    }
+    for _ in 0..MESSAGES {
+        op = Instant::now();
+        match receive(&mut s).await {
+            Received::Message(msg) => r.delivered.push(msg),
+            other => return r.ended(other.ending(), op),
+        }
+    }
+    op = Instant::now();
+    if let Err(e) = s.shutdown().await {
+        return r.ended(Ending::Failed(e.into()), op);
+    }
+    match receive(&mut s).await {
+        Received::Closed => r.ended(Ending::Clean, op),
+        other => r.ended(other.ending(), op),
+    }
+}
+
+async fn server_side(acceptor: Acceptor, listener: TcpListener, m: Arc<Markers>) -> SideReport {
+    let mut r = SideReport::new();
+    let mut op = Instant::now();
+    let tcp = match listener.accept().await {
+        Ok((tcp, _)) => tcp,
+        Err(e) => return r.ended(Ending::Failed(e.into()), op),
+    };
+    drop(listener);
+    let _ = tcp.set_nodelay(true);
+    op = Instant::now();
+    let mut s = match acceptor.accept(tcp).await {
+        Ok(s) => s,
+        Err(e) => return r.ended(Ending::Failed(e), op),
+    };
+    r.handshake_done = true;
+    for _ in 0..MESSAGES {
+        op = Instant::now();
+        match receive(&mut s).await {
+            Received::Message(msg) => r.delivered.push(msg),
+            other => return r.ended(other.ending(), op),
+        }
+    }
+    for msg in &m.server {
+        op = Instant::now();
+        if let Err(e) = s.send_message(msg).await {
+            return r.ended(Ending::Failed(e), op);
+        }
+    }
+    op = Instant::now();
+    match receive(&mut s).await {
+        Received::Closed => {}
+        other => return r.ended(other.ending(), op),
+    }
+    match s.shutdown().await {
+        Ok(()) => r.ended(Ending::Clean, op),
+        Err(e) => r.ended(Ending::Failed(e.into()), op),
+    }
+}
+
+async fn bounded(f: impl Future<Output = SideReport>) -> SideReport {
+    tokio::time::timeout(HANG, f)
+        .await
+        .unwrap_or_else(|_| SideReport::only(Ending::Hang))
+}
+
+struct Session {
+    client: SideReport,
+    server: SideReport,
+    /// `None` if the proxy hung or was never reached.
+    rec: Option<Recording>,
+    markers: Arc<Markers>,
+}
+
+/// One session: a server, a proxy and a client on fresh loopback ports.
+async fn run_session(world: &World, id: u64, plan: Plan) -> Session {
+    let markers = Arc::new(Markers::new(id));
+    let server_l = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the server");
+    let proxy_l = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the proxy");
+    let server_addr = server_l.local_addr().expect("server address");
+    let proxy_addr = proxy_l.local_addr().expect("proxy address");
+    let server = tokio::spawn(bounded(server_side(
+        world.acceptor.clone(),
+        server_l,
+        markers.clone(),
+    )));
+    let mut proxy = tokio::spawn(async move {
+        let (c, _) = proxy_l.accept().await.ok()?;
+        drop(proxy_l);
+        let s = TcpStream::connect(server_addr).await.ok()?;
+        Some(proxy::run(c, s, plan).await)
+    });
+    let client = tokio::spawn(bounded(client_side(
+        world.connector.clone(),
+        proxy_addr,
+        markers.clone(),
+    )));
+    let client = client
+        .await
+        .unwrap_or_else(|_| SideReport::only(Ending::Panicked));
+    let server = server
+        .await
+        .unwrap_or_else(|_| SideReport::only(Ending::Panicked));
+    let rec = match tokio::time::timeout(HANG, &mut proxy).await {
+        Ok(Ok(rec)) => rec,
+        _ => {
+            proxy.abort();
+            None
+        }
+    };
+    Session {
+        client,
+        server,
+        rec,
+        markers,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Judging a session.
+// ---------------------------------------------------------------------------
+
+/// A short name of an error, for the table.
+fn error_kind(e: &Error) -> String {
+    if let Some(code) = alert_received(e) {
+        return format!("PeerAlert({code})");
+    }
+    match e {
+        Error::Io(io) => format!("Io({:?})", io.kind()),
+        Error::Timeout { .. } => "Timeout".into(),
+        _ => {
+            // `Handshake(PeerMisbehaved(UnexpectedMessage { … }))` →
+            // `Handshake(PeerMisbehaved(UnexpectedMessage))`.
+            let debug = format!("{e:?}");
+            let cut = debug.find([' ', '{', '"', ',']).unwrap_or(debug.len());
+            let head = debug[..cut].trim_end_matches(['(', ')']);
+            let open = head.matches('(').count();
+            format!("{head}{}", ")".repeat(open))
+        }
+    }
+}
+
+fn alert_received(e: &Error) -> Option<AlertCode> {
+    match e {
+        Error::PeerAlert(code) | Error::Handshake(sc_handshake::Error::AlertReceived(code)) => {
+            Some(*code)
+        }
+        _ => None,
+    }
+}
+
+fn ending_kind(e: &Ending) -> String {
+    match e {
+        Ending::Clean => "clean".into(),
+        Ending::Failed(e) => error_kind(e),
+        Ending::IdleTimeout => "app idle timeout (aborts: timeout alert)".into(),
+        Ending::ClosedEarly => "CLOSED EARLY".into(),
+        Ending::ExtraMessage => "EXTRA MESSAGE".into(),
+        Ending::Hang => "HANG".into(),
+        Ending::Panicked => "PANIC".into(),
+    }
+}
+
+/// The alert an ending sent to the peer.
+fn alert_sent(e: &Ending) -> Option<AlertCode> {
+    match e {
+        Ending::Failed(e) => e.alert(),
+        Ending::IdleTimeout => Some(AlertCode::TIMEOUT),
+        _ => None,
+    }
+}
+
+fn alert_got(e: &Ending) -> Option<AlertCode> {
+    match e {
+        Ending::Failed(e) => alert_received(e),
+        _ => None,
+    }
+}
+
+fn timed_out(e: &Ending) -> bool {
+    matches!(
+        e,
+        Ending::Failed(Error::Timeout { .. }) | Ending::IdleTimeout
+    )
+}
+
+/// How the failure reached the other end.
+fn alert_outcome(sc: &Scenario, client: &Ending, server: &Ending) -> &'static str {
+    if sc.kind.cuts() {
+        return "connection cut: no alert can pass";
+    }
+    for (a, b) in [(client, server), (server, client)] {
+        if let (Some(sent), Some(got)) = (alert_sent(a), alert_got(b)) {
+            if sent == got {
+                return "alert delivered";
+            }
+        }
+    }
+    // A lengthened record stalls its receiver. Whichever side times out
+    // first sends its timeout alert; if that is the stalled side, the alert
+    // was delivered (above). If it is the other, its alert (and its FIN)
+    // become the awaited body: the stalled side reads a cut record.
+    let stalled = |a: &Ending, b: &Ending| {
+        timed_out(a) && (timed_out(b) || matches!(b, Ending::Failed(Error::Truncated)))
+    };
+    if sc.may_stall && (stalled(client, server) || stalled(server, client)) {
+        return "stalled on a lengthened record, ended by a timeout";
+    }
+    let decrypt_failed = |e: &Ending| matches!(e, Ending::Failed(Error::DecryptFailed));
+    if matches!(sc.unit, Unit::F1 | Unit::F2)
+        && ((decrypt_failed(client) && alert_sent(server).is_some())
+            || (decrypt_failed(server) && alert_sent(client).is_some()))
+    {
+        return "alert sent, unreadable: the hellos were altered, handshake keys differ";
+    }
+    "OTHER"
+}
+
+struct Verdict {
+    unit: Unit,
+    kind: Kind,
+    /// Failed closed (or, for the harmless manipulations, succeeded).
+    ok: bool,
+    receiver: String,
+    peer: String,
+    /// The receiver of the manipulated bytes saw the problem itself (its
+    /// error is not the peer's alert).
+    by_receiver: bool,
+    alert: &'static str,
+    violations: Vec<String>,
+    /// The proxy saw the whole target and applied the manipulation.
+    attacked: bool,
+    /// The longest failing operation of the two ends.
+    slowest: Duration,
+}
+
+fn is_prefix(got: &[Vec<u8>], sent: &[Vec<u8>], max: usize) -> bool {
+    got.len() <= max && got.iter().zip(sent).all(|(a, b)| a == b)
+}
+
+fn judge(sc: &Scenario, s: &Session) -> Verdict {
+    let (receiver, sender, to_receiver, to_sender) = match sc.unit.dir() {
+        Dir::ClientToServer => (&s.server, &s.client, &s.markers.client, &s.markers.server),
+        Dir::ServerToClient => (&s.client, &s.server, &s.markers.server, &s.markers.client),
+    };
+    let mut v = Vec::new();
+    match &s.rec {
+        None => v.push("the proxy hung or was never reached".to_owned()),
+        Some(rec) if !rec.applied => v.push("the target never came".to_owned()),
+        Some(_) => {}
+    }
+    for (side, r) in [("client", &s.client), ("server", &s.server)] {
+        if matches!(
+            r.ending,
+            Ending::Hang | Ending::Panicked | Ending::ClosedEarly | Ending::ExtraMessage
+        ) {
+            v.push(format!("{side}: {}", ending_kind(&r.ending)));
+        }
+    }
+    if sc.kind.succeeds() {
+        for (side, r, sent) in [
+            ("client", &s.client, &s.markers.server),
+            ("server", &s.server, &s.markers.client),
+        ] {
+            if !matches!(r.ending, Ending::Clean) || !r.handshake_done {
+                v.push(format!(
+                    "{side} did not succeed: {}",
+                    ending_kind(&r.ending)
+                ));
+            }
+            if &r.delivered != sent {
+                v.push(format!(
+                    "{side} got {} of {} messages",
+                    r.delivered.len(),
+                    sent.len()
+                ));
+            }
+        }
+    } else {
+        for (side, r) in [("receiver", receiver), ("sender", sender)] {
+            if matches!(r.ending, Ending::Clean) {
+                v.push(format!("{side} completed despite the manipulation"));
+            }
+            let bound = if r.handshake_done {
+                IDLE_TIMEOUT
+            } else {
+                HANDSHAKE_TIMEOUT
+            } + SLACK;
+            if r.took > bound {
+                v.push(format!("{side} failed after {:?} > {bound:?}", r.took));
+            }
+        }
+        if !sc.may_stall && (timed_out(&receiver.ending) || timed_out(&sender.ending)) {
+            v.push(format!(
+                "ended by a timeout, not detected: receiver {}, sender {}",
+                ending_kind(&receiver.ending),
+                ending_kind(&sender.ending)
+            ));
+        }
+        if !matches!(receiver.ending, Ending::Failed(_) | Ending::IdleTimeout) {
+            v.push(format!(
+                "receiver has no typed error: {}",
+                ending_kind(&receiver.ending)
+            ));
+        }
+        let dup = usize::from(sc.kind == Kind::Duplicate && sc.unit.is_data());
+        if !is_prefix(
+            &receiver.delivered,
+            to_receiver,
+            sc.unit.data_before() + dup,
+        ) {
+            v.push(format!(
+                "receiver delivered {} message(s) it must not",
+                receiver.delivered.len()
+            ));
+        }
+        if !is_prefix(&sender.delivered, to_sender, sc.unit.sender_may_get()) {
+            v.push(format!(
+                "sender delivered {} message(s) it must not",
+                sender.delivered.len()
+            ));
+        }
+    }
+    let forged_taken =
+        matches!(&receiver.ending, Ending::Failed(e) if alert_received(e) == Some(FORGED_ALERT));
+    let alert = if sc.kind.succeeds() {
+        "-"
+    } else if sc.kind == Kind::InjectAlert && forged_taken {
+        // SPEC §10.3: a plaintext alert is taken while the handshake runs
+        // (the peer may have had no keys to seal it), refused afterwards.
+        if receiver.handshake_done {
+            v.push("a forged plaintext alert taken after the handshake".to_owned());
+        }
+        "forged plaintext alert taken as the peer's (handshake running: unauthenticated, SPEC 10.3); the peer sees the cut"
+    } else {
+        alert_outcome(sc, &s.client.ending, &s.server.ending)
+    };
+    if alert == "OTHER" {
+        v.push(format!(
+            "no alert reached the peer: client {}, server {}",
+            ending_kind(&s.client.ending),
+            ending_kind(&s.server.ending)
+        ));
+    }
+    Verdict {
+        unit: sc.unit,
+        kind: sc.kind,
+        ok: v.is_empty(),
+        receiver: ending_kind(&receiver.ending),
+        peer: ending_kind(&sender.ending),
+        by_receiver: alert_got(&receiver.ending).is_none(),
+        alert,
+        violations: v
+            .into_iter()
+            .map(|e| {
+                format!(
+                    "{} / {} {}: {e}",
+                    sc.unit.short(),
+                    sc.kind.name(),
+                    sc.variant
+                )
+            })
+            .collect(),
+        attacked: s.rec.as_ref().is_some_and(|r| r.applied),
+        slowest: s.client.took.max(s.server.took),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The suite.
+// ---------------------------------------------------------------------------
+
+/// A session without manipulation: its recording.
+async fn record(world: &World, id: u64) -> Recording {
+    let s = run_session(
+        world,
+        id,
+        Plan {
+            targets: Vec::new(),
+            manipulation: Manipulation::Forward,
+        },
+    )
+    .await;
+    assert!(
+        matches!(
+            (&s.client.ending, &s.server.ending),
+            (Ending::Clean, Ending::Clean)
+        ),
+        "clean session: client {:?}, server {:?}",
+        s.client.ending,
+        s.server.ending
+    );
+    assert_eq!(s.server.delivered, s.markers.client);
+    assert_eq!(s.client.delivered, s.markers.server);
+    let rec = s.rec.expect("recording");
+    // C[CH] S[SH, 3+4] C[5] S[6+7/9] C[8/10+11, d1] S[12, 13] C[d2, d3]
+    // S[d1, d2, d3] C[Close] S[Close]
+    let shape: Vec<(Dir, usize)> = rec
+        .flights
+        .iter()
+        .map(|f| (f.dir, f.records.len()))
+        .collect();
+    let (c, s) = (Dir::ClientToServer, Dir::ServerToClient);
+    assert_eq!(
+        shape,
+        [
+            (c, 1),
+            (s, 2),
+            (c, 1),
+            (s, 1),
+            (c, 2),
+            (s, 2),
+            (c, 2),
+            (s, 3),
+            (c, 1),
+            (s, 1)
+        ],
+        "the flights of a session"
+    );
+    let kinds: Vec<u8> = rec
+        .flights
+        .iter()
+        .flat_map(|f| &f.records)
+        .map(|r| r[0])
+        .collect();
+    assert_eq!(&kinds[..2], [RecordKind::HANDSHAKE.0; 2], "the two hellos");
+    assert_eq!(&kinds[2], &RecordKind::SEALED.0);
+    assert!(kinds[2..].iter().all(|k| *k == RecordKind::SEALED.0));
+    rec
+}
+
+/// Runs every scenario of `list`, `parallel` at once, and judges each.
+async fn run_all(world: &Arc<World>, list: Vec<Scenario>, parallel: usize) -> Vec<Verdict> {
+    let gate = Arc::new(Semaphore::new(parallel));
+    let mut tasks = Vec::with_capacity(list.len());
+    for sc in list {
+        let world = world.clone();
+        let gate = gate.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = gate.acquire_owned().await.expect("semaphore");
+            let session = run_session(&world, sc.id, sc.plan.clone()).await;
+            judge(&sc, &session)
+        }));
+    }
+    let mut verdicts = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        verdicts.push(t.await.expect("a scenario task panicked"));
+    }
+    verdicts
+}
+
+/// Every byte of flights 1 to 6 of the reference session (the whole
+/// handshake, and the early data riding in flight 5) is flipped by exactly
+/// one scenario. Returns the number of bytes.
+fn check_flip_coverage(list: &[Scenario], reference: &Recording) -> usize {
+    let mut flipped: BTreeMap<(Pos, usize), usize> = BTreeMap::new();
+    for sc in list {
+        let Manipulation::Flip { at, .. } = sc.plan.manipulation else {
+            continue;
+        };
+        let mut start = 0;
+        for p in &sc.plan.targets {
+            let len = reference.record(*p).expect("recorded").len();
+            if (start..start + len).contains(&at) && p.flight <= 6 {
+                *flipped.entry((*p, at - start)).or_default() += 1;
+            }
+            start += len;
+        }
+    }
+    let mut every = BTreeMap::new();
+    for (f, flight) in reference.flights.iter().enumerate().take(6) {
+        for (index, r) in flight.records.iter().enumerate() {
+            let pos = Pos {
+                flight: f + 1,
+                index,
+            };
+            for off in 0..r.len() {
+                every.insert((pos, off), 1);
+            }
+        }
+    }
+    let wrong: Vec<_> = every
+        .keys()
+        .chain(flipped.keys())
+        .filter(|k| flipped.get(k) != every.get(k))
+        .take(10)
+        .map(|k| (k, flipped.get(k).copied().unwrap_or(0)))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "bytes not flipped exactly once: {wrong:?}"
+    );
+    every.len()
+}
+
+/// The log scan's model of the ratchet is the real one: with the record
+/// keys derived from the reference session's logged chain₀ secrets, every
+/// sealed record of that session opens (under the header as AAD). Returns
+/// the number of records opened.
+fn check_ratchet_model(world: &World, reference: &Recording) -> usize {
+    let logged = world.secrets.entries();
+    let first = logged
+        .first()
+        .expect("the reference session logged secrets");
+    let session: Vec<_> = logged
+        .iter()
+        .filter(|l| l.client_random == first.client_random)
+        .collect();
+    let keys: Vec<logs::RecordKey> = session
+        .iter()
+        .flat_map(|l| logs::ratchet(world.provider(), l).0)
+        .collect();
+    let provider = world.provider();
+    let mut opened = 0;
+    for (f, flight) in reference.flights.iter().enumerate() {
+        for (i, r) in flight.records.iter().enumerate() {
+            if r[0] != RecordKind::SEALED.0 {
+                continue;
+            }
+            let (ct, tag) = r[4..].split_at(r.len() - 4 - TAG_LEN);
+            let tag: [u8; TAG_LEN] = tag.try_into().expect("a tag");
+            let opens = keys.iter().any(|k| {
+                provider.aeads.iter().any(|aead| {
+                    let mut buf = ct.to_vec();
+                    aead.open_in_place(&k.key, &k.nonce, &r[..4], &mut buf, &tag)
+                        .is_ok()
+                })
+            });
+            assert!(
+                opens,
+                "record {i} of flight {} opens under a derived key",
+                f + 1
+            );
+            opened += 1;
+        }
+    }
+    assert!(opened >= 14, "{opened} sealed records");
+    opened
+}
+
+/// One row per kind, one column per unit: `count(cell)/total`.
+fn grid(
+    t: &mut String,
+    cells: &BTreeMap<(Kind, Unit), Cell>,
+    kinds: impl Iterator<Item = Kind>,
+    count: impl Fn(&Cell) -> usize,
+) {
+    for kind in kinds {
+        write!(t, "{:24}", kind.name()).expect("write");
+        for unit in Unit::ALL {
+            let cell = cells
+                .get(&(kind, unit))
+                .map_or_else(|| "n/a".to_owned(), |c| format!("{}/{}", count(c), c.total));
+            write!(t, "{cell:>11}").expect("write");
+        }
+        writeln!(t).expect("write");
+    }
+}
+
+#[derive(Default)]
+struct Cell {
+    total: usize,
+    attacked: usize,
+    ok: usize,
+    by_receiver: usize,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_flight_and_first_records_under_attack() {
+    let captured = logs::capture();
+    let started = Instant::now();
+    let world = Arc::new(World::new());
+
+    // One handshake to learn the flights, another to replay from.
+    let reference = record(&world, 1).await;
+    let donor = record(&world, 2).await;
+    for unit in Unit::ALL {
+        let a = reference.bytes(&unit.records()).expect("reference unit");
+        let b = donor.bytes(&unit.records()).expect("donor unit");
+        assert_eq!(a.len(), b.len(), "{unit:?}: record sizes are fixed");
+        assert_ne!(a, b, "{unit:?}: two sessions differ");
+    }
+
+    let ratchet_records = check_ratchet_model(&world, &reference);
+
+    let list = scenarios(&reference, &donor);
+    let flips_cover = check_flip_coverage(&list, &reference);
+    let n = list.len();
+    let lengthening = list.iter().filter(|sc| sc.may_stall).count();
+    // The manipulations that must succeed run first, on their own: under the
+    // load of the flood their timing (1-byte writes with pauses, a 500 ms
+    // hold) would be the scheduler's, not the proxy's.
+    let (quiet, flood): (Vec<_>, Vec<_>) = list.into_iter().partition(|sc| sc.kind.succeeds());
+    let mut verdicts = run_all(&world, quiet, PARALLEL_QUIET).await;
+    verdicts.extend(run_all(&world, flood, PARALLEL).await);
+    let elapsed = started.elapsed();
+
+    // The table.
+    let mut cells: BTreeMap<(Kind, Unit), Cell> = BTreeMap::new();
+    let mut outcomes: BTreeMap<Kind, BTreeMap<String, usize>> = BTreeMap::new();
+    let mut alerts: BTreeMap<Kind, BTreeMap<&str, usize>> = BTreeMap::new();
+    let mut violations = Vec::new();
+    let mut slowest = Duration::ZERO;
+    for v in &verdicts {
+        let c = cells.entry((v.kind, v.unit)).or_default();
+        c.total += 1;
+        c.attacked += usize::from(v.attacked);
+        c.ok += usize::from(v.ok);
+        c.by_receiver += usize::from(v.by_receiver);
+        *outcomes
+            .entry(v.kind)
+            .or_default()
+            .entry(format!("receiver {} / sender {}", v.receiver, v.peer))
+            .or_default() += 1;
+        *alerts
+            .entry(v.kind)
+            .or_default()
+            .entry(v.alert)
+            .or_default() += 1;
+        violations.extend(v.violations.iter().cloned());
+        slowest = slowest.max(v.slowest);
+    }
+    let mut t = String::new();
+    writeln!(
+        t,
+        "\n{n} sessions over loopback TCP in {elapsed:.1?} (the 1-byte writes and delays first, \
+         {PARALLEL_QUIET} at once, then the rest, {PARALLEL} at once; handshake timeout \
+         {HANDSHAKE_TIMEOUT:?}, application idle timeout {IDLE_TIMEOUT:?}; slowest failing \
+         operation {slowest:.2?})"
+    )
+    .expect("write");
+    writeln!(
+        t,
+        "{lengthening} of the flips make a record's length field larger: its receiver waits \
+         for bytes that never come, so a timeout may end those (counted below as \
+         'stalled'); every other failure must be detected from the bytes, with no timeout"
+    )
+    .expect("write");
+    writeln!(t, "targets:").expect("write");
+    for unit in Unit::ALL {
+        let len = reference.bytes(&unit.records()).map_or(0, |b| b.len());
+        writeln!(
+            t,
+            "  {:7} {:5} bytes  {}",
+            unit.short(),
+            len,
+            unit.describe()
+        )
+        .expect("write");
+    }
+    writeln!(
+        t,
+        "\ndetected / total (fails closed as required); [ok] rows: succeeded / total"
+    )
+    .expect("write");
+    write!(t, "{:24}", "manipulation").expect("write");
+    for unit in Unit::ALL {
+        write!(t, "{:>11}", unit.short()).expect("write");
+    }
+    writeln!(t).expect("write");
+    grid(&mut t, &cells, Kind::ALL.into_iter(), |c| c.ok);
+    writeln!(
+        t,
+        "\nseen first by the receiver of the altered bytes (not through the peer's alert), \
+         failing rows:"
+    )
+    .expect("write");
+    let failing = Kind::ALL.into_iter().filter(|k| !k.succeeds());
+    grid(&mut t, &cells, failing, |c| c.by_receiver);
+    writeln!(
+        t,
+        "\noutcomes (receiver = the end the altered bytes go to):"
+    )
+    .expect("write");
+    for (kind, by_outcome) in &outcomes {
+        writeln!(t, "  {}:", kind.name()).expect("write");
+        for (what, count) in by_outcome {
+            writeln!(t, "    {count:6}  {what}").expect("write");
+        }
+        for (what, count) in &alerts[kind] {
+            if *what != "-" {
+                writeln!(t, "    {count:6}  alert: {what}").expect("write");
+            }
+        }
+    }
+
+    // No key material in any log line.
+    let log = captured.snapshot();
+    if let Ok(path) = std::env::var("MITM_DEBUG_LOG") {
+        std::fs::write(path, &log).expect("write log");
+    }
+    let logged = world.secrets.entries();
+    let long_term: Vec<&[u8]> = world.long_term.iter().map(|k| &k[..]).collect();
+    let material = logs::key_material(world.provider(), &logged, &long_term);
+    let scan_started = Instant::now();
+    let index = logs::Index::new(&material);
+    let found = index.scan(&log);
+    let scan_took = scan_started.elapsed();
+    let text = String::from_utf8_lossy(&log);
+    let lines = text.lines().count();
+    writeln!(
+        t,
+        "\nlogs: {lines} lines ({} bytes) captured at trace level, scanned for {} secrets \
+         from the key logs of both ends, the record and chain keys of the first {} records \
+         of each of their chains (model checked: it opens all {ratchet_records} sealed \
+         records of the reference session) and {} long-term private keys ({} 16-byte \
+         windows) in {scan_took:.1?}; found: {}",
+        log.len(),
+        logged.len(),
+        logs::RATCHET_DEPTH,
+        long_term.len(),
+        material.len(),
+        found.len()
+    )
+    .expect("write");
+    writeln!(
+        t,
+        "every byte of flights 1-6 of the reference session ({flips_cover} bytes) flipped \
+         once; wall time {:.1?}",
+        started.elapsed()
+    )
+    .expect("write");
+    println!("{t}");
+
+    assert!(
+        violations.is_empty(),
+        "{} violation(s):\n{}",
+        violations.len(),
+        violations
+            .iter()
+            .take(40)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    for (kind, unit) in Kind::ALL.iter().flat_map(|k| Unit::ALL.map(|u| (*k, u))) {
+        let applicable = kind != Kind::Reorder || unit.reorder_targets().is_some();
+        assert_eq!(
+            cells.contains_key(&(kind, unit)),
+            applicable,
+            "{kind:?} × {unit:?} covered"
+        );
+        if let Some(c) = cells.get(&(kind, unit)) {
+            assert_eq!(
+                c.attacked, c.total,
+                "{kind:?} × {unit:?}: every session attacked"
+            );
+            assert_eq!(
+                c.ok, c.total,
+                "{kind:?} × {unit:?}: every session as required"
+            );
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "key material in the logs:\n{}",
+        found
+            .iter()
+            .take(10)
+            .map(|f| format!("{}: {}", f.form, f.line(&log)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // The capture saw the handshakes and the failures, on every thread.
+    for needle in [
+        "Step 1/13",
+        "Step 13/13",
+        "handshake complete",
+        "session failed",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from the logs");
+    }
+    // Every handshake logs its secrets: 11 per end, both ends of the 2
+    // clean sessions at least.
+    assert!(logged.len() >= 44, "{} secrets", logged.len());
+
+    // The positive control, end to end: a record key of the reference
+    // session logged as hex and the client's private key as a byte list,
+    // from a worker thread, are found in what the capture holds.
+    let key = logs::ratchet(
+        world.provider(),
+        logged
+            .iter()
+            .find(|l| l.label == "CLIENT_CHAIN0")
+            .expect("a client chain"),
+    )
+    .0
+    .remove(1)
+    .key;
+    let seed = world.long_term[2];
+    tokio::spawn(async move {
+        let hex: String = key[8..24].iter().map(|b| format!("{b:02x}")).collect();
+        tracing::warn!(target: "mitm_control", "planted record key {hex}");
+        tracing::warn!(target: "mitm_control", "planted private key {:?}", &seed[..]);
+    })
+    .await
+    .expect("the planting task");
+    // Only what was logged since the scan above (the rest is clean).
+    let log = captured.snapshot().split_off(log.len());
+    let planted = index.scan(&log);
+    // The hex line holds two windows (bytes 8-24 and 16-32 start in it).
+    let forms: Vec<&str> = planted.iter().map(|f| f.form).collect();
+    assert_eq!(
+        forms,
+        ["hex", "hex", "debug list"],
+        "the planted lines: {planted:?}"
+    );
+    assert!(planted.iter().all(|f| f.line(&log).contains("planted")));
+}
+
+/// The scan finds a secret in each form it looks for (its negative control).
+#[test]
+fn the_log_scan_finds_planted_secrets() {
+    let secret: [u8; 16] = *b"\x8f\x01\xfe\x10\x00\x7a\x33\xc4\x99\x12\xab\xcd\xef\x01\x02\x03";
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    let other = [[0x11u8; 16]];
+    let mut log = b"INFO nothing here\n".to_vec();
+    assert!(logs::scan(&log, &[secret]).is_empty());
+    log.extend_from_slice(format!("key={} ", hex.to_uppercase()).as_bytes());
+    log.extend_from_slice(format!("dbg={:?} raw=", &secret[..]).as_bytes());
+    log.extend_from_slice(&secret);
+    let found = logs::scan(&log, &[secret]);
+    let forms: Vec<&str> = found.iter().map(|f| f.form).collect();
+    assert_eq!(forms, ["hex", "debug list", "raw"]);
+    assert!(found.iter().all(|f| f.line(&log).starts_with("key=")));
+    assert!(logs::scan(&log, &other).is_empty());
+}
+
+/// The judge's negative control: a session the proxy left alone is a
+/// violation where a manipulation must fail, and a cut session is one
+/// where it must succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_judge_flags_sessions_that_do_not_meet_the_requirement() {
+    let world = World::new();
+    let targets = Unit::F3.records();
+    let scenario = |kind, manipulation| Scenario {
+        id: 1,
+        unit: Unit::F3,
+        kind,
+        variant: "control".to_owned(),
+        plan: Plan {
+            targets: targets.clone(),
+            manipulation,
+        },
+        may_stall: false,
+    };
+
+    let untouched = scenario(Kind::Flip, Manipulation::Forward);
+    let session = run_session(&world, 1, untouched.plan.clone()).await;
+    let v = judge(&untouched, &session);
+    assert!(!v.ok);
+    assert!(
+        v.violations
+            .iter()
+            .any(|e| e.contains("completed despite the manipulation")),
+        "{:?}",
+        v.violations
+    );
+
+    let cut = scenario(Kind::Split, Manipulation::Reset { keep: 10 });
+    let session = run_session(&world, 2, cut.plan.clone()).await;
+    let v = judge(&cut, &session);
+    assert!(!v.ok);
+    assert!(
+        v.violations.iter().any(|e| e.contains("did not succeed")),
+        "{:?}",
+        v.violations
+    );
+}
