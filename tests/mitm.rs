@@ -48,8 +48,12 @@ mod proxy;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use rand_chacha::rand_core::{OsRng, RngCore, SeedableRng};
@@ -62,7 +66,7 @@ use sc_pki::{
 };
 use sc_session::{Acceptor, Connector, Error, SecureStream, SessionConfig};
 use sc_wire::{AlertCode, Codec, RecordHeader, RecordKind};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
@@ -618,7 +622,48 @@ impl Received {
     }
 }
 
-async fn receive(s: &mut SecureStream<TcpStream>) -> Received {
+/// A transport that counts the reads that returned exactly one byte: with
+/// whole records on the wire (as every honest sender writes them) there are
+/// none, so they show that the receiver saw the 1-byte writes one by one.
+struct Counted {
+    inner: TcpStream,
+    one_byte_reads: Arc<AtomicUsize>,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() - before == 1 {
+            self.one_byte_reads.fetch_add(1, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+async fn receive(s: &mut SecureStream<Counted>) -> Received {
     match tokio::time::timeout(IDLE_TIMEOUT, s.recv_message()).await {
         Ok(Ok(Some(m))) => Received::Message(m),
         Ok(Ok(None)) => Received::Closed,
@@ -630,7 +675,12 @@ async fn receive(s: &mut SecureStream<TcpStream>) -> Received {
     }
 }
 
-async fn client_side(connector: Connector, addr: SocketAddr, m: Arc<Markers>) -> SideReport {
+async fn client_side(
+    connector: Connector,
+    addr: SocketAddr,
+    m: Arc<Markers>,
+    one_byte_reads: Arc<AtomicUsize>,
+) -> SideReport {
     let mut r = SideReport::new();
     let mut op = Instant::now();
     let tcp = match TcpStream::connect(addr).await {
@@ -638,6 +688,10 @@ async fn client_side(connector: Connector, addr: SocketAddr, m: Arc<Markers>) ->
         Err(e) => return r.ended(Ending::Failed(e.into()), op),
     };
     let _ = tcp.set_nodelay(true);
+    let tcp = Counted {
+        inner: tcp,
+        one_byte_reads,
+    };
     let name = ServerName::try_from("server.test")
         .expect("name")
         .to_owned();
@@ -673,7 +727,12 @@ async fn client_side(connector: Connector, addr: SocketAddr, m: Arc<Markers>) ->
     }
 }
 
-async fn server_side(acceptor: Acceptor, listener: TcpListener, m: Arc<Markers>) -> SideReport {
+async fn server_side(
+    acceptor: Acceptor,
+    listener: TcpListener,
+    m: Arc<Markers>,
+    one_byte_reads: Arc<AtomicUsize>,
+) -> SideReport {
     let mut r = SideReport::new();
     let mut op = Instant::now();
     let tcp = match listener.accept().await {
@@ -682,6 +741,10 @@ async fn server_side(acceptor: Acceptor, listener: TcpListener, m: Arc<Markers>)
     };
     drop(listener);
     let _ = tcp.set_nodelay(true);
+    let tcp = Counted {
+        inner: tcp,
+        one_byte_reads,
+    };
     op = Instant::now();
     let mut s = match acceptor.accept(tcp).await {
         Ok(s) => s,
@@ -724,6 +787,9 @@ struct Session {
     /// `None` if the proxy hung or was never reached.
     rec: Option<Recording>,
     markers: Arc<Markers>,
+    /// Reads of exactly one byte by the client and by the server.
+    client_one_byte_reads: usize,
+    server_one_byte_reads: usize,
 }
 
 /// One session: a server, a proxy and a client on fresh loopback ports.
@@ -737,10 +803,13 @@ async fn run_session(world: &World, id: u64, plan: Plan) -> Session {
         .expect("bind the proxy");
     let server_addr = server_l.local_addr().expect("server address");
     let proxy_addr = proxy_l.local_addr().expect("proxy address");
+    let client_reads = Arc::new(AtomicUsize::new(0));
+    let server_reads = Arc::new(AtomicUsize::new(0));
     let server = tokio::spawn(bounded(server_side(
         world.acceptor.clone(),
         server_l,
         markers.clone(),
+        server_reads.clone(),
     )));
     let mut proxy = tokio::spawn(async move {
         let (c, _) = proxy_l.accept().await.ok()?;
@@ -752,6 +821,7 @@ async fn run_session(world: &World, id: u64, plan: Plan) -> Session {
         world.connector.clone(),
         proxy_addr,
         markers.clone(),
+        client_reads.clone(),
     )));
     let client = client
         .await
@@ -771,6 +841,8 @@ async fn run_session(world: &World, id: u64, plan: Plan) -> Session {
         server,
         rec,
         markers,
+        client_one_byte_reads: client_reads.load(Ordering::Relaxed),
+        server_one_byte_reads: server_reads.load(Ordering::Relaxed),
     }
 }
 
@@ -888,6 +960,8 @@ struct Verdict {
     violations: Vec<String>,
     /// The proxy saw the whole target and applied the manipulation.
     attacked: bool,
+    /// Reads of exactly one byte by the receiver.
+    one_byte_reads: usize,
     /// The longest failing operation of the two ends.
     slowest: Duration,
 }
@@ -901,7 +975,14 @@ fn judge(sc: &Scenario, s: &Session) -> Verdict {
         Dir::ClientToServer => (&s.server, &s.client, &s.markers.client, &s.markers.server),
         Dir::ServerToClient => (&s.client, &s.server, &s.markers.server, &s.markers.client),
     };
+    let one_byte_reads = match sc.unit.dir() {
+        Dir::ClientToServer => s.server_one_byte_reads,
+        Dir::ServerToClient => s.client_one_byte_reads,
+    };
     let mut v = Vec::new();
+    if sc.kind == Kind::Split && one_byte_reads == 0 {
+        v.push("the receiver never read a lone byte: the writes were not seen one by one".into());
+    }
     match &s.rec {
         None => v.push("the proxy hung or was never reached".to_owned()),
         Some(rec) if !rec.applied => v.push("the target never came".to_owned()),
@@ -1020,6 +1101,7 @@ fn judge(sc: &Scenario, s: &Session) -> Verdict {
             })
             .collect(),
         attacked: s.rec.as_ref().is_some_and(|r| r.applied),
+        one_byte_reads,
         slowest: s.client.took.max(s.server.took),
     }
 }
@@ -1196,19 +1278,19 @@ fn check_ratchet_model(world: &World, reference: &Recording) -> usize {
     opened
 }
 
-/// One row per kind, one column per unit: `count(cell)/total`.
+/// One row per kind, one column per unit: `show(cell)`.
 fn grid(
     t: &mut String,
     cells: &BTreeMap<(Kind, Unit), Cell>,
     kinds: impl Iterator<Item = Kind>,
-    count: impl Fn(&Cell) -> usize,
+    show: impl Fn(&Cell) -> String,
 ) {
     for kind in kinds {
         write!(t, "{:24}", kind.name()).expect("write");
         for unit in Unit::ALL {
             let cell = cells
                 .get(&(kind, unit))
-                .map_or_else(|| "n/a".to_owned(), |c| format!("{}/{}", count(c), c.total));
+                .map_or_else(|| "n/a".to_owned(), &show);
             write!(t, "{cell:>11}").expect("write");
         }
         writeln!(t).expect("write");
@@ -1221,6 +1303,7 @@ struct Cell {
     attacked: usize,
     ok: usize,
     by_receiver: usize,
+    one_byte_reads: usize,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1265,6 +1348,7 @@ async fn every_flight_and_first_records_under_attack() {
         c.attacked += usize::from(v.attacked);
         c.ok += usize::from(v.ok);
         c.by_receiver += usize::from(v.by_receiver);
+        c.one_byte_reads += v.one_byte_reads;
         *outcomes
             .entry(v.kind)
             .or_default()
@@ -1316,7 +1400,9 @@ async fn every_flight_and_first_records_under_attack() {
         write!(t, "{:>11}", unit.short()).expect("write");
     }
     writeln!(t).expect("write");
-    grid(&mut t, &cells, Kind::ALL.into_iter(), |c| c.ok);
+    grid(&mut t, &cells, Kind::ALL.into_iter(), |c| {
+        format!("{}/{}", c.ok, c.total)
+    });
     writeln!(
         t,
         "\nseen first by the receiver of the altered bytes (not through the peer's alert), \
@@ -1324,7 +1410,17 @@ async fn every_flight_and_first_records_under_attack() {
     )
     .expect("write");
     let failing = Kind::ALL.into_iter().filter(|k| !k.succeeds());
-    grid(&mut t, &cells, failing, |c| c.by_receiver);
+    grid(&mut t, &cells, failing, |c| {
+        format!("{}/{}", c.by_receiver, c.total)
+    });
+    writeln!(
+        t,
+        "\nreads that returned a single byte, at the receiver (none where records are \
+         written whole):"
+    )
+    .expect("write");
+    let harmless = Kind::ALL.into_iter().filter(|k| k.succeeds());
+    grid(&mut t, &cells, harmless, |c| c.one_byte_reads.to_string());
     writeln!(
         t,
         "\noutcomes (receiver = the end the altered bytes go to):"
