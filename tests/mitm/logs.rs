@@ -13,6 +13,7 @@
 //! half is found too): each window's first 8 bytes as hex (16 hex digits,
 //! either case), as a Rust `Debug` byte list (`[12, 200, …`), and the whole
 //! window raw.
+
 use std::sync::{Arc, Mutex, OnceLock};
 
 use sc_handshake::crypto::{CryptoProvider, AEAD_KEY_LEN, NONCE_LEN};
