@@ -1405,8 +1405,9 @@ async fn every_flight_and_first_records_under_attack() {
     });
     writeln!(
         t,
-        "\nseen first by the receiver of the altered bytes (not through the peer's alert), \
-         failing rows:"
+        "\nthe receiver of the altered bytes failed on an error of its own, not on reading the \
+         peer's alert (where the hellos were altered, its own error can be DecryptFailed on \
+         the peer's unreadable alert):"
     )
     .expect("write");
     let failing = Kind::ALL.into_iter().filter(|k| !k.succeeds());
