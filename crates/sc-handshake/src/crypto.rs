@@ -692,3 +692,7 @@ mod tests {
         );
     }
 }
+
+/// **INSECURE, FUZZING ONLY**: see the module. Compiled only with `--cfg fuzzing`.
+#[cfg(fuzzing)]
+pub mod insecure;
