@@ -1,0 +1,128 @@
+//! Writes the seed corpora in `fuzz/corpus/<target>/` from the fuzz
+//! harness's own fixture, so every seed is a real record, certificate, key
+//! or header for the state it is fed in:
+//!
+//! ```text
+//! RUSTFLAGS="--cfg fuzzing" cargo run --manifest-path fuzz/Cargo.toml \
+//!     --target-dir fuzz/target/seeds --example make_corpus
+//! ```
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use sc_pki::{cert_to_pem, crl_to_pem, CertificateDer};
+use sc_relay::proxy_protocol::{ProxyHeader, TLV_CLIENT_IDENTITY};
+use sc_session::Side;
+use sc_wire::{Codec, HandshakeMessage, Reader};
+
+fn write(target: &str, seeds: &[Vec<u8>]) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join(target);
+    std::fs::create_dir_all(&dir).expect("corpus directory");
+    for (i, seed) in seeds.iter().enumerate() {
+        std::fs::write(dir.join(format!("seed-{i:02}")), seed).expect("seed file");
+    }
+    println!("{target}: {} seeds", seeds.len());
+}
+
+fn pem_chain(chain: &[CertificateDer<'_>]) -> Vec<u8> {
+    chain
+        .iter()
+        .map(|c| cert_to_pem(c).expect("PEM"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+fn main() {
+    let f = sc_fuzz::fixture();
+
+    write("handshake_client", &sc_fuzz::handshake_seeds(Side::Client));
+    write("handshake_server", &sc_fuzz::handshake_seeds(Side::Server));
+    let client = sc_fuzz::session_seeds(Side::Client);
+    let server = sc_fuzz::session_seeds(Side::Server);
+    write("session_client", &client);
+    write("session_server", &server);
+    // The deframer: the same wire bytes, cut after the first record header.
+    let records: Vec<Vec<u8>> = client
+        .iter()
+        .chain(&server)
+        .map(|s| [&[5u8][..], &s[1..]].concat())
+        .collect();
+    write("wire_deframer", &records);
+
+    // Every handshake message of the recorded handshake, one per seed.
+    let mut messages = Vec::new();
+    for (_, record) in f.to_client.iter().chain(&f.to_server) {
+        let mut r = Reader::new(record);
+        while r.left() > 0 {
+            let before = r.left();
+            let msg = HandshakeMessage::read(&mut r).expect("a real message");
+            let start = record.len() - before;
+            let end = record.len() - r.left();
+            assert_eq!(msg.encoded(), record[start..end]);
+            messages.push(record[start..end].to_vec());
+        }
+    }
+    write("wire_handshake_message", &messages);
+
+    let mut rng = ChaCha20Rng::from_seed([9; 32]);
+    write(
+        "pki_pem",
+        &[
+            pem_chain(std::slice::from_ref(&f.root)),
+            pem_chain(f.server.chain()),
+            crl_to_pem(&f.crl).expect("PEM").into_bytes(),
+            f.root_key.to_pkcs8_pem().expect("PEM").as_bytes().to_vec(),
+            f.root_key
+                .to_encrypted_pkcs8_pem(b"fuzz", &mut rng)
+                .expect("PEM")
+                .as_bytes()
+                .to_vec(),
+        ],
+    );
+    write(
+        "pki_chain",
+        &[
+            sc_fuzz::join_chain(f.server.chain()),
+            sc_fuzz::join_chain(f.client.chain()),
+            sc_fuzz::join_chain(&[f.client.chain()[0].clone(), f.root.clone()]),
+        ],
+    );
+
+    write(
+        "server_config",
+        &[
+            b"listen = \"127.0.0.1:7000\"\ncert = \"server.pem\"\nkey = \"server.key\"\nca = \"ca.pem\"\nmax_message = \"64KiB\"\nhandshake_timeout = 2.5\n".to_vec(),
+            include_bytes!("server_config_example.toml").to_vec(),
+            b"listen = \"127.0.0.1:7000\"\nmax_conections = 5\n".to_vec(),
+        ],
+    );
+
+    let v4: (SocketAddr, SocketAddr) = (
+        "192.0.2.1:40000".parse().expect("addr"),
+        "198.51.100.7:7000".parse().expect("addr"),
+    );
+    let v6: (SocketAddr, SocketAddr) = (
+        "[2001:db8::1]:40000".parse().expect("addr"),
+        "[2001:db8::7]:7000".parse().expect("addr"),
+    );
+    let local = ProxyHeader {
+        source: None,
+        destination: None,
+        tlvs: Vec::new(),
+    };
+    write(
+        "proxy_header",
+        &[
+            ProxyHeader::tcp(v4.0, v4.1).encode().expect("encodes"),
+            ProxyHeader::tcp(v6.0, v6.1)
+                .with_tlv(TLV_CLIENT_IDENTITY, b"app-1".to_vec())
+                .encode()
+                .expect("encodes"),
+            local.encode().expect("encodes"),
+        ],
+    );
+}

@@ -1,0 +1,4 @@
+#![no_main]
+//! Every handshake message decoder (`HandshakeMessage::decode`), strictness checked.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| sc_fuzz::handshake_message(data));

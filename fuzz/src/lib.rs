@@ -1,0 +1,468 @@
+//! The entry points of Sovereign-Chain's fuzz targets: every
+//! `fuzz_targets/*.rs` is one line that calls one function here.
+//!
+//! Built only by cargo-fuzz, that is with `--cfg fuzzing`, so sc-handshake's
+//! **INSECURE** fuzzing-only provider exists: the handshake and session
+//! targets run both sides on it, so mutated messages and records get past
+//! signatures, MACs and AEAD tags and reach the code behind them. Everything
+//! is deterministic (fixed RNG seeds, a fixed clock), so a crash replays.
+//!
+//! Deep states are reached by running a real handshake up to a point and
+//! then feeding the fuzz input as the next record. The first input byte
+//! picks the point (and for the handshake targets the protection level);
+//! the rest is the record. `examples/make_corpus.rs` writes the seed corpora
+//! from the same functions, so every seed is a real record for its state.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use sc_handshake::crypto::insecure::INSECURE_FUZZING_ONLY;
+use sc_handshake::{Action, ClientConfig, ClientHandshake, Level, ServerConfig, ServerHandshake};
+use sc_pki::{
+    cert_info, cert_serial, certs_from_pem, crls_from_pem, inspect_pem, issue_crl,
+    issue_intermediate, issue_leaf, issue_root, CertificateDer, CertificateRevocationListDer,
+    ClientCertVerifier, Credential, Issuer, KeyPair, LeafSpec, RevocationReason, RevokedEntry,
+    ServerCertVerifier, ServerName, TrustAnchors, UnixTime, Validity, WebPkiClientVerifier,
+    WebPkiServerVerifier,
+};
+use sc_relay::proxy_protocol::ProxyHeader;
+use sc_session::pair::{other, Pair};
+use sc_session::{SessionConfig, Side};
+use sc_wire::record::split_inner;
+use sc_wire::{Alert, CipherSuite, Codec, Deframer, HandshakeMessage, InnerType};
+
+/// The server name in the fixture's server certificate.
+pub const SERVER_NAME: &str = "server.fuzz";
+
+/// The fixed clock of every target.
+pub fn now() -> UnixTime {
+    UnixTime::since_unix_epoch(Duration::from_secs(1_800_000_000))
+}
+
+fn rng(seed: u8) -> ChaCha20Rng {
+    ChaCha20Rng::from_seed([seed; 32])
+}
+
+fn server_name() -> ServerName<'static> {
+    ServerName::try_from(SERVER_NAME).expect("a DNS name")
+}
+
+/// A root CA, an intermediate, a server and a client certificate, a CRL, and
+/// configs of both sides on the insecure provider; and the records of one
+/// complete handshake between them.
+pub struct Fixture {
+    /// The root CA certificate (the trust anchor).
+    pub root: CertificateDer<'static>,
+    /// The root CA key.
+    pub root_key: KeyPair,
+    /// The intermediate CA certificate.
+    pub intermediate: CertificateDer<'static>,
+    /// The server's chain (leaf, intermediate) and key.
+    pub server: Arc<Credential>,
+    /// The client's chain (leaf, intermediate) and key.
+    pub client: Arc<Credential>,
+    /// The intermediate's CRL (revokes serial 0x01).
+    pub crl: CertificateRevocationListDer<'static>,
+    /// The client's config (insecure provider).
+    pub client_config: Arc<ClientConfig>,
+    /// The server's config (insecure provider, anonymous clients allowed).
+    pub server_config: Arc<ServerConfig>,
+    server_verifier: WebPkiServerVerifier,
+    client_verifier: WebPkiClientVerifier,
+    /// The handshake records the client received, in order: (level, messages).
+    pub to_client: Vec<(Level, Vec<u8>)>,
+    /// The handshake records the server received, in order.
+    pub to_server: Vec<(Level, Vec<u8>)>,
+}
+
+/// The fixture, built once per process.
+pub fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(build_fixture)
+}
+
+fn build_fixture() -> Fixture {
+    let mut rng = rng(1);
+    let validity = Validity::days_from(now(), 30);
+    let root_key = KeyPair::generate(&mut rng);
+    let root = issue_root(&root_key, "Fuzz Root CA", validity, &mut rng).expect("root");
+    let root_issuer = Issuer {
+        cert: &root,
+        key: &root_key,
+    };
+    let inter_key = KeyPair::generate(&mut rng);
+    let intermediate = issue_intermediate(
+        &root_issuer,
+        &inter_key.public_key(),
+        "Fuzz Intermediate CA",
+        validity,
+        &mut rng,
+    )
+    .expect("intermediate");
+    let inter = Issuer {
+        cert: &intermediate,
+        key: &inter_key,
+    };
+    let mut leaf = |spec: LeafSpec| {
+        let key = KeyPair::generate(&mut rng);
+        let cert = issue_leaf(&inter, &key.public_key(), &spec, validity, &mut rng).expect("leaf");
+        Arc::new(Credential::new(vec![cert, intermediate.clone()], key).expect("credential"))
+    };
+    let server = leaf(LeafSpec::server(SERVER_NAME));
+    let client = leaf(LeafSpec::client("client-1"));
+    let crl = issue_crl(
+        &inter,
+        &[RevokedEntry {
+            serial: vec![0x01],
+            revoked_at: now(),
+            reason: Some(RevocationReason::KeyCompromise),
+        }],
+        now(),
+        UnixTime::since_unix_epoch(Duration::from_secs(now().as_secs() + 86_400)),
+        1,
+    )
+    .expect("crl");
+
+    let anchors = || TrustAnchors::from_der(std::slice::from_ref(&root)).expect("anchors");
+    let server_verifier = WebPkiServerVerifier::new(anchors())
+        .with_crls(vec![crl.clone()])
+        .expect("crl");
+    let client_verifier = WebPkiClientVerifier::new(anchors())
+        .allow_anonymous(true)
+        .with_crls(vec![crl.clone()])
+        .expect("crl");
+    let suites = [CipherSuite::AES_256_GCM, CipherSuite::CHACHA20_POLY1305];
+    let client_config = Arc::new(
+        ClientConfig::builder()
+            .with_provider(&INSECURE_FUZZING_ONLY)
+            .with_server_verifier(Arc::new(
+                WebPkiServerVerifier::new(anchors())
+                    .with_crls(vec![crl.clone()])
+                    .expect("crl"),
+            ))
+            .with_credential(client.clone())
+            .build_with_suites(&suites)
+            .expect("suites"),
+    );
+    let server_config = Arc::new(
+        ServerConfig::builder()
+            .with_provider(&INSECURE_FUZZING_ONLY)
+            .with_client_verifier(Arc::new(
+                WebPkiClientVerifier::new(anchors())
+                    .allow_anonymous(true)
+                    .with_crls(vec![crl.clone()])
+                    .expect("crl"),
+            ))
+            .with_credential(server.clone())
+            .build_with_suites(&suites)
+            .expect("suites"),
+    );
+    let (to_client, to_server) = record_handshake(&client_config, &server_config);
+    Fixture {
+        root,
+        root_key,
+        intermediate,
+        server,
+        client,
+        crl,
+        client_config,
+        server_config,
+        server_verifier,
+        client_verifier,
+        to_client,
+        to_server,
+    }
+}
+
+const CLIENT_SEED: u8 = 2;
+const SERVER_SEED: u8 = 3;
+const PAIR_SEED: u8 = 4;
+
+fn sends(actions: Vec<Action>, out: &mut Vec<(Level, Vec<u8>)>) {
+    for action in actions {
+        if let Action::Send { level, messages } = action {
+            out.push((level, messages.to_vec()));
+        }
+    }
+}
+
+/// Runs one handshake between the state machines, each with its own RNG, and
+/// returns the records each side received.
+#[allow(clippy::type_complexity)]
+fn record_handshake(
+    client_config: &Arc<ClientConfig>,
+    server_config: &Arc<ServerConfig>,
+) -> (Vec<(Level, Vec<u8>)>, Vec<(Level, Vec<u8>)>) {
+    let (mut crng, mut srng) = (rng(CLIENT_SEED), rng(SERVER_SEED));
+    let (mut client, first) =
+        ClientHandshake::start(client_config.clone(), server_name(), None, &mut crng)
+            .expect("start");
+    let mut server = ServerHandshake::new(server_config.clone());
+    let (mut to_client, mut to_server) = (Vec::new(), Vec::new());
+    sends(first, &mut to_server);
+    let (mut c_done, mut s_done) = (0, 0);
+    while c_done < to_client.len() || s_done < to_server.len() {
+        while s_done < to_server.len() {
+            let (level, msg) = to_server[s_done].clone();
+            let actions = server
+                .handle(level, &msg, now(), &mut srng)
+                .expect("server");
+            sends(actions, &mut to_client);
+            s_done += 1;
+        }
+        while c_done < to_client.len() {
+            let (level, msg) = to_client[c_done].clone();
+            let actions = client
+                .handle(level, &msg, now(), &mut crng)
+                .expect("client");
+            sends(actions, &mut to_server);
+            c_done += 1;
+        }
+    }
+    assert!(client.is_complete() && server.is_complete());
+    (to_client, to_server)
+}
+
+/// Which record a handshake-target input stands for: the first byte picks
+/// the state (`% (records + 1)`: the last is the completed handshake) and,
+/// in bits 4–5, the level (0: the one the real record had; 1–3: plaintext,
+/// handshake, application).
+fn pick(selector: u8, records: &[(Level, Vec<u8>)]) -> (usize, Level) {
+    let state = usize::from(selector) % (records.len() + 1);
+    let level = match (selector >> 4) & 3 {
+        1 => Level::Plaintext,
+        2 => Level::Handshake,
+        3 => Level::Application,
+        _ => records.get(state).map_or(Level::Application, |r| r.0),
+    };
+    (state, level)
+}
+
+/// The client state machine, run through a real handshake up to the state
+/// the first byte picks, then fed the rest as the server's next record.
+pub fn handshake_client(data: &[u8]) {
+    let Some((&selector, payload)) = data.split_first() else {
+        return;
+    };
+    let f = fixture();
+    let (state, level) = pick(selector, &f.to_client);
+    let mut rng = rng(CLIENT_SEED);
+    let (mut client, _) =
+        ClientHandshake::start(f.client_config.clone(), server_name(), None, &mut rng)
+            .expect("start");
+    for (level, msg) in &f.to_client[..state] {
+        client.handle(*level, msg, now(), &mut rng).expect("replay");
+    }
+    let _ = client.handle(level, payload, now(), &mut rng);
+}
+
+/// The server state machine, as [`handshake_client`].
+pub fn handshake_server(data: &[u8]) {
+    let Some((&selector, payload)) = data.split_first() else {
+        return;
+    };
+    let f = fixture();
+    let (state, level) = pick(selector, &f.to_server);
+    let mut rng = rng(SERVER_SEED);
+    let mut server = ServerHandshake::new(f.server_config.clone());
+    for (level, msg) in &f.to_server[..state] {
+        server.handle(*level, msg, now(), &mut rng).expect("replay");
+    }
+    let _ = server.handle(level, payload, now(), &mut rng);
+}
+
+/// Seeds for the handshake targets: every real record, with its selector.
+pub fn handshake_seeds(side: Side) -> Vec<Vec<u8>> {
+    let f = fixture();
+    let records = match side {
+        Side::Client => &f.to_client,
+        Side::Server => &f.to_server,
+    };
+    let mut seeds: Vec<Vec<u8>> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (_, msg))| [&[i as u8][..], msg].concat())
+        .collect();
+    // After completion: the last record again.
+    if let Some((_, last)) = records.last() {
+        seeds.push([&[records.len() as u8][..], last].concat());
+    }
+    seeds
+}
+
+/// Rounds of a session target: 0 (fresh) to 3 (handshake complete).
+const SESSION_ROUNDS: u8 = 4;
+
+/// A client/server pair on the insecure provider, with an application
+/// message queued on each side, driven until `receiver` waits for the flight
+/// the selector's round stands for.
+fn session_pair(receiver: Side, selector: u8) -> Pair {
+    let f = fixture();
+    let mut pair = Pair::new(
+        f.client_config.clone(),
+        f.server_config.clone(),
+        server_name(),
+        SessionConfig::default(),
+        now(),
+        Box::new(rng(PAIR_SEED)),
+    )
+    .expect("pair");
+    pair.client.send_message(b"early data").expect("queued");
+    pair.server.send_message(b"server data").expect("queued");
+    let round = usize::from(selector % SESSION_ROUNDS);
+    // Flights alternate, the client's first; the receiver's turn comes after
+    // an even number of flights for the server, an odd one for the client.
+    let before = 2 * round + usize::from(receiver == Side::Client);
+    for i in 0..before {
+        let from = if i % 2 == 0 {
+            Side::Client
+        } else {
+            Side::Server
+        };
+        pair.transfer(from).expect("replay");
+    }
+    pair
+}
+
+/// `Connection::receive` of `receiver`, at the round the first byte picks,
+/// fed the rest as the peer's next bytes; then the pair is driven on.
+pub fn session(receiver: Side, data: &[u8]) {
+    let Some((&selector, bytes)) = data.split_first() else {
+        return;
+    };
+    let mut pair = session_pair(receiver, selector);
+    let _ = pair.deliver(receiver, bytes);
+    while pair.side(receiver).recv_message().is_some() {}
+    let _ = pair.drive();
+}
+
+/// Seeds for a session target: the real next flight of every round.
+pub fn session_seeds(receiver: Side) -> Vec<Vec<u8>> {
+    (0..SESSION_ROUNDS)
+        .map(|round| {
+            let mut pair = session_pair(receiver, round);
+            let sender = other(receiver);
+            if !pair.side(sender).has_outgoing() {
+                pair.side(sender).send_message(b"more data").expect("send");
+            }
+            [vec![round], pair.side(sender).take_outgoing()].concat()
+        })
+        .collect()
+}
+
+/// Every handshake message decoder; decoding is strict, so a message that
+/// decodes has exactly one encoding: the input.
+pub fn handshake_message(data: &[u8]) {
+    if let Ok(msg) = HandshakeMessage::decode(data) {
+        assert_eq!(
+            msg.encoded(),
+            data,
+            "a decoded message re-encodes to its input"
+        );
+    }
+}
+
+/// The record deframer, fed in two writes (the first byte picks where to
+/// cut), with the inner trailer and alert decoders on every record.
+pub fn deframer(data: &[u8]) {
+    let Some((&cut, data)) = data.split_first() else {
+        return;
+    };
+    let cut = usize::from(cut) % (data.len() + 1);
+    let mut deframer = Deframer::new();
+    for chunk in [&data[..cut], &data[cut..]] {
+        deframer.push(chunk);
+        loop {
+            match deframer.next_record() {
+                Ok(Some(record)) => {
+                    if let Ok((InnerType::ALERT, content)) = split_inner(record.body) {
+                        let _ = Alert::decode(content);
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// Certificate, CRL and key loading from PEM text.
+pub fn pem(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = certs_from_pem(text);
+    let _ = crls_from_pem(text);
+    let _ = inspect_pem(text, now());
+    let _ = TrustAnchors::from_pem(text);
+    let _ = KeyPair::pem_is_encrypted(text);
+    let _ = KeyPair::from_pem(text, Some(b"fuzz"));
+}
+
+/// Splits `data` into DER certificates, each after a two-byte big-endian
+/// length (at most 8).
+pub fn split_chain(mut data: &[u8]) -> Vec<CertificateDer<'static>> {
+    let mut chain = Vec::new();
+    while data.len() >= 2 && chain.len() < 8 {
+        let len = usize::from(u16::from_be_bytes([data[0], data[1]])).min(data.len() - 2);
+        chain.push(CertificateDer::from(data[2..2 + len].to_vec()));
+        data = &data[2 + len..];
+    }
+    chain
+}
+
+/// The reverse of [`split_chain`], for seeds.
+pub fn join_chain(chain: &[CertificateDer<'_>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for cert in chain {
+        let len = u16::try_from(cert.len()).expect("certificate under 64 KiB");
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(cert);
+    }
+    out
+}
+
+/// Chain verification (server and client rules, anonymous certificates,
+/// with the fixture's CRL) and certificate inspection of fuzzed DER.
+pub fn chain(data: &[u8]) {
+    let chain = split_chain(data);
+    let Some(leaf) = chain.first() else {
+        return;
+    };
+    let f = fixture();
+    let _ = f
+        .server_verifier
+        .verify_server(&chain, &server_name(), now());
+    let _ = f.client_verifier.verify_client(&chain, now());
+    let _ = f.client_verifier.verify_anonymous(leaf, now());
+    for cert in &chain {
+        let _ = cert_info(cert, now());
+        let _ = cert_serial(cert);
+    }
+}
+
+/// The PROXY v2 header parser; a header it accepts re-encodes to one it
+/// decodes the same.
+pub fn proxy_header(data: &[u8]) {
+    if let Ok((header, len)) = ProxyHeader::decode(data) {
+        assert!(len <= data.len());
+        let encoded = header.encode().expect("a decoded header fits");
+        let (again, again_len) = ProxyHeader::decode(&encoded).expect("re-decodes");
+        assert_eq!(again, header);
+        assert_eq!(again_len, encoded.len());
+    }
+}
+
+/// Writes `data` to this process's scratch config file and hands its path
+/// to `parse` (the config loaders read a path).
+pub fn with_config_file(data: &[u8], parse: impl FnOnce(&std::path::Path)) {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    let path = PATH.get_or_init(|| {
+        std::env::temp_dir().join(format!("sc-fuzz-config-{}.toml", std::process::id()))
+    });
+    std::fs::write(path, data).expect("scratch file");
+    parse(path);
+}
