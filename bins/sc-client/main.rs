@@ -81,8 +81,9 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "NAME")]
     pub(crate) server_name: Option<String>,
 
-    /// The route name sent (in plaintext) in the ClientHello, for a relay in
-    /// front of the server. Default: none.
+    /// The route name sent (in plaintext, like TLS SNI) in the ClientHello:
+    /// an sc-proxy relay in front of the server routes by it. Default: the
+    /// --server-name.
     #[arg(long, value_name = "NAME")]
     pub(crate) route: Option<String>,
 

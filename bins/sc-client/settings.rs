@@ -466,17 +466,18 @@ fn session<'a>(
             })?
         }
     };
-    let route = route
-        .map(|r| {
-            RouteName::new(&r.value).map_err(|_| {
-                CliError::usage(format!(
-                    "{}: invalid route name '{}' (1-255 printable ASCII characters, no spaces)",
-                    r.origin.name("route"),
-                    r.value
-                ))
-            })
-        })
-        .transpose()?;
+    // The route name for a relay: by default the server name (a relay
+    // routes by the name the client expects, as TLS SNI does).
+    let route = match route {
+        Some(r) => Some(RouteName::new(&r.value).map_err(|_| {
+            CliError::usage(format!(
+                "{}: invalid route name '{}' (1-255 printable ASCII characters, no spaces)",
+                r.origin.name("route"),
+                r.value
+            ))
+        })?),
+        None => RouteName::new(&server_name.to_str()).ok(),
+    };
     let t = table;
     let cipher = pick(
         cli.cipher,

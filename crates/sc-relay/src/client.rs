@@ -320,8 +320,8 @@ pub fn alert_sentence(code: AlertCode, route: Option<&str>) -> String {
         AlertCode::TIMEOUT => "the server timed out waiting for this client",
         AlertCode::NO_ROUTE => {
             return match route {
-                Some(r) => format!("the relay has no route for '{r}'"),
-                None => "the relay has no route for this session (no route name sent)".to_owned(),
+                Some(r) => format!("no route for {r}"),
+                None => "no route for this session (no route name sent)".to_owned(),
             }
         }
         AlertCode::GOING_AWAY => "the server is shutting down",
@@ -391,7 +391,10 @@ fn handshake_hint(e: &SessionError, addr: &Endpoint) -> Option<String> {
             "ask the server's operator to admit this client (sc-server --allow-client NAME)"
         }
         AlertCode::NO_COMMON_CIPHER => "try --cipher auto",
-        AlertCode::NO_ROUTE => "check --route (or --server-name) against the relay's routes",
+        AlertCode::NO_ROUTE => {
+            "the relay (or the server's tunnel exit) could not route this session: check \
+             --route (default: --server-name) against the relay's routes; its log says why"
+        }
         _ => return None,
     };
     Some(hint.to_owned())
@@ -664,7 +667,7 @@ mod tests {
         );
         assert_eq!(
             alert_sentence(AlertCode::NO_ROUTE, Some("db")),
-            "the relay has no route for 'db'"
+            "no route for db"
         );
         assert!(alert_sentence(AlertCode(0xee), None).starts_with("the server ended the session"));
     }

@@ -8,9 +8,9 @@
 //! * [`client`]: sessions to a server with one-line failure reasons, and
 //!   the tunnel entry of `sc-client --listen`;
 //! * [`server`]: the runtime of `sc-server` (listeners, limits, echo and
-//!   tunnel exit, reload, drain), usable in-process.
-//!
-//! The blind relay (`sc-proxy`) will live here too.
+//!   tunnel exit, reload, drain), usable in-process;
+//! * [`relay`]: the blind relay of `sc-proxy` (routes sessions by name to
+//!   healthy backends without a key, shares its port), usable in-process.
 
 #![forbid(unsafe_code)]
 
@@ -18,6 +18,7 @@ pub mod client;
 mod endpoint;
 pub mod ops;
 pub mod proxy_protocol;
+pub mod relay;
 pub mod server;
 mod splice;
 

@@ -1,0 +1,272 @@
+//! `sc-proxy`: the blind relay. Routes Sovereign-Chain sessions to backends
+//! by the route name in the ClientHello, spreads them over healthy
+//! backends, shares its port with other protocols, and never decrypts.
+
+#![forbid(unsafe_code)]
+
+mod config;
+mod settings;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser, ValueEnum};
+use sc_relay::ops::CliError;
+use sc_relay::relay::Relay;
+use sc_relay::Endpoint;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::settings::{BackendList, RouteArg, Settings};
+
+/// The long help after the options.
+const AFTER_LONG_HELP: &str = "\
+The relay is blind: the client's 13-step handshake runs end to end with
+the backend, through it. It reads only the plaintext ClientHello (at most
+one 2,052-byte record), picks a backend by the route name in it, forwards
+the ClientHello unchanged and then copies bytes both ways (half-close
+included). It holds no key and sees no plaintext; the client still checks
+the backend's certificate, the backend the client's.
+
+Two servers behind one address, by name:
+
+  sc-proxy --listen 0.0.0.0:7000 \\
+      --route db.internal=10.0.0.5:7000,10.0.0.6:7000 \\
+      --route api.internal=10.0.0.7:7000
+  sc-client --connect relay.example:7000 --server-name db.internal \\
+      --ca ca.pem --cert app-1.pem --key app-1.key
+
+sc-client sends its --server-name as the route name unless --route NAME
+says otherwise. A name without a route (or no name) goes to --default;
+without a default the client gets the `no route` alert and says
+`error: no route for NAME`.
+
+Load and health: least connections among a route's healthy backends. Every
+--health-interval seconds each backend gets a TCP connect probe; one that
+refuses (or does not accept in time) is down, also when a session's
+connect fails, and gets no new sessions until it passes a probe. A session
+whose backend refuses is retried on the next backend (nothing has reached
+the client yet). When every backend of a route is down, they are tried
+anyway, each once, before the client gets `no route`.
+
+Port sharing (--fallback): a connection whose first bytes are not a
+ClientHello (HTTP, TLS, a game client) goes to the fallback unchanged;
+so does one that sends nothing within --peek-timeout (0.25 s), so
+server-speaks-first protocols share the port too.
+
+The relay logs one line per session when it ends, never payload:
+
+  INFO session end listener=0.0.0.0:7000 client=192.0.2.7:51234
+       route=db.internal via=route backend=10.0.0.5:7000 bytes_up=3642
+       bytes_down=3805 duration=0.512s reason=closed (client first)
+
+-v also logs the header of every record it forwards (direction, kind,
+length). Bad input (a garbled or oversized ClientHello, a client that
+stalls, a record that is not a ClientHello without --fallback) gets the
+plaintext alert naming it, and one rate-limited log line.
+
+Limits (each per listener):
+  --max-connections  connections held at once; one more is closed at once
+  --hello-timeout    the client's whole ClientHello must come within this
+  --peek-timeout     with --fallback: a silent client goes to the fallback
+  --connect-timeout  a backend must accept within this (also the probe's)
+  --answer-timeout   a backend must send its first byte within this
+  --idle-timeout     a session in which no byte moved for this long is closed
+
+Signals:
+  SIGTERM, SIGINT  stop accepting, let sessions finish within --grace, then
+                   close the rest and exit 0. A second signal closes them
+                   at once.
+  SIGHUP           logged and ignored (restart to change the routes).
+
+Config file (--config FILE, TOML): the flags' names with `_` for `-`, at
+the top level for every listener, and [[listener]] tables for several
+listeners in one process; routes as a table of name = [backends]. Flags
+override the file (--listen, --route, --default, --fallback and
+--proxy-protocol only when the file has one listener; a --route replaces
+the file's route of the same name). Unknown keys are errors.
+
+  health_interval = 5
+  max_connections = 2000
+
+  [[listener]]
+  listen = \"0.0.0.0:7000\"
+  default = [\"10.0.0.9:7000\"]
+  fallback = \"127.0.0.1:25565\"
+  proxy_protocol = \"v2\"
+
+  [listener.routes]
+  \"db.internal\" = [\"10.0.0.5:7000\", \"10.0.0.6:7000\"]
+  \"api.internal\" = [\"10.0.0.7:7000\"]
+
+  [[listener]]
+  listen = \"[::]:7443\"
+  routes = { \"db.internal\" = [\"10.0.0.5:7000\"] }
+
+Exit status: 0 after a shutdown by signal, 1 when the relay cannot start
+(an address), 2 for a mistake in the flags or the config file.";
+
+/// The blind relay: route Sovereign-Chain sessions by name to healthy
+/// backends without decrypting them.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sc-proxy",
+    version,
+    verbatim_doc_comment,
+    max_term_width = 100,
+    after_help = "See --help for examples, health checks, port sharing, the limits and the config file.",
+    after_long_help = AFTER_LONG_HELP
+)]
+pub(crate) struct Cli {
+    /// Where to listen: HOST:PORT, [IPv6]:PORT or unix:/path.
+    #[arg(long, value_name = "ADDR", help_heading = "Listener")]
+    pub(crate) listen: Option<Endpoint>,
+
+    /// Send sessions whose ClientHello names NAME to these backends (least
+    /// connections among the healthy ones). Repeat for more routes.
+    #[arg(
+        long = "route",
+        value_name = "NAME=HOST:PORT[,HOST:PORT...]",
+        value_parser = settings::parse_route,
+        help_heading = "Listener"
+    )]
+    pub(crate) routes: Vec<RouteArg>,
+
+    /// Backends for a name without a route, or no name. Without it such a
+    /// client gets the `no route` alert.
+    #[arg(long, value_name = "HOST:PORT[,HOST:PORT...]", value_parser = settings::parse_backends, help_heading = "Listener")]
+    pub(crate) default: Option<BackendList>,
+
+    /// Port sharing: connections that are not Sovereign-Chain (first bytes
+    /// not a ClientHello, or silent for --peek-timeout) go here unchanged.
+    #[arg(long, value_name = "HOST:PORT", help_heading = "Listener")]
+    pub(crate) fallback: Option<Endpoint>,
+
+    /// Send a PROXY protocol header with the client's real address to the
+    /// route backends, before the ClientHello (not to the fallback).
+    #[arg(long, value_enum, value_name = "VERSION", help_heading = "Listener")]
+    pub(crate) proxy_protocol: Option<ProxyVersion>,
+
+    /// Probe every backend (a TCP connect) this often; 0: only passive
+    /// checks [default: 5].
+    #[arg(long, value_name = "SECS", value_parser = settings::parse_secs, help_heading = "Listener")]
+    pub(crate) health_interval: Option<Duration>,
+
+    /// Read settings (and several listeners) from this TOML file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+
+    /// Connections held at once, per listener [default: 1000].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub(crate) max_connections: Option<usize>,
+
+    /// Seconds a client has to send its whole ClientHello [default: 10].
+    #[arg(long, value_name = "SECS", value_parser = settings::parse_secs, help_heading = "Limits")]
+    pub(crate) hello_timeout: Option<Duration>,
+
+    /// With --fallback: seconds after which a client that sent nothing goes
+    /// to the fallback [default: 0.25].
+    #[arg(long, value_name = "SECS", value_parser = settings::parse_secs, help_heading = "Limits")]
+    pub(crate) peek_timeout: Option<Duration>,
+
+    /// Seconds a backend has to accept a connection [default: 5].
+    #[arg(long, value_name = "SECS", value_parser = settings::parse_secs, help_heading = "Limits")]
+    pub(crate) connect_timeout: Option<Duration>,
+
+    /// Seconds a backend has to send its first byte after the ClientHello;
+    /// 0: no limit [default: 30].
+    #[arg(long, value_name = "SECS", value_parser = settings::parse_secs, help_heading = "Limits")]
+    pub(crate) answer_timeout: Option<Duration>,
+
+    /// Close a session in which no byte moved for this many seconds; 0:
+    /// never [default: 300].
+    #[arg(long, value_name = "SECS", value_parser = settings::parse_secs, help_heading = "Limits")]
+    pub(crate) idle_timeout: Option<Duration>,
+
+    /// On SIGTERM or SIGINT, seconds open sessions get to finish [default: 30].
+    #[arg(long, value_name = "SECS", value_parser = settings::parse_secs, help_heading = "Limits")]
+    pub(crate) grace: Option<Duration>,
+
+    /// More log detail: -v also logs the header of every record forwarded
+    /// (direction, kind, length); -vv everything.
+    #[arg(short, long, action = ArgAction::Count, help_heading = "Logging")]
+    pub(crate) verbose: u8,
+
+    /// Log lines as text or as JSON objects (one per line) [default: text].
+    #[arg(long, value_name = "FORMAT", value_parser = ["text", "json"], help_heading = "Logging")]
+    pub(crate) log_format: Option<String>,
+}
+
+/// `--proxy-protocol`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ProxyVersion {
+    /// HAProxy's binary PROXY protocol, version 2.
+    V2,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match settings::resolve(&cli) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return e.exit_code();
+        }
+    };
+    sc_relay::ops::init_logging(settings.verbosity, settings.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            e.exit_code()
+        }
+    }
+}
+
+async fn run(settings: Settings) -> Result<(), CliError> {
+    // Signal handlers first, so a signal sent as soon as the relay listens
+    // is not lost (nor kills the process).
+    let signal_error = |e: std::io::Error| CliError::new(format!("cannot handle signals: {e}"));
+    let mut hangup = signal(SignalKind::hangup()).map_err(signal_error)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(signal_error)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_error)?;
+
+    let relay = Relay::bind(settings.relay).await.map_err(|e| {
+        let err = CliError::new(e.to_string());
+        match e.hint() {
+            Some(h) => err.hint(h),
+            None => err,
+        }
+    })?;
+    tracing::info!(
+        "sc-proxy {} running (pid {})",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id()
+    );
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => tracing::warn!(
+                "SIGHUP: sc-proxy does not reload its routes; restart it to change them"
+            ),
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+    let drain = relay.shutdown(settings.grace);
+    tokio::select! {
+        _ = drain => {}
+        _ = terminate.recv() => tracing::warn!("second signal: closing every session now"),
+        _ = interrupt.recv() => tracing::warn!("second signal: closing every session now"),
+    }
+    Ok(())
+}
