@@ -6,6 +6,7 @@
 //! Every wait is bounded; every process is spawned with `kill_on_drop`, so a
 //! failing test (a panic) kills what it started.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -15,7 +16,8 @@ use std::time::{Duration, Instant};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use rand_core::OsRng;
-use sc_relay::server::{Credentials, Limits, ListenerSettings, Mode, Server};
+use sc_relay::proxy_protocol::{ProxyError, ProxyHeader, SIGNATURE, TLV_CLIENT_IDENTITY};
+use sc_relay::server::{Credentials, Limits, ListenerSettings, Mode, ProxyProtocol, Server};
 use sc_relay::{Endpoint, Stream};
 use sovereign_chain::handshake::{ClientConfig, ServerConfig};
 use sovereign_chain::pki::{
@@ -459,6 +461,11 @@ async fn help_teaches_an_example_session_the_limits_and_the_signals() {
         "[[listener]]",
         "--key-passphrase-file",
         "unix:/path",
+        "--accept-proxy-protocol",
+        "--send-proxy-protocol",
+        "Spoofing rule",
+        "LOCAL",
+        "send-proxy-v2",
     ] {
         assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
     }
@@ -614,18 +621,22 @@ async fn five_hundred_concurrent_sessions_echo_in_process() {
             max_connections: SESSIONS + 10,
             ..Limits::default()
         },
+        proxy_protocol: ProxyProtocol::default(),
     }])
     .await
     .expect("bind");
     let addr = server.local_endpoints().remove(0);
     let all_open = Arc::new(tokio::sync::Barrier::new(SESSIONS + 1));
+    let checked = Arc::new(tokio::sync::Barrier::new(SESSIONS + 1));
     let mut tasks = Vec::new();
     for i in 0..SESSIONS {
-        let (addr, client, all_open) = (addr.clone(), client.clone(), all_open.clone());
+        let (addr, client) = (addr.clone(), client.clone());
+        let (all_open, checked) = (all_open.clone(), checked.clone());
         tasks.push(tokio::spawn(async move {
             let mut stream = connect(&addr, &client).await.expect("session");
             echo(&mut stream, &format!("message {i}")).await;
             all_open.wait().await;
+            checked.wait().await;
             echo(&mut stream, &format!("again {i}")).await;
             close(stream).await;
         }));
@@ -634,6 +645,8 @@ async fn five_hundred_concurrent_sessions_echo_in_process() {
         .await
         .expect("all sessions open in time");
     assert_eq!(server.active_connections(), SESSIONS);
+    // Only now may the sessions go on (and end): counted before any closed.
+    timeout(WAIT, checked.wait()).await.expect("released");
     for t in tasks {
         timeout(WAIT, t)
             .await
@@ -1262,6 +1275,410 @@ async fn idle_session_memory() {
             mode.join(" ")
         );
     }
+}
+
+// ---------------------------------------------------------------------------
+// PROXY protocol v2: 127.0.0.2 plays the load balancer, 127.0.0.1 the client
+
+/// A TCP connection to `addr` from the loopback address `from`.
+async fn tcp_from(from: &str, addr: &Endpoint) -> Stream {
+    let target: SocketAddr = addr.to_string().parse().expect("a TCP address");
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(format!("{from}:0").parse().expect("address"))
+        .expect("bind");
+    let tcp = timeout(WAIT, socket.connect(target))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    Stream::Tcp(tcp)
+}
+
+/// A session over `io` (after whatever was written to it first).
+async fn session_over(
+    io: Stream,
+    config: &Arc<ClientConfig>,
+) -> Result<SecureStream<Stream>, Error> {
+    let name = ServerName::try_from(SERVER_NAME).expect("name");
+    timeout(WAIT, Connector::new(config.clone()).connect(name, None, io))
+        .await
+        .map_err(|_| Error::Internal("handshake did not end in time"))?
+}
+
+/// A PROXY v2 header for a TCP connection from `source` to `destination`.
+fn proxy_header(source: &str, destination: &str) -> Vec<u8> {
+    ProxyHeader::tcp(
+        source.parse().expect("source"),
+        destination.parse().expect("destination"),
+    )
+    .encode()
+    .expect("encode")
+}
+
+/// Waits (bounded) until the server has closed `io`; returns how long that took.
+async fn until_closed(io: &mut Stream) -> Duration {
+    let started = Instant::now();
+    let mut sink = Vec::new();
+    // A reset (we sent bytes the server never read) ends it as well as EOF.
+    let _ = timeout(WAIT, io.read_to_end(&mut sink))
+        .await
+        .expect("the server closed the connection in time");
+    started.elapsed()
+}
+
+/// An echo server on loopback that trusts the balancer (127.0.0.2) to send
+/// PROXY headers, with `more` flags.
+fn trusting_the_balancer(s: &Setup, more: &[&str]) -> Running {
+    let mut args = vec![
+        "--listen",
+        "127.0.0.1:0",
+        "--accept-proxy-protocol",
+        "127.0.0.2/32",
+    ];
+    args.extend_from_slice(more);
+    Running::start(&s.args(&args))
+}
+
+/// A backend that expects a PROXY v2 header first on every connection
+/// (decoded with `ProxyHeader::decode`), hands it over, then echoes what
+/// follows once the end of stream came.
+fn proxy_backend(
+    listener: sc_relay::Listener,
+    headers: tokio::sync::mpsc::UnboundedSender<Result<ProxyHeader, ProxyError>>,
+) -> Task {
+    Task(tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let headers = headers.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                let rest = loop {
+                    match ProxyHeader::decode(&buf) {
+                        Ok((header, n)) => {
+                            let _ = headers.send(Ok(header));
+                            break buf.split_off(n);
+                        }
+                        Err(ProxyError::Incomplete(_)) => match conn.read(&mut chunk).await {
+                            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                            _ => return,
+                        },
+                        Err(e) => {
+                            let _ = headers.send(Err(e));
+                            return;
+                        }
+                    }
+                };
+                let mut all = rest;
+                if conn.read_to_end(&mut all).await.is_ok() {
+                    let _ = conn.write_all(&all).await;
+                    let _ = conn.shutdown().await;
+                }
+            });
+        }
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_v2_from_a_trusted_source_names_the_client_and_is_passed_on_with_the_identity() {
+    let s = Setup::new();
+    let back = Endpoint::Tcp("127.0.0.1:0".into())
+        .listen()
+        .await
+        .expect("backend");
+    let back_addr = back.local_endpoint().expect("addr").to_string();
+    let (tx, mut headers) = tokio::sync::mpsc::unbounded_channel();
+    let _backend = proxy_backend(back, tx);
+    let server = Running::start(&s.args(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--forward",
+        &back_addr,
+        "--accept-proxy-protocol",
+        "127.0.0.2/32",
+        "10.0.0.0/8",
+        "--send-proxy-protocol",
+    ]));
+    let addr = server.address().await;
+    let trusted = server.wait_line("must start with a PROXY v2 header").await;
+    assert!(trusted.contains("127.0.0.2/32, 10.0.0.0/8"), "{trusted}");
+
+    // Through the balancer: its header names the client.
+    let mut lb = tcp_from("127.0.0.2", &addr).await;
+    lb.write_all(&proxy_header("203.0.113.7:51234", "198.51.100.1:443"))
+        .await
+        .expect("header");
+    let mut stream = session_over(lb, &s.client).await.expect("session");
+    assert_eq!(
+        through(&mut stream, b"via the balancer").await,
+        b"via the balancer"
+    );
+    let got = timeout(WAIT, headers.recv())
+        .await
+        .expect("in time")
+        .expect("a connection")
+        .expect("our PROXY header decodes");
+    assert_eq!(got.source, Some("203.0.113.7:51234".parse().expect("addr")));
+    assert_eq!(
+        got.destination,
+        Some("198.51.100.1:443".parse().expect("addr"))
+    );
+    assert_eq!(got.tlv(TLV_CLIENT_IDENTITY), Some(CLIENT_NAME.as_bytes()));
+    let line = server.wait_line("session end").await;
+    assert!(
+        line.contains("peer=203.0.113.7:51234 via=127.0.0.2:"),
+        "{line}"
+    );
+    assert!(line.contains(&format!("id={CLIENT_NAME}")), "{line}");
+
+    // Straight from a client (not a trusted source, no header): the backend
+    // learns the TCP peer, and the address the client connected to.
+    let mut direct = connect(&addr, &s.client).await.expect("session");
+    assert_eq!(through(&mut direct, b"direct").await, b"direct");
+    let got = timeout(WAIT, headers.recv())
+        .await
+        .expect("in time")
+        .expect("a connection")
+        .expect("our PROXY header decodes");
+    let source = got.source.expect("a source address");
+    assert_eq!(source.ip().to_string(), "127.0.0.1");
+    assert_eq!(
+        got.destination.map(|d| d.to_string()),
+        Some(addr.to_string())
+    );
+    assert_eq!(got.tlv(TLV_CLIENT_IDENTITY), Some(CLIENT_NAME.as_bytes()));
+    let lines = server.wait_lines("session end", 2).await;
+    assert!(
+        lines[1].contains(&format!("peer={source} id=")),
+        "{}",
+        lines[1]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_header_from_a_source_that_is_not_trusted_is_refused() {
+    let s = Setup::new();
+    for trust in [Some("127.0.0.2/32"), None] {
+        let mut args = vec!["--listen", "127.0.0.1:0"];
+        args.extend(
+            trust
+                .map(|t| ["--accept-proxy-protocol", t])
+                .iter()
+                .flatten(),
+        );
+        let server = Running::start(&s.args(&args));
+        let addr = server.address().await;
+
+        // A client at 127.0.0.1 claims to be someone else.
+        let mut io = tcp_from("127.0.0.1", &addr).await;
+        io.write_all(&proxy_header("203.0.113.7:51234", "127.0.0.1:7000"))
+            .await
+            .expect("header");
+        session_over(io, &s.client)
+            .await
+            .expect_err("a spoofed PROXY header is refused");
+        let line = server.wait_line("connection refused").await;
+        assert!(line.contains("peer=127.0.0.1:"), "{line}");
+        assert!(line.contains("not trusted"), "{line}");
+        assert!(!line.contains("203.0.113.7"), "{line}");
+
+        // Clients that send no header are served as before.
+        let mut fine = connect(&addr, &s.client).await.expect("session");
+        echo(&mut fine, "no header, no problem").await;
+        close(fine).await;
+        let end = server.wait_line("session end").await;
+        assert!(
+            end.contains("peer=127.0.0.1:") && !end.contains("via="),
+            "{end}"
+        );
+        assert_eq!(server.count("session end"), 1, "{}", server.log());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_source_without_a_valid_header_is_refused_with_the_reason() {
+    let s = Setup::new();
+    let server = trusting_the_balancer(&s, &[]);
+    let addr = server.address().await;
+    let with_sig = |rest: &[u8]| [&SIGNATURE[..], rest].concat();
+    let cases: Vec<(&str, Option<Vec<u8>>, &str)> = vec![
+        (
+            "no header: a client hello straight away",
+            None,
+            "no PROXY v2 header from a trusted source",
+        ),
+        (
+            "version 3",
+            Some(with_sig(&[
+                0x31, 0x11, 0, 12, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+            ])),
+            "malformed PROXY v2 header: version is not 2",
+        ),
+        (
+            "longer than the codec's bound",
+            Some(with_sig(&[0x21, 0x11, 0xff, 0xff])),
+            "PROXY v2 header too large (65551 bytes)",
+        ),
+        (
+            "garbage after the signature",
+            Some(with_sig(&[0x21, 0x99, 0x00, 0x04, 0xde, 0xad, 0xbe, 0xef])),
+            "malformed PROXY v2 header: unknown address family or protocol",
+        ),
+    ];
+    for (i, (what, bytes, reason)) in cases.into_iter().enumerate() {
+        let mut io = tcp_from("127.0.0.2", &addr).await;
+        match bytes {
+            Some(bytes) => {
+                io.write_all(&bytes).await.expect("write");
+                until_closed(&mut io).await;
+            }
+            None => {
+                session_over(io, &s.client).await.expect_err(what);
+            }
+        }
+        let lines = server.wait_lines("connection refused", i + 1).await;
+        let line = &lines[i];
+        assert!(line.contains("peer=127.0.0.2:"), "{what}: {line}");
+        assert!(line.contains(reason), "{what}: {reason:?} not in {line}");
+    }
+    assert_eq!(server.count("session end"), 0, "{}", server.log());
+    assert_eq!(server.count("handshake failed"), 0, "{}", server.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_that_never_completes_is_cut_and_a_local_header_is_a_health_check() {
+    let s = Setup::new();
+    let server = trusting_the_balancer(&s, &["--handshake-timeout", "1", "-v"]);
+    let addr = server.address().await;
+    let partial = proxy_header("203.0.113.7:51234", "127.0.0.1:7000")[..21].to_vec();
+
+    // Half a header, then the end of the stream.
+    let mut io = tcp_from("127.0.0.2", &addr).await;
+    io.write_all(&partial).await.expect("write");
+    io.shutdown().await.expect("half-close");
+    until_closed(&mut io).await;
+    let line = server.wait_line("connection refused").await;
+    assert!(
+        line.contains("closed after 21 bytes of its PROXY v2 header"),
+        "{line}"
+    );
+
+    // Half a header, then nothing: cut at the timeout (here the handshake
+    // timeout, 1 s, shorter than the header's own 5 s).
+    let mut io = tcp_from("127.0.0.2", &addr).await;
+    io.write_all(&partial).await.expect("write");
+    let waited = until_closed(&mut io).await;
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "cut after {waited:?}"
+    );
+    let line = server.wait_lines("connection refused", 2).await.remove(1);
+    assert!(
+        line.contains("PROXY v2 header incomplete after 1s (21 bytes came)"),
+        "{line}"
+    );
+
+    // Nothing at all: the same timeout.
+    let mut io = tcp_from("127.0.0.2", &addr).await;
+    until_closed(&mut io).await;
+    let line = server.wait_lines("connection refused", 3).await.remove(2);
+    assert!(
+        line.contains("no PROXY v2 header from a trusted source within 1s"),
+        "{line}"
+    );
+
+    // A health check: LOCAL (no client address), then the balancer closes.
+    let local = ProxyHeader {
+        source: None,
+        destination: None,
+        tlvs: Vec::new(),
+    }
+    .encode()
+    .expect("encode");
+    let mut io = tcp_from("127.0.0.2", &addr).await;
+    io.write_all(&local).await.expect("write");
+    io.shutdown().await.expect("close");
+    until_closed(&mut io).await;
+    server.wait_line("health check").await;
+
+    // LOCAL then a session: the balancer's own, from its address.
+    let mut io = tcp_from("127.0.0.2", &addr).await;
+    io.write_all(&local).await.expect("write");
+    let mut stream = session_over(io, &s.client).await.expect("session");
+    echo(&mut stream, "from the balancer itself").await;
+    close(stream).await;
+    let end = server.wait_line("session end").await;
+    assert!(
+        end.contains("peer=127.0.0.2:") && !end.contains("via="),
+        "{end}"
+    );
+    assert_eq!(server.count("connection refused"), 3, "{}", server.log());
+    assert_eq!(server.count("handshake failed"), 0, "{}", server.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_flags_and_keys_are_checked() {
+    let s = Setup::new();
+    let echo_send = s.dir.write(
+        "echo-send.toml",
+        "listen = \"127.0.0.1:0\"\nsend_proxy_protocol = true\n",
+    );
+    let bad_range = s.dir.write(
+        "bad-range.toml",
+        "listen = \"127.0.0.1:0\"\naccept_proxy_protocol = [\"10.0.0.0/8\", \"::1/129\"]\n",
+    );
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            s.args(&["--listen", "127.0.0.1:0", "--send-proxy-protocol"]),
+            "error: --send-proxy-protocol needs --forward: the header goes to the backend\n\
+             hint: give the backend with --forward HOST:PORT (forward = \"HOST:PORT\" in a config file)",
+        ),
+        (
+            s.args(&["--listen", "127.0.0.1:0", "--accept-proxy-protocol", "10.0.0.1/8"]),
+            "error: invalid value '10.0.0.1/8' for '--accept-proxy-protocol <CIDR>...': invalid address range '10.0.0.1/8': 10.0.0.1 is not the first address of a /8 (did you mean 10.0.0.0/8?)",
+        ),
+        (
+            s.args(&["--config", &echo_send.display().to_string()]),
+            "",
+        ),
+        (
+            s.args(&["--config", &bad_range.display().to_string()]),
+            "",
+        ),
+    ];
+    let expected_file = [
+        format!(
+            "error: config {}, send_proxy_protocol: the header goes to a backend, and this listener echoes",
+            echo_send.display()
+        ),
+        format!(
+            "error: config {}, accept_proxy_protocol: invalid address range '::1/129': the prefix length must be a number from 0 to 128",
+            bad_range.display()
+        ),
+    ];
+    for (i, (args, expected)) in cases.into_iter().enumerate() {
+        let (code, stderr) = run_to_exit(&args).await;
+        assert_eq!(code, Some(2), "sc-server {args:?}: {stderr}");
+        let expected = if expected.is_empty() {
+            expected_file[i - 2].clone()
+        } else {
+            expected.to_owned()
+        };
+        let shown: String = stderr
+            .lines()
+            .take(expected.lines().count())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(shown, expected, "sc-server {args:?}");
+    }
+
+    // The keys in a file, with IPv6 too.
+    let good = s.dir.write(
+        "good.toml",
+        "listen = \"127.0.0.1:0\"\naccept_proxy_protocol = [\"127.0.0.2/32\", \"::1/128\"]\n",
+    );
+    let server = Running::start(&s.args(&["--config", &good.display().to_string()]));
+    let line = server.wait_line("must start with a PROXY v2 header").await;
+    assert!(line.contains("127.0.0.2/32, ::1/128"), "{line}");
 }
 
 // Keep the helper honest: paths in the tests are absolute.

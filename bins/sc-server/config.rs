@@ -82,6 +82,8 @@ listener_keys! {
     max_message: Option<Size>,
     idle_timeout: Option<f64>,
     keepalive: Option<f64>,
+    accept_proxy_protocol: Option<Vec<String>>,
+    send_proxy_protocol: Option<bool>,
 }
 
 /// A byte count: an integer, or a string with a unit (`"64KiB"`, `"1MiB"`).

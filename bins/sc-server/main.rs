@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{ArgAction, Parser, ValueEnum};
-use sc_relay::server::Server;
+use sc_relay::server::{Cidr, Server};
 use sc_relay::Endpoint;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -64,6 +64,35 @@ Limits (each per listener):
 A tunnel whose backend cannot be reached ends with the `no route` alert and
 a log line such as `backend 127.0.0.1:6379 refused the connection`.
 
+Behind HAProxy or another L4 load balancer (PROXY protocol v2):
+
+  sc-server --listen 10.0.0.7:7000 --accept-proxy-protocol 10.0.0.2/32 ...
+
+  --accept-proxy-protocol CIDR...  connections from these sources (the
+                     balancers) must start with a PROXY v2 header, and the
+                     client address in it is the session's peer in every log
+                     line (the balancer's own appears as via=). A connection
+                     from them without a valid, complete header within 5 s
+                     (or the handshake timeout, if shorter) is closed and
+                     logged with the reason. A header without a client
+                     address (LOCAL, what HAProxy's health checks send with
+                     `check send-proxy-v2`) leaves the connection as the
+                     balancer's own: closed quietly if nothing follows, a
+                     session from the balancer if a handshake does.
+  Spoofing rule:     a connection from any other source that starts with a
+                     PROXY header is refused and logged: only a trusted
+                     balancer may say where a client comes from. Trust only
+                     the balancers' addresses, never a client network.
+  --send-proxy-protocol  with --forward: every backend connection starts
+                     with a PROXY v2 header carrying the client's address
+                     (the balancer's report, else the TCP peer) and, in TLV
+                     0xe0, the identity the handshake verified (as in the
+                     id= of the log line, e.g. app-1 or anonymous:<fp>).
+                     The backend must expect the header (HAProxy
+                     `accept-proxy`, nginx `proxy_protocol`, ...).
+
+In HAProxy (mode tcp):  server s1 10.0.0.7:7000 send-proxy-v2 check
+
 Signals:
   SIGHUP           reload the certificate, key, CA bundle, CRL and, with
                    --config, the allow-list from their files. Open sessions
@@ -94,6 +123,12 @@ file has one listener). Unknown keys are errors.
   listen = \"unix:/run/sc/redis.sock\"
   forward = \"127.0.0.1:6379\"
   idle_timeout = 0
+
+  [[listener]]
+  listen = \"10.0.0.7:7001\"
+  forward = \"127.0.0.1:8080\"
+  accept_proxy_protocol = [\"10.0.0.2/32\", \"10.0.0.3/32\"]
+  send_proxy_protocol = true
 
 Exit status: 0 after a shutdown by signal, 1 when the server cannot start
 (a file, an address), 2 for a mistake in the flags or the config file.";
@@ -169,6 +204,25 @@ pub(crate) struct Cli {
     /// in seconds [default: 60].
     #[arg(long, value_name = "SECS", value_parser = settings::parse_secs, help_heading = "Listener")]
     pub(crate) clock_skew: Option<Duration>,
+
+    /// Connections from these sources (CIDR: 10.0.0.0/8, 127.0.0.1/32,
+    /// ::1/128; a load balancer's addresses) must start with a PROXY
+    /// protocol v2 header, whose client address is then the peer. A PROXY
+    /// header from any other source is refused. Several, or repeat.
+    #[arg(
+        long = "accept-proxy-protocol",
+        value_name = "CIDR",
+        num_args = 1..,
+        action = ArgAction::Append,
+        help_heading = "PROXY protocol"
+    )]
+    pub(crate) accept_proxy_protocol: Vec<Cidr>,
+
+    /// With --forward: start every backend connection with a PROXY protocol
+    /// v2 header: the client's address and, in TLV 0xe0, its verified
+    /// identity.
+    #[arg(long, help_heading = "PROXY protocol")]
+    pub(crate) send_proxy_protocol: bool,
 
     /// Read settings (and several listeners) from this TOML file.
     #[arg(long, value_name = "FILE")]

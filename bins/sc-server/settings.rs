@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use sc_relay::ops::LogFormat;
 use sc_relay::server::{
-    CipherChoice, ClientAccess, CredentialFiles, Credentials, FileCredentials, Limits,
-    ListenerSettings, Mode, DEFAULT_GRACE,
+    Cidr, CipherChoice, ClientAccess, CredentialFiles, Credentials, FileCredentials, Limits,
+    ListenerSettings, Mode, ProxyProtocol, DEFAULT_GRACE,
 };
 use sc_relay::Endpoint;
 
@@ -260,6 +260,33 @@ fn listener(
         clock_skew: secs(cli.clock_skew, t.clock_skew, "clock_skew")?
             .unwrap_or(sc_pki::DEFAULT_CLOCK_SKEW),
     };
+    let trusted = if cli.accept_proxy_protocol.is_empty() {
+        t.accept_proxy_protocol
+            .iter()
+            .flatten()
+            .map(|c| {
+                c.parse::<Cidr>()
+                    .map_err(|e| bad(at, "accept_proxy_protocol", &e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        cli.accept_proxy_protocol.clone()
+    };
+    let send = cli.send_proxy_protocol || t.send_proxy_protocol.unwrap_or(false);
+    if send && mode == Mode::Echo {
+        let err = if cli.send_proxy_protocol || at.file.is_none() {
+            CliError::usage("--send-proxy-protocol needs --forward: the header goes to the backend")
+        } else {
+            bad(
+                at,
+                "send_proxy_protocol",
+                "the header goes to a backend, and this listener echoes",
+            )
+        };
+        return Err(err.hint(
+            "give the backend with --forward HOST:PORT (forward = \"HOST:PORT\" in a config file)",
+        ));
+    }
     Ok(ListenerSettings {
         listen,
         mode,
@@ -269,6 +296,7 @@ fn listener(
             cipher,
         }),
         limits,
+        proxy_protocol: ProxyProtocol { trusted, send },
     })
 }
 

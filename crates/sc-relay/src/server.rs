@@ -53,7 +53,7 @@
 //! use rand_core::OsRng;
 //! use sc_handshake::{ClientConfig, ServerConfig};
 //! use sc_pki::{throwaway::ThrowawayPki, ServerName, UnixTime};
-//! use sc_relay::server::{Credentials, Limits, ListenerSettings, Mode, Server};
+//! use sc_relay::server::{Credentials, Limits, ListenerSettings, Mode, ProxyProtocol, Server};
 //! use sc_session::Connector;
 //! use tokio::io::AsyncWriteExt;
 //!
@@ -68,6 +68,7 @@
 //!     mode: Mode::Echo,
 //!     credentials: Credentials::Fixed(Arc::new(server_config)),
 //!     limits: Limits::default(),
+//!     proxy_protocol: ProxyProtocol::default(),
 //! }])
 //! .await?;
 //! let addr = server.local_endpoints().remove(0);
@@ -90,11 +91,13 @@
 //! ```
 
 mod credentials;
+mod proxy;
 mod runtime;
 mod session;
 mod settings;
 
 pub use credentials::CredentialError;
+pub use proxy::{Cidr, CidrError, ProxyProtocol, PROXY_HEADER_TIMEOUT};
 pub use runtime::{ReloadOutcome, Server, ShutdownReport, StartError};
 pub use settings::{
     CipherChoice, ClientAccess, CredentialFiles, Credentials, FileCredentials, LimitError, Limits,

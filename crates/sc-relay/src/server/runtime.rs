@@ -2,6 +2,8 @@
 //! handshake, the session, the log line at its end; reload and drain.
 
 use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::credentials::{io_reason, load, CredentialError};
+use super::proxy::{
+    read_header, sends_something, HeaderRead, Inbound, Origin, ProxyProtocol, PROXY_HEADER_TIMEOUT,
+};
 use super::session::{echo, forward, secs, Counts, SessionEnd};
 use super::settings::{Credentials, LimitError, Limits, ListenerSettings, Mode};
 use crate::ops::RateLimiter;
@@ -33,6 +38,11 @@ const CUT_WAIT: Duration = Duration::from_secs(3);
 /// Longest a credential load may take (reading files, decrypting the key)
 /// before it is given up (a FIFO in place of a file would block forever).
 const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// On shutdown, the accept backlog is drained until it has been empty this
+/// long (so connections the kernel completed are served, not reset)…
+const BACKLOG_QUIET: Duration = Duration::from_millis(20);
+/// …or for at most this long.
+const BACKLOG_DRAIN_MAX: Duration = Duration::from_secs(1);
 /// Log lines per kind of problem per [`LOG_PERIOD`].
 const LOG_BURST: u32 = 5;
 const LOG_PERIOD: Duration = Duration::from_secs(10);
@@ -51,6 +61,14 @@ pub enum StartError {
         listen: Endpoint,
         /// What is wrong.
         source: LimitError,
+    },
+    /// The PROXY protocol settings do not fit the listener.
+    #[error("listener {listen}: {reason}")]
+    ProxyProtocol {
+        /// The listener's address.
+        listen: Endpoint,
+        /// What is wrong.
+        reason: &'static str,
     },
     /// The credentials could not be built.
     #[error("{source}")]
@@ -78,6 +96,9 @@ impl StartError {
         match self {
             Self::NoListeners => Some("give --listen ADDR, or a [[listener]] in the config file".into()),
             Self::Limits { .. } => None,
+            Self::ProxyProtocol { .. } => Some(
+                "sending a PROXY header to the backend needs forward mode (--forward)".into(),
+            ),
             Self::Credentials { source, .. } => source.hint(),
             Self::Bind { kind, listen, .. } => match (kind, listen) {
                 (io::ErrorKind::AddrInUse, _) => Some(
@@ -135,6 +156,7 @@ struct ListenerState {
     local: Endpoint,
     mode: Mode,
     limits: Limits,
+    proxy: ProxyProtocol,
     store: CredentialStore<Snapshot>,
     connections: Arc<Semaphore>,
     handshakes: Arc<Semaphore>,
@@ -192,6 +214,13 @@ impl Server {
                 listen: s.listen.clone(),
                 source,
             })?;
+            if s.proxy_protocol.send && s.mode == Mode::Echo {
+                return Err(StartError::ProxyProtocol {
+                    listen: s.listen.clone(),
+                    reason:
+                        "a PROXY header can be sent only to a backend, and this listener echoes",
+                });
+            }
             let (config, description, warnings) =
                 build(&s.credentials)
                     .await
@@ -216,6 +245,7 @@ impl Server {
                 connections: Arc::new(Semaphore::new(s.limits.max_connections)),
                 handshakes: Arc::new(Semaphore::new(s.limits.max_handshakes)),
                 limits: s.limits,
+                proxy: s.proxy_protocol,
                 store: CredentialStore::new(Snapshot {
                     config,
                     source: s.credentials,
@@ -241,6 +271,21 @@ impl Server {
                 l.max_connections,
                 l.max_handshakes,
             );
+            let p = &state.proxy;
+            if !p.trusted.is_empty() {
+                let from: Vec<String> = p.trusted.iter().map(ToString::to_string).collect();
+                tracing::info!(
+                    "{}: connections from {} must start with a PROXY v2 header (the client's real address); a PROXY header from any other source is refused",
+                    state.local,
+                    from.join(", ")
+                );
+            }
+            if p.send {
+                tracing::info!(
+                    "{}: every backend connection starts with a PROXY v2 header (client address and verified identity)",
+                    state.local
+                );
+            }
             for w in warnings {
                 tracing::warn!("{w}");
             }
@@ -299,9 +344,9 @@ impl Server {
                 out.push(reload_listener(l, source).await);
                 continue;
             };
-            if new.mode != l.mode || new.limits != l.limits {
+            if new.mode != l.mode || new.limits != l.limits || new.proxy_protocol != l.proxy {
                 tracing::warn!(
-                    "listener {}: a new mode or new limits take effect only after a restart",
+                    "listener {}: a new mode, new limits or new PROXY protocol settings take effect only after a restart",
                     l.listen
                 );
             }
@@ -318,8 +363,10 @@ impl Server {
         out
     }
 
-    /// Stops accepting (listening sockets are closed at once), lets open
-    /// sessions finish within `grace`, then closes the rest (an echo session
+    /// Stops accepting (listening sockets are closed as soon as the
+    /// connections already waiting in their backlog have been taken, so a
+    /// load balancer's connection is served or refused, never reset), lets
+    /// open sessions finish within `grace`, then closes the rest (an echo session
     /// gets the `going away` alert; a tunnel's connections are closed) and
     /// returns when every session has ended.
     pub async fn shutdown(mut self, grace: Duration) -> ShutdownReport {
@@ -437,28 +484,7 @@ async fn accept_loop(listener: Listener, state: Arc<ListenerState>, shared: Arc<
             r = listener.accept() => r,
         };
         match accepted {
-            Ok((io, peer)) => match state.connections.clone().try_acquire_owned() {
-                Ok(permit) => {
-                    shared.tracker.spawn(connection(
-                        io,
-                        peer,
-                        permit,
-                        state.clone(),
-                        shared.clone(),
-                    ));
-                }
-                Err(_) => {
-                    limited!(
-                        shared,
-                        "limit",
-                        listener = %state.local,
-                        peer = %peer,
-                        "connection limit reached ({} open): refused with going away",
-                        state.limits.max_connections
-                    );
-                    refuse(io, AlertCode::GOING_AWAY, &shared);
-                }
-            },
+            Ok((io, peer)) => admit(io, peer, &state, &shared),
             Err(e) if is_per_connection(&e) => {}
             Err(e) => {
                 // Out of file descriptors and the like: wait a moment rather
@@ -471,7 +497,47 @@ async fn accept_loop(listener: Listener, state: Arc<ListenerState>, shared: Arc<
             }
         }
     }
+    // Connections the kernel has already completed wait in the backlog, and
+    // closing the listener would reset them: a load balancer that has sent
+    // a client's first bytes there could not retry them elsewhere. Take
+    // them as sessions to drain (until the backlog stays empty for
+    // BACKLOG_QUIET); only later connections are refused, and a balancer
+    // retries those on another server.
+    let until = Instant::now() + BACKLOG_DRAIN_MAX;
+    for _ in 0..state.limits.max_connections {
+        if Instant::now() >= until {
+            break;
+        }
+        match tokio::time::timeout(BACKLOG_QUIET, listener.accept()).await {
+            Ok(Ok((io, peer))) => admit(io, peer, &state, &shared),
+            Ok(Err(e)) if is_per_connection(&e) => {}
+            Ok(Err(_)) | Err(_) => break,
+        }
+    }
     drop(listener);
+}
+
+/// A new connection: a session task if the connection limit allows,
+/// else refused with `going away`.
+fn admit(io: Stream, peer: String, state: &Arc<ListenerState>, shared: &Arc<Shared>) {
+    match state.connections.clone().try_acquire_owned() {
+        Ok(permit) => {
+            shared
+                .tracker
+                .spawn(connection(io, peer, permit, state.clone(), shared.clone()));
+        }
+        Err(_) => {
+            limited!(
+                shared,
+                "limit",
+                listener = %state.local,
+                peer = %peer,
+                "connection limit reached ({} open): refused with going away",
+                state.limits.max_connections
+            );
+            refuse(io, AlertCode::GOING_AWAY, shared);
+        }
+    }
 }
 
 /// An accept error that concerns one connection only (it was reset before
@@ -499,7 +565,10 @@ fn refuse(io: Stream, code: AlertCode, shared: &Shared) {
 
 /// Writes a plaintext alert record, shuts our side, and reads (and drops)
 /// what the client sent until it closes.
-async fn send_plain_alert(mut io: Stream, code: AlertCode) -> io::Result<()> {
+async fn send_plain_alert<IO>(mut io: IO, code: AlertCode) -> io::Result<()>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut record = RecordHeader {
         kind: RecordKind::ALERT,
         len: sc_wire::record::ALERT_LEN,
@@ -514,17 +583,168 @@ async fn send_plain_alert(mut io: Stream, code: AlertCode) -> io::Result<()> {
     Ok(())
 }
 
-/// One connection: wait for a handshake slot, run the handshake, then the
-/// session; log its end.
-async fn connection(
+/// How often a partly arrived ClientHello is looked at again.
+const HELLO_POLL: Duration = Duration::from_millis(10);
+
+/// Waits until the connection's first record, the ClientHello, has fully
+/// arrived (peeked, not read), so that a connection takes a handshake slot
+/// only then: slow or silent clients (slowloris) hold a connection slot,
+/// never a handshake slot. Bytes that do not start a handshake record go on
+/// to the handshake, which refuses them at once. A ClientHello not complete
+/// by the deadline gets the `timeout` alert (logged as a failed handshake);
+/// `None` then, or when the server stops.
+async fn hello_arrived(
     io: Stream,
-    peer: String,
+    deadline: Instant,
+    state: &ListenerState,
+    shared: &Shared,
+    peer: &str,
+) -> Option<Stream> {
+    let Stream::Tcp(tcp) = &io else {
+        return Some(io);
+    };
+    const HEADER: usize = sc_wire::record::RECORD_HEADER_LEN;
+    const MAX: usize = sc_wire::record::MAX_PLAIN_HANDSHAKE_LEN;
+    let mut head = [0u8; HEADER + MAX];
+    loop {
+        let peeked = tokio::select! {
+            biased;
+            _ = shared.hard_stop.cancelled() => return None,
+            r = tokio::time::timeout_at(deadline.into(), tcp.peek(&mut head)) => r,
+        };
+        let n = match peeked {
+            Ok(Ok(n)) if n > 0 => n,
+            // The end or an error: the handshake reports it.
+            Ok(_) => return Some(io),
+            Err(_) => break,
+        };
+        if head[0] != RecordKind::HANDSHAKE.0 {
+            return Some(io);
+        }
+        if n >= HEADER {
+            let len = u32::from_be_bytes([0, head[1], head[2], head[3]]) as usize;
+            if len > MAX || n >= HEADER + len {
+                return Some(io);
+            }
+        }
+        // Part of it: peek returns at once while bytes wait, so look again
+        // a little later.
+        let again = deadline.min(Instant::now() + HELLO_POLL);
+        tokio::select! {
+            biased;
+            _ = shared.hard_stop.cancelled() => return None,
+            _ = tokio::time::sleep_until(again.into()) => {}
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+    }
+    limited!(
+        shared,
+        "handshake",
+        listener = %state.local,
+        peer = %peer,
+        reason = %format!("timeout: no complete ClientHello within {}", secs(state.limits.handshake_timeout)),
+        "handshake failed"
+    );
+    let _ = tokio::time::timeout(REFUSE_LINGER, send_plain_alert(io, AlertCode::TIMEOUT)).await;
+    None
+}
+
+/// One connection: its PROXY header (from a trusted source) or the check
+/// that it sends none (from any other), a handshake slot, the handshake,
+/// then the session; log its end.
+async fn connection(
+    mut io: Stream,
+    tcp_peer: String,
     _permit: OwnedSemaphorePermit,
     state: Arc<ListenerState>,
     shared: Arc<Shared>,
 ) {
     let started = Instant::now();
     let deadline = started + state.limits.handshake_timeout;
+    let local = match &io {
+        Stream::Tcp(tcp) => tcp.local_addr().ok(),
+        Stream::Unix(_) => None,
+    };
+    let mut origin = Origin {
+        tcp_peer,
+        client: None,
+        destination: None,
+    };
+    let tripped = Arc::new(AtomicBool::new(false));
+    let io = if state
+        .proxy
+        .trusts(origin.tcp_peer.parse::<SocketAddr>().ok())
+    {
+        let within = PROXY_HEADER_TIMEOUT.min(state.limits.handshake_timeout);
+        let read = tokio::select! {
+            biased;
+            _ = shared.hard_stop.cancelled() => return,
+            r = read_header(&mut io, within) => r,
+        };
+        match read {
+            HeaderRead::Header(header) if header.source.is_some() => {
+                origin.client = header.source;
+                origin.destination = header.destination;
+                tracing::debug!(
+                    listener = %state.local,
+                    peer = %origin.peer(),
+                    via = %origin.tcp_peer,
+                    "PROXY v2 header accepted"
+                );
+            }
+            HeaderRead::Header(_) => {
+                // LOCAL (or no address family): the connection is the
+                // balancer's own. A health check closes it without a byte.
+                let wait = deadline.saturating_duration_since(Instant::now());
+                let sends = tokio::select! {
+                    biased;
+                    _ = shared.hard_stop.cancelled() => return,
+                    sends = sends_something(&io, wait) => sends,
+                };
+                if !sends {
+                    tracing::debug!(
+                        listener = %state.local,
+                        peer = %origin.tcp_peer,
+                        "health check: PROXY v2 header without a client address (LOCAL), then closed"
+                    );
+                    return;
+                }
+            }
+            HeaderRead::Silent => {
+                tracing::debug!(
+                    listener = %state.local,
+                    peer = %origin.tcp_peer,
+                    "closed before sending anything (a connect probe or health check)"
+                );
+                return;
+            }
+            HeaderRead::Refused(reason) => {
+                limited!(
+                    shared,
+                    "proxy",
+                    listener = %state.local,
+                    peer = %origin.tcp_peer,
+                    reason = %reason,
+                    "connection refused"
+                );
+                return;
+            }
+        }
+        let Some(io) = hello_arrived(io, deadline, &state, &shared, &origin.peer()).await else {
+            return;
+        };
+        Inbound::plain(io)
+    } else {
+        let Some(io) = hello_arrived(io, deadline, &state, &shared, &origin.peer()).await else {
+            return;
+        };
+        Inbound::watched(io, tripped.clone())
+    };
+    let peer = origin.peer();
+    let via = origin.via().map(tracing::field::display);
+
     let slot = tokio::select! {
         biased;
         _ = shared.hard_stop.cancelled() => return,
@@ -535,6 +755,7 @@ async fn connection(
                 "busy",
                 listener = %state.local,
                 peer = %peer,
+                via,
                 "no handshake slot free within the handshake timeout ({} handshakes running): refused with going away",
                 state.limits.max_handshakes
             );
@@ -558,6 +779,17 @@ async fn connection(
     drop(slot);
     let mut stream = match accepted {
         Ok(stream) => stream,
+        Err(_) if tripped.load(Ordering::Relaxed) => {
+            limited!(
+                shared,
+                "untrusted",
+                listener = %state.local,
+                peer = %peer,
+                reason = "PROXY v2 header from a source not trusted to send one (not in --accept-proxy-protocol)",
+                "connection refused"
+            );
+            return;
+        }
         Err(e) => {
             let reason = e.to_string();
             let reason = reason.strip_prefix("handshake failed: ").unwrap_or(&reason);
@@ -566,6 +798,7 @@ async fn connection(
                 "handshake",
                 listener = %state.local,
                 peer = %peer,
+                via,
                 reason = %reason,
                 "handshake failed"
             );
@@ -576,6 +809,7 @@ async fn connection(
     tracing::debug!(
         listener = %state.local,
         peer = %peer,
+        via,
         id = %info.peer(),
         cipher = %info.cipher(),
         handshake_ms = info.handshake_duration().as_millis() as u64,
@@ -586,9 +820,15 @@ async fn connection(
     let end = match &state.mode {
         Mode::Echo => echo(&mut stream, &state.limits, &shared.hard_stop, &mut counts).await,
         Mode::Forward(backend) => {
+            let header = state.proxy.send.then(|| {
+                origin
+                    .header_for_backend(local, &info.peer().to_string())
+                    .map_err(|e| format!("cannot make the PROXY header for backend {backend}: {e}"))
+            });
             let end = forward(
                 stream,
                 backend,
+                header,
                 &state.limits,
                 &shared.hard_stop,
                 &mut counts,
@@ -609,6 +849,7 @@ async fn connection(
     tracing::info!(
         listener = %state.local,
         peer = %peer,
+        via,
         id = %info.peer(),
         cipher = %info.cipher(),
         order = %order.join(","),

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use sc_session::SecureStream;
 use sc_wire::AlertCode;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio_util::sync::CancellationToken;
 
+use super::proxy::Inbound;
 use super::settings::{Limits, BACKEND_CONNECT_TIMEOUT};
 use crate::{splice, Endpoint, SpliceEnd, Stream};
 
@@ -84,7 +85,7 @@ fn failed(e: &sc_session::Error) -> SessionEnd {
 }
 
 /// Sends an alert, waiting at most [`CLOSE_WRITE_TIMEOUT`].
-async fn abort(stream: &mut SecureStream<Stream>, code: AlertCode) {
+async fn abort(stream: &mut SecureStream<Inbound>, code: AlertCode) {
     let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, stream.abort(code)).await;
 }
 
@@ -92,7 +93,7 @@ async fn abort(stream: &mut SecureStream<Stream>, code: AlertCode) {
 /// quiet for the idle timeout, or the server shuts down. Sends a KeepAlive
 /// when it has sent nothing for the keepalive interval.
 pub(crate) async fn echo(
-    stream: &mut SecureStream<Stream>,
+    stream: &mut SecureStream<Inbound>,
     limits: &Limits,
     hard_stop: &CancellationToken,
     counts: &mut Counts,
@@ -216,16 +217,31 @@ async fn bounded_write(
     }
 }
 
-/// The tunnel exit: connects to `backend` and splices the session with it.
-/// If the backend cannot be reached the client gets the `no route` alert.
+/// The tunnel exit: connects to `backend`, sends it `proxy_header` if there
+/// is one (an error: the session fails), and splices the session with it. If the backend cannot be
+/// reached the client gets the `no route` alert.
 pub(crate) async fn forward(
-    mut stream: SecureStream<Stream>,
+    mut stream: SecureStream<Inbound>,
     backend: &Endpoint,
+    proxy_header: Option<Result<Vec<u8>, String>>,
     limits: &Limits,
     hard_stop: &CancellationToken,
     counts: &mut Counts,
 ) -> SessionEnd {
-    let connect = tokio::time::timeout(BACKEND_CONNECT_TIMEOUT, backend.connect());
+    let proxy_header = match proxy_header.transpose() {
+        Ok(h) => h,
+        Err(why) => {
+            abort(&mut stream, AlertCode::INTERNAL_ERROR).await;
+            return SessionEnd::Failed(why);
+        }
+    };
+    let connect = tokio::time::timeout(BACKEND_CONNECT_TIMEOUT, async {
+        let mut plain = backend.connect().await?;
+        if let Some(header) = &proxy_header {
+            plain.write_all(header).await?;
+        }
+        Ok::<_, io::Error>(plain)
+    });
     let connected = tokio::select! {
         biased;
         _ = hard_stop.cancelled() => {

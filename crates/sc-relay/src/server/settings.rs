@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use sc_handshake::ServerConfig;
 
+use super::proxy::ProxyProtocol;
 use crate::Endpoint;
 
 /// Sessions a listener holds at once, handshaking or established (100).
@@ -245,4 +246,7 @@ pub struct ListenerSettings {
     pub credentials: Credentials,
     /// Its limits.
     pub limits: Limits,
+    /// PROXY protocol v2: which sources may say where a client comes from,
+    /// and whether a tunnel exit tells its backend (default: neither).
+    pub proxy_protocol: ProxyProtocol,
 }
