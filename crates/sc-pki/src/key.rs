@@ -39,6 +39,16 @@ pub const KEY_SCRYPT_P: u32 = 1;
 /// damaged or hostile key file can make the loader allocate.
 const MAX_SCRYPT_MEMORY: u128 = 1 << 30;
 
+/// The most work scrypt may do to decrypt a key, in bytes mixed (128·r·N·p):
+/// as much as one pass over [`MAX_SCRYPT_MEMORY`], a few seconds. Without it
+/// a large `p` (which costs time, not memory) hangs the loader for hours.
+const MAX_SCRYPT_WORK: u128 = 1 << 30;
+
+/// The most PBKDF2 iterations a key file may ask for: 10 million, a few
+/// seconds of HMAC-SHA256 (OpenSSL writes 2,048; OWASP advises 600,000).
+/// A key with 2³¹ iterations would otherwise take many minutes to load.
+const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
+
 /// An Ed25519 key pair.
 ///
 /// The secret key is zeroized on drop. `Debug` prints only the public key (hex).
@@ -223,9 +233,22 @@ impl KeyPair {
     }
 }
 
-/// Refuses scrypt parameters that would need more than [`MAX_SCRYPT_MEMORY`].
+/// Refuses KDF parameters that would make decrypting a key take too much
+/// memory ([`MAX_SCRYPT_MEMORY`]) or time ([`MAX_SCRYPT_WORK`],
+/// [`MAX_PBKDF2_ITERATIONS`]).
 fn check_kdf_cost(scheme: &pkcs5::EncryptionScheme<'_>) -> Result<(), PkiError> {
-    let Some(scrypt) = scheme.pbes2().and_then(|params| params.kdf.scrypt()) else {
+    let Some(params) = scheme.pbes2() else {
+        return Ok(());
+    };
+    if let Some(pbkdf2) = params.kdf.pbkdf2() {
+        if pbkdf2.iteration_count > MAX_PBKDF2_ITERATIONS {
+            return Err(PkiError::UnsupportedKeyEncryption(format!(
+                "PBKDF2 with {} iterations: more than 10,000,000",
+                pbkdf2.iteration_count
+            )));
+        }
+    }
+    let Some(scrypt) = params.kdf.scrypt() else {
         return Ok(());
     };
     let (n, r, p) = (
@@ -238,6 +261,13 @@ fn check_kdf_cost(scheme: &pkcs5::EncryptionScheme<'_>) -> Result<(), PkiError> 
     if memory > MAX_SCRYPT_MEMORY {
         return Err(PkiError::UnsupportedKeyEncryption(format!(
             "scrypt parameters N={n}, r={r}, p={p} need more than 1 GiB of memory"
+        )));
+    }
+    // Its work: p passes of ROMix over 128·r·N bytes.
+    let work = 128 * u128::from(r) * u128::from(n) * u128::from(p);
+    if work > MAX_SCRYPT_WORK {
+        return Err(PkiError::UnsupportedKeyEncryption(format!(
+            "scrypt parameters N={n}, r={r}, p={p} need more work than 1 GiB of mixing"
         )));
     }
     Ok(())
@@ -506,6 +536,58 @@ mod tests {
         );
         // 2^20 (1 GiB minus a little) would be allowed; the default passes.
         assert!(KeyPair::from_encrypted_pkcs8_der(&der, b"pass").is_ok());
+    }
+
+    /// Re-encodes `der` (an encrypted key) with other KDF parameters; the
+    /// ciphertext stays, so only the cost check can tell them apart.
+    fn with_kdf(der: &[u8], kdf: pbes2::Kdf<'_>) -> Vec<u8> {
+        let info = pkcs8::EncryptedPrivateKeyInfo::try_from(der).expect("parses");
+        let mut params = info.encryption_algorithm.pbes2().expect("PBES2").clone();
+        params.kdf = kdf;
+        let changed = pkcs8::EncryptedPrivateKeyInfo {
+            encryption_algorithm: params.into(),
+            encrypted_data: info.encrypted_data,
+        };
+        der::Encode::to_der(&changed).expect("encodes")
+    }
+
+    /// Found by review, confirmed with the pki_pem fuzz target's binary (a
+    /// key with 2^31 - 1 PBKDF2 iterations ran past libFuzzer's timeout):
+    /// parameters that cost time rather than memory are bounded too.
+    #[test]
+    fn slow_kdf_parameters_are_refused() {
+        let mut rng = rng(9);
+        let pem = KeyPair::generate(&mut rng)
+            .to_encrypted_pkcs8_pem(b"pass", &mut rng)
+            .expect("encrypt");
+        let (_, der) = der::pem::decode_vec(pem.as_bytes()).expect("pem");
+        let salt = [7u8; 16];
+        let slow = |iterations: u32| -> Vec<u8> {
+            let mut pbkdf2 = pbes2::Pbkdf2Params::hmac_with_sha256(1, &salt).expect("params");
+            pbkdf2.iteration_count = iterations;
+            with_kdf(&der, pbkdf2.into())
+        };
+        assert_eq!(
+            KeyPair::from_encrypted_pkcs8_der(&slow(u32::MAX >> 1), b"pass").map(|_| ()),
+            Err(PkiError::UnsupportedKeyEncryption(
+                "PBKDF2 with 2147483647 iterations: more than 10,000,000".into()
+            ))
+        );
+        // At the bound the check passes and decryption runs (and fails: the
+        // ciphertext was made with scrypt) - not timed, only not refused.
+        let at_bound = KeyPair::from_encrypted_pkcs8_der(&slow(1000), b"pass");
+        assert_eq!(at_bound.map(|_| ()), Err(PkiError::WrongPassphrase));
+
+        // scrypt with the largest p: 68 MiB of memory, but 65,535 passes.
+        let scrypt = scrypt::Params::new(10, 8, 1, 32).expect("params");
+        let mut params = pbes2::ScryptParams::from_params_and_salt(scrypt, &salt).expect("params");
+        params.parallelization = u16::MAX;
+        assert_eq!(
+            KeyPair::from_encrypted_pkcs8_der(&with_kdf(&der, params.into()), b"pass").map(|_| ()),
+            Err(PkiError::UnsupportedKeyEncryption(
+                "scrypt parameters N=1024, r=8, p=65535 need more work than 1 GiB of mixing".into()
+            ))
+        );
     }
 
     #[test]
