@@ -1626,43 +1626,43 @@ async fn proxy_protocol_flags_and_keys_are_checked() {
         "bad-range.toml",
         "listen = \"127.0.0.1:0\"\naccept_proxy_protocol = [\"10.0.0.0/8\", \"::1/129\"]\n",
     );
-    let cases: Vec<(Vec<String>, &str)> = vec![
+    let sock = format!("unix:{}", s.dir.str("pp.sock"));
+    let cases: Vec<(Vec<String>, String)> = vec![
         (
             s.args(&["--listen", "127.0.0.1:0", "--send-proxy-protocol"]),
             "error: --send-proxy-protocol needs --forward: the header goes to the backend\n\
-             hint: give the backend with --forward HOST:PORT (forward = \"HOST:PORT\" in a config file)",
+             hint: give the backend with --forward HOST:PORT (forward = \"HOST:PORT\" in a config file)"
+                .into(),
         ),
         (
             s.args(&["--listen", "127.0.0.1:0", "--accept-proxy-protocol", "10.0.0.1/8"]),
-            "error: invalid value '10.0.0.1/8' for '--accept-proxy-protocol <CIDR>...': invalid address range '10.0.0.1/8': 10.0.0.1 is not the first address of a /8 (did you mean 10.0.0.0/8?)",
+            "error: invalid value '10.0.0.1/8' for '--accept-proxy-protocol <CIDR>...': invalid address range '10.0.0.1/8': 10.0.0.1 is not the first address of a /8 (did you mean 10.0.0.0/8?)".into(),
+        ),
+        (
+            s.args(&["--listen", &sock, "--accept-proxy-protocol", "127.0.0.1/32"]),
+            format!(
+                "error: --accept-proxy-protocol on {sock}: a Unix socket's peer has no address, so no source can be trusted\n\
+                 hint: let the balancer connect to a TCP listener (--listen HOST:PORT)"
+            ),
         ),
         (
             s.args(&["--config", &echo_send.display().to_string()]),
-            "",
+            format!(
+                "error: config {}, send_proxy_protocol: the header goes to a backend, and this listener echoes",
+                echo_send.display()
+            ),
         ),
         (
             s.args(&["--config", &bad_range.display().to_string()]),
-            "",
+            format!(
+                "error: config {}, accept_proxy_protocol: invalid address range '::1/129': the prefix length must be a number from 0 to 128",
+                bad_range.display()
+            ),
         ),
     ];
-    let expected_file = [
-        format!(
-            "error: config {}, send_proxy_protocol: the header goes to a backend, and this listener echoes",
-            echo_send.display()
-        ),
-        format!(
-            "error: config {}, accept_proxy_protocol: invalid address range '::1/129': the prefix length must be a number from 0 to 128",
-            bad_range.display()
-        ),
-    ];
-    for (i, (args, expected)) in cases.into_iter().enumerate() {
+    for (args, expected) in cases {
         let (code, stderr) = run_to_exit(&args).await;
         assert_eq!(code, Some(2), "sc-server {args:?}: {stderr}");
-        let expected = if expected.is_empty() {
-            expected_file[i - 2].clone()
-        } else {
-            expected.to_owned()
-        };
         let shown: String = stderr
             .lines()
             .take(expected.lines().count())
@@ -1679,6 +1679,42 @@ async fn proxy_protocol_flags_and_keys_are_checked() {
     let server = Running::start(&s.args(&["--config", &good.display().to_string()]));
     let line = server.wait_line("must start with a PROXY v2 header").await;
     assert!(line.contains("127.0.0.2/32, ::1/128"), "{line}");
+
+    // The library refuses the same mistakes with a typed error.
+    let ca = Ca::new();
+    for (listen, mode, proxy) in [
+        (
+            "127.0.0.1:0",
+            Mode::Echo,
+            ProxyProtocol {
+                trusted: Vec::new(),
+                send: true,
+            },
+        ),
+        (
+            sock.as_str(),
+            Mode::Echo,
+            ProxyProtocol {
+                trusted: vec!["127.0.0.1/32".parse().expect("range")],
+                send: false,
+            },
+        ),
+    ] {
+        let bound = Server::bind(vec![ListenerSettings {
+            listen: listen.parse().expect("addr"),
+            mode,
+            credentials: Credentials::Fixed(ca.server_config()),
+            limits: Limits::default(),
+            proxy_protocol: proxy,
+        }])
+        .await;
+        let e = bound.expect_err("refused");
+        assert!(
+            matches!(e, sc_relay::server::StartError::ProxyProtocol { .. }),
+            "{listen}: {e:?}"
+        );
+        assert!(e.hint().is_some(), "{e}");
+    }
 }
 
 // Keep the helper honest: paths in the tests are absolute.

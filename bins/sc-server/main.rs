@@ -208,7 +208,8 @@ pub(crate) struct Cli {
     /// Connections from these sources (CIDR: 10.0.0.0/8, 127.0.0.1/32,
     /// ::1/128; a load balancer's addresses) must start with a PROXY
     /// protocol v2 header, whose client address is then the peer. A PROXY
-    /// header from any other source is refused. Several, or repeat.
+    /// header from any other source is refused. Several, or repeat. TCP
+    /// listeners only.
     #[arg(
         long = "accept-proxy-protocol",
         value_name = "CIDR",

@@ -272,6 +272,15 @@ fn listener(
     } else {
         cli.accept_proxy_protocol.clone()
     };
+    if !trusted.is_empty() && matches!(listen, Endpoint::Unix(_)) {
+        let why = "a Unix socket's peer has no address, so no source can be trusted";
+        let err = if !cli.accept_proxy_protocol.is_empty() || at.file.is_none() {
+            CliError::usage(format!("--accept-proxy-protocol on {listen}: {why}"))
+        } else {
+            bad(at, "accept_proxy_protocol", why)
+        };
+        return Err(err.hint("let the balancer connect to a TCP listener (--listen HOST:PORT)"));
+    }
     let send = cli.send_proxy_protocol || t.send_proxy_protocol.unwrap_or(false);
     if send && mode == Mode::Echo {
         let err = if cli.send_proxy_protocol || at.file.is_none() {

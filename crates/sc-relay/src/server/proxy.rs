@@ -161,7 +161,8 @@ pub struct ProxyProtocol {
     /// Sources (the TCP peer's address) that must start every connection
     /// with a PROXY v2 header, whose client address is then taken as the
     /// peer's. A PROXY header from any other source is refused. Only TCP
-    /// peers can match (a Unix socket's peer has no address).
+    /// peers can match: a Unix socket listener with trusted sources does
+    /// not start ([`StartError::ProxyProtocol`](super::StartError)).
     pub trusted: Vec<Cidr>,
     /// Forward mode: start every backend connection with a PROXY v2 header
     /// carrying the client's address (the one a trusted header reported,

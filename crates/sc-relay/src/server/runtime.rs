@@ -69,6 +69,8 @@ pub enum StartError {
         listen: Endpoint,
         /// What is wrong.
         reason: &'static str,
+        /// What to do.
+        hint: &'static str,
     },
     /// The credentials could not be built.
     #[error("{source}")]
@@ -96,9 +98,7 @@ impl StartError {
         match self {
             Self::NoListeners => Some("give --listen ADDR, or a [[listener]] in the config file".into()),
             Self::Limits { .. } => None,
-            Self::ProxyProtocol { .. } => Some(
-                "sending a PROXY header to the backend needs forward mode (--forward)".into(),
-            ),
+            Self::ProxyProtocol { hint, .. } => Some((*hint).into()),
             Self::Credentials { source, .. } => source.hint(),
             Self::Bind { kind, listen, .. } => match (kind, listen) {
                 (io::ErrorKind::AddrInUse, _) => Some(
@@ -219,6 +219,14 @@ impl Server {
                     listen: s.listen.clone(),
                     reason:
                         "a PROXY header can be sent only to a backend, and this listener echoes",
+                    hint: "sending a PROXY header to the backend needs forward mode (--forward)",
+                });
+            }
+            if !s.proxy_protocol.trusted.is_empty() && matches!(s.listen, Endpoint::Unix(_)) {
+                return Err(StartError::ProxyProtocol {
+                    listen: s.listen.clone(),
+                    reason: "a Unix socket's peer has no address, so no source can be trusted to send a PROXY header",
+                    hint: "let the balancer connect to a TCP listener",
                 });
             }
             let (config, description, warnings) =
