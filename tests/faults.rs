@@ -410,6 +410,17 @@ async fn a_relay_killed_mid_transfer_ends_the_sessions_on_both_sides_with_an_err
     let mut server = server;
     let mut client = client;
     assert!(server.running() && client.running());
+
+    // Nothing hangs: with a relay back on the same port, the same entry and
+    // server carry a whole transfer again.
+    let relay_args = [
+        &["--listen".to_string(), relay_addr.to_string()],
+        &relay_args[2..],
+    ]
+    .concat();
+    let relay = Proc::spawn(env!("CARGO_BIN_EXE_sc-proxy"), &relay_args, None);
+    relay.listening().await;
+    intact_through(&entry, &sink, 3, 4 * MIB).await;
 }
 
 // ---------------------------------------------------------------------------

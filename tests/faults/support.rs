@@ -443,7 +443,9 @@ impl LossyLink {
             ns_ip: format!("10.231.{}.2", id % 250),
             ns,
         };
-        // From here on, Drop removes whatever part exists.
+        // From here on, Drop removes whatever part exists. Namespaces of
+        // earlier runs that were killed (no Drop) are removed too.
+        remove_stale_namespaces();
         let _ = std::process::Command::new("ip")
             .args(["netns", "del", &link.ns])
             .stderr(Stdio::null())
@@ -560,6 +562,27 @@ impl LossyLink {
             to_ns_dropped: packets[1],
             from_ns: packets[2],
             from_ns_dropped: packets[3],
+        }
+    }
+}
+
+/// Deletes the namespaces named `scf<pid>…` of processes that no longer run
+/// (a run killed before its guards could clean up).
+fn remove_stale_namespaces() {
+    let list = run("ip", &["netns", "list"]);
+    for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
+        let Some(rest) = name.strip_prefix("scf") else {
+            continue;
+        };
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let Ok(pid) = digits.parse::<u32>() else {
+            continue;
+        };
+        if pid != run_tag() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", name])
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }
