@@ -657,6 +657,53 @@ async fn five_hundred_concurrent_sessions_echo_in_process() {
     assert_eq!(report.cut, 0);
 }
 
+/// On one thread, the accept loop cannot run between the connects and the
+/// shutdown: the three connections wait in the kernel's backlog when the
+/// listener stops. They are served (a load balancer may already have sent a
+/// client's first bytes on them), not reset with the listening socket.
+#[tokio::test(flavor = "current_thread")]
+async fn connections_waiting_in_the_backlog_at_shutdown_are_served() {
+    let ca = Ca::new();
+    let client = ca.client(CLIENT_NAME);
+    let server = Server::bind(vec![ListenerSettings {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        mode: Mode::Echo,
+        credentials: Credentials::Fixed(ca.server_config()),
+        limits: Limits::default(),
+        proxy_protocol: ProxyProtocol::default(),
+    }])
+    .await
+    .expect("bind");
+    let addr = server.local_endpoints().remove(0);
+    let target: SocketAddr = addr.to_string().parse().expect("a TCP address");
+    let mut tasks = Vec::new();
+    for i in 0..3 {
+        // A blocking connect: the kernel completes it without the server.
+        let tcp = std::net::TcpStream::connect(target).expect("connect");
+        tcp.set_nonblocking(true).expect("non-blocking");
+        let io = Stream::Tcp(tokio::net::TcpStream::from_std(tcp).expect("tokio stream"));
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let name = ServerName::try_from(SERVER_NAME).expect("name");
+            let mut stream = timeout(WAIT, Connector::new(client).connect(name, None, io))
+                .await
+                .expect("handshake in time")
+                .expect("a queued connection is served");
+            echo(&mut stream, &format!("queued {i}")).await;
+            close(stream).await;
+        }));
+    }
+    let report = timeout(WAIT, server.shutdown(Duration::from_secs(5)))
+        .await
+        .expect("shut down in time");
+    for t in tasks {
+        timeout(WAIT, t).await.expect("in time").expect("session");
+    }
+    assert_eq!(report.cut, 0);
+    // Later connections are refused: the listening socket is closed.
+    assert!(std::net::TcpStream::connect(target).is_err());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_swaps_the_certificate_keeps_open_sessions_and_survives_a_broken_reload() {
     let s = Setup::new();
