@@ -372,6 +372,58 @@ async fn a_server_killed_mid_transfer_ends_the_session_with_an_error_and_the_ent
     intact_through(&t.entry, &t.sink, before + 1, 4 * MIB).await;
 }
 
+/// The other direction: the backend sends (a download), and the tunnel exit
+/// is killed mid-way. The entry logs the session error; the application's
+/// read ends, within the bound, short of the whole. (How it ends is printed:
+/// today a clean end of stream, so the application cannot tell the cut from
+/// the end; a reset would tell it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_mid_download_ends_the_session_and_the_application_read_ends() {
+    let _one = serial().await;
+    let pki = Pki::new("kill-download");
+    let (_source, source_addr) = support::spawn_source("127.0.0.1:0", CUT_TOTAL).await;
+    let mut server = start_server(&pki, "127.0.0.1:0", &source_addr);
+    let server_addr = server.listening().await;
+    let mut args = pki.client_args(&server_addr.to_string());
+    args.extend(["--listen", "127.0.0.1:0"].map(String::from));
+    let mut client = sc_client(&args, None);
+    let entry = client.listening().await;
+
+    let mut conn = timeout(WAIT, entry.connect())
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut got = 0u64;
+    let mut killed = None;
+    let end = timeout(WAIT, async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) => return "a clean end of stream (FIN)".to_string(),
+                Ok(n) => got += n as u64,
+                Err(e) => return format!("an error: {e}"),
+            }
+            if killed.is_none() && got >= KILL_AFTER {
+                server.kill9().await;
+                killed = Some(Instant::now());
+            }
+        }
+    })
+    .await
+    .expect("the application's read ends in time");
+    let after = killed.expect("killed mid-download").elapsed();
+    let entry_end = client.wait_line("session ended").await;
+    println!(
+        "sc-server killed after {} MiB of a download: the application's read ended {:.3} s later with {end} \
+         after {got} bytes (of up to {CUT_TOTAL})\n  sc-client: {entry_end}",
+        KILL_AFTER / MIB,
+        after.as_secs_f64()
+    );
+    assert!(got < CUT_TOTAL);
+    assert!(entry_end.contains("reason=session error"), "{entry_end}");
+    assert!(client.running());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_killed_mid_transfer_ends_the_sessions_on_both_sides_with_an_error() {
     let _one = serial().await;

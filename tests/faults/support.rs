@@ -607,6 +607,10 @@ impl Drop for LossyLink {
 
 /// The environment variable that makes [`sink_main`] act as the sink.
 pub(crate) const SINK_ENV: &str = "SC_FAULTS_SINK_LISTEN";
+/// How much the sink sends first on every connection (see [`spawn_source`]).
+const SEND_ENV: &str = "SC_FAULTS_SINK_SEND";
+/// The stream the backend sends (see [`chunk`]).
+pub(crate) const SOURCE_SEED: u64 = 4;
 
 /// The sink backend as a process of its own (so it can be killed): this
 /// test binary run with [`SINK_ENV`] set, in the namespace `netns` if given.
@@ -614,6 +618,17 @@ pub(crate) const SINK_ENV: &str = "SC_FAULTS_SINK_LISTEN";
 /// prints `SINK done <bytes> <sha256>` (or `SINK error <bytes> <why>`), then
 /// closes.
 pub(crate) async fn spawn_sink(listen: &str, netns: Option<&str>) -> (Proc, Endpoint) {
+    spawn_backend(listen, netns, None).await
+}
+
+/// As [`spawn_sink`], and first, on every connection, the backend sends
+/// `bytes` of stream [`SOURCE_SEED`] (in 256 KiB chunks) and ends its side:
+/// `SINK sent <bytes>` or `SINK error sending after <bytes>: <why>`.
+pub(crate) async fn spawn_source(listen: &str, bytes: u64) -> (Proc, Endpoint) {
+    spawn_backend(listen, None, Some(bytes)).await
+}
+
+async fn spawn_backend(listen: &str, netns: Option<&str>, send: Option<u64>) -> (Proc, Endpoint) {
     let exe = std::env::current_exe().expect("the test binary's path");
     let args = [
         "--exact",
@@ -623,14 +638,14 @@ pub(crate) async fn spawn_sink(listen: &str, netns: Option<&str>) -> (Proc, Endp
         "1",
     ]
     .map(String::from);
-    // The variable reaches the child through `ip netns exec`, which keeps
+    let send = send.map(|b| b.to_string());
+    let mut env = vec![(SINK_ENV, listen)];
+    if let Some(bytes) = &send {
+        env.push((SEND_ENV, bytes));
+    }
+    // The variables reach the child through `ip netns exec`, which keeps
     // the environment.
-    let proc = Proc::spawn_with_env(
-        &exe.display().to_string(),
-        &args,
-        netns,
-        &[(SINK_ENV, listen)],
-    );
+    let proc = Proc::spawn_with_env(&exe.display().to_string(), &args, netns, &env);
     let line = proc.wait_line("SINK listening ").await;
     let addr = line
         .split("SINK listening ")
@@ -655,9 +670,28 @@ pub(crate) fn sink_main(listen: &str) {
         std::thread::sleep(Duration::from_secs(600));
         std::process::exit(3);
     });
+    let send: u64 = std::env::var(SEND_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     for conn in listener.incoming() {
         let Ok(mut conn) = conn else { continue };
         std::thread::spawn(move || {
+            if send > 0 {
+                let mut sent = 0u64;
+                let mut i = 0u64;
+                while sent < send {
+                    let data = chunk(SOURCE_SEED, i, 256 * 1024);
+                    if let Err(e) = conn.write_all(&data) {
+                        println!("SINK error sending after {sent}: {e}");
+                        return;
+                    }
+                    i += 1;
+                    sent += data.len() as u64;
+                }
+                let _ = conn.shutdown(std::net::Shutdown::Write);
+                println!("SINK sent {sent}");
+            }
             let mut hash = Sha256::new();
             let mut total: u64 = 0;
             let mut buf = vec![0u8; 256 * 1024];
