@@ -209,7 +209,12 @@ struct Running {
 
 impl Running {
     fn start(args: &[String]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sc-server"))
+        Self::start_program(env!("CARGO_BIN_EXE_sc-server"), args)
+    }
+
+    /// `sc-server` or another of the binaries (`sc-proxy`).
+    fn start_program(program: &str, args: &[String]) -> Self {
+        let mut child = Command::new(program)
             .args(args)
             .env("NO_COLOR", "1")
             .env_remove("RUST_LOG")
@@ -218,7 +223,7 @@ impl Running {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .expect("spawn sc-server");
+            .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
         let stderr = child.stderr.take().expect("stderr");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = lines.clone();
@@ -1499,6 +1504,65 @@ async fn proxy_v2_from_a_trusted_source_names_the_client_and_is_passed_on_with_t
         "{}",
         lines[1]
     );
+}
+
+/// The whole chain: a client (from 127.0.0.5) through `sc-proxy
+/// --proxy-protocol v2` to a server that trusts only the relay's address
+/// (127.0.0.1): the server logs the client's address, the relay's as via=;
+/// the same client sending its own header straight to the server is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_s_proxy_header_names_the_client_and_only_the_relay_may_send_one() {
+    let s = Setup::new();
+    let server = Running::start(&s.args(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--accept-proxy-protocol",
+        "127.0.0.1/32",
+    ]));
+    let addr = server.address().await;
+    let relay = Running::start_program(
+        env!("CARGO_BIN_EXE_sc-proxy"),
+        &[
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--default".into(),
+            addr.to_string(),
+            "--proxy-protocol".into(),
+            "v2".into(),
+            "--health-interval".into(),
+            "0".into(),
+        ],
+    );
+    let relay_addr = relay.address().await;
+
+    let io = tcp_from("127.0.0.5", &relay_addr).await;
+    let Stream::Tcp(tcp) = &io else {
+        unreachable!("tcp_from makes TCP streams")
+    };
+    let client_addr = tcp.local_addr().expect("local address");
+    let mut stream = session_over(io, &s.client).await.expect("session");
+    echo(&mut stream, "through the relay").await;
+    close(stream).await;
+    let end = server.wait_line("session end").await;
+    assert!(
+        end.contains(&format!("peer={client_addr} via=127.0.0.1:")),
+        "{end}"
+    );
+
+    // The client claims another address to the server itself: refused.
+    let mut io = tcp_from("127.0.0.5", &addr).await;
+    io.write_all(&proxy_header("203.0.113.7:51234", &addr.to_string()))
+        .await
+        .expect("header");
+    session_over(io, &s.client)
+        .await
+        .expect_err("a header from the client is refused");
+    let line = server.wait_line("connection refused").await;
+    assert!(
+        line.contains("peer=127.0.0.5:") && line.contains("not trusted"),
+        "{line}"
+    );
+    assert_eq!(server.count("session end"), 1, "{}", server.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
