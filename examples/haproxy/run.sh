@@ -248,9 +248,13 @@ echo "all $matched client addresses the servers logged are the ones HAProxy saw 
 grep -h '\] sc_front' "$WORK/haproxy.log" | head -n 2 | sed -e 's/^/    /'
 refused=$( (grep -h 'connection refused\|handshake failed' "$WORK/s1.log" "$WORK/s2.log" || true) | wc -l)
 ((refused == 0)) || fail "a server refused a connection (health checks must pass quietly)"
-checks1=$(grep -c 'health check: PROXY v2 header without a client address (LOCAL)' "$WORK/s1.log" || true)
-checks2=$(grep -c 'health check: PROXY v2 header without a client address (LOCAL)' "$WORK/s2.log" || true)
-((checks1 > 0 && checks2 > 0)) || fail "the servers saw no health check with a PROXY LOCAL header"
+checks() { # NAME -> health checks it took so far (-v)
+    grep -c 'health check: PROXY v2 header without a client address (LOCAL)' "$WORK/$1.log" || true
+}
+both_checked() { (($(checks s1) > 0 && $(checks s2) > 0)); }
+wait_for both_checked 50 || fail "the servers saw no health check with a PROXY LOCAL header"
+checks1=$(checks s1)
+checks2=$(checks s2)
 echo "health checks: s1 $checks1, s2 $checks2 (PROXY LOCAL, then closed), accepted without a warning"
 
 say "phase 2: a long session open on each server, sessions keep starting (2 at a time); s1 gets SIGTERM mid-run"
