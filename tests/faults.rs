@@ -158,9 +158,9 @@ async fn reached(progress: &AtomicU64, bytes: u64) {
     .expect("the transfer got under way in time");
 }
 
-/// A transfer of `bytes` through `entry` that must arrive whole at `sink`
-/// (the `n`-th connection the sink has seen).
-async fn intact_through(entry: &Endpoint, sink: &Proc, n: usize, bytes: u64) {
+/// A transfer of `bytes` through `entry` that must arrive whole at `sink`.
+async fn intact_through(entry: &Endpoint, sink: &Proc, bytes: u64) {
+    let n = sink.lines_with("SINK done").len() + 1;
     let sent = send_through(entry, bytes, 99, Arc::default(), WAIT).await;
     assert_eq!(sent.error, None, "{sent:?}");
     let done = sink.wait_lines("SINK done", n, WAIT).await;
@@ -328,7 +328,7 @@ async fn a_backend_killed_mid_transfer_ends_the_session_with_an_error_and_nothin
 
     // Nothing hangs: with the backend back, the same tunnel carries data.
     let (sink, _) = spawn_sink(&t.sink_addr.to_string(), None).await;
-    intact_through(&t.entry, &sink, 1, 4 * MIB).await;
+    intact_through(&t.entry, &sink, 4 * MIB).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -368,8 +368,7 @@ async fn a_server_killed_mid_transfer_ends_the_session_with_an_error_and_the_ent
     // With the server back on the same port, the same entry carries data.
     let server = start_server(&t.pki, &t.server_addr.to_string(), &t.sink_addr);
     server.listening().await;
-    let before = t.sink.lines_with("SINK done").len();
-    intact_through(&t.entry, &t.sink, before + 1, 4 * MIB).await;
+    intact_through(&t.entry, &t.sink, 4 * MIB).await;
 }
 
 /// The other direction: the backend sends (a download), and the tunnel exit
@@ -445,7 +444,7 @@ async fn a_relay_killed_mid_transfer_ends_the_sessions_on_both_sides_with_an_err
     let entry = client.listening().await;
 
     // Through the relay, first a whole transfer.
-    intact_through(&entry, &sink, 1, 4 * MIB).await;
+    intact_through(&entry, &sink, 4 * MIB).await;
     let (sent, after) = cut_by_kill(&entry, &mut relay).await;
     let error = sent.error.clone().expect("the application sees an error");
     let entry_end = client.wait_lines("session ended", 2, WAIT).await.remove(1);
@@ -472,7 +471,7 @@ async fn a_relay_killed_mid_transfer_ends_the_sessions_on_both_sides_with_an_err
     .concat();
     let relay = Proc::spawn(env!("CARGO_BIN_EXE_sc-proxy"), &relay_args, None);
     relay.listening().await;
-    intact_through(&entry, &sink, 3, 4 * MIB).await;
+    intact_through(&entry, &sink, 4 * MIB).await;
 }
 
 // ---------------------------------------------------------------------------
