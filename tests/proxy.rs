@@ -1348,3 +1348,36 @@ async fn help_and_startup_errors() {
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("address already in use"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_open_sessions_finish_then_exits_0() {
+    let pki = Pki::new();
+    let client = pki.client_config();
+    let a = tagged_server(pki.server_config("svc.test"), "A").await;
+    let mut proxy = Running::proxy(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--route",
+        &format!("svc.test={}", a.addr),
+        "--health-interval",
+        "0",
+    ]);
+    let relay = proxy.address().await;
+    let mut s = open(relay, &client, "svc.test").await.expect("session");
+    assert_eq!(tag(&mut s).await, "A");
+    let pid = proxy.child.id().expect("running");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    proxy.wait_line("shutting down").await;
+    // No new connections; the open session goes on.
+    let refused = TcpStream::connect(relay).await;
+    assert!(refused.is_err(), "the listener is closed");
+    assert_eq!(tag(&mut s).await, "A");
+    close(s).await;
+    let status = proxy.wait_exit().await;
+    assert_eq!(status.code(), Some(0), "{}", proxy.log());
+    assert!(proxy.log().contains("shut down"));
+}
