@@ -1381,3 +1381,64 @@ async fn sigterm_lets_open_sessions_finish_then_exits_0() {
     assert_eq!(status.code(), Some(0), "{}", proxy.log());
     assert!(proxy.log().contains("shut down"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unix_socket_listener_and_json_logs() {
+    let pki = Pki::new();
+    let a = tagged_server(pki.server_config("svc.test"), "A").await;
+    let socket = pki.dir.0.join("relay.sock");
+    let listen = format!("unix:{}", socket.display());
+    let proxy = Running::proxy(&[
+        "--listen",
+        &listen,
+        "--route",
+        &format!("svc.test={}", a.addr),
+        "--health-interval",
+        "0",
+        "--log-format",
+        "json",
+    ]);
+    proxy.wait_line("listening on").await;
+    let io = timeout(WAIT, tokio::net::UnixStream::connect(&socket))
+        .await
+        .expect("connect in time")
+        .expect("connect to the relay's socket");
+    let mut s = timeout(
+        WAIT,
+        Connector::new(pki.client_config()).connect(
+            ServerName::try_from("svc.test").expect("name"),
+            Some(RouteName::new("svc.test").expect("route")),
+            io,
+        ),
+    )
+    .await
+    .expect("handshake in time")
+    .expect("session over the Unix socket");
+    s.send_message(b"ping").await.expect("send");
+    let answer = timeout(WAIT, s.recv_message())
+        .await
+        .expect("in time")
+        .expect("answer");
+    assert_eq!(answer.as_deref(), Some(&b"A: ping"[..]));
+    s.shutdown().await.expect("close");
+    assert_eq!(s.recv_message().await.expect("clean end"), None);
+    let line = proxy.wait_line("session end").await;
+    let json: serde_json::Value = serde_json::from_str(&line).expect("one JSON object per line");
+    assert_eq!(json["route"], "svc.test");
+    assert_eq!(json["via"], "route");
+    assert_eq!(json["backend"], a.addr.to_string());
+    assert!(
+        json["bytes_up"].as_u64().is_some_and(|n| n > 1000),
+        "{line}"
+    );
+    assert!(
+        json["bytes_down"].as_u64().is_some_and(|n| n > 1000),
+        "{line}"
+    );
+    assert!(
+        json["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("closed")),
+        "{line}"
+    );
+}
