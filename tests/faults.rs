@@ -373,9 +373,9 @@ async fn a_server_killed_mid_transfer_ends_the_session_with_an_error_and_the_ent
 
 /// The other direction: the backend sends (a download), and the tunnel exit
 /// is killed mid-way. The entry logs the session error; the application's
-/// read ends, within the bound, short of the whole. (How it ends is printed:
-/// today a clean end of stream, so the application cannot tell the cut from
-/// the end; a reset would tell it.)
+/// read ends, within the bound, short of the whole, and with an error (the
+/// entry resets the connection), not a clean end of stream it could take
+/// for the real end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_mid_download_ends_the_session_and_the_application_read_ends() {
     let _one = serial().await;
@@ -419,6 +419,7 @@ async fn a_server_killed_mid_download_ends_the_session_and_the_application_read_
         after.as_secs_f64()
     );
     assert!(got < CUT_TOTAL);
+    assert!(end.starts_with("an error"), "{end}");
     assert!(entry_end.contains("reason=session error"), "{entry_end}");
     assert!(client.running());
 }
@@ -458,6 +459,9 @@ async fn a_relay_killed_mid_transfer_ends_the_sessions_on_both_sides_with_an_err
     );
     assert!(entry_end.contains("reason=session error"), "{entry_end}");
     assert!(!exit_end.contains("reason=closed"), "{exit_end}");
+    // The exit resets its backend connection: the backend sees an error,
+    // not a clean end of what it was sent.
+    assert!(backend.contains("SINK error"), "{backend}");
     let mut server = server;
     let mut client = client;
     assert!(server.running() && client.running());

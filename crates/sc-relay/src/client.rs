@@ -31,7 +31,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::ops::RateLimiter;
-use crate::{splice, Endpoint, Listener, Stream};
+use crate::{splice, Endpoint, Listener, SpliceEnd, Stream};
 
 /// Most local connections a tunnel entry serves at once (100); further ones
 /// wait in the listen backlog until a session ends.
@@ -641,7 +641,13 @@ async fn serve(
         handshake_ms = handshake.as_secs_f64() * 1e3,
         "session open"
     );
+    let reset = plain.reset_handle();
     let report = splice(secure, plain, config.idle_timeout).await;
+    if let (SpliceEnd::Secure(_), Some(reset)) = (&report.end, reset) {
+        // The session failed (possibly cut): the application must not take
+        // it for a clean end.
+        reset.reset();
+    }
     tracing::info!(
         local = %peer,
         server = %server,

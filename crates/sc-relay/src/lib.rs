@@ -22,5 +22,5 @@ pub mod relay;
 pub mod server;
 mod splice;
 
-pub use endpoint::{Endpoint, EndpointError, Listener, Stream};
+pub use endpoint::{Endpoint, EndpointError, Listener, ResetHandle, Stream};
 pub use splice::{splice, SpliceEnd, SpliceReport, COPY_BUFFER};

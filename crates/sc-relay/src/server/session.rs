@@ -264,6 +264,7 @@ pub(crate) async fn forward(
             ));
         }
     };
+    let reset = plain.reset_handle();
     let plain = Counted::new(plain);
     let (written_to_backend, read_from_backend) = (plain.written.clone(), plain.read.clone());
     let report = tokio::select! {
@@ -273,6 +274,15 @@ pub(crate) async fn forward(
     };
     counts.bytes_in = written_to_backend.load(Ordering::Relaxed);
     counts.bytes_out = read_from_backend.load(Ordering::Relaxed);
+    // A session that failed (possibly cut) or was cut by the shutdown: the
+    // backend must not take it for a clean end.
+    let cut = matches!(
+        report.as_ref().map(|r| &r.end),
+        None | Some(SpliceEnd::Secure(_))
+    );
+    if let (true, Some(reset)) = (cut, reset) {
+        reset.reset();
+    }
     match report.map(|r| r.end) {
         None => SessionEnd::Shutdown,
         Some(SpliceEnd::Closed) => SessionEnd::Closed,
