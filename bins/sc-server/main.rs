@@ -50,8 +50,10 @@ Addresses: HOST:PORT, [IPv6]:PORT or unix:/path, for --listen and
 Limits (each per listener):
   --max-connections  connections held at once; one more is refused at
                      once with the `going away` alert (logged, rate-limited)
-  --max-handshakes   handshakes run at once; more connections wait for a
-                     slot, within their handshake timeout
+  --max-handshakes   handshakes run at once; a connection takes a slot
+                     only once its whole ClientHello has arrived (silent or
+                     slow clients hold none), more wait for a slot, within
+                     their handshake timeout
   --handshake-timeout  from the TCP connection to a complete handshake,
                      waiting included; then the `timeout` alert
   --idle-timeout     an echo session from which nothing (no message, no
@@ -237,7 +239,8 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub(crate) max_connections: Option<usize>,
 
-    /// Handshakes run at once, per listener [default: 50].
+    /// Handshakes run at once, per listener (a connection takes a slot once
+    /// its ClientHello is in) [default: 50].
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub(crate) max_handshakes: Option<usize>,
 
