@@ -69,6 +69,6 @@ done
 printf '\n%-24s %12s %9s %7s %8s %8s\n' target executions exec/s cov corpus crashes
 printf '%s\n' "${rows[@]}"
 if [ "$failed" -ne 0 ]; then
-    echo "fuzzing found a crash (inputs under $work/artifacts/)" >&2
+    echo "a fuzz target failed: a crash, a timeout or too much memory (inputs under $work/artifacts/), or the run itself (see above)" >&2
     exit 1
 fi
