@@ -1523,3 +1523,58 @@ async fn bulk_flows_arrive_intact_both_ways() {
     );
     assert!(line.contains("reason=closed"), "{line}");
 }
+
+/// Memory the relay holds per idle session: 1,000 sessions through
+/// `sc-proxy`, each moves a message each way and then stays idle; prints the
+/// relay's RSS before and after (from /proc), and checks that no copy
+/// buffer (256 KiB) stays behind in an idle session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: cargo test --test proxy -- --ignored --nocapture idle_relayed_session_memory"]
+async fn idle_relayed_session_memory() {
+    const SESSIONS: usize = 1000;
+    let pki = Pki::new();
+    let client = pki.client_config();
+    let a = tagged_server(pki.server_config("svc.test"), "A").await;
+    let proxy = Running::proxy(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--route",
+        &format!("svc.test={}", a.addr),
+        "--max-connections",
+        "2000",
+        "--health-interval",
+        "0",
+    ]);
+    let relay = proxy.address().await;
+    let pid = proxy.child.id().expect("pid");
+    let rss = || {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmRSS")
+    };
+    // Warm up (thread stacks, allocator arenas), then measure.
+    let mut warm = Vec::new();
+    for _ in 0..20 {
+        let mut s = open(relay, &client, "svc.test").await.expect("session");
+        assert_eq!(tag(&mut s).await, "A");
+        warm.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss();
+    let mut held = Vec::with_capacity(SESSIONS);
+    for _ in 0..SESSIONS {
+        let mut s = open(relay, &client, "svc.test").await.expect("session");
+        assert_eq!(tag(&mut s).await, "A");
+        held.push(s);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = rss();
+    let per = after.saturating_sub(before) as f64 / SESSIONS as f64;
+    println!(
+        "sc-proxy: RSS {before} KiB before, {after} KiB with {SESSIONS} more idle sessions: {per:.1} KiB per session"
+    );
+    assert!(per < 64.0, "{per:.1} KiB per idle session");
+}
