@@ -1372,6 +1372,31 @@ async fn help_and_startup_errors() {
     let (code, stderr) = proxy_to_exit(&["--listen", "127.0.0.1:0", "--route", "a.test"]).await;
     assert_eq!(code, Some(2));
     assert!(stderr.contains("is not NAME=HOST:PORT"), "{stderr}");
+    let pki = Pki::new();
+    let config = pki.dir.write(
+        "typo.toml",
+        "listen = \"127.0.0.1:0\"\nhelth_interval = 2\ndefault = \"127.0.0.1:1\"\n",
+    );
+    let (code, stderr) = proxy_to_exit(&["--config", &config.display().to_string()]).await;
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "error: config {}, line 2: unknown key `helth_interval`\n\
+             hint: did you mean `health_interval`? (sc-proxy --help lists the keys)",
+            config.display()
+        )
+    );
+    let config = pki.dir.write(
+        "backends.toml",
+        "listen = \"127.0.0.1:0\"\n[routes]\n\"a.test\" = [7000]\n",
+    );
+    let (code, stderr) = proxy_to_exit(&["--config", &config.display().to_string()]).await;
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("backends must be \"HOST:PORT\" strings"),
+        "{stderr}"
+    );
     let taken = bind().await;
     let (code, stderr) = proxy_to_exit(&[
         "--listen",

@@ -4,15 +4,12 @@
 //! that name the key and the line.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::Path;
 
 use serde::Deserialize;
 
+use sc_relay::config_file;
 use sc_relay::ops::CliError;
-
-/// Largest config file read (1 MiB).
-const MAX_CONFIG_FILE: u64 = 1024 * 1024;
 
 /// Backends: `["HOST:PORT", ...]`, or one string `"HOST:PORT,HOST:PORT"`.
 #[derive(Clone, Debug, Deserialize)]
@@ -99,92 +96,22 @@ listener_keys! {
 
 /// Reads and parses the config file at `path`.
 pub(crate) fn load(path: &Path) -> Result<FileConfig, CliError> {
-    let shown = path.display();
-    let read = || -> std::io::Result<String> {
-        let mut text = String::new();
-        std::fs::File::open(path)?
-            .take(MAX_CONFIG_FILE + 1)
-            .read_to_string(&mut text)?;
-        Ok(text)
-    };
-    let text = read().map_err(|e| {
-        let reason = match e.kind() {
-            std::io::ErrorKind::NotFound => "no such file or directory".to_owned(),
-            std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
-            std::io::ErrorKind::InvalidData => "it is not a text file".to_owned(),
-            _ => e.to_string(),
-        };
-        CliError::new(format!("cannot read the config file {shown}: {reason}"))
-            .hint("check the path given to --config")
-    })?;
-    if text.len() as u64 > MAX_CONFIG_FILE {
-        return Err(CliError::usage(format!(
-            "the config file {shown} is larger than 1 MiB"
-        )));
-    }
+    let text = config_file::read(path)?;
     toml::from_str(&text).map_err(|e| describe(path, &text, &e))
 }
 
 /// One line for a TOML or schema error: where, which key, what is wrong,
-/// and a hint for an unknown key.
+/// and a hint for an unknown key or a backend that is not a string.
 fn describe(path: &Path, text: &str, e: &toml::de::Error) -> CliError {
-    let mut place = format!("config {}", path.display());
-    let mut key_on_line = None;
-    if let Some(span) = e.span() {
-        let start = span.start.min(text.len());
-        let line_no = text.get(..start).unwrap_or(text).matches('\n').count() + 1;
-        place.push_str(&format!(", line {line_no}"));
-        let line = text.lines().nth(line_no - 1).unwrap_or("");
-        key_on_line = line
-            .split_once('=')
-            .map(|(k, _)| k.trim().trim_matches('"').to_owned())
-            .filter(|k| !k.is_empty() && !k.starts_with('['));
-    }
-    let message = e.message().trim().replace('\n', " ");
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        let unknown = rest.split('`').next().unwrap_or("");
-        let err = CliError::usage(format!("{place}: unknown key `{unknown}`"));
-        return match closest_key(unknown) {
-            Some(k) => err.hint(format!(
-                "did you mean `{k}`? (sc-proxy --help lists the keys)"
-            )),
-            None => err.hint("sc-proxy --help lists the keys: the flags' names with _ for -"),
-        };
-    }
-    if message.starts_with("data did not match any variant") {
-        let key = key_on_line.unwrap_or_default();
+    if e.message().starts_with("data did not match any variant") {
+        let at = config_file::place(path, text, e.span());
         return CliError::usage(format!(
-            "{place} ({key}): backends must be \"HOST:PORT\" strings: [\"10.0.0.5:7000\", \"10.0.0.6:7000\"]"
+            "{} ({}): backends must be \"HOST:PORT\" strings: [\"10.0.0.5:7000\", \"10.0.0.6:7000\"]",
+            at.at,
+            at.key.unwrap_or_default()
         ));
     }
-    match key_on_line {
-        Some(key) => CliError::usage(format!("{place} ({key}): {message}")),
-        None => CliError::usage(format!("{place}: {message}")),
-    }
-}
-
-/// The known key nearest to `unknown`, if it is a plausible typo.
-fn closest_key(unknown: &str) -> Option<&'static str> {
-    let normalized = unknown.replace('-', "_");
-    KEYS.iter()
-        .map(|k| (edit_distance(&normalized, k), *k))
-        .filter(|(d, _)| *d <= 3)
-        .min()
-        .map(|(_, k)| k)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
+    config_file::describe(path, text, e.message(), e.span(), KEYS, "sc-proxy")
 }
 
 #[cfg(test)]
@@ -223,8 +150,11 @@ routes = { "api.internal" = "10.0.0.7:7000,10.0.0.8:7000" }
             routes["api.internal"].addresses(),
             ["10.0.0.7:7000", "10.0.0.8:7000"]
         );
-        assert_eq!(closest_key("helth_interval"), Some("health_interval"));
-        assert_eq!(closest_key("route"), Some("routes"));
+        assert_eq!(
+            config_file::closest_key("helth_interval", KEYS),
+            Some("health_interval")
+        );
+        assert_eq!(config_file::closest_key("route", KEYS), Some("routes"));
         assert!(toml::from_str::<FileConfig>("backends = 1").is_err());
     }
 }

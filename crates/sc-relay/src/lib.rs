@@ -5,6 +5,8 @@
 //! * [`splice`]: a tunnel's data path between a secure session and a
 //!   plaintext connection (half-close carried through, idle timeout);
 //! * [`ops`]: logging setup and rate-limited error logs;
+//! * [`config_file`]: reading a binary's config file, and one line for an
+//!   error in it;
 //! * [`client`]: sessions to a server with one-line failure reasons, and
 //!   the tunnel entry of `sc-client --listen`;
 //! * [`server`]: the runtime of `sc-server` (listeners, limits, echo and
@@ -15,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod config_file;
 mod endpoint;
 pub mod ops;
 pub mod proxy_protocol;
