@@ -385,6 +385,15 @@ impl Running {
     }
 }
 
+/// `sc-proxy --listen 127.0.0.1:0 ARGS`, and the address it listens on.
+async fn relay_on_loopback(args: &[&str]) -> (Running, SocketAddr) {
+    let mut all = vec!["--listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let proxy = Running::proxy(&all);
+    let addr = proxy.address().await;
+    (proxy, addr)
+}
+
 /// Runs a binary to its exit (bounded), standard input `input`.
 async fn run(exe: &str, args: Vec<OsString>, input: &[u8]) -> Output {
     let mut child = Command::new(exe)
@@ -539,9 +548,7 @@ async fn routes_by_name_and_default_with_the_real_client() {
     let a = tagged_server(pki.server_config("a.test"), "A").await;
     let b = tagged_server(pki.server_config("b.test"), "B").await;
     let d = tagged_server(pki.server_config("other.test"), "D").await;
-    let proxy = Running::proxy(&[
-        "--listen",
-        "127.0.0.1:0",
+    let (proxy, relay) = relay_on_loopback(&[
         "--route",
         &format!("a.test={}", a.addr),
         "--route",
@@ -550,8 +557,8 @@ async fn routes_by_name_and_default_with_the_real_client() {
         &d.addr.to_string(),
         "--health-interval",
         "0",
-    ]);
-    let relay = proxy.address().await;
+    ])
+    .await;
 
     // The route name is the server name unless told otherwise.
     for (name, expected) in [("a.test", "A"), ("b.test", "B"), ("other.test", "D")] {
@@ -601,13 +608,7 @@ async fn routes_by_name_and_default_with_the_real_client() {
 async fn an_unknown_name_without_default_is_no_route() {
     let pki = Pki::new();
     let a = tagged_server(pki.server_config("a.test"), "A").await;
-    let proxy = Running::proxy(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--route",
-        &format!("a.test={}", a.addr),
-    ]);
-    let relay = proxy.address().await;
+    let (proxy, relay) = relay_on_loopback(&["--route", &format!("a.test={}", a.addr)]).await;
     let out = sc_client(&pki, relay, &["--server-name", "x.test"], b"hello\n").await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(out.stdout.is_empty());
@@ -635,13 +636,7 @@ async fn end_to_end_identity_is_still_checked() {
     let pki = Pki::new();
     // A relay that sends a.test to the server of b.test.
     let b = tagged_server(pki.server_config("b.test"), "B").await;
-    let proxy = Running::proxy(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--route",
-        &format!("a.test={}", b.addr),
-    ]);
-    let relay = proxy.address().await;
+    let (_proxy, relay) = relay_on_loopback(&["--route", &format!("a.test={}", b.addr)]).await;
     let out = sc_client(&pki, relay, &["--server-name", "a.test"], b"secret\n").await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(out.stdout.is_empty());
@@ -726,14 +721,8 @@ async fn the_relay_never_sees_plaintext() {
     // client -> tap_in -> relay -> tap_out -> backend: the taps hold every
     // byte the relay read and wrote.
     let tap_out = tap(a.addr).await;
-    let proxy = Running::proxy(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--route",
-        &format!("a.test={}", tap_out.addr),
-        "-v",
-    ]);
-    let relay = proxy.address().await;
+    let (proxy, relay) =
+        relay_on_loopback(&["--route", &format!("a.test={}", tap_out.addr), "-v"]).await;
     let tap_in = tap(relay).await;
 
     let mut s = open(tap_in.addr, &client, "a.test").await.expect("session");
@@ -812,15 +801,13 @@ async fn least_connections_spreads_sessions() {
     let client = pki.client_config();
     let a = tagged_server(pki.server_config("svc.test"), "A").await;
     let b = tagged_server(pki.server_config("svc.test"), "B").await;
-    let proxy = Running::proxy(&[
-        "--listen",
-        "127.0.0.1:0",
+    let (proxy, relay) = relay_on_loopback(&[
         "--route",
         &format!("svc.test={},{}", a.addr, b.addr),
         "--health-interval",
         "0",
-    ]);
-    let relay = proxy.address().await;
+    ])
+    .await;
 
     // Six sessions held open: three each.
     let mut open_sessions = Vec::new();
@@ -867,15 +854,13 @@ async fn a_backend_killed_mid_run_fails_its_sessions_and_new_ones_go_to_the_surv
     let (a1, a2) = (s1.address().await, s2.address().await);
     // No probes: the relay learns that s1 is gone from a refused connect
     // (passive check) and retries the session on s2.
-    let proxy = Running::proxy(&[
-        "--listen",
-        "127.0.0.1:0",
+    let (proxy, relay) = relay_on_loopback(&[
         "--route",
         &format!("svc.test={a1},{a2}"),
         "--health-interval",
         "0",
-    ]);
-    let relay = proxy.address().await;
+    ])
+    .await;
     let mut sessions = Vec::new();
     for i in 0..4 {
         let mut s = open(relay, &client, "svc.test").await.expect("session");
@@ -961,15 +946,13 @@ async fn a_down_backend_gets_nothing_until_a_probe_passes() {
     let a = tagged_server(config_a.clone(), "A").await;
     let a_addr = a.addr;
     let b = tagged_server(pki.server_config("svc.test"), "B").await;
-    let proxy = Running::proxy(&[
-        "--listen",
-        "127.0.0.1:0",
+    let (proxy, relay) = relay_on_loopback(&[
         "--route",
         &format!("svc.test={},{}", a_addr, b.addr),
         "--health-interval",
         "3",
-    ]);
-    let relay = proxy.address().await;
+    ])
+    .await;
 
     drop(a);
     let down = proxy.wait_line(&format!("backend {a_addr} is down")).await;
@@ -1015,17 +998,15 @@ async fn a_non_protocol_client_passes_through_to_the_fallback() {
     let pki = Pki::new();
     let a = tagged_server(pki.server_config("a.test"), "A").await;
     let fallback = banner_server("fallback ready\n").await;
-    let proxy = Running::proxy(&[
-        "--listen",
-        "127.0.0.1:0",
+    let (proxy, relay) = relay_on_loopback(&[
         "--route",
         &format!("a.test={}", a.addr),
         "--fallback",
         &fallback.addr.to_string(),
         "--health-interval",
         "0",
-    ]);
-    let relay = proxy.address().await;
+    ])
+    .await;
 
     // A client that speaks first: its bytes reach the fallback unchanged.
     let request = b"GET / HTTP/1.0\r\nHost: x\r\n\r\n";
@@ -1115,17 +1096,15 @@ async fn proxy_protocol_v2_gives_the_backend_the_client_address() {
         addr: backend_addr,
         handle,
     };
-    let proxy = Running::proxy(&[
-        "--listen",
-        "127.0.0.1:0",
+    let (_proxy, relay) = relay_on_loopback(&[
         "--route",
         &format!("a.test={backend_addr}"),
         "--proxy-protocol",
         "v2",
         "--health-interval",
         "0",
-    ]);
-    let relay = proxy.address().await;
+    ])
+    .await;
 
     let io = tcp_from("127.0.0.2", relay).await;
     let client_addr = io.local_addr().expect("addr");
@@ -1153,17 +1132,15 @@ async fn sc_server_behind_the_relay_learns_the_client_address() {
         a
     });
     let server_addr = server.address().await;
-    let proxy = Running::proxy(&[
-        "--listen",
-        "127.0.0.1:0",
+    let (_proxy, relay) = relay_on_loopback(&[
         "--route",
         &format!("b.test={server_addr}"),
         "--proxy-protocol",
         "v2",
         "--health-interval",
         "0",
-    ]);
-    let relay = proxy.address().await;
+    ])
+    .await;
     // The client comes from 127.0.0.2, the relay from 127.0.0.1.
     let io = tcp_from("127.0.0.2", relay).await;
     let client_addr = io.local_addr().expect("addr");
@@ -1188,9 +1165,7 @@ async fn bad_input_is_refused_with_a_reason_and_others_are_undisturbed() {
     let client = pki.client_config();
     let a = tagged_server(pki.server_config("svc.test"), "A").await;
     let hang = silent_server().await;
-    let proxy = Running::proxy(&[
-        "--listen",
-        "127.0.0.1:0",
+    let (proxy, relay) = relay_on_loopback(&[
         "--route",
         &format!("svc.test={}", a.addr),
         "--route",
@@ -1201,8 +1176,8 @@ async fn bad_input_is_refused_with_a_reason_and_others_are_undisturbed() {
         "1",
         "--health-interval",
         "0",
-    ]);
-    let relay = proxy.address().await;
+    ])
+    .await;
     let mut good = open(relay, &client, "svc.test").await.expect("session");
     assert_eq!(tag(&mut good).await, "A");
 
@@ -1255,9 +1230,7 @@ async fn bad_input_is_refused_with_a_reason_and_others_are_undisturbed() {
 async fn a_flood_is_bounded_by_the_connection_limit() {
     let pki = Pki::new();
     let a = tagged_server(pki.server_config("svc.test"), "A").await;
-    let proxy = Running::proxy(&[
-        "--listen",
-        "127.0.0.1:0",
+    let (proxy, relay) = relay_on_loopback(&[
         "--route",
         &format!("svc.test={}", a.addr),
         "--max-connections",
@@ -1266,8 +1239,8 @@ async fn a_flood_is_bounded_by_the_connection_limit() {
         "2",
         "--health-interval",
         "0",
-    ]);
-    let relay = proxy.address().await;
+    ])
+    .await;
     // Twenty connections that send nothing hold every slot ...
     let mut silent = Vec::new();
     for _ in 0..20 {
@@ -1414,15 +1387,13 @@ async fn sigterm_lets_open_sessions_finish_then_exits_0() {
     let pki = Pki::new();
     let client = pki.client_config();
     let a = tagged_server(pki.server_config("svc.test"), "A").await;
-    let mut proxy = Running::proxy(&[
-        "--listen",
-        "127.0.0.1:0",
+    let (mut proxy, relay) = relay_on_loopback(&[
         "--route",
         &format!("svc.test={}", a.addr),
         "--health-interval",
         "0",
-    ]);
-    let relay = proxy.address().await;
+    ])
+    .await;
     let mut s = open(relay, &client, "svc.test").await.expect("session");
     assert_eq!(tag(&mut s).await, "A");
     let pid = proxy.child.id().expect("running");
@@ -1510,15 +1481,13 @@ async fn bulk_flows_arrive_intact_both_ways() {
     // 256 KiB): every byte arrives, in order, and the session ends cleanly.
     let pki = Pki::new();
     let a = tagged_server(pki.server_config("svc.test"), "A").await;
-    let proxy = Running::proxy(&[
-        "--listen",
-        "127.0.0.1:0",
+    let (proxy, relay) = relay_on_loopback(&[
         "--route",
         &format!("svc.test={}", a.addr),
         "--health-interval",
         "0",
-    ]);
-    let relay = proxy.address().await;
+    ])
+    .await;
     let mut s = open(relay, &pki.client_config(), "svc.test")
         .await
         .expect("session");
@@ -1560,17 +1529,15 @@ async fn idle_relayed_session_memory() {
     let pki = Pki::new();
     let client = pki.client_config();
     let a = tagged_server(pki.server_config("svc.test"), "A").await;
-    let proxy = Running::proxy(&[
-        "--listen",
-        "127.0.0.1:0",
+    let (proxy, relay) = relay_on_loopback(&[
         "--route",
         &format!("svc.test={}", a.addr),
         "--max-connections",
         "2000",
         "--health-interval",
         "0",
-    ]);
-    let relay = proxy.address().await;
+    ])
+    .await;
     let pid = proxy.child.id().expect("pid");
     let rss = || {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
