@@ -929,9 +929,12 @@ fn alert_outcome(sc: &Scenario, client: &Ending, server: &Ending) -> &'static st
     // A lengthened record stalls its receiver. Whichever side times out
     // first sends its timeout alert; if that is the stalled side, the alert
     // was delivered (above). If it is the other, its alert (and its FIN)
-    // become the awaited body: the stalled side reads a cut record.
+    // become the awaited body: the stalled side reads a cut record, or, when
+    // they fill the lengthened record, a record that does not open.
     let stalled = |a: &Ending, b: &Ending| {
-        timed_out(a) && (timed_out(b) || matches!(b, Ending::Failed(Error::Truncated)))
+        timed_out(a)
+            && (timed_out(b)
+                || matches!(b, Ending::Failed(Error::Truncated | Error::DecryptFailed)))
     };
     if sc.may_stall && (stalled(client, server) || stalled(server, client)) {
         return "stalled on a lengthened record, ended by a timeout";
