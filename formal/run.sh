@@ -7,7 +7,8 @@
 #   formal/run.sh main neg/main-no-name-check     only these (paths without .pv)
 #
 # For each model it writes formal/results/<model>.txt: the ProVerif version,
-# the run time and ProVerif's verification summary.  The full output goes to
+# the run time, ProVerif's verification summary and, when a query is false,
+# whether ProVerif rebuilt an attack trace.  The full output goes to
 # $SC_PV_LOG (default: a temporary directory), as it is long.  Exit status:
 # 0 when every result is as expected, 1 when one is not, 2 when ProVerif is
 # missing.  ProVerif is not part of this repository: build ProVerif 2.05 from
@@ -73,6 +74,8 @@ for m in $models; do
     echo "verdict:  $verdict"
     echo
     sed -n '/^Verification summary:/,/^-----*$/p' "$logdir/$m.log"
+    # for a query that is false: whether ProVerif rebuilt a concrete attack trace
+    grep -E '^(A trace has been found|Could not find a trace)' "$logdir/$m.log" | sort | uniq -c
   } > "results/$m.txt"
   printf '%-40s %6s s  %s\n' "$m" "$secs" "$verdict"
 done
