@@ -25,6 +25,12 @@
 //! (in production the relay has a machine of its own), so the relay's CPU
 //! is charged to the relayed figures.
 //!
+//! `own-cpu/…` (Linux, 2 or more CPUs) measures bulk and ping-pong again
+//! with the relay on a CPU of its own, as it is deployed: client and server
+//! run on one thread pinned to CPU 0, the relay and the bare forwarder on
+//! one worker pinned to CPU 1. `direct` is then the client and server alone
+//! on CPU 0, and the ratio is what the hop itself costs them.
+//!
 //! `cargo bench -p sc-relay --bench relay`
 
 #![forbid(unsafe_code)]
@@ -185,7 +191,19 @@ async fn record_hello(connector: &Connector, route: &str) -> Result<Vec<u8>, Box
     Ok(record)
 }
 
-async fn bed() -> Result<Bed, BoxError> {
+/// A listener bound now, registered later with the runtime that accepts on
+/// it (so the relay's sockets can live on the relay's runtime).
+fn std_listener() -> Result<(std::net::TcpListener, SocketAddr), BoxError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    l.set_nonblocking(true)?;
+    let a = l.local_addr()?;
+    Ok((l, a))
+}
+
+/// Client and server on the current runtime; the relay and the bare
+/// forwarder on `relay_side` when given (else on the current one too).
+async fn bed(relay_side: Option<tokio::runtime::Handle>) -> Result<Bed, BoxError> {
+    let relay_side = relay_side.unwrap_or_else(tokio::runtime::Handle::current);
     let pki = ThrowawayPki::new("server.test", "client-1", UnixTime::now(), &mut OsRng)?;
     let client = ClientConfig::builder()
         .with_server_verifier(Arc::new(pki.server_verifier()?))
@@ -214,15 +232,21 @@ async fn bed() -> Result<Bed, BoxError> {
         backends: vec![to(fake_addr)],
     });
     settings.limits.max_connections = 10_000;
-    let relay = Relay::bind(RelaySettings {
-        listeners: vec![settings],
-        health_interval: None,
-    })
-    .await?;
+    let relay = relay_side
+        .spawn(Relay::bind(RelaySettings {
+            listeners: vec![settings],
+            health_interval: None,
+        }))
+        .await??;
     let relay_addr: SocketAddr = relay.local_endpoints()[0].to_string().parse()?;
     let hello_record = record_hello(&connector, FAKE).await?;
-    let (l, bare) = listener().await?;
-    tokio::spawn(bare_forwarder(l, server_addr));
+    let (l, bare) = std_listener()?;
+    relay_side.spawn(async move {
+        match TcpListener::from_std(l) {
+            Ok(l) => bare_forwarder(l, server_addr).await,
+            Err(e) => eprintln!("bench: the bare forwarder's listener: {e}"),
+        }
+    });
     Ok(Bed {
         connector,
         server: server_addr,
@@ -271,8 +295,14 @@ async fn send_bulk(s: &mut SecureStream<TcpStream>, block: &[u8]) {
 /// Criterion's estimate per path; then, with `with_median`, the median of
 /// `BULK_ROUNDS` transfers per path taken in turn (direct, bare, relay,
 /// direct, …), so that the load of a shared machine falls on all three.
-fn bulk(c: &mut Criterion, rt: &Runtime, bed: &Bed, with_median: bool) -> Option<[Duration; 3]> {
-    let mut group = c.benchmark_group("bulk");
+fn bulk(
+    c: &mut Criterion,
+    group: &str,
+    rt: &Runtime,
+    bed: &Bed,
+    with_median: bool,
+) -> Option<[Duration; 3]> {
+    let mut group = c.benchmark_group(group);
     group.throughput(Throughput::Bytes(BULK as u64));
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(8));
@@ -321,8 +351,14 @@ async fn round_trip(s: &mut SecureStream<TcpStream>, buf: &mut [u8; PING]) {
     s.read_exact(buf).await.expect("read");
 }
 
-fn ping_pong(c: &mut Criterion, rt: &Runtime, bed: &Bed, with_p50: bool) -> Option<[Duration; 3]> {
-    let mut group = c.benchmark_group("ping-pong-64");
+fn ping_pong(
+    c: &mut Criterion,
+    group: &str,
+    rt: &Runtime,
+    bed: &Bed,
+    with_p50: bool,
+) -> Option<[Duration; 3]> {
+    let mut group = c.benchmark_group(group);
     group.sample_size(30);
     let mut streams = Vec::new();
     for (path, to) in paths(bed) {
@@ -434,31 +470,50 @@ fn show(v: &Result<f64, Missing>, f: impl Fn(f64) -> String) -> String {
     }
 }
 
-fn report(run: &Run, bulk_median: Option<[Duration; 3]>, p50: Option<[Duration; 3]>) {
-    let ns = |id: &str| run.estimate(id).map(|e| e.ns);
-    let ratio = |a: &Result<f64, Missing>, b: &Result<f64, Missing>| match (a, b) {
+/// What one configuration measured: the bulk medians and ping-pong p50s
+/// taken in turn (when benchmarking), under its group names.
+struct Measured {
+    bulk_group: &'static str,
+    ping_group: &'static str,
+    what: &'static str,
+    bulk_median: Option<[Duration; 3]>,
+    p50: Option<[Duration; 3]>,
+}
+
+type Figure = Result<f64, Missing>;
+
+fn ratio(a: &Figure, b: &Figure) -> Figure {
+    match (a, b) {
         (Ok(a), Ok(b)) => Ok(a / b),
         (Err(e), _) | (_, Err(e)) => Err(e.clone()),
-    };
-    let pct = |r: f64| format!("{:.1} %", r * 100.0);
-    let extra = |r: f64| format!("{:+.1} %", (r - 1.0) * 100.0);
-    let verdict = |r: &Result<f64, Missing>, ok: fn(f64) -> bool| match r {
+    }
+}
+
+fn pct(r: f64) -> String {
+    format!("{:.1} %", r * 100.0)
+}
+
+fn extra(r: f64) -> String {
+    format!("{:+.1} %", (r - 1.0) * 100.0)
+}
+
+fn verdict(r: &Figure, ok: fn(f64) -> bool) -> &'static str {
+    match r {
         Ok(v) if ok(*v) => "met",
         Ok(_) => "MISSED",
         Err(_) => "not measured",
-    };
-    println!();
-    println!(
-        "Relay in the path vs direct, this run (estimates from {})",
-        run.searched()
-    );
+    }
+}
 
+fn report_paths(run: &Run, m: &Measured) {
+    let ns = |id: &str| run.estimate(id).map(|e| e.ns);
+    println!("  {}:", m.what);
     let [direct, bare, relayed] =
-        ["direct", "bare", "relay"].map(|p| ns(&format!("bulk/one-way-16MiB/{p}")));
+        ["direct", "bare", "relay"].map(|p| ns(&format!("{}/one-way-16MiB/{p}", m.bulk_group)));
     let mbps = |n: f64| format!("{:.0} MB/s", BULK as f64 / n * 1e3);
     let kept = ratio(&direct, &relayed);
     println!(
-        "  bulk, one stream: direct {}, bare forwarder {} ({} of direct), relay {}: relay/direct {}  (target ≥ 90 %: {})",
+        "    bulk, one stream: direct {}, bare forwarder {} ({} of direct), relay {}: relay/direct {}  (target ≥ 90 %: {})",
         show(&direct, mbps),
         show(&bare, mbps),
         show(&ratio(&direct, &bare), pct),
@@ -466,11 +521,11 @@ fn report(run: &Run, bulk_median: Option<[Duration; 3]>, p50: Option<[Duration; 
         show(&kept, pct),
         verdict(&kept, |r| r >= 0.90),
     );
-    if let Some([d, b, r]) = bulk_median {
+    if let Some([d, b, r]) = m.bulk_median {
         let rate = |x: Duration| format!("{:.0} MB/s", BULK as f64 / x.as_secs_f64() / 1e6);
         let of = |x: Duration| Ok::<f64, Missing>(d.as_secs_f64() / x.as_secs_f64());
         println!(
-            "  bulk, one stream, median of {BULK_ROUNDS} in turn: direct {}, bare forwarder {} ({}), relay {}: relay/direct {}  (target ≥ 90 %: {})",
+            "    bulk, one stream, median of {BULK_ROUNDS} in turn: direct {}, bare forwarder {} ({}), relay {}: relay/direct {}  (target ≥ 90 %: {})",
             rate(d),
             rate(b),
             show(&of(b), pct),
@@ -481,24 +536,36 @@ fn report(run: &Run, bulk_median: Option<[Duration; 3]>, p50: Option<[Duration; 
     }
 
     let [direct, bare, relayed] =
-        ["direct", "bare", "relay"].map(|p| ns(&format!("ping-pong-64/{p}")));
+        ["direct", "bare", "relay"].map(|p| ns(&format!("{}/{p}", m.ping_group)));
     let us = |n: f64| format!("{:.1} µs", n / 1e3);
     println!(
-        "  64-byte ping-pong, criterion mean: direct {}, bare forwarder {} ({}), relay {} ({})",
+        "    64-byte ping-pong, criterion mean: direct {}, bare forwarder {} ({}), relay {} ({})",
         show(&direct, us),
         show(&bare, us),
         show(&ratio(&bare, &direct), extra),
         show(&relayed, us),
         show(&ratio(&relayed, &direct), extra),
     );
-    if let Some([d, b, r]) = p50 {
+    if let Some([d, b, r]) = m.p50 {
         let over = |x: Duration| Ok::<f64, Missing>(x.as_secs_f64() / d.as_secs_f64());
         println!(
-            "  64-byte ping-pong p50 ({PINGS} each, alternating): direct {d:.1?}, bare forwarder {b:.1?} ({}), relay {r:.1?} ({})  (target ≤ +15 %: {})",
+            "    64-byte ping-pong p50 ({PINGS} each, alternating): direct {d:.1?}, bare forwarder {b:.1?} ({}), relay {r:.1?} ({})  (target ≤ +15 %: {})",
             show(&over(b), extra),
             show(&over(r), extra),
             verdict(&over(r), |x| x <= 1.15),
         );
+    }
+}
+
+fn report(run: &Run, configurations: &[Measured]) {
+    let ns = |id: &str| run.estimate(id).map(|e| e.ns);
+    println!();
+    println!(
+        "Relay in the path vs direct, this run (estimates from {})",
+        run.searched()
+    );
+    for m in configurations {
+        report_paths(run, m);
     }
 
     let server = ns("sessions/server");
@@ -506,18 +573,98 @@ fn report(run: &Run, bulk_median: Option<[Duration; 3]>, p50: Option<[Duration; 
     let relayed = ns("sessions/relay");
     let per_s = |n: f64| format!("{:.0}/s", 1e9 / n);
     let headroom = ratio(&server, &relay_only);
+    println!("  sessions (client, relay and server share the CPUs):");
     println!(
-        "  new sessions ({PARALLEL} clients): server completes {}, relay alone accepts {}: relay/server {}  (target ≥ 1: {})",
+        "    new sessions ({PARALLEL} clients): server completes {}, relay alone accepts {}: relay/server {}  (target ≥ 1: {})",
         show(&server, per_s),
         show(&relay_only, per_s),
         show(&headroom, |r| format!("{r:.2}x")),
         verdict(&headroom, |r| r >= 1.0),
     );
     println!(
-        "  full handshakes through the relay: {} ({} of direct; client, relay and server share 2 cores)",
+        "    full handshakes through the relay: {} ({} of direct)",
         show(&relayed, per_s),
         show(&ratio(&server, &relayed), pct),
     );
+}
+
+/// CPU pinning for the `own-cpu` configuration (Linux only).
+#[cfg(target_os = "linux")]
+mod cpus {
+    use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
+    use nix::unistd::Pid;
+
+    /// The CPUs this thread may run on.
+    pub(crate) fn allowed() -> Vec<usize> {
+        let Ok(set) = sched_getaffinity(Pid::from_raw(0)) else {
+            return Vec::new();
+        };
+        (0..CpuSet::count())
+            .filter(|&c| set.is_set(c).unwrap_or(false))
+            .collect()
+    }
+
+    /// Restricts the calling thread to `cpus`.
+    pub(crate) fn pin(cpus: &[usize]) -> Result<(), nix::Error> {
+        let mut set = CpuSet::new();
+        for &c in cpus {
+            set.set(c)?;
+        }
+        sched_setaffinity(Pid::from_raw(0), &set)
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod cpus {
+    pub(crate) fn allowed() -> Vec<usize> {
+        Vec::new()
+    }
+
+    pub(crate) fn pin(_: &[usize]) -> Result<(), std::convert::Infallible> {
+        Ok(())
+    }
+}
+
+/// Bulk and ping-pong with the relay on a CPU of its own: client and server
+/// on one thread pinned to the first allowed CPU, the relay's runtime (one
+/// worker) pinned to the second. `None` with fewer than 2 CPUs.
+fn own_cpu(c: &mut Criterion, with_stats: bool) -> Option<Measured> {
+    let allowed = cpus::allowed();
+    let [ends, relay_cpu] = [*allowed.first()?, *allowed.get(1)?];
+    let relay_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .on_thread_start(move || {
+            if let Err(e) = cpus::pin(&[relay_cpu]) {
+                eprintln!("bench: pinning the relay to CPU {relay_cpu}: {e}");
+            }
+        })
+        .enable_all()
+        .build()
+        .expect("relay runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // This thread runs the client and (inside `block_on`) the server.
+    if let Err(e) = cpus::pin(&[ends]) {
+        eprintln!("bench: pinning client and server to CPU {ends}: {e}; own-cpu not measured");
+        return None;
+    }
+    let bed = must(rt.block_on(bed(Some(relay_rt.handle().clone()))));
+    let bulk_median = bulk(c, "bulk-own-cpu", &rt, &bed, with_stats);
+    let p50 = ping_pong(c, "ping-pong-64-own-cpu", &rt, &bed, with_stats);
+    drop(bed);
+    if let Err(e) = cpus::pin(&allowed) {
+        eprintln!("bench: unpinning: {e}");
+    }
+    Some(Measured {
+        bulk_group: "bulk-own-cpu",
+        ping_group: "ping-pong-64-own-cpu",
+        what:
+            "the relay on a CPU of its own (client and server pinned to one CPU, relay to another)",
+        bulk_median,
+        p50,
+    })
 }
 
 fn main() {
@@ -527,14 +674,21 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let bed = must(rt.block_on(bed()));
+    let bed = must(rt.block_on(bed(None)));
     let mut c = Criterion::default().configure_from_args();
-    let bulk_median = bulk(&mut c, &rt, &bed, run.benchmarking());
-    let p50 = ping_pong(&mut c, &rt, &bed, run.benchmarking());
+    let mut measured = vec![Measured {
+        bulk_group: "bulk",
+        ping_group: "ping-pong-64",
+        what: "client, relay and server sharing 2 runtime workers (the relay's CPU taken from both ends)",
+        bulk_median: bulk(&mut c, "bulk", &rt, &bed, run.benchmarking()),
+        p50: ping_pong(&mut c, "ping-pong-64", &rt, &bed, run.benchmarking()),
+    }];
     sessions(&mut c, &rt, &bed);
+    drop(bed);
+    drop(rt);
+    measured.extend(own_cpu(&mut c, run.benchmarking()));
     c.final_summary();
     if run.benchmarking() {
-        report(&run, bulk_median, p50);
+        report(&run, &measured);
     }
-    drop(bed);
 }
