@@ -29,10 +29,10 @@ use sovereign_chain::session::Acceptor;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio::time::timeout;
 
-use common::{spawn_logged, Lines, TempDir};
+use common::{bind, spawn_logged, Lines, Task, TempDir};
 
 /// The bound of every ordinary wait.
 const WAIT: Duration = Duration::from_secs(30);
@@ -148,22 +148,6 @@ enum Serve {
     Echo,
     /// Tunnel exit: splices the session with a new connection to a backend.
     Forward(SocketAddr),
-}
-
-/// A task serving a listener; aborted (with its sessions) when dropped.
-struct Task {
-    addr: SocketAddr,
-    handle: JoinHandle<()>,
-}
-
-impl Drop for Task {
-    fn drop(&mut self) {
-        self.handle.abort();
-    }
-}
-
-async fn bind() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0").await.expect("bind")
 }
 
 /// A port nothing listens on (bound, then released).

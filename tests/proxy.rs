@@ -30,10 +30,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio::time::timeout;
 
-use common::{spawn_logged, Lines, TempDir};
+use common::{bind, spawn_logged, Lines, Task, TempDir};
 
 /// The bound of every ordinary wait.
 const WAIT: Duration = Duration::from_secs(30);
@@ -149,22 +149,6 @@ static NAMES: AtomicU32 = AtomicU32::new(0);
 
 // ---------------------------------------------------------------------------
 // In-test servers
-
-/// A task aborted (with everything it spawned into its JoinSet) when dropped.
-struct Task {
-    addr: SocketAddr,
-    handle: JoinHandle<()>,
-}
-
-impl Drop for Task {
-    fn drop(&mut self) {
-        self.handle.abort();
-    }
-}
-
-async fn bind() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0").await.expect("bind")
-}
 
 /// A secure server on `listener` answering each message `m` with
 /// `TAG: m`, and closing after the client closes.
@@ -285,16 +269,11 @@ impl Running {
     /// The addresses of the listeners, in order, from their log lines
     /// (`listening on ADDR (…`).
     async fn listening(&self, count: usize) -> Vec<SocketAddr> {
-        self.wait_lines("listening on ", count)
-            .await
-            .iter()
-            .map(|line| {
-                let rest = line.split("listening on ").nth(1).unwrap_or("");
-                let addr = rest.split([' ', ',']).next().unwrap_or("");
-                addr.parse()
-                    .unwrap_or_else(|_| panic!("bad address in {line:?}"))
+        self.lines
+            .listening(count, WAIT, |rest| {
+                rest.split([' ', ',']).next().unwrap_or("")
             })
-            .collect()
+            .await
     }
 
     async fn address(&self) -> SocketAddr {

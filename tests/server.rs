@@ -193,16 +193,9 @@ impl Running {
 
     /// The addresses of the listeners, in order, from their log lines.
     async fn listening(&self, count: usize) -> Vec<Endpoint> {
-        self.wait_lines("listening on ", count)
+        self.lines
+            .listening(count, WAIT, |rest| rest.split(" (").next().unwrap_or(""))
             .await
-            .iter()
-            .map(|line| {
-                let rest = line.split("listening on ").nth(1).unwrap_or("");
-                let addr = rest.split(" (").next().unwrap_or("");
-                addr.parse()
-                    .unwrap_or_else(|_| panic!("bad address in {line:?}"))
-            })
-            .collect()
     }
 
     async fn address(&self) -> Endpoint {

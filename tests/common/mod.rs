@@ -10,8 +10,10 @@
 // Each test crate uses a part of these helpers; the rest is dead code there.
 #![allow(dead_code)]
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,7 +21,9 @@ use std::time::{Duration, Instant};
 use rand_core::OsRng;
 use sovereign_chain::pki::{issue_leaf, CertificateDer, Issuer, KeyPair, LeafSpec, Validity};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
 
 // ---------------------------------------------------------------------------
 // Files
@@ -96,6 +100,27 @@ pub(crate) fn leaf(
 }
 
 // ---------------------------------------------------------------------------
+// In-test servers
+
+/// A task serving a listener on `addr`; aborted (with the sessions it
+/// spawned into its JoinSet) when dropped.
+pub(crate) struct Task {
+    pub(crate) addr: SocketAddr,
+    pub(crate) handle: JoinHandle<()>,
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+/// A listener on a free loopback port.
+pub(crate) async fn bind() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").await.expect("bind")
+}
+
+// ---------------------------------------------------------------------------
 // Processes and their logs
 
 /// A log shared with the tasks that fill it, line by line (clones share it).
@@ -161,6 +186,27 @@ impl Lines {
             )
         })
         .await
+    }
+
+    /// The addresses of `count` listeners, in order, from their log lines
+    /// (`listening on ADDR…`, waited for within `within`): `addr_of` cuts
+    /// ADDR from the rest of the line after `listening on `.
+    pub(crate) async fn listening<T: FromStr>(
+        &self,
+        count: usize,
+        within: Duration,
+        addr_of: impl Fn(&str) -> &str,
+    ) -> Vec<T> {
+        self.wait_lines("listening on ", count, within)
+            .await
+            .iter()
+            .map(|line| {
+                let rest = line.split("listening on ").nth(1).unwrap_or("");
+                addr_of(rest)
+                    .parse()
+                    .unwrap_or_else(|_| panic!("bad address in {line:?}"))
+            })
+            .collect()
     }
 
     /// As [`wait_lines`](Self::wait_lines), failing with `failure()` (the
