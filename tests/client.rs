@@ -5,11 +5,12 @@
 //! Every wait is bounded; every process is spawned with `kill_on_drop`, so
 //! a failing test (a panic) kills what it started.
 
+mod common;
+
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,70 +20,25 @@ use rand_core::OsRng;
 use sha2::{Digest, Sha256};
 use sovereign_chain::handshake::ServerConfig;
 use sovereign_chain::pki::{
-    cert_serial, cert_to_pem, crl_to_pem, crls_from_pem, issue_crl, issue_leaf, issue_root,
-    CertificateDer, Credential, Issuer, KeyPair, LeafSpec, RevokedEntry, TrustAnchors, UnixTime,
-    Validity, WebPkiClientVerifier,
+    cert_serial, cert_to_pem, crl_to_pem, crls_from_pem, issue_crl, issue_root, CertificateDer,
+    Credential, Issuer, KeyPair, LeafSpec, RevokedEntry, TrustAnchors, UnixTime, Validity,
+    WebPkiClientVerifier,
 };
 use sovereign_chain::relay::splice;
 use sovereign_chain::session::Acceptor;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio::time::timeout;
+
+use common::{bind, spawn_logged, Lines, Task, TempDir};
 
 /// The bound of every ordinary wait.
 const WAIT: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------
 // Files and certificates
-
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "sc-client-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).expect("temp dir");
-        Self(path)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.path(name);
-        std::fs::write(&path, text).expect("write");
-        path
-    }
-
-    /// A private file, mode 0600.
-    fn write_private(&self, name: &str, text: &str) -> PathBuf {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let path = self.path(name);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .expect("create key file");
-        f.write_all(text.as_bytes()).expect("write key");
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A CA in a temporary directory: its certificate in `ca.pem`.
 struct Pki {
@@ -106,7 +62,7 @@ impl Pki {
     }
 
     fn named(ca_name: &str) -> Self {
-        let dir = TempDir::new();
+        let dir = TempDir::new("sc-client-test");
         let validity = Validity::days_from(UnixTime::now(), 1);
         let ca_key = KeyPair::generate(&mut OsRng);
         let ca_cert = issue_root(&ca_key, ca_name, validity, &mut OsRng).expect("root");
@@ -128,16 +84,7 @@ impl Pki {
     }
 
     fn leaf(&self, spec: &LeafSpec) -> (CertificateDer<'static>, KeyPair) {
-        let key = KeyPair::generate(&mut OsRng);
-        let cert = issue_leaf(
-            &self.issuer(),
-            &key.public_key(),
-            spec,
-            self.validity,
-            &mut OsRng,
-        )
-        .expect("leaf");
-        (cert, key)
+        common::leaf(&self.issuer(), spec, self.validity)
     }
 
     /// A server credential for `name` (a DNS name or an IP address).
@@ -201,22 +148,6 @@ enum Serve {
     Echo,
     /// Tunnel exit: splices the session with a new connection to a backend.
     Forward(SocketAddr),
-}
-
-/// A task serving a listener; aborted (with its sessions) when dropped.
-struct Task {
-    addr: SocketAddr,
-    handle: JoinHandle<()>,
-}
-
-impl Drop for Task {
-    fn drop(&mut self) {
-        self.handle.abort();
-    }
-}
-
-async fn bind() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0").await.expect("bind")
 }
 
 /// A port nothing listens on (bound, then released).
@@ -377,56 +308,29 @@ fn error_line(out: &Output) -> String {
 /// sc-client in tunnel mode, its standard error collected line by line.
 struct Running {
     child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
+    lines: Lines,
 }
 
 impl Running {
     fn spawn(args: Vec<OsString>) -> Self {
-        let mut child = sc_client()
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn sc-client");
-        let stderr = child.stderr.take().expect("stderr");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                sink.lock().expect("lines").push(line);
-            }
-        });
+        let (child, lines) = spawn_logged(sc_client().args(args), false).expect("spawn sc-client");
         Self { child, lines }
     }
 
     fn stderr(&self) -> String {
-        self.lines.lock().expect("lines").join("\n")
+        self.lines.text()
     }
 
     /// Waits for `count` lines containing `needle`; returns them.
     async fn wait_lines(&self, needle: &str, count: usize) -> Vec<String> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let found: Vec<String> = self
-                .lines
-                .lock()
-                .expect("lines")
-                .iter()
-                .filter(|l| l.contains(needle))
-                .cloned()
-                .collect();
-            if found.len() >= count {
-                return found;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {count} line(s) with {needle:?} in time; stderr:\n{}",
-                self.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.lines
+            .wait_lines_or(needle, count, WAIT, || {
+                format!(
+                    "no {count} line(s) with {needle:?} in time; stderr:\n{}",
+                    self.stderr()
+                )
+            })
+            .await
     }
 
     /// The address of the (first) listener, from its log line.
@@ -1324,7 +1228,7 @@ idle_timeout = 60
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_unknown_key_is_named() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("sc-client-test");
     let top = dir.write("top.toml", "ca = \"ca.pem\"\ncolour = \"blue\"\n");
     let out = run_with_input(vec!["--config".into(), top.clone().into()], b"").await;
     assert_eq!(out.status.code(), Some(2));

@@ -8,6 +8,8 @@
 //! (a panic) stops what it started.
 
 use std::ffi::OsString;
+mod common;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Output, Stdio};
@@ -18,66 +20,26 @@ use std::time::{Duration, Instant};
 use rand_core::OsRng;
 use sovereign_chain::handshake::{ClientConfig, ServerConfig};
 use sovereign_chain::pki::{
-    cert_to_pem, issue_leaf, issue_root, CertificateDer, Credential, Issuer, KeyPair, LeafSpec,
-    ServerName, TrustAnchors, UnixTime, Validity, WebPkiClientVerifier, WebPkiServerVerifier,
+    cert_to_pem, issue_root, CertificateDer, Credential, Issuer, KeyPair, LeafSpec, ServerName,
+    TrustAnchors, UnixTime, Validity, WebPkiClientVerifier, WebPkiServerVerifier,
 };
 use sovereign_chain::relay::proxy_protocol::{ProxyHeader, FIXED_LEN, SIGNATURE};
 use sovereign_chain::session::{Acceptor, Connector, Error, SecureStream};
 use sovereign_chain::wire::{AlertCode, RouteName};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio::time::timeout;
+
+use common::{bind, spawn_logged, Lines, Task, TempDir};
 
 /// The bound of every ordinary wait.
 const WAIT: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------
 // Files and certificates
-
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "sc-proxy-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).expect("temp dir");
-        Self(path)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).expect("write");
-        path
-    }
-
-    fn write_private(&self, name: &str, text: &str) -> PathBuf {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let path = self.0.join(name);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .expect("create key file");
-        f.write_all(text.as_bytes()).expect("write key");
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A CA, its certificate in `ca.pem`, and what it issues.
 struct Pki {
@@ -90,7 +52,7 @@ struct Pki {
 
 impl Pki {
     fn new() -> Self {
-        let dir = TempDir::new();
+        let dir = TempDir::new("sc-proxy-test");
         let validity = Validity::days_from(UnixTime::now(), 1);
         let key = KeyPair::generate(&mut OsRng);
         let cert = issue_root(&key, "Proxy Test CA", validity, &mut OsRng).expect("root");
@@ -105,14 +67,11 @@ impl Pki {
     }
 
     fn leaf(&self, spec: &LeafSpec) -> (CertificateDer<'static>, KeyPair) {
-        let key = KeyPair::generate(&mut OsRng);
         let issuer = Issuer {
             cert: &self.cert,
             key: &self.key,
         };
-        let cert =
-            issue_leaf(&issuer, &key.public_key(), spec, self.validity, &mut OsRng).expect("leaf");
-        (cert, key)
+        common::leaf(&issuer, spec, self.validity)
     }
 
     fn anchors(&self) -> TrustAnchors {
@@ -191,22 +150,6 @@ static NAMES: AtomicU32 = AtomicU32::new(0);
 // ---------------------------------------------------------------------------
 // In-test servers
 
-/// A task aborted (with everything it spawned into its JoinSet) when dropped.
-struct Task {
-    addr: SocketAddr,
-    handle: JoinHandle<()>,
-}
-
-impl Drop for Task {
-    fn drop(&mut self) {
-        self.handle.abort();
-    }
-}
-
-async fn bind() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0").await.expect("bind")
-}
-
 /// A secure server on `listener` answering each message `m` with
 /// `TAG: m`, and closing after the client closes.
 fn tagged_server_on(listener: TcpListener, config: Arc<ServerConfig>, tag: &'static str) -> Task {
@@ -283,30 +226,13 @@ async fn silent_server() -> Task {
 /// A running binary and its log (stderr), line by line.
 struct Running {
     child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
+    lines: Lines,
 }
 
 impl Running {
     fn start(exe: &str, args: &[String]) -> Self {
-        let mut child = Command::new(exe)
-            .args(args)
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
+        let (child, lines) = spawn_logged(Command::new(exe).args(args), false)
             .unwrap_or_else(|e| panic!("spawn {exe}: {e}"));
-        let stderr = child.stderr.take().expect("stderr");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                sink.lock().expect("lines").push(line);
-            }
-        });
         Self { child, lines }
     }
 
@@ -324,34 +250,16 @@ impl Running {
     }
 
     fn log(&self) -> String {
-        self.lines.lock().expect("lines").join("\n")
+        self.lines.text()
     }
 
     fn matching(&self, needle: &str) -> Vec<String> {
-        self.lines
-            .lock()
-            .expect("lines")
-            .iter()
-            .filter(|l| l.contains(needle))
-            .cloned()
-            .collect()
+        self.lines.matching(needle)
     }
 
     /// Waits for `count` lines containing `needle`; returns them.
     async fn wait_lines(&self, needle: &str, count: usize) -> Vec<String> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let found = self.matching(needle);
-            if found.len() >= count {
-                return found;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {count} line(s) with {needle:?} in time; log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        self.lines.wait_lines(needle, count, WAIT).await
     }
 
     async fn wait_line(&self, needle: &str) -> String {
@@ -361,16 +269,11 @@ impl Running {
     /// The addresses of the listeners, in order, from their log lines
     /// (`listening on ADDR (…`).
     async fn listening(&self, count: usize) -> Vec<SocketAddr> {
-        self.wait_lines("listening on ", count)
-            .await
-            .iter()
-            .map(|line| {
-                let rest = line.split("listening on ").nth(1).unwrap_or("");
-                let addr = rest.split([' ', ',']).next().unwrap_or("");
-                addr.parse()
-                    .unwrap_or_else(|_| panic!("bad address in {line:?}"))
+        self.lines
+            .listening(count, WAIT, |rest| {
+                rest.split([' ', ',']).next().unwrap_or("")
             })
-            .collect()
+            .await
     }
 
     async fn address(&self) -> SocketAddr {

@@ -6,11 +6,12 @@
 //! Every wait is bounded; every process is spawned with `kill_on_drop`, so a
 //! failing test (a panic) kills what it started.
 
+mod common;
+
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand_chacha::rand_core::{RngCore, SeedableRng};
@@ -21,15 +22,17 @@ use sc_relay::server::{Credentials, Limits, ListenerSettings, Mode, ProxyProtoco
 use sc_relay::{Endpoint, Stream};
 use sovereign_chain::handshake::{ClientConfig, ServerConfig};
 use sovereign_chain::pki::{
-    cert_to_pem, issue_leaf, issue_root, CertificateDer, Credential, Issuer, KeyPair, LeafSpec,
-    ServerName, TrustAnchors, UnixTime, Validity, WebPkiClientVerifier, WebPkiServerVerifier,
+    cert_to_pem, issue_root, CertificateDer, Credential, Issuer, KeyPair, LeafSpec, ServerName,
+    TrustAnchors, UnixTime, Validity, WebPkiClientVerifier, WebPkiServerVerifier,
 };
 use sovereign_chain::session::{Connector, Error, SecureStream};
 use sovereign_chain::wire::AlertCode;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
+
+use common::{spawn_logged, Lines, TempDir};
 
 /// The bound of every ordinary wait.
 const WAIT: Duration = Duration::from_secs(20);
@@ -40,45 +43,6 @@ const CLIENT_NAME: &str = "app-1";
 
 // ---------------------------------------------------------------------------
 // Files and certificates
-
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "sc-server-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).expect("temp dir");
-        Self(path)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    /// Writes `text` to `name` atomically (a reload never sees half a file).
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.path(name);
-        let tmp = self.path(&format!(".{name}.tmp"));
-        std::fs::write(&tmp, text).expect("write");
-        std::fs::rename(&tmp, &path).expect("rename");
-        path
-    }
-
-    fn str(&self, name: &str) -> String {
-        self.path(name).display().to_string()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A root CA with its key, issuing server and client certificates.
 struct Ca {
@@ -102,20 +66,11 @@ impl Ca {
     }
 
     fn leaf(&self, spec: &LeafSpec) -> (CertificateDer<'static>, KeyPair) {
-        let key = KeyPair::generate(&mut OsRng);
         let issuer = Issuer {
             cert: &self.cert,
             key: &self.key,
         };
-        let cert = issue_leaf(
-            &issuer,
-            &key.public_key(),
-            spec,
-            Validity::days_from(self.now, 2),
-            &mut OsRng,
-        )
-        .expect("leaf");
-        (cert, key)
+        common::leaf(&issuer, spec, Validity::days_from(self.now, 2))
     }
 
     fn pem(&self) -> String {
@@ -170,7 +125,7 @@ struct Setup {
 
 impl Setup {
     fn new() -> Self {
-        let dir = TempDir::new();
+        let dir = TempDir::new("sc-server-test");
         let ca = Ca::new();
         dir.write("ca.pem", &ca.pem());
         let fingerprint = ca.write_server(&dir);
@@ -204,7 +159,7 @@ impl Setup {
 /// A running `sc-server` and its log (stderr), line by line.
 struct Running {
     child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
+    lines: Lines,
 }
 
 impl Running {
@@ -214,63 +169,22 @@ impl Running {
 
     /// `sc-server` or another of the binaries (`sc-proxy`).
     fn start_program(program: &str, args: &[String]) -> Self {
-        let mut child = Command::new(program)
-            .args(args)
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
+        let (child, lines) = spawn_logged(Command::new(program).args(args), false)
             .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
-        let stderr = child.stderr.take().expect("stderr");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                sink.lock().expect("lines").push(line);
-            }
-        });
         Self { child, lines }
     }
 
     fn log(&self) -> String {
-        self.lines.lock().expect("lines").join("\n")
+        self.lines.text()
     }
 
     fn count(&self, needle: &str) -> usize {
-        self.lines
-            .lock()
-            .expect("lines")
-            .iter()
-            .filter(|l| l.contains(needle))
-            .count()
+        self.lines.count(needle)
     }
 
     /// Waits for `count` lines containing `needle`; returns them.
     async fn wait_lines(&self, needle: &str, count: usize) -> Vec<String> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let found: Vec<String> = self
-                .lines
-                .lock()
-                .expect("lines")
-                .iter()
-                .filter(|l| l.contains(needle))
-                .cloned()
-                .collect();
-            if found.len() >= count {
-                return found;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {count} line(s) with {needle:?} in time; log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        self.lines.wait_lines(needle, count, WAIT).await
     }
 
     async fn wait_line(&self, needle: &str) -> String {
@@ -279,16 +193,9 @@ impl Running {
 
     /// The addresses of the listeners, in order, from their log lines.
     async fn listening(&self, count: usize) -> Vec<Endpoint> {
-        self.wait_lines("listening on ", count)
+        self.lines
+            .listening(count, WAIT, |rest| rest.split(" (").next().unwrap_or(""))
             .await
-            .iter()
-            .map(|line| {
-                let rest = line.split("listening on ").nth(1).unwrap_or("");
-                let addr = rest.split(" (").next().unwrap_or("");
-                addr.parse()
-                    .unwrap_or_else(|_| panic!("bad address in {line:?}"))
-            })
-            .collect()
     }
 
     async fn address(&self) -> Endpoint {
@@ -1143,7 +1050,7 @@ async fn certificates_made_by_openssl_are_accepted() {
         matches!(&version, Ok(out) if out.status.success()),
         "this test needs the openssl command: {version:?}"
     );
-    let dir = TempDir::new();
+    let dir = TempDir::new("sc-server-test");
     let openssl = |args: &[&str]| {
         let out = std::process::Command::new("openssl")
             .args(args)
@@ -1831,6 +1738,6 @@ async fn proxy_protocol_flags_and_keys_are_checked() {
 // Keep the helper honest: paths in the tests are absolute.
 #[test]
 fn temp_dirs_are_absolute() {
-    let d = TempDir::new();
+    let d = TempDir::new("sc-server-test");
     assert!(Path::new(&d.str("x")).is_absolute());
 }

@@ -2,15 +2,12 @@
 //! (for every listener) and in `[[listener]]` tables. Unknown keys are
 //! errors that name the key, the line, and the key that was probably meant.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use sc_relay::config_file;
 use sc_relay::ops::CliError;
-
-/// Largest config file read (1 MiB).
-const MAX_CONFIG_FILE: u64 = 1024 * 1024;
 
 /// Defines the listener keys once: the `[[listener]]` table, the whole file
 /// (process-wide keys and the same listener keys as defaults), and the list
@@ -109,7 +106,7 @@ impl<'de> Deserialize<'de> for Size {
                     .map_err(|_| E::custom("the size is too large"))
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Size, E> {
-                crate::settings::parse_size(v).map(Size).map_err(E::custom)
+                config_file::parse_size(v).map(Size).map_err(E::custom)
             }
         }
         d.deserialize_any(V)
@@ -118,85 +115,9 @@ impl<'de> Deserialize<'de> for Size {
 
 /// Reads and parses the config file at `path`.
 pub(crate) fn load(path: &Path) -> Result<FileConfig, CliError> {
-    let shown = path.display();
-    let read = || -> std::io::Result<String> {
-        let mut text = String::new();
-        std::fs::File::open(path)?
-            .take(MAX_CONFIG_FILE + 1)
-            .read_to_string(&mut text)?;
-        Ok(text)
-    };
-    let text = read().map_err(|e| {
-        let reason = match e.kind() {
-            std::io::ErrorKind::NotFound => "no such file or directory".to_owned(),
-            std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
-            std::io::ErrorKind::InvalidData => "it is not a text file".to_owned(),
-            _ => e.to_string(),
-        };
-        CliError::new(format!("cannot read the config file {shown}: {reason}"))
-    })?;
-    if text.len() as u64 > MAX_CONFIG_FILE {
-        return Err(CliError::usage(format!(
-            "the config file {shown} is larger than 1 MiB"
-        )));
-    }
-    toml::from_str(&text).map_err(|e| describe(path, &text, &e))
-}
-
-/// One line for a TOML or schema error: where, which key, what is wrong,
-/// and a hint for an unknown key.
-fn describe(path: &Path, text: &str, e: &toml::de::Error) -> CliError {
-    let mut place = format!("config {}", path.display());
-    let mut key_on_line = None;
-    if let Some(span) = e.span() {
-        let start = span.start.min(text.len());
-        let line_no = text.get(..start).unwrap_or(text).matches('\n').count() + 1;
-        place.push_str(&format!(", line {line_no}"));
-        let line = text.lines().nth(line_no - 1).unwrap_or("");
-        key_on_line = line
-            .split_once('=')
-            .map(|(k, _)| k.trim().trim_matches('"').to_owned())
-            .filter(|k| !k.is_empty() && !k.starts_with('['));
-    }
-    let message = e.message().trim();
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        let unknown = rest.split('`').next().unwrap_or("");
-        let err = CliError::usage(format!("{place}: unknown key `{unknown}`"));
-        return match closest_key(unknown) {
-            Some(k) => err.hint(format!(
-                "did you mean `{k}`? (sc-server --help lists the keys)"
-            )),
-            None => err.hint("sc-server --help lists the keys: the flags' names with _ for -"),
-        };
-    }
-    match key_on_line {
-        Some(key) => CliError::usage(format!("{place} ({key}): {message}")),
-        None => CliError::usage(format!("{place}: {message}")),
-    }
-}
-
-/// The known key nearest to `unknown`, if it is a plausible typo.
-fn closest_key(unknown: &str) -> Option<&'static str> {
-    let normalized = unknown.replace('-', "_");
-    KEYS.iter()
-        .map(|k| (edit_distance(&normalized, k), *k))
-        .filter(|(d, _)| *d <= 3)
-        .min()
-        .map(|(_, k)| k)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
+    let text = config_file::read(path)?;
+    toml::from_str(&text)
+        .map_err(|e| config_file::describe(path, &text, e.message(), e.span(), KEYS, "sc-server"))
 }
 
 #[cfg(test)]
@@ -205,9 +126,10 @@ mod tests {
 
     #[test]
     fn keys_and_typos() {
-        assert_eq!(closest_key("max_conections"), Some("max_connections"));
-        assert_eq!(closest_key("max-connections"), Some("max_connections"));
-        assert_eq!(closest_key("certificate_authority"), None);
+        let closest = |k| config_file::closest_key(k, KEYS);
+        assert_eq!(closest("max_conections"), Some("max_connections"));
+        assert_eq!(closest("max-connections"), Some("max_connections"));
+        assert_eq!(closest("certificate_authority"), None);
         let cfg: FileConfig = toml::from_str(
             "cert = \"a.pem\"\nmax_message = \"64KiB\"\n[[listener]]\nlisten = \"127.0.0.1:1\"\nforward = \"127.0.0.1:2\"\n",
         )

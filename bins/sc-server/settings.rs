@@ -329,34 +329,14 @@ pub(crate) fn parse_secs(s: &str) -> Result<Duration, String> {
 }
 
 /// `--max-message BYTES`: `1048576`, `64KiB`, `1MiB` (also `64K`, `1M`).
-pub(crate) fn parse_size(s: &str) -> Result<usize, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let n: usize = digits
-        .parse()
-        .map_err(|_| format!("'{s}' is not a size (use bytes, or KiB/MiB: 65536, 64KiB, 1MiB)"))?;
-    let factor: usize = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" | "kb" => 1024,
-        "m" | "mib" | "mb" => 1024 * 1024,
-        _ => return Err(format!("'{s}': unknown unit (use KiB or MiB)")),
-    };
-    n.checked_mul(factor)
-        .ok_or_else(|| format!("'{s}' is too large"))
-}
+pub(crate) use sc_relay::config_file::parse_size;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn sizes_and_seconds() {
-        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
-        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
-        assert_eq!(parse_size("100"), Ok(100));
-        assert!(parse_size("1GiB").is_err());
-        assert!(parse_size("x").is_err());
+    fn seconds() {
         assert_eq!(parse_secs("0.5"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_secs("30s"), Ok(Duration::from_secs(30)));
         assert!(parse_secs("-1").is_err());

@@ -9,20 +9,21 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use rand_core::OsRng;
 use sovereign_chain::handshake::ClientConfig;
 use sovereign_chain::pki::{
-    cert_to_pem, issue_leaf, issue_root, CertificateDer, Credential, Issuer, KeyPair, LeafSpec,
-    ServerName, TrustAnchors, UnixTime, Validity, WebPkiServerVerifier,
+    cert_to_pem, issue_root, CertificateDer, Credential, Issuer, KeyPair, LeafSpec, ServerName,
+    TrustAnchors, UnixTime, Validity, WebPkiServerVerifier,
 };
 use sovereign_chain::relay::{Endpoint, Stream};
 use sovereign_chain::session::{Connector, Error, SecureStream};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::time::timeout;
+
+use crate::common::{self, spawn_logged, Lines};
 
 /// The bound of every ordinary wait.
 pub(crate) const WAIT: Duration = Duration::from_secs(30);
@@ -87,20 +88,11 @@ impl Pki {
     }
 
     fn leaf(&self, spec: &LeafSpec) -> (CertificateDer<'static>, KeyPair) {
-        let key = KeyPair::generate(&mut OsRng);
         let issuer = Issuer {
             cert: &self.ca_cert,
             key: &self.ca_key,
         };
-        let cert = issue_leaf(
-            &issuer,
-            &key.public_key(),
-            spec,
-            Validity::days_from(self.now, 2),
-            &mut OsRng,
-        )
-        .expect("leaf");
-        (cert, key)
+        common::leaf(&issuer, spec, Validity::days_from(self.now, 2))
     }
 
     /// Writes `text` to `name` atomically (mode 0600: keys must not be
@@ -197,7 +189,7 @@ pub(crate) async fn connect(
 pub(crate) struct Proc {
     pub(crate) name: String,
     child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
+    lines: Lines,
 }
 
 impl Proc {
@@ -222,34 +214,8 @@ impl Proc {
             }
             None => Command::new(program),
         };
-        let mut child = cmd
-            .args(args)
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
+        let (child, lines) = spawn_logged(cmd.args(args).envs(env.iter().copied()), true)
             .unwrap_or_else(|e| panic!("cannot run {program} (netns {netns:?}): {e}"));
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stdout = child.stdout.take().expect("stdout");
-        let stderr = child.stderr.take().expect("stderr");
-        let sink = lines.clone();
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                sink.lock().expect("lines").push(line);
-            }
-        });
-        let sink = lines.clone();
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                sink.lock().expect("lines").push(line);
-            }
-        });
         let name = std::path::Path::new(program)
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -262,18 +228,12 @@ impl Proc {
     }
 
     pub(crate) fn log(&self) -> String {
-        self.lines.lock().expect("lines").join("\n")
+        self.lines.text()
     }
 
     /// Lines containing `needle`.
     pub(crate) fn lines_with(&self, needle: &str) -> Vec<String> {
-        self.lines
-            .lock()
-            .expect("lines")
-            .iter()
-            .filter(|l| l.contains(needle))
-            .cloned()
-            .collect()
+        self.lines.matching(needle)
     }
 
     /// Waits (within `within`) for `count` lines containing `needle`.
@@ -283,20 +243,15 @@ impl Proc {
         count: usize,
         within: Duration,
     ) -> Vec<String> {
-        let deadline = Instant::now() + within;
-        loop {
-            let found = self.lines_with(needle);
-            if found.len() >= count {
-                return found;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{}: no {count} line(s) with {needle:?} within {within:?}; output:\n{}",
-                self.name,
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        self.lines
+            .wait_lines_or(needle, count, within, || {
+                format!(
+                    "{}: no {count} line(s) with {needle:?} within {within:?}; output:\n{}",
+                    self.name,
+                    self.log()
+                )
+            })
+            .await
     }
 
     pub(crate) async fn wait_line(&self, needle: &str) -> String {

@@ -41,6 +41,25 @@ pub fn read(path: &Path) -> Result<String, CliError> {
     Ok(text)
 }
 
+/// A byte count, as a flag or a config string: `1048576`, `64KiB`, `1MiB`
+/// (also `64K`, `1M`, `64KB`).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (use bytes, or KiB/MiB: 65536, 64KiB, 1MiB)"))?;
+    let factor: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" | "kb" => 1024,
+        "m" | "mib" | "mb" => 1024 * 1024,
+        _ => return Err(format!("'{s}': unknown unit (use KiB or MiB)")),
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("'{s}' is too large"))
+}
+
 /// Where in a config file an error is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Place {
@@ -125,6 +144,17 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_size(" 64k "), Ok(64 << 10));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("1GiB").is_err());
+        assert!(parse_size("x").is_err());
+        assert!(parse_size("99999999999999999999M").is_err());
+    }
 
     #[test]
     fn errors_name_the_line_the_key_and_the_nearest_key() {
