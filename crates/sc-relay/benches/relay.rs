@@ -355,14 +355,12 @@ async fn round_trip(s: &mut SecureStream<TcpStream>, buf: &mut [u8; PING]) {
     s.read_exact(buf).await.expect("read");
 }
 
-fn ping_pong(
-    c: &mut Criterion,
-    group: &str,
-    rt: &Runtime,
-    bed: &Bed,
-    with_p50: bool,
-) -> Option<[Duration; 3]> {
-    let mut group = c.benchmark_group(group);
+/// The ping-pong group's name (measured with all three sharing the cores
+/// only; see the module's documentation).
+const PING_GROUP: &str = "ping-pong-64";
+
+fn ping_pong(c: &mut Criterion, rt: &Runtime, bed: &Bed, with_p50: bool) -> Option<[Duration; 3]> {
+    let mut group = c.benchmark_group(PING_GROUP);
     group.sample_size(30);
     let mut streams = Vec::new();
     for (path, to) in paths(bed) {
@@ -685,10 +683,10 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     let mut measured = vec![Measured {
         bulk_group: "bulk",
-        ping_group: Some("ping-pong-64"),
+        ping_group: Some(PING_GROUP),
         what: "client, relay and server sharing 2 runtime workers (the relay's CPU taken from both ends)",
         bulk_median: bulk(&mut c, "bulk", &rt, &bed, run.benchmarking()),
-        p50: ping_pong(&mut c, "ping-pong-64", &rt, &bed, run.benchmarking()),
+        p50: ping_pong(&mut c, &rt, &bed, run.benchmarking()),
     }];
     sessions(&mut c, &rt, &bed);
     drop(bed);
