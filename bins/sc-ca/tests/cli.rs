@@ -133,9 +133,12 @@ fn placeholder(t: &str) -> Option<String> {
     if t.len() == 95 && t.split(':').all(|p| p.len() == 2 && hex(p)) {
         return Some("[FINGERPRINT]".into());
     }
-    let parts: Vec<&str> = t.split('-').collect();
+    // A date may end a clause ("valid until 2036-11-23: distribute it"), and
+    // ':' is a word character here (for times and fingerprints).
+    let (date, colon) = t.strip_suffix(':').map_or((t, ""), |d| (d, ":"));
+    let parts: Vec<&str> = date.split('-').collect();
     if parts.len() == 3 && parts[0].len() == 4 && parts.iter().all(|p| digits(p)) {
-        return Some("[DATE]".into());
+        return Some(format!("[DATE]{colon}"));
     }
     if t.len() == 5 && t.as_bytes()[2] == b':' && digits(&t[..2]) && digits(&t[3..]) {
         return Some("[TIME]".into());
