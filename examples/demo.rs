@@ -180,7 +180,7 @@ async fn run() -> Result<()> {
             let Ok(plain) = TcpStream::connect(backend_addr).await else {
                 return;
             };
-            sovereign_chain::relay::splice(secure, plain, None).await;
+            sovereign_chain::tunnel::splice(secure, plain, None, None).await;
         }
     });
     let entry = TcpListener::bind("127.0.0.1:0").await?;
@@ -193,7 +193,7 @@ async fn run() -> Result<()> {
         tcp.set_nodelay(true)?;
         let secure = conn.connect(tunnel_name, None, tcp).await?;
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
-            sovereign_chain::relay::splice(secure, plain, None).await,
+            sovereign_chain::tunnel::splice(secure, plain, None, None).await,
         )
     });
     let t = Instant::now();

@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use sovereign_chain::handshake::ClientConfig;
+use sovereign_chain::net::{Endpoint, Stream};
 use sovereign_chain::pki::ServerName;
-use sovereign_chain::relay::{Endpoint, Stream};
 use sovereign_chain::session::{Connector, SecureStream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

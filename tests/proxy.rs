@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 
 use rand_core::OsRng;
 use sovereign_chain::handshake::{ClientConfig, ServerConfig};
+use sovereign_chain::net::proxy_protocol::{ProxyHeader, FIXED_LEN, SIGNATURE};
 use sovereign_chain::pki::{
     cert_to_pem, issue_root, CertificateDer, Credential, Issuer, KeyPair, LeafSpec, ServerName,
     TrustAnchors, UnixTime, Validity, WebPkiClientVerifier, WebPkiServerVerifier,
 };
-use sovereign_chain::relay::proxy_protocol::{ProxyHeader, FIXED_LEN, SIGNATURE};
 use sovereign_chain::session::{Acceptor, Connector, Error, SecureStream};
 use sovereign_chain::wire::{AlertCode, RouteName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1283,6 +1283,16 @@ async fn help_and_startup_errors() {
     .await;
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("address already in use"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_startup_line_is_logged_at_default_verbosity() {
+    // The default log filter is made from the binary's own name: sc-proxy's
+    // own lines (its startup line) are not dropped.
+    let (proxy, _) =
+        relay_on_loopback(&["--default", "127.0.0.1:9", "--health-interval", "0"]).await;
+    let line = proxy.wait_line("running (pid").await;
+    assert!(line.contains("sc-proxy "), "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

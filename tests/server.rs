@@ -1,5 +1,5 @@
 //! `sc-server` end to end: the real binary where the command line is the
-//! subject, the `sc_relay::server` runtime in-process elsewhere, and the
+//! subject, the `sc_tunnel::exit` runtime in-process elsewhere, and the
 //! library client (`sc_session::Connector`) as the client, over real
 //! loopback sockets with certificates issued here into a temporary directory.
 //!
@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use rand_core::OsRng;
-use sc_relay::proxy_protocol::{ProxyError, ProxyHeader, SIGNATURE, TLV_CLIENT_IDENTITY};
-use sc_relay::server::{Credentials, Limits, ListenerSettings, Mode, ProxyProtocol, Server};
-use sc_relay::{Endpoint, Stream};
+use sc_net::proxy_protocol::{ProxyError, ProxyHeader, SIGNATURE, TLV_CLIENT_IDENTITY};
+use sc_net::{Endpoint, Stream};
+use sc_tunnel::exit::{Credentials, Limits, ListenerSettings, Mode, ProxyProtocol, Server};
 use sovereign_chain::handshake::{ClientConfig, ServerConfig};
 use sovereign_chain::pki::{
     cert_to_pem, issue_root, CertificateDer, Credential, Issuer, KeyPair, LeafSpec, ServerName,
@@ -306,7 +306,7 @@ impl Drop for Task {
 
 /// A backend that reads everything until the client's end of stream, then
 /// sends it all back and closes: a reply that only comes after a half-close.
-async fn backend(listener: sc_relay::Listener) -> Task {
+async fn backend(listener: sc_net::Listener) -> Task {
     Task(tokio::spawn(async move {
         while let Ok((mut conn, _)) = listener.accept().await {
             tokio::spawn(async move {
@@ -714,7 +714,7 @@ async fn idle_sessions_get_keepalives_and_are_cut_unless_the_client_sends_some()
     // Past the idle timeout, the client that sent keepalives is still served.
     echo(&mut alive, "awake").await;
     let line = server.wait_line("reason=idle timeout").await;
-    assert!(line.contains("idle timeout (1.500s)"), "{line}");
+    assert!(line.contains("idle timeout (1.5s)"), "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1302,7 +1302,7 @@ fn trusting_the_balancer(s: &Setup, more: &[&str]) -> Running {
 /// (decoded with `ProxyHeader::decode`), hands it over, then echoes what
 /// follows once the end of stream came.
 fn proxy_backend(
-    listener: sc_relay::Listener,
+    listener: sc_net::Listener,
     headers: tokio::sync::mpsc::UnboundedSender<Result<ProxyHeader, ProxyError>>,
 ) -> Task {
     Task(tokio::spawn(async move {
@@ -1728,7 +1728,7 @@ async fn proxy_protocol_flags_and_keys_are_checked() {
         .await;
         let e = bound.expect_err("refused");
         assert!(
-            matches!(e, sc_relay::server::StartError::ProxyProtocol { .. }),
+            matches!(e, sc_tunnel::exit::StartError::ProxyProtocol { .. }),
             "{listen}: {e:?}"
         );
         assert!(e.hint().is_some(), "{e}");

@@ -7,14 +7,15 @@ use std::time::Duration;
 
 use sc_handshake::ClientConfig;
 use sc_pki::{certs_from_pem, ClientCredentials, Credential, KeyPair, KeyPin, PkiError};
-use sc_relay::client::{Target, TunnelConfig};
 use sc_session::{Connector, SessionConfig};
+use sc_tunnel::entry::TunnelConfig;
+use sc_tunnel::Target;
 use sc_wire::CipherSuite;
+use sovereign_chain::cli::CliError;
 use zeroize::Zeroizing;
 
 use crate::settings::{CredSettings, SessionSettings, TunnelSettings};
 use crate::CipherChoice;
-use sc_relay::ops::CliError;
 
 /// The client's identity and trust, loaded.
 pub(crate) struct Creds {

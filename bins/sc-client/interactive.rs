@@ -18,13 +18,13 @@ use std::time::Duration;
 
 use rustyline::error::ReadlineError;
 use rustyline::{DefaultEditor, ExternalPrinter};
-use sc_relay::client::{session_error_sentence, Target};
-use sc_relay::Stream;
+use sc_net::Stream;
 use sc_session::{Error as SessionError, ReadHalf};
+use sc_tunnel::connect::session_error_sentence;
+use sc_tunnel::Target;
+use sovereign_chain::cli::CliError;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
-
-use sc_relay::ops::CliError;
 
 /// The prompt on a terminal.
 const PROMPT: &str = "msg> ";

@@ -8,14 +8,16 @@ mod interactive;
 mod settings;
 mod tunnel;
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::time::Duration;
+
 use clap::{ArgAction, Parser, ValueEnum};
+use sovereign_chain::cli::units::{parse_duration, parse_size};
+use sovereign_chain::cli::{init_logging, CliError};
 
 use crate::settings::Mode;
-use sc_relay::ops::CliError;
 
 /// Connect to a Sovereign-Chain server: an interactive session, or a tunnel
 /// entry for any TCP application.
@@ -38,13 +40,16 @@ use sc_relay::ops::CliError;
 ///   sc-client --listen 127.0.0.1:5432 --connect db.internal:7000 \
 ///       --ca ca.pem --cert app-1.pem --key app-1.key
 ///
+/// Durations are seconds (30, 0.5) or carry a unit (250ms, 30s, 5m, 1h);
+/// sizes are bytes or carry one (64KiB, 1MiB), here and in the config file.
+///
 /// Everything can also come from a TOML file (--config FILE): the same names
 /// with `_` for `-` (server_name, handshake_timeout, pin = [...], ...), plus
 /// [[tunnel]] tables for several tunnels in one process; file paths in it
 /// are relative to its directory. Flags override the file, also inside its
 /// [[tunnel]] tables (except --connect, --listen, --server-name and --route,
 /// which only describe the session of the command line). Unknown keys are
-/// errors:
+/// errors that name the line and the key that was probably meant:
 ///
 ///   ca = "ca.pem"
 ///   cert = "app-1.pem"
@@ -59,7 +64,7 @@ use sc_relay::ops::CliError;
 ///   connect = "10.0.0.8:7001"
 ///   server_name = "cache.internal"
 ///   cipher = "chacha20-poly1305"
-///   idle_timeout = 300
+///   idle_timeout = "5m"
 ///
 /// Exit status: 0 after a clean end, 1 when a file, the network or the
 /// server fails, 2 for a mistake in the flags or the config file.
@@ -135,38 +140,38 @@ pub(crate) struct Cli {
     pub(crate) config: Option<PathBuf>,
 
     /// Give up on a server that has not completed the handshake (TCP
-    /// connection included) after SECS seconds [default: 30].
-    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    pub(crate) handshake_timeout: Option<u64>,
+    /// connection included) after this long (30, 30s, 1m) [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) handshake_timeout: Option<Duration>,
 
-    /// The largest message sent or received, in bytes; in interactive mode,
-    /// the longest line [default: 1048576].
-    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..=settings::MAX_MESSAGE_LIMIT))]
-    pub(crate) max_message: Option<u64>,
+    /// The largest message sent or received (65536, 64KiB, 1MiB); in
+    /// interactive mode, the longest line [default: 1MiB].
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    pub(crate) max_message: Option<usize>,
 
     /// Tunnel mode: close a session in which no byte has moved either way
-    /// for SECS seconds; 0 for never [default: 0].
-    #[arg(long, value_name = "SECS")]
-    pub(crate) idle_timeout: Option<u64>,
+    /// for this long (300, 5m); 0 for never [default: 0].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) idle_timeout: Option<Duration>,
 
-    /// Accept certificate validity times this many seconds off this
-    /// machine's clock [default: 60].
-    #[arg(long, value_name = "SECS")]
-    pub(crate) clock_skew: Option<u64>,
+    /// Accept certificate validity times this far off this machine's clock
+    /// (60, 90s, 2m) [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) clock_skew: Option<Duration>,
 
     /// Tunnel mode: most local connections served at once per tunnel;
     /// further ones wait [default: 100].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub(crate) max_connections: Option<u64>,
+    #[arg(long, value_name = "N")]
+    pub(crate) max_connections: Option<usize>,
 
     /// Tunnel mode: most handshakes at once per tunnel [default: 50].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub(crate) max_handshakes: Option<u64>,
+    #[arg(long, value_name = "N")]
+    pub(crate) max_handshakes: Option<usize>,
 
     /// Tunnel mode: after SIGTERM or SIGINT, how long open sessions may go on
-    /// before they are cut [default: 30].
-    #[arg(long, value_name = "SECS")]
-    pub(crate) shutdown_grace: Option<u64>,
+    /// before they are cut (30, 30s, 2m) [default: 30s].
+    #[arg(long, alias = "grace", value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) shutdown_grace: Option<Duration>,
 
     /// Log more: -v shows the 13 steps of each handshake, their order and
     /// timing; -vv everything.
@@ -202,31 +207,18 @@ fn main() -> ExitCode {
     }
 }
 
-/// Tunnel mode logs sessions and problems (info); -v adds the 13 steps of
-/// each handshake. Interactive mode prints its own one-line summary, so
-/// without -v it logs only warnings.
-fn init_logging(settings: &settings::Settings) {
-    let interactive = matches!(settings.mode, Mode::Interactive(_));
-    if !interactive || settings.verbosity > 0 {
-        sc_relay::ops::init_logging(settings.verbosity, settings.log_format);
-        return;
-    }
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false);
-    let _ = match settings.log_format {
-        sc_relay::ops::LogFormat::Text => builder.try_init(),
-        sc_relay::ops::LogFormat::Json => builder.json().flatten_event(true).try_init(),
-    };
-}
-
 fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let settings = settings::resolve(cli)?;
-    init_logging(&settings);
+    // Tunnel mode logs sessions and problems (info); -v adds the 13 steps
+    // of each handshake. Interactive mode prints its own one-line summary,
+    // so without -v it logs only warnings.
+    let interactive = matches!(settings.mode, Mode::Interactive(_));
+    init_logging(
+        "sc-client",
+        settings.verbosity,
+        interactive,
+        settings.log_format,
+    );
     let creds = creds::load(&settings.creds)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -10,17 +10,22 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::ValueEnum;
+use sc_net::{Endpoint, Secs};
 use sc_pki::{KeyPin, ServerName};
-use sc_relay::ops::LogFormat;
-use sc_relay::Endpoint;
+use sc_tunnel::entry::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDSHAKES, DEFAULT_SHUTDOWN_GRACE};
 use sc_wire::RouteName;
-use serde::Deserialize;
+use sovereign_chain::cli::config::{self, pick, Origin};
+use sovereign_chain::cli::units::{Seconds, Size};
+use sovereign_chain::cli::{CliError, LogFormat};
 
 use crate::{CipherChoice, Cli};
-use sc_relay::ops::CliError;
 
 /// The largest `max_message` accepted (1 GiB).
-pub(crate) const MAX_MESSAGE_LIMIT: u64 = 1 << 30;
+pub(crate) const MAX_MESSAGE_LIMIT: usize = 1 << 30;
+/// The longest handshake timeout accepted (a day).
+const MAX_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(86_400);
+/// The most connections or handshakes a tunnel may be told to hold.
+const MAX_COUNT: usize = 1_000_000;
 
 /// Everything a run needs, checked.
 #[derive(Debug)]
@@ -81,98 +86,33 @@ pub(crate) struct TunnelSettings {
     pub(crate) max_handshakes: usize,
 }
 
-/// The config file. Keys are the flags' names with `_` for `-`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    connect: Option<String>,
-    server_name: Option<String>,
-    route: Option<String>,
-    listen: Option<String>,
-    ca: Option<PathBuf>,
-    cert: Option<PathBuf>,
-    key: Option<PathBuf>,
-    anonymous: Option<bool>,
-    key_passphrase_file: Option<PathBuf>,
-    crl: Option<PathBuf>,
-    pin: Option<Vec<String>>,
-    cipher: Option<String>,
-    handshake_timeout: Option<u64>,
-    max_message: Option<u64>,
-    idle_timeout: Option<u64>,
-    clock_skew: Option<u64>,
-    max_connections: Option<u64>,
-    max_handshakes: Option<u64>,
-    shutdown_grace: Option<u64>,
-    verbose: Option<u8>,
-    log_format: Option<String>,
-    #[serde(default)]
-    tunnel: Vec<FileTunnel>,
-}
-
-/// A `[[tunnel]]` table: where it listens and connects, and what it tunes
-/// differently from the top level.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileTunnel {
-    listen: String,
-    connect: String,
-    server_name: Option<String>,
-    route: Option<String>,
-    cipher: Option<String>,
-    pin: Option<Vec<String>>,
-    handshake_timeout: Option<u64>,
-    max_message: Option<u64>,
-    idle_timeout: Option<u64>,
-    max_connections: Option<u64>,
-    max_handshakes: Option<u64>,
-}
-
-/// Reads and parses the config file; errors name the file, the line and the
-/// key.
-fn read_file(path: &Path) -> Result<FileConfig, CliError> {
-    let shown = path.display();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::InvalidData {
-            CliError::usage(format!("config file {shown} is not UTF-8 text"))
-        } else {
-            let mut err = CliError::io(format!("cannot read the config file {shown}"), &e);
-            err = err.hint("check the path given to --config");
-            err
-        }
-    })?;
-    toml::from_str(&text).map_err(|e| {
-        let mut at = String::new();
-        if let Some(span) = e.span() {
-            let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
-            at = format!(" line {line_no}");
-            if let Some(line) = text.lines().nth(line_no - 1) {
-                let line = line.trim();
-                if !line.is_empty() && line.chars().count() <= 60 {
-                    at = format!("{at} ({line})");
-                }
-            }
-        }
-        let message = e.message().trim().replace('\n', " ");
-        CliError::usage(format!("config file {shown}{at}: {message}"))
-    })
-}
-
-/// Where a value came from, for error messages.
-#[derive(Clone, Copy)]
-enum Origin<'a> {
-    Flag,
-    File(&'a Path),
-    Tunnel(&'a Path, usize),
-}
-
-impl Origin<'_> {
-    fn name(self, key: &str) -> String {
-        match self {
-            Self::Flag => format!("--{}", key.replace('_', "-")),
-            Self::File(p) => format!("{} key {key}", p.display()),
-            Self::Tunnel(p, i) => format!("{} [[tunnel]] #{i} key {key}", p.display()),
-        }
+sovereign_chain::config_file! {
+    tables: tunnel,
+    process {
+        ca: PathBuf,
+        cert: PathBuf,
+        key: PathBuf,
+        anonymous: bool,
+        key_passphrase_file: PathBuf,
+        crl: PathBuf,
+        clock_skew: Seconds,
+        #[serde(alias = "grace")]
+        shutdown_grace: Seconds,
+        verbose: u8,
+        log_format: String,
+    }
+    table {
+        listen: String,
+        connect: String,
+        server_name: String,
+        route: String,
+        cipher: String,
+        pin: Vec<String>,
+        handshake_timeout: Seconds,
+        max_message: Size,
+        idle_timeout: Seconds,
+        max_connections: usize,
+        max_handshakes: usize,
     }
 }
 
@@ -182,32 +122,30 @@ struct Given<'a, T> {
     origin: Origin<'a>,
 }
 
-/// The first of a flag, a tunnel key, a top-level key.
-fn pick<'a, T>(
-    flag: Option<T>,
-    tunnel: Option<(T, Origin<'a>)>,
-    file: Option<(T, Origin<'a>)>,
-) -> Option<Given<'a, T>> {
-    if let Some(value) = flag {
-        return Some(Given {
-            value,
-            origin: Origin::Flag,
-        });
+impl<'a, T> From<(T, Origin<'a>)> for Given<'a, T> {
+    fn from((value, origin): (T, Origin<'a>)) -> Self {
+        Self { value, origin }
     }
-    tunnel
-        .or(file)
-        .map(|(value, origin)| Given { value, origin })
 }
 
-fn with<'a, T>(value: Option<T>, origin: Origin<'a>) -> Option<(T, Origin<'a>)> {
-    value.map(|v| (v, origin))
+/// The first of a flag, a tunnel key, a top-level key.
+fn pick3<'a, T>(
+    flag: Option<T>,
+    tunnel: Option<(Option<T>, Origin<'a>)>,
+    file: (Option<T>, Origin<'a>),
+) -> Option<Given<'a, T>> {
+    let (in_tunnel, here) = match tunnel {
+        Some(t) => t,
+        None => (None, Origin::Flag),
+    };
+    pick([(flag, Origin::Flag), (in_tunnel, here), file]).map(Given::from)
 }
 
 /// Resolves the flags and the config file into [`Settings`].
 pub(crate) fn resolve(cli: Cli) -> Result<Settings, CliError> {
     let file = match &cli.config {
         Some(path) => {
-            let mut file = read_file(path)?;
+            let mut file: FileConfig = config::parse(path, KEYS, "sc-client")?;
             // Paths in the file are relative to the file's directory.
             let base = path.parent().unwrap_or(Path::new(""));
             for p in [
@@ -234,9 +172,7 @@ pub(crate) fn resolve(cli: Cli) -> Result<Settings, CliError> {
 
     let log_format = match cli.log_format.as_deref().or(file.log_format.as_deref()) {
         None => LogFormat::Text,
-        Some(s) => s
-            .parse()
-            .map_err(|e: String| CliError::usage(format!("{}: {e}", top.name("log_format"))))?,
+        Some(s) => s.parse().map_err(|e: String| top.bad("log_format", &e))?,
     };
     let verbosity = if cli.verbose > 0 {
         cli.verbose
@@ -245,10 +181,16 @@ pub(crate) fn resolve(cli: Cli) -> Result<Settings, CliError> {
     };
 
     let creds = cred_settings(&cli, &file, top)?;
+    let grace = cli
+        .shutdown_grace
+        .or(file.shutdown_grace.map(|s| s.0))
+        .unwrap_or(DEFAULT_SHUTDOWN_GRACE);
 
     let tunnels_in_file = !file.tunnel.is_empty();
-    let listen = pick(cli.listen.clone(), None, with(file.listen.clone(), top));
-    let connect = pick(cli.connect.clone(), None, with(file.connect.clone(), top));
+    let listen = pick3(cli.listen.clone(), None, (file.listen.clone(), top));
+    let connect = pick3(cli.connect.clone(), None, (file.connect.clone(), top));
+    // --server-name and --route describe the session of the command line:
+    // they do not reach the file's tunnels.
     let top_session = |connect: Given<'_, String>| {
         session(
             &cli,
@@ -256,39 +198,48 @@ pub(crate) fn resolve(cli: Cli) -> Result<Settings, CliError> {
             top,
             None,
             connect,
-            pick(
+            pick3(
                 cli.server_name.clone(),
                 None,
-                with(file.server_name.clone(), top),
+                (file.server_name.clone(), top),
             ),
-            pick(cli.route.clone(), None, with(file.route.clone(), top)),
+            pick3(cli.route.clone(), None, (file.route.clone(), top)),
         )
     };
 
     let mut tunnels = Vec::new();
     for (i, t) in file.tunnel.iter().enumerate() {
-        let here = Origin::Tunnel(path, i + 1);
+        let here = Origin::Table(path, "tunnel", i + 1);
+        let required = |value: &Option<String>, key: &str| {
+            value
+                .clone()
+                .map(|v| Given {
+                    value: v,
+                    origin: here,
+                })
+                .ok_or_else(|| here.bad(key, "not set (every [[tunnel]] needs listen and connect)"))
+        };
         let session = session(
             &cli,
             &file,
             top,
             Some((t, here)),
-            Given {
-                value: t.connect.clone(),
+            required(&t.connect, "connect")?,
+            t.server_name.clone().map(|v| Given {
+                value: v,
                 origin: here,
-            },
-            with(t.server_name.clone(), here).map(|(value, origin)| Given { value, origin }),
-            with(t.route.clone(), here).map(|(value, origin)| Given { value, origin }),
+            }),
+            t.route.clone().map(|v| Given {
+                value: v,
+                origin: here,
+            }),
         )?;
         tunnels.push(tunnel(
             &cli,
             &file,
             top,
             Some((t, here)),
-            Given {
-                value: t.listen.clone(),
-                origin: here,
-            },
+            required(&t.listen, "listen")?,
             session,
         )?);
     }
@@ -297,39 +248,25 @@ pub(crate) fn resolve(cli: Cli) -> Result<Settings, CliError> {
         (Some(listen), Some(connect)) => {
             let session = top_session(connect)?;
             tunnels.insert(0, tunnel(&cli, &file, top, None, listen, session)?);
-            Mode::Tunnels {
-                tunnels,
-                grace: secs(
-                    cli.shutdown_grace
-                        .or(file.shutdown_grace)
-                        .unwrap_or(sc_relay::client::DEFAULT_SHUTDOWN_GRACE.as_secs()),
-                ),
-            }
+            Mode::Tunnels { tunnels, grace }
         }
         (Some(listen), None) => {
             return Err(CliError::usage(format!(
                 "{} needs a server to tunnel to: give --connect HOST:PORT",
-                listen.origin.name("listen")
+                listen.origin.key("listen")
             )))
         }
         (None, Some(connect)) if tunnels_in_file => {
             return Err(CliError::usage(format!(
                 "{} without --listen starts an interactive session, which cannot run beside \
                  the [[tunnel]] tables of {}",
-                connect.origin.name("connect"),
+                connect.origin.key("connect"),
                 path.display()
             ))
             .hint("add --listen ADDR to make it one more tunnel, or leave --connect out"))
         }
         (None, Some(connect)) => Mode::Interactive(top_session(connect)?),
-        (None, None) if tunnels_in_file => Mode::Tunnels {
-            tunnels,
-            grace: secs(
-                cli.shutdown_grace
-                    .or(file.shutdown_grace)
-                    .unwrap_or(sc_relay::client::DEFAULT_SHUTDOWN_GRACE.as_secs()),
-            ),
-        },
+        (None, None) if tunnels_in_file => Mode::Tunnels { tunnels, grace },
         (None, None) => {
             return Err(
                 CliError::usage("no server to connect to: give --connect HOST:PORT").hint(
@@ -347,23 +284,18 @@ pub(crate) fn resolve(cli: Cli) -> Result<Settings, CliError> {
     })
 }
 
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
-
 fn cred_settings(cli: &Cli, file: &FileConfig, top: Origin<'_>) -> Result<CredSettings, CliError> {
-    let ca = pick(cli.ca.clone(), None, with(file.ca.clone(), top))
+    let ca = pick3(cli.ca.clone(), None, (file.ca.clone(), top))
         .ok_or_else(|| {
             CliError::usage("no CA to check the server against: give --ca FILE")
                 .hint("the CA certificate (e.g. ca/ca.pem of `sc-ca init`) that issued the server's certificate")
         })?
         .value;
     let crl = cli.crl.clone().or_else(|| file.crl.clone());
-    let clock_skew = Duration::from_secs(
-        cli.clock_skew
-            .or(file.clock_skew)
-            .unwrap_or(sc_pki::DEFAULT_CLOCK_SKEW.as_secs()),
-    );
+    let clock_skew = cli
+        .clock_skew
+        .or(file.clock_skew.map(|s| s.0))
+        .unwrap_or(sc_pki::DEFAULT_CLOCK_SKEW);
     let flag_identity = cli.cert.is_some() || cli.key.is_some();
     let anonymous = if cli.anonymous {
         true
@@ -374,8 +306,8 @@ fn cred_settings(cli: &Cli, file: &FileConfig, top: Origin<'_>) -> Result<CredSe
             Some(true) if file.cert.is_some() || file.key.is_some() => {
                 return Err(CliError::usage(format!(
                     "{} = true and {} cannot go together",
-                    top.name("anonymous"),
-                    top.name(if file.cert.is_some() { "cert" } else { "key" })
+                    top.key("anonymous"),
+                    top.key(if file.cert.is_some() { "cert" } else { "key" })
                 )))
             }
             Some(a) => a,
@@ -385,8 +317,8 @@ fn cred_settings(cli: &Cli, file: &FileConfig, top: Origin<'_>) -> Result<CredSe
     let identity = if anonymous {
         None
     } else {
-        let cert = pick(cli.cert.clone(), None, with(file.cert.clone(), top));
-        let key = pick(cli.key.clone(), None, with(file.key.clone(), top));
+        let cert = pick3(cli.cert.clone(), None, (file.cert.clone(), top));
+        let key = pick3(cli.key.clone(), None, (file.key.clone(), top));
         match (cert, key) {
             (Some(cert), Some(key)) => Some(IdentityFiles {
                 cert: cert.value,
@@ -399,13 +331,13 @@ fn cred_settings(cli: &Cli, file: &FileConfig, top: Origin<'_>) -> Result<CredSe
             (Some(cert), None) => {
                 return Err(CliError::usage(format!(
                     "{} needs its key: give --key FILE",
-                    cert.origin.name("cert")
+                    cert.origin.key("cert")
                 )))
             }
             (None, Some(key)) => {
                 return Err(CliError::usage(format!(
                     "{} needs its certificate: give --cert FILE",
-                    key.origin.name("key")
+                    key.origin.key("key")
                 )))
             }
             (None, None) => {
@@ -428,7 +360,7 @@ fn endpoint(value: &Given<'_, String>, key: &str) -> Result<Endpoint, CliError> 
     value
         .value
         .parse::<Endpoint>()
-        .map_err(|e| CliError::usage(format!("{}: {e}", value.origin.name(key))))
+        .map_err(|e| value.origin.bad(key, &e.to_string()))
 }
 
 /// One session's settings: a tunnel table (if any) over the top level, under
@@ -437,7 +369,7 @@ fn session<'a>(
     cli: &Cli,
     file: &FileConfig,
     top: Origin<'a>,
-    table: Option<(&FileTunnel, Origin<'a>)>,
+    table: Option<(&Table, Origin<'a>)>,
     connect: Given<'a, String>,
     server_name: Option<Given<'a, String>>,
     route: Option<Given<'a, String>>,
@@ -445,24 +377,23 @@ fn session<'a>(
     let connect_ep = endpoint(&connect, "connect")?;
     let server_name = match server_name {
         Some(name) => ServerName::try_from(name.value.clone()).map_err(|_| {
-            CliError::usage(format!(
-                "{}: '{}' is neither a DNS name nor an IP address",
-                name.origin.name("server_name"),
-                name.value
-            ))
+            name.origin.bad(
+                "server_name",
+                &format!("'{}' is neither a DNS name nor an IP address", name.value),
+            )
         })?,
         None => {
             let Some(host) = connect_ep.host() else {
                 return Err(CliError::usage(format!(
                     "{} is a Unix socket: give --server-name NAME (the name in the server's certificate)",
-                    connect.origin.name("connect")
+                    connect.origin.key("connect")
                 )));
             };
             ServerName::try_from(host.to_owned()).map_err(|_| {
-                CliError::usage(format!(
-                    "{}: the host '{host}' is not a valid DNS name; give --server-name NAME",
-                    connect.origin.name("connect")
-                ))
+                connect.origin.bad(
+                    "connect",
+                    &format!("the host '{host}' is not a valid DNS name; give --server-name NAME"),
+                )
             })?
         }
     };
@@ -470,25 +401,38 @@ fn session<'a>(
     // routes by the name the client expects, as TLS SNI does).
     let route = match route {
         Some(r) => Some(RouteName::new(&r.value).map_err(|_| {
-            CliError::usage(format!(
-                "{}: invalid route name '{}' (1-255 printable ASCII characters, no spaces)",
-                r.origin.name("route"),
-                r.value
-            ))
+            r.origin.bad(
+                "route",
+                &format!(
+                    "invalid route name '{}' (1-255 printable ASCII characters, no spaces)",
+                    r.value
+                ),
+            )
         })?),
         None => RouteName::new(&server_name.to_str()).ok(),
     };
-    let t = table;
-    let cipher = pick(
-        cli.cipher,
-        parse_cipher(t.and_then(|(t, o)| with(t.cipher.as_deref(), o)))?,
-        parse_cipher(with(file.cipher.as_deref(), top))?,
-    )
-    .map_or(CipherChoice::Auto, |c| c.value);
-    let pins = match pick(
+    let cipher_name = pick3(
+        None,
+        table.map(|(t, o)| (t.cipher.clone(), o)),
+        (file.cipher.clone(), top),
+    );
+    let cipher = match (cli.cipher, cipher_name) {
+        (Some(c), _) => c,
+        (None, Some(name)) => CipherChoice::from_str(&name.value, true).map_err(|_| {
+            name.origin.bad(
+                "cipher",
+                &format!(
+                    "unknown cipher '{}' (use auto, chacha20-poly1305 or aes-256-gcm)",
+                    name.value
+                ),
+            )
+        })?,
+        (None, None) => CipherChoice::Auto,
+    };
+    let pins = match pick3(
         (!cli.pins.is_empty()).then(|| cli.pins.clone()),
-        t.and_then(|(t, o)| with(t.pin.clone(), o)),
-        with(file.pin.clone(), top),
+        table.map(|(t, o)| (t.pin.clone(), o)),
+        (file.pin.clone(), top),
     ) {
         None => Vec::new(),
         Some(p) => p
@@ -496,31 +440,29 @@ fn session<'a>(
             .iter()
             .map(|s| {
                 s.parse::<KeyPin>()
-                    .map_err(|e| CliError::usage(format!("{}: {e}", p.origin.name("pin"))))
+                    .map_err(|e| p.origin.bad("pin", &e.to_string()))
             })
             .collect::<Result<_, _>>()?,
     };
-    let handshake_timeout = number(
-        pick(
+    let handshake_timeout = duration(
+        pick3(
             cli.handshake_timeout,
-            t.and_then(|(t, o)| with(t.handshake_timeout, o)),
-            with(file.handshake_timeout, top),
+            table.map(|(t, o)| (t.handshake_timeout.map(|s| s.0), o)),
+            (file.handshake_timeout.map(|s| s.0), top),
         ),
         "handshake_timeout",
-        1,
-        86_400,
-        sc_session::DEFAULT_HANDSHAKE_TIMEOUT.as_secs(),
-    )?;
-    let max_message = number(
-        pick(
+        MAX_HANDSHAKE_TIMEOUT,
+    )?
+    .unwrap_or(sc_session::DEFAULT_HANDSHAKE_TIMEOUT);
+    let max_message = count(
+        pick3(
             cli.max_message,
-            t.and_then(|(t, o)| with(t.max_message, o)),
-            with(file.max_message, top),
+            table.map(|(t, o)| (t.max_message.map(|s| s.0), o)),
+            (file.max_message.map(|s| s.0), top),
         ),
         "max_message",
-        1,
         MAX_MESSAGE_LIMIT,
-        sc_session::DEFAULT_MAX_MESSAGE_LEN as u64,
+        sc_session::DEFAULT_MAX_MESSAGE_LEN,
     )?;
     Ok(SessionSettings {
         connect: connect_ep,
@@ -528,8 +470,8 @@ fn session<'a>(
         route,
         cipher,
         pins,
-        handshake_timeout: Duration::from_secs(handshake_timeout),
-        max_message: usize::try_from(max_message).unwrap_or(usize::MAX),
+        handshake_timeout,
+        max_message,
     })
 }
 
@@ -537,86 +479,80 @@ fn tunnel<'a>(
     cli: &Cli,
     file: &FileConfig,
     top: Origin<'a>,
-    table: Option<(&FileTunnel, Origin<'a>)>,
+    table: Option<(&Table, Origin<'a>)>,
     listen: Given<'a, String>,
     session: SessionSettings,
 ) -> Result<TunnelSettings, CliError> {
     let listen_ep = endpoint(&listen, "listen")?;
-    let idle = number(
-        pick(
-            cli.idle_timeout,
-            table.and_then(|(t, o)| with(t.idle_timeout, o)),
-            with(file.idle_timeout, top),
-        ),
-        "idle_timeout",
-        0,
-        u64::from(u32::MAX),
-        0,
-    )?;
-    let max_connections = number(
-        pick(
+    // 0 (or none): never.
+    let idle = pick3(
+        cli.idle_timeout,
+        table.map(|(t, o)| (t.idle_timeout.map(|s| s.0), o)),
+        (file.idle_timeout.map(|s| s.0), top),
+    )
+    .map(|g| g.value)
+    .filter(|d| !d.is_zero());
+    let max_connections = count(
+        pick3(
             cli.max_connections,
-            table.and_then(|(t, o)| with(t.max_connections, o)),
-            with(file.max_connections, top),
+            table.map(|(t, o)| (t.max_connections, o)),
+            (file.max_connections, top),
         ),
         "max_connections",
-        1,
-        1_000_000,
-        sc_relay::client::DEFAULT_MAX_CONNECTIONS as u64,
+        MAX_COUNT,
+        DEFAULT_MAX_CONNECTIONS,
     )?;
-    let max_handshakes = number(
-        pick(
+    let max_handshakes = count(
+        pick3(
             cli.max_handshakes,
-            table.and_then(|(t, o)| with(t.max_handshakes, o)),
-            with(file.max_handshakes, top),
+            table.map(|(t, o)| (t.max_handshakes, o)),
+            (file.max_handshakes, top),
         ),
         "max_handshakes",
-        1,
-        1_000_000,
-        sc_relay::client::DEFAULT_MAX_HANDSHAKES as u64,
+        MAX_COUNT,
+        DEFAULT_MAX_HANDSHAKES,
     )?;
     Ok(TunnelSettings {
         listen: listen_ep,
         session,
-        idle_timeout: (idle > 0).then(|| Duration::from_secs(idle)),
-        max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
-        max_handshakes: usize::try_from(max_handshakes).unwrap_or(usize::MAX),
+        idle_timeout: idle,
+        max_connections,
+        max_handshakes,
     })
 }
 
-/// A number within `min..=max`, or `default`.
-fn number(
-    value: Option<Given<'_, u64>>,
+/// A count from 1 to `max`, or `default`.
+fn count(
+    value: Option<Given<'_, usize>>,
     key: &str,
-    min: u64,
-    max: u64,
-    default: u64,
-) -> Result<u64, CliError> {
+    max: usize,
+    default: usize,
+) -> Result<usize, CliError> {
     match value {
         None => Ok(default),
-        Some(v) if (min..=max).contains(&v.value) => Ok(v.value),
-        Some(v) => Err(CliError::usage(format!(
-            "{}: {} is out of range ({min} to {max})",
-            v.origin.name(key),
-            v.value
-        ))),
+        Some(v) if (1..=max).contains(&v.value) => Ok(v.value),
+        Some(v) => Err(v
+            .origin
+            .bad(key, &format!("{} is out of range (1 to {max})", v.value))),
     }
 }
 
-/// A cipher name from the file.
-fn parse_cipher<'a>(
-    value: Option<(&str, Origin<'a>)>,
-) -> Result<Option<(CipherChoice, Origin<'a>)>, CliError> {
-    value
-        .map(|(name, origin)| {
-            CipherChoice::from_str(name, true)
-                .map(|c| (c, origin))
-                .map_err(|_| {
-                    CliError::usage(format!(
-                        "{}: unknown cipher '{name}' (use auto, chacha20-poly1305 or aes-256-gcm)",
-                        origin.name("cipher")
-                    ))
-                })
-        })
-        .transpose()
+/// A duration more than 0 and at most `max`.
+fn duration(
+    value: Option<Given<'_, Duration>>,
+    key: &str,
+    max: Duration,
+) -> Result<Option<Duration>, CliError> {
+    match value {
+        None => Ok(None),
+        Some(v) if !v.value.is_zero() && v.value <= max => Ok(Some(v.value)),
+        Some(v) => Err(v.origin.bad(
+            key,
+            &format!(
+                "{} is out of range (more than 0, at most {})",
+                Secs(v.value),
+                Secs(max)
+            ),
+        )),
+    }
 }

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
-
-use sc_relay::config_file;
-use sc_relay::ops::CliError;
+use sovereign_chain::cli::config;
+use sovereign_chain::cli::units::Seconds;
+use sovereign_chain::cli::CliError;
 
 /// Backends: `["HOST:PORT", ...]`, or one string `"HOST:PORT,HOST:PORT"`.
 #[derive(Clone, Debug, Deserialize)]
@@ -29,89 +29,40 @@ impl Backends {
     }
 }
 
-/// Defines the listener keys once: the `[[listener]]` table, the whole file
-/// (process-wide keys and the same listener keys as defaults), and the list
-/// of key names.
-macro_rules! listener_keys {
-    ($($key:ident : $ty:ty),* $(,)?) => {
-        /// A `[[listener]]` table, or the top level's listener keys.
-        #[derive(Clone, Debug, Default, Deserialize)]
-        #[serde(deny_unknown_fields)]
-        pub(crate) struct ListenerTable {
-            $(pub(crate) $key: $ty,)*
-        }
-
-        /// The whole file.
-        #[derive(Debug, Default, Deserialize)]
-        #[serde(deny_unknown_fields)]
-        pub(crate) struct FileConfig {
-            pub(crate) health_interval: Option<f64>,
-            pub(crate) grace: Option<f64>,
-            pub(crate) log_format: Option<String>,
-            pub(crate) verbose: Option<u8>,
-            #[serde(default)]
-            pub(crate) listener: Vec<ListenerTable>,
-            $(pub(crate) $key: $ty,)*
-        }
-
-        impl FileConfig {
-            /// The top level's listener keys: defaults for every listener.
-            pub(crate) fn defaults(&self) -> ListenerTable {
-                ListenerTable { $($key: self.$key.clone(),)* }
-            }
-        }
-
-        impl ListenerTable {
-            /// This table's keys, and `base`'s where this one has none (a
-            /// key is taken as a whole: a table's `routes` replace the top
-            /// level's).
-            pub(crate) fn over(&self, base: &ListenerTable) -> ListenerTable {
-                ListenerTable {
-                    $($key: self.$key.clone().or_else(|| base.$key.clone()),)*
-                }
-            }
-        }
-
-        /// Every key the file may hold.
-        const KEYS: &[&str] = &[
-            "health_interval", "grace", "log_format", "verbose", "listener",
-            $(stringify!($key),)*
-        ];
-    };
-}
-
-listener_keys! {
-    listen: Option<String>,
-    routes: Option<BTreeMap<String, Backends>>,
-    default: Option<Backends>,
-    fallback: Option<String>,
-    proxy_protocol: Option<String>,
-    max_connections: Option<usize>,
-    hello_timeout: Option<f64>,
-    peek_timeout: Option<f64>,
-    connect_timeout: Option<f64>,
-    answer_timeout: Option<f64>,
-    idle_timeout: Option<f64>,
-}
-
-/// Reads and parses the config file at `path`.
-pub(crate) fn load(path: &Path) -> Result<FileConfig, CliError> {
-    let text = config_file::read(path)?;
-    toml::from_str(&text).map_err(|e| describe(path, &text, &e))
-}
-
-/// One line for a TOML or schema error: where, which key, what is wrong,
-/// and a hint for an unknown key or a backend that is not a string.
-fn describe(path: &Path, text: &str, e: &toml::de::Error) -> CliError {
-    if e.message().starts_with("data did not match any variant") {
-        let at = config_file::place(path, text, e.span());
-        return CliError::usage(format!(
-            "{} ({}): backends must be \"HOST:PORT\" strings: [\"10.0.0.5:7000\", \"10.0.0.6:7000\"]",
-            at.at,
-            at.key.unwrap_or_default()
-        ));
+sovereign_chain::config_file! {
+    tables: listener,
+    process {
+        health_interval: Seconds,
+        #[serde(alias = "grace")]
+        shutdown_grace: Seconds,
+        log_format: String,
+        verbose: u8,
     }
-    config_file::describe(path, text, e.message(), e.span(), KEYS, "sc-proxy")
+    table {
+        listen: String,
+        routes: BTreeMap<String, Backends>,
+        default: Backends,
+        fallback: String,
+        proxy_protocol: String,
+        max_connections: usize,
+        hello_timeout: Seconds,
+        peek_timeout: Seconds,
+        connect_timeout: Seconds,
+        answer_timeout: Seconds,
+        idle_timeout: Seconds,
+    }
+}
+
+/// Reads and parses the config file at `path`; a backend that is not a
+/// string gets a line saying what it must be.
+pub(crate) fn load(path: &Path) -> Result<FileConfig, CliError> {
+    config::parse_explained(path, KEYS, "sc-proxy", |message| {
+        message
+            .starts_with("data did not match any variant")
+            .then_some(
+                "backends must be \"HOST:PORT\" strings: [\"10.0.0.5:7000\", \"10.0.0.6:7000\"]",
+            )
+    })
 }
 
 #[cfg(test)]
@@ -141,7 +92,7 @@ routes = { "api.internal" = "10.0.0.7:7000,10.0.0.8:7000" }
         .expect("parses");
         assert_eq!(cfg.listener.len(), 2);
         let first = cfg.listener[0].over(&cfg.defaults());
-        assert_eq!(first.idle_timeout, Some(60.0));
+        assert_eq!(first.idle_timeout.map(|s| s.0.as_secs()), Some(60));
         let routes = first.routes.expect("routes");
         assert_eq!(routes["db.internal"].addresses().len(), 2);
         let second = cfg.listener[1].over(&cfg.defaults());
@@ -151,10 +102,10 @@ routes = { "api.internal" = "10.0.0.7:7000,10.0.0.8:7000" }
             ["10.0.0.7:7000", "10.0.0.8:7000"]
         );
         assert_eq!(
-            config_file::closest_key("helth_interval", KEYS),
+            config::closest_key("helth_interval", KEYS),
             Some("health_interval")
         );
-        assert_eq!(config_file::closest_key("route", KEYS), Some("routes"));
+        assert_eq!(config::closest_key("route", KEYS), Some("routes"));
         assert!(toml::from_str::<FileConfig>("backends = 1").is_err());
     }
 }

@@ -12,10 +12,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{ArgAction, Parser, ValueEnum};
-use sc_relay::ops::CliError;
-use sc_relay::relay::Relay;
-use sc_relay::Endpoint;
-use tokio::signal::unix::{signal, SignalKind};
+use sc_net::Endpoint;
+use sc_relay::Relay;
+use sovereign_chain::cli::units::parse_duration;
+use sovereign_chain::cli::{init_logging, CliError, Signals};
 
 use crate::settings::{BackendList, RouteArg, Settings};
 
@@ -51,8 +51,11 @@ anyway, each once, before the client gets `no route`.
 
 Port sharing (--fallback): a connection whose first bytes are not a
 ClientHello (HTTP, TLS, a game client) goes to the fallback unchanged;
-so does one that sends nothing within --peek-timeout (0.25 s), so
+so does one that sends nothing within --peek-timeout (250ms), so
 server-speaks-first protocols share the port too.
+
+Durations: seconds (30, 0.5) or with a unit (250ms, 30s, 5m, 1h), on the
+command line and in the config file alike.
 
 The relay logs one line per session when it ends, never payload:
 
@@ -74,9 +77,9 @@ Limits (each per listener):
   --idle-timeout     a session in which no byte moved for this long is closed
 
 Signals:
-  SIGTERM, SIGINT  stop accepting, let sessions finish within --grace, then
-                   close the rest and exit 0. A second signal closes them
-                   at once.
+  SIGTERM, SIGINT  stop accepting, let sessions finish within
+                   --shutdown-grace, then close the rest and exit 0. A
+                   second signal closes them at once.
   SIGHUP           logged and ignored (restart to change the routes).
 
 Config file (--config FILE, TOML): the flags' names with `_` for `-`, at
@@ -147,9 +150,9 @@ pub(crate) struct Cli {
     #[arg(long, value_enum, value_name = "VERSION", help_heading = "Listener")]
     pub(crate) proxy_protocol: Option<ProxyVersion>,
 
-    /// Probe every backend (a TCP connect) this often; 0: only passive
-    /// checks [default: 5].
-    #[arg(long, value_name = "SECS", value_parser = settings::parse_secs, help_heading = "Listener")]
+    /// Probe every backend (a TCP connect) this often (5, 5s, 1m); 0: only
+    /// passive checks [default: 5s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Listener")]
     pub(crate) health_interval: Option<Duration>,
 
     /// Read settings (and several listeners) from this TOML file.
@@ -160,32 +163,33 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub(crate) max_connections: Option<usize>,
 
-    /// Seconds a client has to send its whole ClientHello [default: 10].
-    #[arg(long, value_name = "SECS", value_parser = settings::parse_secs, help_heading = "Limits")]
+    /// Time a client has to send its whole ClientHello [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Limits")]
     pub(crate) hello_timeout: Option<Duration>,
 
-    /// With --fallback: seconds after which a client that sent nothing goes
-    /// to the fallback [default: 0.25].
-    #[arg(long, value_name = "SECS", value_parser = settings::parse_secs, help_heading = "Limits")]
+    /// With --fallback: time after which a client that sent nothing goes
+    /// to the fallback [default: 250ms].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Limits")]
     pub(crate) peek_timeout: Option<Duration>,
 
-    /// Seconds a backend has to accept a connection [default: 5].
-    #[arg(long, value_name = "SECS", value_parser = settings::parse_secs, help_heading = "Limits")]
+    /// Time a backend has to accept a connection [default: 5s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Limits")]
     pub(crate) connect_timeout: Option<Duration>,
 
-    /// Seconds a backend has to send its first byte after the ClientHello;
-    /// 0: no limit [default: 30].
-    #[arg(long, value_name = "SECS", value_parser = settings::parse_secs, help_heading = "Limits")]
+    /// Time a backend has to send its first byte after the ClientHello;
+    /// 0: no limit [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Limits")]
     pub(crate) answer_timeout: Option<Duration>,
 
-    /// Close a session in which no byte moved for this many seconds; 0:
-    /// never [default: 300].
-    #[arg(long, value_name = "SECS", value_parser = settings::parse_secs, help_heading = "Limits")]
+    /// Close a session in which no byte moved for this long; 0: never
+    /// [default: 5m].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Limits")]
     pub(crate) idle_timeout: Option<Duration>,
 
-    /// On SIGTERM or SIGINT, seconds open sessions get to finish [default: 30].
-    #[arg(long, value_name = "SECS", value_parser = settings::parse_secs, help_heading = "Limits")]
-    pub(crate) grace: Option<Duration>,
+    /// On SIGTERM or SIGINT, how long open sessions get to finish (30,
+    /// 30s, 2m) [default: 30s].
+    #[arg(long, alias = "grace", value_name = "DURATION", value_parser = parse_duration, help_heading = "Limits")]
+    pub(crate) shutdown_grace: Option<Duration>,
 
     /// More log detail: -v also logs the header of every record forwarded
     /// (direction, kind, length); -vv everything.
@@ -213,7 +217,7 @@ fn main() -> ExitCode {
             return e.exit_code();
         }
     };
-    sc_relay::ops::init_logging(settings.verbosity, settings.log_format);
+    init_logging("sc-proxy", settings.verbosity, false, settings.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -234,39 +238,18 @@ fn main() -> ExitCode {
 }
 
 async fn run(settings: Settings) -> Result<(), CliError> {
-    // Signal handlers first, so a signal sent as soon as the relay listens
-    // is not lost (nor kills the process).
-    let signal_error = |e: std::io::Error| CliError::new(format!("cannot handle signals: {e}"));
-    let mut hangup = signal(SignalKind::hangup()).map_err(signal_error)?;
-    let mut terminate = signal(SignalKind::terminate()).map_err(signal_error)?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_error)?;
-
-    let relay = Relay::bind(settings.relay).await.map_err(|e| {
-        let err = CliError::new(e.to_string());
-        match e.hint() {
-            Some(h) => err.hint(h),
-            None => err,
-        }
-    })?;
+    let mut signals = Signals::install()?;
+    let relay = Relay::bind(settings.relay).await.map_err(CliError::from)?;
     tracing::info!(
         "sc-proxy {} running (pid {})",
         env!("CARGO_PKG_VERSION"),
         std::process::id()
     );
-    loop {
-        tokio::select! {
-            _ = hangup.recv() => tracing::warn!(
-                "SIGHUP: sc-proxy does not reload its routes; restart it to change them"
-            ),
-            _ = terminate.recv() => break,
-            _ = interrupt.recv() => break,
-        }
-    }
-    let drain = relay.shutdown(settings.grace);
-    tokio::select! {
-        _ = drain => {}
-        _ = terminate.recv() => tracing::warn!("second signal: closing every session now"),
-        _ = interrupt.recv() => tracing::warn!("second signal: closing every session now"),
-    }
+    signals
+        .until_stop(|| async {
+            tracing::warn!("SIGHUP: sc-proxy does not reload its routes; restart it to change them")
+        })
+        .await;
+    signals.drain(relay.shutdown(settings.grace)).await;
     Ok(())
 }

@@ -7,15 +7,16 @@
 //! a file with at most one; `--route NAME=…` adds a route to it or replaces
 //! the file's route of that name. The limits flags apply to every listener.
 
-use std::path::Path;
 use std::time::Duration;
 
-use sc_relay::ops::{CliError, LogFormat};
-use sc_relay::relay::{RelayLimits, RelayListenerSettings, RelaySettings, Route};
-use sc_relay::Endpoint;
+use sc_net::Endpoint;
+use sc_relay::{RelayLimits, RelayListenerSettings, RelaySettings, Route};
 use sc_wire::RouteName;
+use sovereign_chain::cli::config::Origin;
+use sovereign_chain::cli::units::Seconds;
+use sovereign_chain::cli::{CliError, LogFormat};
 
-use crate::config::{self, FileConfig, ListenerTable};
+use crate::config::{self, FileConfig, Table};
 use crate::Cli;
 
 /// On SIGTERM or SIGINT, sessions get this long to finish (30 s).
@@ -75,64 +76,21 @@ fn route_name(name: &str) -> Result<RouteName, String> {
     })
 }
 
-/// Seconds as a config value: a non-negative number.
-fn secs_value(v: f64) -> Result<Duration, String> {
-    if !v.is_finite() || !(0.0..=1e9).contains(&v) {
-        return Err(format!(
-            "{v} is not a number of seconds from 0 to 1000000000"
-        ));
-    }
-    Ok(Duration::from_secs_f64(v))
-}
-
-/// `--…-timeout SECS`: a non-negative number of seconds (`30`, `0.25`, `30s`).
-pub(crate) fn parse_secs(s: &str) -> Result<Duration, String> {
-    let number = s.trim().strip_suffix('s').unwrap_or(s.trim());
-    let v: f64 = number
-        .parse()
-        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
-    secs_value(v)
-}
-
-/// Where a value came from, for error lines.
-struct Origin<'a> {
-    file: Option<&'a Path>,
-    /// `[[listener]] 2` when the file has several.
-    table: Option<usize>,
-}
-
-impl Origin<'_> {
-    fn key(&self, key: &str) -> String {
-        match (self.file, self.table) {
-            (Some(f), Some(n)) => format!("config {} ([[listener]] {n}), {key}", f.display()),
-            (Some(f), None) => format!("config {}, {key}", f.display()),
-            (None, _) => format!("--{}", key.replace('_', "-")),
-        }
-    }
-}
-
-fn bad(origin: &Origin<'_>, key: &str, why: &str) -> CliError {
-    CliError::usage(format!("{}: {why}", origin.key(key)))
-}
-
 /// Resolves the flags and the config file (read now) into settings.
 pub(crate) fn resolve(cli: &Cli) -> Result<Settings, CliError> {
     let file = match &cli.config {
         Some(path) => config::load(path)?,
         None => FileConfig::default(),
     };
-    let origin = |table| Origin {
-        file: cli.config.as_deref(),
-        table,
-    };
+    let top = cli.config.as_deref().map_or(Origin::Flag, Origin::File);
     let defaults = file.defaults();
-    let tables: Vec<ListenerTable> = if file.listener.is_empty() {
+    let tables: Vec<Table> = if file.listener.is_empty() {
         vec![defaults]
     } else {
         if defaults.listen.is_some() {
             return Err(CliError::usage(format!(
                 "{}: `listen` at the top level of a file with [[listener]] tables",
-                origin(None).key("listen")
+                top.key("listen")
             ))
             .hint("move it into a [[listener]] table"));
         }
@@ -153,30 +111,27 @@ pub(crate) fn resolve(cli: &Cli) -> Result<Settings, CliError> {
     }
     let mut listeners = Vec::with_capacity(tables.len());
     for (i, table) in tables.iter().enumerate() {
-        let at = Origin {
-            file: cli.config.as_deref(),
-            table: (tables.len() > 1).then_some(i + 1),
+        let at = match cli.config.as_deref() {
+            Some(path) if tables.len() > 1 => Origin::Table(path, "listener", i + 1),
+            _ => top,
         };
-        listeners.push(listener(cli, table, &at)?);
+        listeners.push(listener(cli, table, at)?);
     }
-    let top = origin(None);
-    let health_interval = match (cli.health_interval, file.health_interval) {
-        (Some(d), _) => d,
-        (None, Some(v)) => secs_value(v).map_err(|e| bad(&top, "health_interval", &e))?,
-        (None, None) => sc_relay::relay::DEFAULT_HEALTH_INTERVAL,
-    };
-    let grace = match (cli.grace, file.grace) {
-        (Some(g), _) => g,
-        (None, Some(v)) => secs_value(v).map_err(|e| bad(&top, "grace", &e))?,
-        (None, None) => DEFAULT_GRACE,
-    };
+    let health_interval = cli
+        .health_interval
+        .or(file.health_interval.map(|s| s.0))
+        .unwrap_or(sc_relay::DEFAULT_HEALTH_INTERVAL);
+    let grace = cli
+        .shutdown_grace
+        .or(file.shutdown_grace.map(|s| s.0))
+        .unwrap_or(DEFAULT_GRACE);
     let verbosity = match (cli.verbose, file.verbose) {
         (0, Some(v)) => v,
         (v, _) => v,
     };
     let log_format = match (&cli.log_format, &file.log_format) {
         (Some(f), _) | (None, Some(f)) => {
-            f.parse().map_err(|e: String| bad(&top, "log_format", &e))?
+            f.parse().map_err(|e: String| top.bad("log_format", &e))?
         }
         (None, None) => LogFormat::Text,
     };
@@ -193,19 +148,15 @@ pub(crate) fn resolve(cli: &Cli) -> Result<Settings, CliError> {
 
 /// One listener: flags over its table (already merged with the file's top
 /// level) over the defaults.
-fn listener(
-    cli: &Cli,
-    t: &ListenerTable,
-    at: &Origin<'_>,
-) -> Result<RelayListenerSettings, CliError> {
+fn listener(cli: &Cli, t: &Table, at: Origin<'_>) -> Result<RelayListenerSettings, CliError> {
     let endpoint = |key: &str, s: &str| -> Result<Endpoint, CliError> {
         s.parse::<Endpoint>()
-            .map_err(|e| bad(at, key, &e.to_string()))
+            .map_err(|e| at.bad(key, &e.to_string()))
     };
     let list = |key: &str, b: &config::Backends| -> Result<Vec<Endpoint>, CliError> {
         let addresses = b.addresses();
         if addresses.iter().all(|a| a.is_empty()) {
-            return Err(bad(at, key, "no backend address"));
+            return Err(at.bad(key, "no backend address"));
         }
         addresses.iter().map(|a| endpoint(key, a)).collect()
     };
@@ -221,7 +172,7 @@ fn listener(
     let mut routes: Vec<Route> = Vec::new();
     for (name, b) in t.routes.iter().flatten() {
         let key = format!("routes.\"{name}\"");
-        let name = route_name(name).map_err(|e| bad(at, &key, &e))?;
+        let name = route_name(name).map_err(|e| at.bad(&key, &e))?;
         let backends = list(&key, b)?;
         routes.push(Route { name, backends });
     }
@@ -252,8 +203,7 @@ fn listener(
         (None, Some(v)) if v.eq_ignore_ascii_case("v2") => true,
         (None, Some(v)) if v.eq_ignore_ascii_case("none") => false,
         (None, Some(v)) => {
-            return Err(bad(
-                at,
+            return Err(at.bad(
                 "proxy_protocol",
                 &format!("unknown PROXY protocol version '{v}' (use \"v2\", or \"none\")"),
             ))
@@ -261,16 +211,7 @@ fn listener(
         (None, None) => false,
     };
 
-    let secs = |flag: Option<Duration>,
-                key: Option<f64>,
-                name: &str|
-     -> Result<Option<Duration>, CliError> {
-        match (flag, key) {
-            (Some(d), _) => Ok(Some(d)),
-            (None, Some(v)) => secs_value(v).map(Some).map_err(|e| bad(at, name, &e)),
-            (None, None) => Ok(None),
-        }
-    };
+    let secs = |flag: Option<Duration>, key: Option<Seconds>| flag.or(key.map(|s| s.0));
     let optional = |d: Duration| (!d.is_zero()).then_some(d);
     let d = RelayLimits::default();
     let limits = RelayLimits {
@@ -278,17 +219,14 @@ fn listener(
             .max_connections
             .or(t.max_connections)
             .unwrap_or(d.max_connections),
-        hello_timeout: secs(cli.hello_timeout, t.hello_timeout, "hello_timeout")?
-            .unwrap_or(d.hello_timeout),
-        peek_timeout: secs(cli.peek_timeout, t.peek_timeout, "peek_timeout")?
-            .unwrap_or(d.peek_timeout),
-        connect_timeout: secs(cli.connect_timeout, t.connect_timeout, "connect_timeout")?
-            .unwrap_or(d.connect_timeout),
-        answer_timeout: match secs(cli.answer_timeout, t.answer_timeout, "answer_timeout")? {
+        hello_timeout: secs(cli.hello_timeout, t.hello_timeout).unwrap_or(d.hello_timeout),
+        peek_timeout: secs(cli.peek_timeout, t.peek_timeout).unwrap_or(d.peek_timeout),
+        connect_timeout: secs(cli.connect_timeout, t.connect_timeout).unwrap_or(d.connect_timeout),
+        answer_timeout: match secs(cli.answer_timeout, t.answer_timeout) {
             Some(v) => optional(v),
             None => d.answer_timeout,
         },
-        idle_timeout: match secs(cli.idle_timeout, t.idle_timeout, "idle_timeout")? {
+        idle_timeout: match secs(cli.idle_timeout, t.idle_timeout) {
             Some(v) => optional(v),
             None => d.idle_timeout,
         },
@@ -309,18 +247,8 @@ fn listener(
             "connect_timeout" => cli.connect_timeout.is_some(),
             _ => false,
         };
-        let origin = if flag_given {
-            Origin {
-                file: None,
-                table: None,
-            }
-        } else {
-            Origin {
-                file: at.file,
-                table: at.table,
-            }
-        };
-        return Err(bad(&origin, e.field, e.reason));
+        let origin = if flag_given { Origin::Flag } else { at };
+        return Err(origin.bad(e.field, e.reason));
     }
     settings.check().map_err(|e| {
         let err = CliError::usage(format!("listener {}: {e}", settings.listen));
@@ -355,8 +283,5 @@ mod tests {
             parse_backends("unix:/run/a.sock,127.0.0.1:1").map(|b| b.0.len()),
             Ok(2)
         );
-        assert_eq!(parse_secs("0.25"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_secs("5s"), Ok(Duration::from_secs(5)));
-        assert!(parse_secs("-1").is_err());
     }
 }

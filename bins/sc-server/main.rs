@@ -11,12 +11,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{ArgAction, Parser, ValueEnum};
-use sc_relay::server::{Cidr, Server};
-use sc_relay::Endpoint;
-use tokio::signal::unix::{signal, SignalKind};
+use sc_net::{Cidr, Endpoint};
+use sc_tunnel::exit::Server;
+use sovereign_chain::cli::units::{parse_duration, parse_size};
+use sovereign_chain::cli::{init_logging, CliError, Signals};
 
 use crate::settings::Settings;
-use sc_relay::ops::CliError;
 
 /// The long help after the options: an example session, the limits, the
 /// signals, the config file.
@@ -45,7 +45,9 @@ A tunnel exit in front of a local Redis (clients reach it through
       --cert ca/db.internal.pem --key ca/db.internal.key --ca ca/ca.pem
 
 Addresses: HOST:PORT, [IPv6]:PORT or unix:/path, for --listen and
---forward alike.
+--forward alike. Durations: seconds (30, 0.5) or with a unit (250ms, 30s,
+5m, 1h); sizes: bytes or with a unit (64KiB, 1MiB), on the command line
+and in the config file alike.
 
 Limits (each per listener):
   --max-connections  connections held at once; one more is refused at
@@ -100,9 +102,9 @@ Signals:
                    --config, the allow-list from their files. Open sessions
                    keep going; new sessions use the new credentials. A
                    reload that fails keeps the old ones and logs why.
-  SIGTERM, SIGINT  stop accepting, let open sessions finish within --grace,
-                   then close the rest and exit 0. A second signal closes
-                   them at once.
+  SIGTERM, SIGINT  stop accepting, let open sessions finish within
+                   --shutdown-grace, then close the rest and exit 0. A
+                   second signal closes them at once.
 
 Config file (--config FILE, TOML): the flags' names with `_` for `-`, at
 the top level for every listener, and [[listener]] tables for several
@@ -202,9 +204,9 @@ pub(crate) struct Cli {
     #[arg(long, value_enum, value_name = "CIPHER", help_heading = "Listener")]
     pub(crate) cipher: Option<CipherArg>,
 
-    /// How far certificate validity times may be off this machine's clock,
-    /// in seconds [default: 60].
-    #[arg(long, value_name = "SECS", value_parser = settings::parse_secs, help_heading = "Listener")]
+    /// How far certificate validity times may be off this machine's clock
+    /// (30, 90s, 2m) [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Listener")]
     pub(crate) clock_skew: Option<Duration>,
 
     /// Connections from these sources (CIDR: 10.0.0.0/8, 127.0.0.1/32,
@@ -231,8 +233,9 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
 
-    /// Seconds from the TCP connection to a complete handshake [default: 30].
-    #[arg(long, value_name = "SECS", value_parser = settings::parse_secs, help_heading = "Limits")]
+    /// From the TCP connection to a complete handshake (30, 30s, 1m)
+    /// [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Limits")]
     pub(crate) handshake_timeout: Option<Duration>,
 
     /// Connections held at once, per listener [default: 100].
@@ -244,22 +247,23 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub(crate) max_handshakes: Option<usize>,
 
-    /// The largest message, in bytes (suffixes KiB, MiB) [default: 1MiB].
-    #[arg(long, value_name = "BYTES", value_parser = settings::parse_size, help_heading = "Limits")]
+    /// The largest message, in bytes (65536, 64KiB, 1MiB) [default: 1MiB].
+    #[arg(long, value_name = "BYTES", value_parser = parse_size, help_heading = "Limits")]
     pub(crate) max_message: Option<usize>,
 
-    /// End a session idle for this many seconds; 0: never [default: 300].
-    #[arg(long, value_name = "SECS", value_parser = settings::parse_secs, help_heading = "Limits")]
+    /// End a session idle for this long (300, 5m); 0: never [default: 5m].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Limits")]
     pub(crate) idle_timeout: Option<Duration>,
 
-    /// An echo session sends a KeepAlive after this many seconds without
-    /// sending; 0: never [default: 60].
-    #[arg(long, value_name = "SECS", value_parser = settings::parse_secs, help_heading = "Limits")]
+    /// An echo session sends a KeepAlive after this long without sending;
+    /// 0: never [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Limits")]
     pub(crate) keepalive: Option<Duration>,
 
-    /// On SIGTERM or SIGINT, seconds open sessions get to finish [default: 30].
-    #[arg(long, value_name = "SECS", value_parser = settings::parse_secs, help_heading = "Limits")]
-    pub(crate) grace: Option<Duration>,
+    /// On SIGTERM or SIGINT, how long open sessions get to finish (30,
+    /// 30s, 2m) [default: 30s].
+    #[arg(long, alias = "grace", value_name = "DURATION", value_parser = parse_duration, help_heading = "Limits")]
+    pub(crate) shutdown_grace: Option<Duration>,
 
     /// More log detail: -v shows the 13 steps of every handshake with their
     /// order and timing, -vv everything.
@@ -302,7 +306,7 @@ fn main() -> ExitCode {
             return e.exit_code();
         }
     };
-    sc_relay::ops::init_logging(settings.verbosity, settings.log_format);
+    init_logging("sc-server", settings.verbosity, false, settings.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -323,13 +327,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: &Cli, settings: Settings) -> Result<(), CliError> {
-    // Signal handlers first, so a signal sent as soon as the server listens
-    // is not lost (nor kills the process).
-    let signal_error = |e: std::io::Error| CliError::new(format!("cannot handle signals: {e}"));
-    let mut hangup = signal(SignalKind::hangup()).map_err(signal_error)?;
-    let mut terminate = signal(SignalKind::terminate()).map_err(signal_error)?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_error)?;
-
+    let mut signals = Signals::install()?;
     let grace = settings.grace;
     let server = Server::bind(settings.listeners)
         .await
@@ -339,19 +337,8 @@ async fn run(cli: &Cli, settings: Settings) -> Result<(), CliError> {
         env!("CARGO_PKG_VERSION"),
         std::process::id()
     );
-    loop {
-        tokio::select! {
-            _ = hangup.recv() => reload(cli, &server).await,
-            _ = terminate.recv() => break,
-            _ = interrupt.recv() => break,
-        }
-    }
-    let drain = server.shutdown(grace);
-    tokio::select! {
-        _ = drain => {}
-        _ = terminate.recv() => tracing::warn!("second signal: closing every session now"),
-        _ = interrupt.recv() => tracing::warn!("second signal: closing every session now"),
-    }
+    signals.until_stop(|| reload(cli, &server)).await;
+    signals.drain(server.shutdown(grace)).await;
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use std::path::Path;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use sc_pki::{cert_to_pem, crl_to_pem, CertificateDer};
-use sc_relay::proxy_protocol::{ProxyHeader, TLV_CLIENT_IDENTITY};
+use sc_net::proxy_protocol::{ProxyHeader, TLV_CLIENT_IDENTITY};
 use sc_session::Side;
 use sc_wire::{Codec, HandshakeMessage, Reader};
 

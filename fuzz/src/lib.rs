@@ -28,7 +28,7 @@ use sc_pki::{
     ServerCertVerifier, ServerName, TrustAnchors, UnixTime, Validity, WebPkiClientVerifier,
     WebPkiServerVerifier,
 };
-use sc_relay::proxy_protocol::ProxyHeader;
+use sc_net::proxy_protocol::ProxyHeader;
 use sc_session::pair::{other, Pair};
 use sc_session::{SessionConfig, Side};
 use sc_wire::record::split_inner;

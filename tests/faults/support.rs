@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use rand_core::OsRng;
 use sovereign_chain::handshake::ClientConfig;
+use sovereign_chain::net::{Endpoint, Stream};
 use sovereign_chain::pki::{
     cert_to_pem, issue_root, CertificateDer, Credential, Issuer, KeyPair, LeafSpec, ServerName,
     TrustAnchors, UnixTime, Validity, WebPkiServerVerifier,
 };
-use sovereign_chain::relay::{Endpoint, Stream};
 use sovereign_chain::session::{Connector, Error, SecureStream};
 use tokio::process::{Child, Command};
 use tokio::time::timeout;

@@ -6,7 +6,10 @@
 //! * [`Codec`] and the bounded [`Reader`] every decoder is written against;
 //! * the thirteen [handshake messages](messages) of the protocol, one per step;
 //! * [records](record): the outer header, the inner plaintext of sealed
-//!   records, alerts, and a [`Deframer`] that splits a byte stream into records.
+//!   records, alerts, and a [`Deframer`] that splits a byte stream into records;
+//! * [what the first bytes of a connection are](first) (a ClientHello and its
+//!   route name, or not), for a relay and a server deciding before any
+//!   cryptography.
 //!
 //! Decoding is strict: trailing bytes, unknown types, lengths beyond a field's
 //! maximum and short input are all typed [`InvalidMessage`] errors, and no input
@@ -27,6 +30,7 @@
 
 mod codec;
 mod error;
+pub mod first;
 pub mod messages;
 pub mod record;
 

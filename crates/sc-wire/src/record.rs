@@ -203,6 +203,20 @@ pub struct Alert {
     pub code: AlertCode,
 }
 
+impl Alert {
+    /// The alert as a whole plaintext record (`0xc2 00 00 01 code`): what a
+    /// side sends before it has keys, and all a relay, which holds none, can
+    /// send.
+    pub fn plaintext_record(self) -> [u8; RECORD_HEADER_LEN + ALERT_LEN] {
+        let [k0, l0, l1, l2] = RecordHeader {
+            kind: RecordKind::ALERT,
+            len: ALERT_LEN,
+        }
+        .to_bytes();
+        [k0, l0, l1, l2, self.code.0]
+    }
+}
+
 impl Codec for Alert {
     fn encode(&self, out: &mut Vec<u8>) {
         out.push(self.code.0);

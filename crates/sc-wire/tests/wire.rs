@@ -403,3 +403,14 @@ fn secrets_are_not_printed() {
     assert!(!s.contains("abab") && !s.contains("cdcd"), "{s}");
     assert!(s.contains("<secret>"));
 }
+
+#[test]
+fn a_plaintext_alert_record_is_five_bytes() {
+    assert_eq!(
+        Alert {
+            code: AlertCode::NO_ROUTE
+        }
+        .plaintext_record(),
+        [0xc2, 0, 0, 1, 0x14]
+    );
+}

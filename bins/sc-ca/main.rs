@@ -1,0 +1,237 @@
+//! `sc-ca`: run a small Ed25519 certificate authority for Sovereign-Chain.
+
+#![forbid(unsafe_code)]
+
+mod commands;
+mod dir;
+mod fsutil;
+mod pass;
+mod time;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Run a small Ed25519 certificate authority for Sovereign-Chain.
+///
+/// A CA lives in one directory: the root certificate to distribute (ca.pem),
+/// the CA keys, an index of everything issued, the issued certificates and
+/// keys, and the CRL. Everything but the *.key files can be backed up and
+/// version-controlled.
+///
+/// A typical session:
+///
+///   sc-ca init --dir ca --name "Example CA" --intermediate
+///   sc-ca issue server db.internal --dir ca
+///   sc-ca issue client app-1 --dir ca
+///   sc-ca list --dir ca
+///   sc-ca revoke --dir ca --cert ca/app-1.pem --reason key-compromise
+///   sc-ca verify --ca ca/ca.pem --crl ca/crl.pem --purpose client ca/app-1.pem
+#[derive(Debug, Parser)]
+#[command(name = "sc-ca", version, verbatim_doc_comment, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a CA in DIR: a root, and with --intermediate an intermediate
+    /// that does the day-to-day signing (the root key can then go offline).
+    Init(InitArgs),
+    /// Issue a server or client certificate: writes DIR/NAME.pem (the
+    /// certificate and its intermediate, ready to present) and DIR/NAME.key.
+    Issue {
+        #[command(subcommand)]
+        kind: IssueKind,
+    },
+    /// Issue a new certificate for NAME with the same names, replacing
+    /// DIR/NAME.pem (and with --rekey DIR/NAME.key). The old certificate
+    /// stays valid until it expires unless you revoke it.
+    Renew(RenewArgs),
+    /// Revoke a certificate and publish a new CRL (DIR/crl.pem).
+    Revoke(RevokeArgs),
+    /// Write a new signed CRL to DIR/crl.pem.
+    Crl(CrlArgs),
+    /// List every certificate the CA issued: serial, name, kind, expiry, status.
+    List(DirArg),
+    /// Show what a PEM file holds: certificates, a CRL or a key.
+    Inspect {
+        /// The PEM file.
+        file: PathBuf,
+    },
+    /// Check a certificate chain: prints OK and exits 0, or prints the reason
+    /// and exits 1.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+struct DirArg {
+    /// The CA directory.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct PassArgs {
+    /// Read the CA key's passphrase from the first line of FILE (else the
+    /// SC_CA_PASSPHRASE environment variable, else a prompt on the terminal).
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct InitArgs {
+    /// The directory to create the CA in (created if missing; must be empty).
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// The CA's name (its certificate's common name).
+    #[arg(long, default_value = "Sovereign-Chain CA")]
+    name: String,
+    /// Also create an intermediate CA that signs certificates and CRLs.
+    #[arg(long)]
+    intermediate: bool,
+    /// Days the root is valid (the intermediate: at most 1825).
+    #[arg(long, default_value_t = 3650, value_parser = clap::value_parser!(u32).range(1..=36500))]
+    days: u32,
+    /// Encrypt the CA keys with a passphrase.
+    #[arg(long)]
+    encrypt: bool,
+    #[command(flatten)]
+    pass: PassArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum IssueKind {
+    /// A server certificate (EKU serverAuth). Without --dns or --ip, NAME is
+    /// its DNS name.
+    Server {
+        /// The certificate's name (file DIR/NAME.pem).
+        name: String,
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// A DNS name clients will dial (repeatable; `*.example.com` allowed).
+        #[arg(long = "dns", value_name = "NAME")]
+        dns: Vec<String>,
+        /// An IP address clients will dial (repeatable).
+        #[arg(long = "ip", value_name = "IP")]
+        ip: Vec<IpAddr>,
+        #[command(flatten)]
+        common: IssueCommon,
+    },
+    /// A client certificate (EKU clientAuth), named NAME.
+    Client {
+        /// The client's name (file DIR/NAME.pem).
+        name: String,
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// A URI naming the client, e.g. spiffe://example/app-1 (repeatable).
+        #[arg(long = "uri", value_name = "URI")]
+        uri: Vec<String>,
+        #[command(flatten)]
+        common: IssueCommon,
+    },
+}
+
+#[derive(Debug, Args)]
+struct IssueCommon {
+    /// Days the certificate is valid.
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=36500))]
+    days: u32,
+    /// Replace a current certificate of the same name.
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    pass: PassArgs,
+}
+
+#[derive(Debug, Args)]
+struct RenewArgs {
+    /// The name of the certificate to renew.
+    name: String,
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// Days the new certificate is valid.
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=36500))]
+    days: u32,
+    /// Make a new key too (else the existing DIR/NAME.key is kept).
+    #[arg(long)]
+    rekey: bool,
+    #[command(flatten)]
+    pass: PassArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["serial", "cert"])))]
+struct RevokeArgs {
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// The serial number (hex, as `sc-ca list` shows it).
+    #[arg(long, value_name = "HEX")]
+    serial: Option<String>,
+    /// The certificate file to revoke.
+    #[arg(long, value_name = "FILE")]
+    cert: Option<PathBuf>,
+    /// Why: unspecified, key-compromise, ca-compromise, affiliation-changed,
+    /// superseded, cessation-of-operation, privilege-withdrawn.
+    #[arg(long, value_name = "REASON")]
+    reason: Option<sc_pki::RevocationReason>,
+    /// Days the new CRL is valid.
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    crl_days: u32,
+    #[command(flatten)]
+    pass: PassArgs,
+}
+
+#[derive(Debug, Args)]
+struct CrlArgs {
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// Days the CRL is valid (publish a new one before then).
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    days: u32,
+    #[command(flatten)]
+    pass: PassArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Purpose {
+    Server,
+    Client,
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// The trusted CA certificate(s) (a PEM bundle: several roots allowed).
+    #[arg(long, value_name = "FILE")]
+    ca: PathBuf,
+    /// A CRL to check revocation against.
+    #[arg(long, value_name = "FILE")]
+    crl: Option<PathBuf>,
+    /// What the certificate must be valid for.
+    #[arg(long, value_enum, default_value_t = Purpose::Server)]
+    purpose: Purpose,
+    /// Server: the name clients dial (DNS name or IP). Client: a name the
+    /// certificate must carry.
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// The leaf's key must have this pin (sha256:HEX, as `sc-ca inspect`
+    /// shows it; repeatable: any one matches).
+    #[arg(long = "pin", value_name = "PIN")]
+    pins: Vec<sc_pki::KeyPin>,
+    /// The certificate chain to check (leaf first).
+    cert: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match commands::run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            e.exit_code()
+        }
+    }
+}

@@ -1,0 +1,419 @@
+//! The one copy loop: bytes both ways between two connections until both
+//! directions have ended, one side fails, nothing moves for the idle
+//! timeout, the far side does not answer in time, or the caller stops it.
+//!
+//! ```text
+//!  a's read half ──▶ [copy buffer] ──▶ b's write half    (a → b)
+//!  a's write half ◀── [copy buffer] ◀── b's read half    (b → a)
+//! ```
+//!
+//! * Each direction reads until end of stream, then shuts the other side's
+//!   write half down (the half-close is carried through) and the other
+//!   direction goes on.
+//! * A direction's copy buffer ([`COPY_BUFFER`]) exists only while data
+//!   flows: it is freed whenever a read would wait, so an idle connection
+//!   holds none.
+//! * Counts are kept outside the copies, so they are exact when the pump is
+//!   stopped ([`Options::stop`]) as well as when it ends by itself.
+//! * An [`Observer`] per direction sees every chunk as it passes (the
+//!   relay's record trace); it cannot change or fail the connection.
+//! * The idle watchdog reads the counts a few times per period: there is no
+//!   clock read on the data path.
+
+use core::fmt;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Copy buffer per direction (256 KiB): a read fills up to four full
+/// records, so each record pays its per-record key once for as much data as
+/// it can carry, and a busy connection makes fewer syscalls. Held only while
+/// data flows.
+pub const COPY_BUFFER: usize = 256 * 1024;
+
+/// One of the two connections of a pump.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The first (`a` of [`pump`]).
+    A,
+    /// The second (`b` of [`pump`]).
+    B,
+}
+
+impl Side {
+    fn other(self) -> Self {
+        match self {
+            Self::A => Self::B,
+            Self::B => Self::A,
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            Self::A => 1,
+            Self::B => 2,
+        }
+    }
+}
+
+/// What a failed half-close means.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CloseErrors {
+    /// The pump ends as failed: the end of stream may not have reached the
+    /// peer (a secure stream whose authenticated Close could not be sent).
+    #[default]
+    Report,
+    /// Ignored: the other direction tells how the connection ended (a raw
+    /// relay, whose peer may have gone already).
+    Ignore,
+}
+
+/// Sees every chunk one direction of a pump moves, before it is written.
+pub trait Observer: Send {
+    /// `bytes` are about to be written to the other side.
+    fn chunk(&mut self, bytes: &[u8]);
+}
+
+/// How to run one pump.
+#[derive(Default)]
+pub struct Options<'a> {
+    /// End the pump when no byte has moved either way for this long.
+    pub idle: Option<Duration>,
+    /// `b` must send its first byte within this (a relayed backend's answer).
+    pub answer: Option<Duration>,
+    /// What a failed half-close means.
+    pub close_errors: CloseErrors,
+    /// Ends the pump (with [`End::Stopped`] and the counts so far).
+    pub stop: Option<&'a CancellationToken>,
+    /// Sees what `a` sends.
+    pub observe_a: Option<&'a mut dyn Observer>,
+    /// Sees what `b` sends.
+    pub observe_b: Option<&'a mut dyn Observer>,
+}
+
+impl fmt::Debug for Options<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Options")
+            .field("idle", &self.idle)
+            .field("answer", &self.answer)
+            .field("close_errors", &self.close_errors)
+            .field("stop", &self.stop.is_some())
+            .field("observe_a", &self.observe_a.is_some())
+            .field("observe_b", &self.observe_b.is_some())
+            .finish()
+    }
+}
+
+/// How a pump ended.
+#[derive(Debug)]
+pub enum End {
+    /// Both directions reached their end of stream; `first` ended first.
+    Closed {
+        /// The side whose end of stream came first.
+        first: Side,
+    },
+    /// No byte moved either way for this long.
+    Idle(Duration),
+    /// `b` sent nothing within this long.
+    NoAnswer(Duration),
+    /// Reading from or writing to `side` failed.
+    Failed {
+        /// The side at fault.
+        side: Side,
+        /// The error, as the side's stream gave it (a secure stream's typed
+        /// error is reachable through it).
+        error: io::Error,
+    },
+    /// [`Options::stop`] was cancelled.
+    Stopped,
+}
+
+/// What a pump moved, and how it ended.
+#[derive(Debug)]
+pub struct Report {
+    /// Bytes written to `b` (read from `a`).
+    pub a_to_b: u64,
+    /// Bytes written to `a` (read from `b`).
+    pub b_to_a: u64,
+    /// How it ended.
+    pub end: End,
+}
+
+enum Stop {
+    Failed(Side, io::Error),
+    NoAnswer(Duration),
+}
+
+/// Moves bytes both ways between `a` and `b` (each given as its read and
+/// write halves) until the pump ends; see the [module](self) for how.
+pub async fn pump<AR, AW, BR, BW>(a: (AR, AW), b: (BR, BW), opts: Options<'_>) -> Report
+where
+    AR: AsyncRead + Unpin,
+    AW: AsyncWrite + Unpin,
+    BR: AsyncRead + Unpin,
+    BW: AsyncWrite + Unpin,
+{
+    let Options {
+        idle,
+        answer,
+        close_errors,
+        stop,
+        observe_a,
+        observe_b,
+    } = opts;
+    let (ar, aw) = a;
+    let (br, bw) = b;
+    let a_to_b = AtomicU64::new(0);
+    let b_to_a = AtomicU64::new(0);
+    let first_closed = AtomicU8::new(0);
+    let forward = copy(
+        ar,
+        bw,
+        Direction {
+            from: Side::A,
+            moved: &a_to_b,
+            first_closed: &first_closed,
+            answer: None,
+            observer: observe_a,
+            close_errors,
+        },
+    );
+    let back = copy(
+        br,
+        aw,
+        Direction {
+            from: Side::B,
+            moved: &b_to_a,
+            first_closed: &first_closed,
+            answer,
+            observer: observe_b,
+            close_errors,
+        },
+    );
+    let both = async { tokio::try_join!(forward, back) };
+    let watchdog = async {
+        let Some(idle) = idle else {
+            return std::future::pending::<Duration>().await;
+        };
+        // Reads the counts a few times per period: no clock reads on the
+        // data path.
+        let tick = (idle / 4).max(Duration::from_millis(10));
+        let mut seen = 0;
+        let mut since = Instant::now();
+        loop {
+            tokio::time::sleep(tick).await;
+            let total = a_to_b.load(Ordering::Relaxed) + b_to_a.load(Ordering::Relaxed);
+            if total != seen {
+                seen = total;
+                since = Instant::now();
+            } else if since.elapsed() >= idle {
+                return idle;
+            }
+        }
+    };
+    let stopped = async {
+        match stop {
+            Some(token) => token.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
+    let end = tokio::select! {
+        biased;
+        () = stopped => End::Stopped,
+        r = both => match r {
+            Ok(((), ())) => End::Closed {
+                first: if first_closed.load(Ordering::Relaxed) == Side::B.code() {
+                    Side::B
+                } else {
+                    Side::A
+                },
+            },
+            Err(Stop::Failed(side, error)) => End::Failed { side, error },
+            Err(Stop::NoAnswer(d)) => End::NoAnswer(d),
+        },
+        d = watchdog => End::Idle(d),
+    };
+    Report {
+        a_to_b: a_to_b.load(Ordering::Relaxed),
+        b_to_a: b_to_a.load(Ordering::Relaxed),
+        end,
+    }
+}
+
+/// One direction's bookkeeping.
+struct Direction<'a, 'o> {
+    from: Side,
+    moved: &'a AtomicU64,
+    first_closed: &'a AtomicU8,
+    answer: Option<Duration>,
+    observer: Option<&'o mut dyn Observer>,
+    close_errors: CloseErrors,
+}
+
+/// Moves bytes from `r` to `w` until end of stream, then shuts `w` down.
+async fn copy<R, W>(mut r: R, mut w: W, mut d: Direction<'_, '_>) -> Result<(), Stop>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let to = d.from.other();
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        buf.clear();
+        let read = std::future::poll_fn(|cx| {
+            if buf.capacity() == 0 {
+                buf.reserve_exact(COPY_BUFFER);
+            }
+            match tokio_util::io::poll_read_buf(Pin::new(&mut r), cx, &mut buf) {
+                Poll::Pending => {
+                    // Nothing to copy now: hold no buffer while waiting.
+                    buf = Vec::new();
+                    Poll::Pending
+                }
+                ready => ready,
+            }
+        });
+        let read = match d.answer.take() {
+            Some(limit) => match tokio::time::timeout(limit, read).await {
+                Ok(r) => r,
+                Err(_) => return Err(Stop::NoAnswer(limit)),
+            },
+            None => read.await,
+        };
+        let n = read.map_err(|e| Stop::Failed(d.from, e))?;
+        if n == 0 {
+            let _ = d.first_closed.compare_exchange(
+                0,
+                d.from.code(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            let closed = w.shutdown().await;
+            return match (closed, d.close_errors) {
+                (Err(e), CloseErrors::Report) => Err(Stop::Failed(to, e)),
+                _ => Ok(()),
+            };
+        }
+        if let Some(o) = d.observer.as_mut() {
+            o.chunk(&buf[..n]);
+        }
+        w.write_all(&buf[..n])
+            .await
+            .map_err(|e| Stop::Failed(to, e))?;
+        d.moved.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, DuplexStream};
+
+    use super::*;
+
+    fn pair() -> (DuplexStream, DuplexStream) {
+        tokio::io::duplex(1024)
+    }
+
+    struct Seen(Vec<u8>);
+
+    impl Observer for Seen {
+        fn chunk(&mut self, bytes: &[u8]) {
+            self.0.extend_from_slice(bytes);
+        }
+    }
+
+    #[tokio::test]
+    async fn both_ways_with_half_close_counts_and_observer() {
+        let (a_far, a_near) = pair();
+        let (b_near, b_far) = pair();
+        let mut seen = Seen(Vec::new());
+        let ends = tokio::spawn(async move {
+            let (mut ar, mut aw) = tokio::io::split(a_far);
+            let (mut br, mut bw) = tokio::io::split(b_far);
+            aw.write_all(b"to b").await.expect("write");
+            aw.shutdown().await.expect("shutdown");
+            let mut got = Vec::new();
+            br.read_to_end(&mut got).await.expect("read");
+            assert_eq!(got, b"to b");
+            // b answers after a's half-close.
+            bw.write_all(b"back to a").await.expect("write");
+            bw.shutdown().await.expect("shutdown");
+            let mut got = Vec::new();
+            ar.read_to_end(&mut got).await.expect("read");
+            assert_eq!(got, b"back to a");
+        });
+        let report = pump(
+            tokio::io::split(a_near),
+            tokio::io::split(b_near),
+            Options {
+                observe_b: Some(&mut seen),
+                ..Options::default()
+            },
+        )
+        .await;
+        ends.await.expect("ends");
+        assert_eq!((report.a_to_b, report.b_to_a), (4, 9));
+        assert!(matches!(report.end, End::Closed { first: Side::A }));
+        assert_eq!(seen.0, b"back to a");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stopped_pump_keeps_its_counts() {
+        let (a_far, a_near) = pair();
+        let (b_near, _b_far) = pair();
+        let stop = CancellationToken::new();
+        let (_ar, mut aw) = tokio::io::split(a_far);
+        aw.write_all(b"12345").await.expect("write");
+        let stopper = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            stopper.cancel();
+        });
+        let report = pump(
+            tokio::io::split(a_near),
+            tokio::io::split(b_near),
+            Options {
+                stop: Some(&stop),
+                ..Options::default()
+            },
+        )
+        .await;
+        assert!(matches!(report.end, End::Stopped));
+        assert_eq!(report.a_to_b, 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_and_no_answer_end_it() {
+        let (_a_far, a_near) = pair();
+        let (b_near, _b_far) = pair();
+        let report = pump(
+            tokio::io::split(a_near),
+            tokio::io::split(b_near),
+            Options {
+                idle: Some(Duration::from_secs(2)),
+                ..Options::default()
+            },
+        )
+        .await;
+        assert!(matches!(report.end, End::Idle(d) if d == Duration::from_secs(2)));
+
+        let (_a_far, a_near) = pair();
+        let (b_near, _b_far) = pair();
+        let report = pump(
+            tokio::io::split(a_near),
+            tokio::io::split(b_near),
+            Options {
+                answer: Some(Duration::from_secs(1)),
+                ..Options::default()
+            },
+        )
+        .await;
+        assert!(matches!(report.end, End::NoAnswer(d) if d == Duration::from_secs(1)));
+    }
+}

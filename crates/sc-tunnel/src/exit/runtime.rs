@@ -1,0 +1,661 @@
+//! The server at run time: each listener is a [`Handler`] of `sc-net`'s
+//! listener lifecycle; per connection: its PROXY header or the check that it
+//! sends none, the ClientHello, a handshake slot, the handshake, the
+//! session, the log line at its end. Reload and drain.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sc_handshake::ServerConfig;
+use sc_net::proxy_protocol::{self, read_header, sends_something, HeaderRead, Signature};
+use sc_net::service::{self, Bound, Conn, Handler, Refusal, Service, WhenFull};
+use sc_net::{io_reason, warn_limited, Endpoint, Replay, Secs, Stream};
+use sc_pki::{CredentialStore, UnixTime};
+use sc_session::{Acceptor, SessionConfig};
+use sc_wire::first::{classify, Verdict, MAX_HELLO_RECORD};
+use sc_wire::{Alert, AlertCode};
+use tokio::io::AsyncReadExt;
+
+pub use sc_net::service::ShutdownReport;
+
+use super::credentials::{load, CredentialError};
+use super::proxy::{Origin, ProxyProtocol, PROXY_HEADER_TIMEOUT};
+use super::session::{echo, forward, Counts, Inbound, SessionEnd};
+use super::settings::{Credentials, LimitError, Limits, ListenerSettings, Mode};
+
+/// Longest a credential load may take (reading files, decrypting the key)
+/// before it is given up (a FIFO in place of a file would block forever).
+const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why the server could not start.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// No listener was configured.
+    #[error("no listener configured")]
+    NoListeners,
+    /// A limit is out of range.
+    #[error("listener {listen}: {source}")]
+    Limits {
+        /// The listener's address.
+        listen: Endpoint,
+        /// What is wrong.
+        source: LimitError,
+    },
+    /// The PROXY protocol settings do not fit the listener.
+    #[error("listener {listen}: {reason}")]
+    ProxyProtocol {
+        /// The listener's address.
+        listen: Endpoint,
+        /// What is wrong.
+        reason: &'static str,
+        /// What to do.
+        hint: &'static str,
+    },
+    /// The credentials could not be built.
+    #[error("{source}")]
+    Credentials {
+        /// The listener's address.
+        listen: Endpoint,
+        /// What is wrong.
+        source: CredentialError,
+    },
+    /// The address could not be bound.
+    #[error("cannot listen on {listen}: {reason}")]
+    Bind {
+        /// The address.
+        listen: Endpoint,
+        /// Why, in a few words ("address already in use").
+        reason: String,
+        /// The error's kind.
+        kind: io::ErrorKind,
+    },
+}
+
+impl StartError {
+    /// What the user can do about it, where there is something useful to say.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::NoListeners => Some("give --listen ADDR, or a [[listener]] in the config file".into()),
+            Self::Limits { .. } => None,
+            Self::ProxyProtocol { hint, .. } => Some((*hint).into()),
+            Self::Credentials { source, .. } => source.hint(),
+            Self::Bind { kind, listen, .. } => match (kind, listen) {
+                (io::ErrorKind::AddrInUse, _) => Some(
+                    "another process listens there (a running sc-server?): stop it or choose another port".into(),
+                ),
+                (io::ErrorKind::PermissionDenied, Endpoint::Tcp(_)) => Some(
+                    "ports below 1024 need privileges: choose a port above 1023".into(),
+                ),
+                (io::ErrorKind::PermissionDenied, Endpoint::Unix(_)) => Some(
+                    "check the permissions of the socket's directory".into(),
+                ),
+                (io::ErrorKind::NotFound, Endpoint::Unix(_)) => Some(
+                    "the socket's directory must exist".into(),
+                ),
+                (io::ErrorKind::AddrNotAvailable, _) => Some(
+                    "this machine has no such address: use 127.0.0.1, [::1], 0.0.0.0 or [::]".into(),
+                ),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// What one reload did for one listener.
+#[derive(Debug)]
+pub struct ReloadOutcome {
+    /// The listener's address.
+    pub listen: Endpoint,
+    /// `Ok` with the new certificate's description, or why the reload failed
+    /// (the listener keeps the credentials it had).
+    pub result: Result<String, String>,
+}
+
+/// The credentials a listener uses now, and where they came from.
+#[derive(Debug)]
+struct Snapshot {
+    config: Arc<ServerConfig>,
+    source: Credentials,
+}
+
+/// One listener: what it was told, and the credentials in force.
+#[derive(Debug)]
+struct ListenerState {
+    /// The address as configured (what reloads match on).
+    listen: Endpoint,
+    /// The address as bound (the real port when 0 was asked for).
+    local: Endpoint,
+    mode: Mode,
+    limits: Limits,
+    proxy: ProxyProtocol,
+    store: CredentialStore<Snapshot>,
+}
+
+/// A running server: `sc-net`'s listener lifecycle with one handler per
+/// listener, on the current tokio runtime.
+///
+/// * [`bind`](Self::bind) loads every listener's credentials, binds every
+///   address and starts accepting; it fails (with nothing left running) on
+///   the first listener that cannot start.
+/// * [`reload`](Self::reload) / [`reload_from`](Self::reload_from) rebuild
+///   the credentials from their files; sessions that exist keep theirs.
+/// * [`shutdown`](Self::shutdown) stops accepting and lets sessions finish
+///   within a grace period, then closes the rest.
+///
+/// Dropping it stops everything at once.
+#[derive(Debug)]
+pub struct Server {
+    service: Service<ListenerState>,
+}
+
+impl Server {
+    /// Starts every listener. Must be called within a tokio runtime with
+    /// time and I/O enabled.
+    pub async fn bind(settings: Vec<ListenerSettings>) -> Result<Self, StartError> {
+        if settings.is_empty() {
+            return Err(StartError::NoListeners);
+        }
+        let mut bound = Vec::new();
+        for s in settings {
+            s.limits.check().map_err(|source| StartError::Limits {
+                listen: s.listen.clone(),
+                source,
+            })?;
+            if s.proxy_protocol.send && s.mode == Mode::Echo {
+                return Err(StartError::ProxyProtocol {
+                    listen: s.listen.clone(),
+                    reason:
+                        "a PROXY header can be sent only to a backend, and this listener echoes",
+                    hint: "sending a PROXY header to the backend needs forward mode (--forward)",
+                });
+            }
+            if !s.proxy_protocol.trusted.is_empty() && matches!(s.listen, Endpoint::Unix(_)) {
+                return Err(StartError::ProxyProtocol {
+                    listen: s.listen.clone(),
+                    reason: "a Unix socket's peer has no address, so no source can be trusted to send a PROXY header",
+                    hint: "let the balancer connect to a TCP listener",
+                });
+            }
+            let (config, description, warnings) =
+                build(&s.credentials)
+                    .await
+                    .map_err(|source| StartError::Credentials {
+                        listen: s.listen.clone(),
+                        source,
+                    })?;
+            let bind_error = |e: io::Error| StartError::Bind {
+                listen: s.listen.clone(),
+                reason: io_reason(&e),
+                kind: e.kind(),
+            };
+            let listener = s.listen.listen().await.map_err(bind_error)?;
+            let local = listener.local_endpoint().map_err(bind_error)?;
+            let state = ListenerState {
+                listen: s.listen,
+                local: local.clone(),
+                mode: s.mode,
+                limits: s.limits,
+                proxy: s.proxy_protocol,
+                store: CredentialStore::new(Snapshot {
+                    config,
+                    source: s.credentials,
+                }),
+            };
+            bound.push((listener, local, Arc::new(state), description, warnings));
+        }
+        let mut listeners = Vec::with_capacity(bound.len());
+        for (listener, local, state, description, warnings) in bound {
+            let l = &state.limits;
+            tracing::info!(
+                "listening on {} ({}); certificate {description}; at most {} connections, {} handshakes at once",
+                state.local,
+                state.mode,
+                l.max_connections,
+                l.max_handshakes,
+            );
+            let p = &state.proxy;
+            if !p.trusted.is_empty() {
+                let from: Vec<String> = p.trusted.iter().map(ToString::to_string).collect();
+                tracing::info!(
+                    "{}: connections from {} must start with a PROXY v2 header (the client's real address); a PROXY header from any other source is refused",
+                    state.local,
+                    from.join(", ")
+                );
+            }
+            if p.send {
+                tracing::info!(
+                    "{}: every backend connection starts with a PROXY v2 header (client address and verified identity)",
+                    state.local
+                );
+            }
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
+            listeners.push(Bound {
+                listener,
+                local,
+                limits: service::Limits {
+                    max_connections: state.limits.max_connections,
+                    max_handshakes: Some(state.limits.max_handshakes),
+                    when_full: WhenFull::Refuse,
+                },
+                handler: state,
+            });
+        }
+        Ok(Self {
+            service: Service::start(listeners),
+        })
+    }
+
+    /// The bound addresses, in the order given (with the real port where 0
+    /// was asked for).
+    pub fn local_endpoints(&self) -> Vec<Endpoint> {
+        self.service.local_endpoints()
+    }
+
+    /// Connections open now (handshaking or established), over all listeners.
+    pub fn active_connections(&self) -> usize {
+        self.service.active_connections()
+    }
+
+    /// Rebuilds every listener's credentials from the same files (new
+    /// certificate, key, CA bundle, CRL). Sessions that exist keep what they
+    /// started with; new ones get the new credentials. A listener whose
+    /// reload fails keeps its credentials; each outcome is logged in one line.
+    pub async fn reload(&self) -> Vec<ReloadOutcome> {
+        let mut out = Vec::new();
+        for l in self.service.handlers() {
+            let source = l.store.current().source.clone();
+            out.push(reload_listener(l, source).await);
+        }
+        out
+    }
+
+    /// As [`reload`](Self::reload), with new settings (a re-read config
+    /// file): each running listener takes the credentials, allow-list and
+    /// cipher of the listener with the same address. Changes that need a
+    /// restart (listeners added or removed, another mode or limits) are
+    /// logged and otherwise ignored.
+    pub async fn reload_from(&self, settings: Vec<ListenerSettings>) -> Vec<ReloadOutcome> {
+        let mut out = Vec::new();
+        for l in self.service.handlers() {
+            let Some(new) = settings.iter().find(|s| s.listen == l.listen) else {
+                tracing::warn!(
+                    "listener {} is no longer in the configuration: restart the server to remove it",
+                    l.listen
+                );
+                let source = l.store.current().source.clone();
+                out.push(reload_listener(l, source).await);
+                continue;
+            };
+            if new.mode != l.mode || new.limits != l.limits || new.proxy_protocol != l.proxy {
+                tracing::warn!(
+                    "listener {}: a new mode, new limits or new PROXY protocol settings take effect only after a restart",
+                    l.listen
+                );
+            }
+            out.push(reload_listener(l, new.credentials.clone()).await);
+        }
+        for s in &settings {
+            if !self.service.handlers().any(|l| l.listen == s.listen) {
+                tracing::warn!(
+                    "listener {} is new in the configuration: restart the server to start it",
+                    s.listen
+                );
+            }
+        }
+        out
+    }
+
+    /// Stops accepting (listening sockets are closed as soon as the
+    /// connections already waiting in their backlog have been taken, so a
+    /// load balancer's connection is served or refused, never reset), lets
+    /// open sessions finish within `grace`, then closes the rest (an echo session
+    /// gets the `going away` alert; a tunnel's connections are closed) and
+    /// returns when every session has ended.
+    pub async fn shutdown(self, grace: Duration) -> ShutdownReport {
+        self.service.shutdown(grace).await
+    }
+}
+
+/// Builds a listener's configuration (file reads and key decryption on a
+/// blocking thread).
+async fn build(
+    source: &Credentials,
+) -> Result<(Arc<ServerConfig>, String, Vec<String>), CredentialError> {
+    match source {
+        Credentials::Fixed(config) => {
+            let fp = config.credential().fingerprint();
+            let short: String = fp[..8].iter().map(|b| format!("{b:02x}")).collect();
+            Ok((
+                config.clone(),
+                format!("sha256:{short}… (in memory)"),
+                Vec::new(),
+            ))
+        }
+        Credentials::Files(files) => {
+            let files = files.clone();
+            let loading = tokio::task::spawn_blocking(move || load(&files, UnixTime::now()));
+            let loaded = match tokio::time::timeout(LOAD_TIMEOUT, loading).await {
+                Ok(Ok(loaded)) => loaded?,
+                Ok(Err(e)) => return Err(CredentialError::LoadFailed(e.to_string())),
+                Err(_) => {
+                    return Err(CredentialError::LoadFailed(format!(
+                        "the files were not read within {}",
+                        Secs(LOAD_TIMEOUT)
+                    )))
+                }
+            };
+            Ok((Arc::new(loaded.config), loaded.description, loaded.warnings))
+        }
+    }
+}
+
+async fn reload_listener(l: &ListenerState, source: Credentials) -> ReloadOutcome {
+    let result = match build(&source).await {
+        Ok((config, description, warnings)) => {
+            l.store.replace(Snapshot { config, source });
+            tracing::info!(
+                "reloaded credentials of {}: certificate {description}",
+                l.local
+            );
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
+            Ok(description)
+        }
+        Err(e) => {
+            tracing::warn!(
+                "reload failed for {}: {e}; keeping the credentials in force",
+                l.local
+            );
+            Err(e.to_string())
+        }
+    };
+    ReloadOutcome {
+        listen: l.listen.clone(),
+        result,
+    }
+}
+
+impl Handler for ListenerState {
+    async fn serve(self: Arc<Self>, io: Stream, peer: String, conn: Conn) {
+        connection(io, peer, &self, &conn).await;
+    }
+
+    fn refusal(&self) -> Option<Refusal> {
+        Some(Refusal {
+            bytes: alert_record(AlertCode::GOING_AWAY),
+            name: "going away",
+        })
+    }
+}
+
+fn alert_record(code: AlertCode) -> Vec<u8> {
+    Alert { code }.plaintext_record().to_vec()
+}
+
+/// What the first bytes of a connection came to.
+enum Hello {
+    /// The whole first record has come (a ClientHello, or bytes the
+    /// handshake refuses at once): the bytes read, for the handshake.
+    Ready(Vec<u8>),
+    /// An untrusted source sent a PROXY header.
+    UntrustedProxyHeader,
+    /// No whole ClientHello by the deadline.
+    TimedOut,
+    /// The server is stopping.
+    Stopped,
+}
+
+/// Reads until the connection's first record, the ClientHello, has fully
+/// come (at most one plaintext record, 4 + 2,048 bytes, classified by
+/// `sc-wire`), so that a connection takes a handshake slot only then: slow
+/// or silent clients hold a connection slot, never a handshake slot. Bytes
+/// that are not a handshake record go on to the handshake, which refuses
+/// them at once, except the start of a PROXY header from a source that may
+/// not send one (`watch`): that is refused here, before any handshake.
+async fn read_hello(
+    io: &mut Stream,
+    deadline: Instant,
+    watch: bool,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Hello {
+    let mut buf = vec![0u8; MAX_HELLO_RECORD];
+    let mut got = 0;
+    loop {
+        let decided = match classify(&buf[..got]) {
+            Verdict::NeedMore => got == buf.len(),
+            Verdict::Hello { .. } => true,
+            Verdict::Foreign { .. } | Verdict::Malformed { .. } if watch => {
+                match proxy_protocol::signature(&buf[..got]) {
+                    Signature::Present => return Hello::UntrustedProxyHeader,
+                    Signature::Partial => false,
+                    Signature::Absent => true,
+                }
+            }
+            Verdict::Foreign { .. } | Verdict::Malformed { .. } => true,
+        };
+        if decided {
+            buf.truncate(got);
+            return Hello::Ready(buf);
+        }
+        let read = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return Hello::Stopped,
+            r = tokio::time::timeout_at(deadline.into(), io.read(&mut buf[got..])) => r,
+        };
+        match read {
+            Ok(Ok(n)) if n > 0 => got += n,
+            // The end or an error: the handshake reports it.
+            Ok(_) => {
+                buf.truncate(got);
+                return Hello::Ready(buf);
+            }
+            Err(_) => return Hello::TimedOut,
+        }
+    }
+}
+
+/// One connection: its PROXY header (from a trusted source) or the check
+/// that it sends none (from any other), the ClientHello, a handshake slot,
+/// the handshake, then the session; log its end.
+async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, conn: &Conn) {
+    let stop = conn.stop();
+    let log = conn.log();
+    let started = Instant::now();
+    let deadline = started + state.limits.handshake_timeout;
+    let local = io.local_addr();
+    let mut origin = Origin {
+        tcp_peer,
+        client: None,
+        destination: None,
+    };
+    let trusted = state
+        .proxy
+        .trusts(origin.tcp_peer.parse::<SocketAddr>().ok());
+    if trusted {
+        let within = PROXY_HEADER_TIMEOUT.min(state.limits.handshake_timeout);
+        let read = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            r = read_header(&mut io, within) => r,
+        };
+        match read {
+            HeaderRead::Header(header) if header.source.is_some() => {
+                origin.client = header.source;
+                origin.destination = header.destination;
+                tracing::debug!(
+                    listener = %state.local,
+                    peer = %origin.peer(),
+                    via = %origin.tcp_peer,
+                    "PROXY v2 header accepted"
+                );
+            }
+            HeaderRead::Header(_) => {
+                // LOCAL (or no address family): the connection is the
+                // balancer's own. A health check closes it without a byte.
+                let wait = deadline.saturating_duration_since(Instant::now());
+                let sends = tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => return,
+                    sends = sends_something(&io, wait) => sends,
+                };
+                if !sends {
+                    tracing::debug!(
+                        listener = %state.local,
+                        peer = %origin.tcp_peer,
+                        "health check: PROXY v2 header without a client address (LOCAL), then closed"
+                    );
+                    return;
+                }
+            }
+            HeaderRead::Silent => {
+                tracing::debug!(
+                    listener = %state.local,
+                    peer = %origin.tcp_peer,
+                    "closed before sending anything (a connect probe or health check)"
+                );
+                return;
+            }
+            HeaderRead::Refused(reason) => {
+                warn_limited!(
+                    log,
+                    "proxy",
+                    listener = %state.local,
+                    peer = %origin.tcp_peer,
+                    reason = %reason,
+                    "connection refused"
+                );
+                return;
+            }
+        }
+    }
+    let peer = origin.peer();
+    let via = origin.via().map(tracing::field::display);
+    let head = match read_hello(&mut io, deadline, !trusted, stop).await {
+        Hello::Ready(head) => head,
+        Hello::Stopped => return,
+        Hello::UntrustedProxyHeader => {
+            warn_limited!(
+                log,
+                "untrusted",
+                listener = %state.local,
+                peer = %peer,
+                reason = "PROXY v2 header from a source not trusted to send one (not in --accept-proxy-protocol)",
+                "connection refused"
+            );
+            return;
+        }
+        Hello::TimedOut => {
+            warn_limited!(
+                log,
+                "handshake",
+                listener = %state.local,
+                peer = %peer,
+                reason = %format!("timeout: no complete ClientHello within {}", Secs(state.limits.handshake_timeout)),
+                "handshake failed"
+            );
+            service::refuse(io, &alert_record(AlertCode::TIMEOUT)).await;
+            return;
+        }
+    };
+    let io: Inbound = Replay::new(head, io);
+
+    let slot = tokio::select! {
+        biased;
+        _ = stop.cancelled() => return,
+        slot = conn.handshake_slot() => slot,
+        _ = tokio::time::sleep_until(deadline.into()) => {
+            warn_limited!(
+                log,
+                "busy",
+                listener = %state.local,
+                peer = %peer,
+                via,
+                "no handshake slot free within the handshake timeout ({} handshakes running): refused with going away",
+                state.limits.max_handshakes
+            );
+            service::refuse(io, &alert_record(AlertCode::GOING_AWAY)).await;
+            return;
+        }
+    };
+    let config = state.store.current().config.clone();
+    let acceptor = Acceptor::new(config).with_session_config(SessionConfig {
+        max_message_len: state.limits.max_message,
+        handshake_timeout: deadline.saturating_duration_since(Instant::now()),
+        ..SessionConfig::default()
+    });
+    let accepted = tokio::select! {
+        biased;
+        _ = stop.cancelled() => return,
+        r = acceptor.accept(io) => r,
+    };
+    drop(slot);
+    let mut stream = match accepted {
+        Ok(stream) => stream,
+        Err(e) => {
+            let reason = e.to_string();
+            let reason = reason.strip_prefix("handshake failed: ").unwrap_or(&reason);
+            warn_limited!(
+                log,
+                "handshake",
+                listener = %state.local,
+                peer = %peer,
+                via,
+                reason = %reason,
+                "handshake failed"
+            );
+            return;
+        }
+    };
+    let info = stream.info().clone();
+    tracing::debug!(
+        listener = %state.local,
+        peer = %peer,
+        via,
+        id = %info.peer(),
+        cipher = %info.cipher(),
+        handshake_ms = info.handshake_duration().as_millis() as u64,
+        "session start"
+    );
+    let established = Instant::now();
+    let mut counts = Counts::default();
+    let end = match &state.mode {
+        Mode::Echo => echo(&mut stream, &state.limits, stop, &mut counts).await,
+        Mode::Forward(backend) => {
+            let header = state.proxy.send.then(|| {
+                origin
+                    .header_for_backend(local, &info.peer().to_string())
+                    .map_err(|e| format!("cannot make the PROXY header for backend {backend}: {e}"))
+            });
+            let end = forward(stream, backend, header, &state.limits, stop, &mut counts).await;
+            if let SessionEnd::Backend(why) = &end {
+                warn_limited!(log, "backend", listener = %state.local, "{why}");
+            }
+            end
+        }
+    };
+    let order: Vec<String> = info
+        .step_order()
+        .steps()
+        .iter()
+        .map(|t| t.step().to_string())
+        .collect();
+    tracing::info!(
+        listener = %state.local,
+        peer = %peer,
+        via,
+        id = %info.peer(),
+        cipher = %info.cipher(),
+        order = %order.join(","),
+        bytes_in = counts.bytes_in,
+        bytes_out = counts.bytes_out,
+        duration = %Secs(established.elapsed()),
+        reason = %end,
+        "session end"
+    );
+}

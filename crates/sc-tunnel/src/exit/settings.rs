@@ -1,0 +1,252 @@
+//! What a listener is told to do: where to listen, what to do with each
+//! session, which credentials to use, and its operating limits.
+
+use core::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sc_handshake::ServerConfig;
+use sc_net::Endpoint;
+
+use super::proxy::ProxyProtocol;
+
+/// Sessions a listener holds at once, handshaking or established (100).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
+/// Handshakes a listener runs at once (50).
+pub const DEFAULT_MAX_HANDSHAKES: usize = 50;
+/// Time a client has, from its TCP connection, to complete the handshake
+/// (30 s), waiting for a handshake slot included.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = sc_session::DEFAULT_HANDSHAKE_TIMEOUT;
+/// Largest message a session sends or reassembles (1 MiB).
+pub const DEFAULT_MAX_MESSAGE: usize = sc_session::DEFAULT_MAX_MESSAGE_LEN;
+/// A session from which nothing has come for this long is ended (300 s).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// An echo session that has sent nothing for this long sends a KeepAlive
+/// record (60 s).
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(60);
+/// On shutdown, sessions get this long to finish before they are closed (30 s).
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+/// Time a tunnel exit gives its backend to accept a connection (10 s).
+pub const BACKEND_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a listener does with each established session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Answers every message `m` with `echo: m` (the seed's demo server).
+    Echo,
+    /// Tunnel exit: opens a connection to this backend for every session and
+    /// moves the bytes both ways (half-close carried through).
+    Forward(Endpoint),
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Echo => f.write_str("echo"),
+            Self::Forward(to) => write!(f, "forward to {to}"),
+        }
+    }
+}
+
+/// Which AEAD the server accepts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CipherChoice {
+    /// Both, hardware-aware preference (AES-256-GCM first where the CPU has
+    /// AES instructions; a client that prefers ChaCha20-Poly1305 gets it).
+    #[default]
+    Auto,
+    /// ChaCha20-Poly1305 only.
+    ChaCha20Poly1305,
+    /// AES-256-GCM only.
+    Aes256Gcm,
+}
+
+impl CipherChoice {
+    /// The names [`FromStr`](core::str::FromStr) takes.
+    pub const NAMES: [&'static str; 3] = ["auto", "chacha20-poly1305", "aes-256-gcm"];
+}
+
+impl core::str::FromStr for CipherChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "chacha20-poly1305" => Ok(Self::ChaCha20Poly1305),
+            "aes-256-gcm" => Ok(Self::Aes256Gcm),
+            _ => Err(format!(
+                "unknown cipher '{s}' (use {})",
+                Self::NAMES.join(", ")
+            )),
+        }
+    }
+}
+
+impl fmt::Display for CipherChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::ChaCha20Poly1305 => "chacha20-poly1305",
+            Self::Aes256Gcm => "aes-256-gcm",
+        })
+    }
+}
+
+/// The files a listener's credentials are read from, again on every reload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CredentialFiles {
+    /// The server's certificate chain (PEM: the leaf, then intermediates).
+    pub cert: PathBuf,
+    /// Its Ed25519 key (PKCS#8 PEM, plain or encrypted).
+    pub key: PathBuf,
+    /// A file whose first line is the key's passphrase (for an encrypted key).
+    pub key_passphrase_file: Option<PathBuf>,
+    /// The CA certificates client chains must lead to (PEM).
+    pub ca: PathBuf,
+    /// CRLs to check clients against (PEM `X509 CRL` blocks).
+    pub crl: Option<PathBuf>,
+}
+
+/// Which clients a listener admits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientAccess {
+    /// Client names to admit (SAN DNS name, URI, IP address or CN); empty
+    /// admits every client with a valid chain.
+    pub allow_clients: Vec<String>,
+    /// Admit anonymous clients (authenticated only as their fresh key).
+    pub allow_anonymous: bool,
+    /// How far certificate validity times may be off our clock.
+    pub clock_skew: Duration,
+}
+
+impl Default for ClientAccess {
+    fn default() -> Self {
+        Self {
+            allow_clients: Vec::new(),
+            allow_anonymous: false,
+            clock_skew: sc_pki::DEFAULT_CLOCK_SKEW,
+        }
+    }
+}
+
+/// Credentials read from files, rebuilt on every reload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileCredentials {
+    /// Where the certificate, key, CA bundle and CRL are.
+    pub files: CredentialFiles,
+    /// Which clients are admitted.
+    pub access: ClientAccess,
+    /// Which AEAD is accepted.
+    pub cipher: CipherChoice,
+}
+
+/// Where a listener's [`ServerConfig`] comes from.
+#[derive(Clone, Debug)]
+pub enum Credentials {
+    /// Read from files at start and again on every reload.
+    Files(FileCredentials),
+    /// Built by the caller (in-process use: the demo, tests); a reload keeps
+    /// it.
+    Fixed(Arc<ServerConfig>),
+}
+
+/// A listener's operating limits. Every limit is per listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// From the TCP connection to the completed handshake, waiting for a
+    /// handshake slot included; a client that takes longer gets the timeout
+    /// alert and is disconnected.
+    pub handshake_timeout: Duration,
+    /// Connections held at once (handshaking or established). One more is
+    /// refused at once with the plaintext `going away` alert.
+    pub max_connections: usize,
+    /// Handshakes run at once. A connection beyond it waits for a slot
+    /// within its handshake timeout.
+    pub max_handshakes: usize,
+    /// Largest message sent or reassembled. An echo answer is 6 bytes longer
+    /// than the message.
+    pub max_message: usize,
+    /// End a session when nothing has come from the client (echo: no
+    /// message and no keepalive; tunnel: no byte either way) for this long.
+    pub idle_timeout: Option<Duration>,
+    /// An echo session that has sent nothing for this long sends a KeepAlive
+    /// record (keeps NAT and firewall state, finds dead peers).
+    pub keepalive: Option<Duration>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_handshakes: DEFAULT_MAX_HANDSHAKES,
+            max_message: DEFAULT_MAX_MESSAGE,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            keepalive: Some(DEFAULT_KEEPALIVE),
+        }
+    }
+}
+
+/// The largest `max_message` accepted (64 MiB): every session may have to
+/// reassemble one.
+pub const MAX_MESSAGE_LIMIT: usize = 64 * 1024 * 1024;
+
+impl Limits {
+    /// Checks the limits are usable: the first one that is not, by its name
+    /// (`max_connections`, …), and why.
+    pub fn check(&self) -> Result<(), LimitError> {
+        let err = |field, reason: &str| {
+            Err(LimitError {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.handshake_timeout.is_zero() {
+            return err(
+                "handshake_timeout",
+                "the handshake timeout must be more than 0 seconds",
+            );
+        }
+        if self.max_connections == 0 {
+            return err("max_connections", "the connection limit must be at least 1");
+        }
+        if self.max_handshakes == 0 {
+            return err("max_handshakes", "the handshake limit must be at least 1");
+        }
+        if self.max_message == 0 || self.max_message > MAX_MESSAGE_LIMIT {
+            return err(
+                "max_message",
+                "the maximum message must be from 1 byte to 64 MiB",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A limit out of range.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct LimitError {
+    /// The [`Limits`] field (`max_connections`, …): the config key, and the
+    /// flag with `-` for `_`.
+    pub field: &'static str,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Everything one listener needs.
+#[derive(Clone, Debug)]
+pub struct ListenerSettings {
+    /// Where to listen.
+    pub listen: Endpoint,
+    /// What to do with each session.
+    pub mode: Mode,
+    /// Where the credentials come from.
+    pub credentials: Credentials,
+    /// Its limits.
+    pub limits: Limits,
+    /// PROXY protocol v2: which sources may say where a client comes from,
+    /// and whether a tunnel exit tells its backend (default: neither).
+    pub proxy_protocol: ProxyProtocol,
+}

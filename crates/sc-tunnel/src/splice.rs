@@ -1,0 +1,117 @@
+//! A tunnel's data path: bytes both ways between a secure session and a
+//! plaintext stream, over the one byte pump of `sc-net` (half-close carried
+//! through each way, an idle timeout, byte counts, the reason it ended).
+//!
+//! ```text
+//!  plain read ──▶ copy buffer ──▶ SecureStream::poll_write (sealed into records)
+//!  plain write ◀── copy buffer ◀── SecureStream::poll_read (opened in place)
+//! ```
+
+use core::fmt;
+use std::time::Duration;
+
+use sc_net::pump::{self, CloseErrors, End, Options, Side};
+use sc_net::{io_reason, Secs};
+use sc_session::{IoError, SecureStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
+
+pub use sc_net::pump::COPY_BUFFER;
+
+/// How a tunnel ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SpliceEnd {
+    /// Both directions ended cleanly (end of stream on the plaintext side,
+    /// the authenticated close on the secure side).
+    Closed,
+    /// No byte moved either way for the idle timeout.
+    Idle(Duration),
+    /// The secure side failed.
+    Secure(sc_session::Error),
+    /// The plaintext side failed.
+    Plain(IoError),
+    /// The caller stopped it (a shutdown's grace period ran out).
+    Stopped,
+}
+
+impl SpliceEnd {
+    /// Whether the tunnel was cut rather than closed: the plaintext side must
+    /// then not take the end for a clean one (reset it).
+    pub fn is_cut(&self) -> bool {
+        matches!(self, Self::Secure(_) | Self::Stopped)
+    }
+}
+
+impl fmt::Display for SpliceEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Closed => f.write_str("closed"),
+            Self::Idle(d) => write!(f, "idle timeout ({})", Secs(*d)),
+            Self::Secure(sc_session::Error::Io(e)) => {
+                write!(f, "session error: {}", io_reason(e.get_ref()))
+            }
+            Self::Secure(e) => write!(f, "session error: {e}"),
+            Self::Plain(e) => write!(f, "plaintext side error: {}", io_reason(e.get_ref())),
+            Self::Stopped => f.write_str("stopped (grace period over)"),
+        }
+    }
+}
+
+/// What a finished tunnel moved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpliceReport {
+    /// Bytes from the plaintext side into the session.
+    pub plain_to_secure: u64,
+    /// Bytes from the session to the plaintext side.
+    pub secure_to_plain: u64,
+    /// How it ended.
+    pub end: SpliceEnd,
+}
+
+/// Splices `secure` and `plain` until both directions are done, one side
+/// fails, nothing moves for `idle` (if set), or `stop` (if given) is
+/// cancelled; the counts are exact in every case.
+pub async fn splice<S, P>(
+    secure: SecureStream<S>,
+    plain: P,
+    idle: Option<Duration>,
+    stop: Option<&CancellationToken>,
+) -> SpliceReport
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    P: AsyncRead + AsyncWrite + Unpin,
+{
+    // a = the plaintext side, b = the secure side.
+    let report = pump::pump(
+        tokio::io::split(plain),
+        secure.into_split(),
+        Options {
+            idle,
+            // The secure side's half-close is its authenticated Close: a
+            // failure to send it is a failure of the tunnel.
+            close_errors: CloseErrors::Report,
+            stop,
+            ..Options::default()
+        },
+    )
+    .await;
+    let end = match report.end {
+        End::Closed { .. } => SpliceEnd::Closed,
+        End::Idle(d) => SpliceEnd::Idle(d),
+        End::Failed {
+            side: Side::A,
+            error,
+        } => SpliceEnd::Plain(IoError::from(error)),
+        End::Failed {
+            side: Side::B,
+            error,
+        } => SpliceEnd::Secure(sc_session::Error::from(error)),
+        // No answer timeout is set.
+        End::NoAnswer(_) | End::Stopped => SpliceEnd::Stopped,
+    };
+    SpliceReport {
+        plain_to_secure: report.a_to_b,
+        secure_to_plain: report.b_to_a,
+        end,
+    }
+}
