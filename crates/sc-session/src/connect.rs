@@ -209,7 +209,7 @@ async fn handshake<IO>(
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut state = State::new(conn, session);
+    let mut state = State::new(conn);
     let driven = tokio::time::timeout(
         session.handshake_timeout,
         poll_fn(|cx| poll_handshake(&mut state, &mut io, cx)),

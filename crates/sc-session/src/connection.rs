@@ -5,6 +5,11 @@
 //! [`Connection::process_received`]); bytes for the peer come out of
 //! [`Connection::take_outgoing`]. Time and randomness are arguments. Nothing
 //! here reads a socket or a clock.
+//!
+//! Two ways in for application data, as in rustls (its `Writer` apart from
+//! its messages): [`Connection::send_message`] seals a whole message, and
+//! [`Connection::write_stream`] seals one record of a byte stream and says
+//! how many bytes it took. [`Stats`] counts the two apart.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -82,20 +87,43 @@ pub enum Side {
     Server,
 }
 
-/// Byte and record counts of one session.
+/// Byte and message counts of one session.
+///
+/// On the wire a byte-stream record ([`Connection::write_stream`]) is a
+/// message of one record, the same record kind and inner type as a short
+/// [`Connection::send_message`]: the sender counts the two apart, the
+/// receiver cannot.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Bytes this side put on the wire.
+    /// Bytes this side put on the wire (headers, padding and tags included).
     pub bytes_sent: u64,
     /// Bytes received from the wire and processed.
     pub bytes_received: u64,
     /// Bytes this side put on the wire during the handshake (every record up
     /// to and including its last handshake record).
     pub handshake_bytes_sent: u64,
-    /// Application messages sent.
+    /// Messages sent with [`Connection::send_message`], counted when sealed
+    /// (one queued before the keys exist counts when it goes out). Byte-stream
+    /// writes are not messages: see `stream_bytes_sent`.
     pub messages_sent: u64,
-    /// Application messages received.
+    /// Application bytes sent with [`Connection::write_stream`] (what
+    /// `AsyncWrite` on a `SecureStream` accepted),
+    /// counted when sealed.
+    pub stream_bytes_sent: u64,
+    /// Messages received whole: every message the peer sent with
+    /// `send_message`, and also every record of the peer's byte stream (each
+    /// is a one-record message on the wire, so the two cannot be told apart
+    /// here). Counted when the last record of the message is processed, not
+    /// when it is read.
     pub messages_received: u64,
+}
+
+/// Application data waiting for our write keys.
+enum Queued {
+    /// A whole message from [`Connection::send_message`].
+    Message(Vec<u8>),
+    /// One record's worth of byte stream from [`Connection::write_stream`].
+    Stream(Vec<u8>),
 }
 
 enum Handshake {
@@ -154,7 +182,7 @@ pub struct Connection {
     write_hs: Option<RecordSealer>,
     write_app: Option<RecordSealer>,
     outgoing: Vec<u8>,
-    queued: VecDeque<Vec<u8>>,
+    queued: VecDeque<Queued>,
     queued_bytes: usize,
     close_queued: bool,
     inbox: VecDeque<Vec<u8>>,
@@ -251,7 +279,7 @@ impl Connection {
         self.summary.as_ref()
     }
 
-    /// Byte and message counts.
+    /// Byte and message counts (see [`Stats`] for what each one counts).
     pub fn stats(&self) -> Stats {
         self.stats
     }
@@ -275,6 +303,14 @@ impl Connection {
     /// Bytes waiting to be written to the peer.
     pub fn has_outgoing(&self) -> bool {
         !self.outgoing.is_empty()
+    }
+
+    /// How many bytes wait to be written to the peer (what
+    /// [`take_outgoing`](Self::take_outgoing) would return), for a caller
+    /// that bounds its buffering by calling [`write_stream`](Self::write_stream)
+    /// only while a whole record still fits.
+    pub fn outgoing_len(&self) -> usize {
+        self.outgoing.len()
     }
 
     /// Takes the bytes to write to the peer.
@@ -409,7 +445,8 @@ impl Connection {
         }
     }
 
-    /// Sends one message; the peer receives it whole, with its boundaries.
+    /// Sends one message; the peer receives it whole, with its boundaries
+    /// (for a byte stream, see [`write_stream`](Self::write_stream)).
     /// Before our write keys exist (client: until the server's step-9 flight
     /// is in; server: until the handshake completes) the message is queued
     /// and goes out with the first flight that can carry it.
@@ -433,10 +470,65 @@ impl Connection {
                 });
             }
             self.queued_bytes += msg.len();
-            self.queued.push_back(msg.to_vec());
+            self.queued.push_back(Queued::Message(msg.to_vec()));
             return Ok(());
         }
         self.seal_message(msg).map_err(|e| self.fail(e))
+    }
+
+    /// Writes the start of `data` as one record of a byte stream and returns
+    /// how many of its bytes were taken; call again with the rest. A record
+    /// takes at most [`SessionConfig::max_fragment_len`] bytes (and no more
+    /// than [`SessionConfig::max_message_len`]: the peer reassembles it as a
+    /// message). Empty `data` takes 0 bytes and seals nothing.
+    ///
+    /// The byte stream keeps no boundaries. The peer sees each record as a
+    /// message of one record (the wire does not mark stream records apart);
+    /// here they count in [`Stats::stream_bytes_sent`], not as messages.
+    ///
+    /// Before our write keys exist the bytes are queued as
+    /// [`send_message`](Self::send_message) queues messages, within the same
+    /// limit: this takes what still fits, and fails with
+    /// [`Error::QueueFull`] only when nothing does.
+    pub fn write_stream(&mut self, data: &[u8]) -> Result<usize, Error> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        if self.sent_close || self.close_queued {
+            return Err(Error::Closed);
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let record_len = self
+            .config
+            .max_fragment_len
+            .min(self.config.max_message_len);
+        if record_len == 0 {
+            // A maximum message length of 0: no record with data fits.
+            return Err(Error::MessageTooLarge {
+                len: data.len(),
+                max: self.config.max_message_len,
+            });
+        }
+        let n = data.len().min(record_len);
+        if self.write_app.is_none() {
+            let n = n.min(
+                self.config
+                    .max_message_len
+                    .saturating_sub(self.queued_bytes),
+            );
+            if n == 0 {
+                return Err(Error::QueueFull {
+                    max: self.config.max_message_len,
+                });
+            }
+            self.queued_bytes += n;
+            self.queued.push_back(Queued::Stream(data[..n].to_vec()));
+            return Ok(n);
+        }
+        self.seal_stream(&data[..n]).map_err(|e| self.fail(e))?;
+        Ok(n)
     }
 
     /// Sends the authenticated close: we send nothing more, the peer can tell
@@ -561,6 +653,14 @@ impl Connection {
             self.seal_app(typ, chunk)?;
         }
         self.stats.messages_sent += 1;
+        Ok(())
+    }
+
+    /// Seals one record of the byte stream: on the wire the same as a
+    /// message of one record.
+    fn seal_stream(&mut self, chunk: &[u8]) -> Result<(), Error> {
+        self.seal_app(InnerType::DATA, chunk)?;
+        self.stats.stream_bytes_sent += chunk.len() as u64;
         Ok(())
     }
 
@@ -798,9 +898,17 @@ impl Connection {
     }
 
     fn flush_queued(&mut self) -> Result<(), Error> {
-        while let Some(msg) = self.queued.pop_front() {
-            self.queued_bytes -= msg.len();
-            self.seal_message(&msg)?;
+        while let Some(queued) = self.queued.pop_front() {
+            match queued {
+                Queued::Message(msg) => {
+                    self.queued_bytes -= msg.len();
+                    self.seal_message(&msg)?;
+                }
+                Queued::Stream(chunk) => {
+                    self.queued_bytes -= chunk.len();
+                    self.seal_stream(&chunk)?;
+                }
+            }
         }
         if self.close_queued {
             self.close_queued = false;

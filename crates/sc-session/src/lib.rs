@@ -4,7 +4,9 @@
 //! [`Connection`] is the sans-I/O core: feed it the peer's bytes with
 //! [`Connection::receive`], send what [`Connection::take_outgoing`] returns,
 //! and exchange whole messages with [`Connection::send_message`] and
-//! [`Connection::recv_message`]. [`record`] holds the ratchet: every record has
+//! [`Connection::recv_message`], or write a byte stream with
+//! [`Connection::write_stream`], which seals one record and returns how many
+//! bytes it took. [`record`] holds the ratchet: every record has
 //! its own key and nonce from a one-way chain per direction, salted with the
 //! seed code, and every chain key is erased once used.
 //!
@@ -15,9 +17,9 @@
 //! half-close carried through, plus a message API that keeps boundaries.
 //!
 //! ```text
-//!  application        SecureStream (or its two halves)              transport
-//!  write(bytes) ──▶ seal ≤ 64 KiB per record ──▶ ≤ 256 KiB ciphertext ──▶ poll_write
-//!  send_message ──▶ seal the whole message ──┘
+//!  application        SecureStream (or its two halves)                            transport
+//!  write(bytes) ──▶ write_stream: seal ≤ 64 KiB per record ──▶ ≤ 256 KiB ciphertext ──▶ poll_write
+//!  send_message ──▶ send_message: seal the whole message ──┘
 //!  read(buf)    ◀── open in place ◀── receive buffer ◀── one chunk, when asked ◀── poll_read
 //!  recv_message ◀──┘
 //!  shutdown()   ──▶ authenticated Close, flush, shut down the write side only

@@ -11,8 +11,11 @@
 //!   [`RECEIVE_CHUNK_LEN`](crate::RECEIVE_CHUNK_LEN)-sized chunk straight into
 //!   the core's receive buffer (no intermediate copy). A peer that sends while
 //!   the application does not read fills the kernel's buffer, not ours.
-//! * **Writing** seals one record per `poll_write` (up to 64 KiB of the
-//!   caller's bytes) and writes it at once, without waiting to coalesce.
+//! * **Writing** goes through the core's byte-stream writer,
+//!   [`Connection::write_stream`], not the message API: each call seals one
+//!   record (up to 64 KiB of the caller's bytes) and returns how many bytes
+//!   it took, and `poll_write` returns the sum. A `poll_write` seals up to
+//!   three records and writes them at once, without waiting to coalesce.
 //!   Ciphertext the transport has not taken waits in one buffer of at most
 //!   [`WRITE_BUFFER_LEN`] bytes; when that is full `poll_write` returns
 //!   `Pending` until the transport takes more. The core's output buffer is
@@ -34,7 +37,7 @@ use sc_wire::record::{INNER_TRAILER_LEN, MAX_FRAGMENT_LEN, RECORD_HEADER_LEN, TA
 use sc_wire::{AlertCode, CipherSuite, RouteName};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::{Connection, Error, SessionConfig, Side, Stats};
+use crate::{Connection, Error, Side, Stats};
 
 /// Most ciphertext a stream holds that the transport has not yet taken
 /// (256 KiB). `poll_write` accepts data only while a whole record still fits.
@@ -120,8 +123,6 @@ pub(crate) struct State {
     /// A message partly read through `AsyncRead`: `msg[msg_pos..]` is left.
     msg: Vec<u8>,
     msg_pos: usize,
-    /// Most plaintext per record `poll_write` seals.
-    chunk_len: usize,
     /// The transport's write side has been shut down.
     write_shut: bool,
 }
@@ -137,24 +138,25 @@ impl core::fmt::Debug for State {
 }
 
 impl State {
-    pub(crate) fn new(conn: Connection, session: &SessionConfig) -> Self {
-        let chunk_len = session
-            .max_fragment_len
-            .min(session.max_message_len)
-            .clamp(1, MAX_FRAGMENT_LEN);
+    pub(crate) fn new(conn: Connection) -> Self {
         Self {
             conn,
             out: Vec::new(),
             out_pos: 0,
             msg: Vec::new(),
             msg_pos: 0,
-            chunk_len,
             write_shut: false,
         }
     }
 
     fn pending_write(&self) -> usize {
         self.out.len() - self.out_pos
+    }
+
+    /// Sealed bytes not yet taken by the transport, in our buffer and still
+    /// in the core's.
+    fn waiting(&self) -> usize {
+        self.pending_write() + self.conn.outgoing_len()
     }
 
     /// Moves what the core has sealed behind the bytes already waiting.
@@ -325,26 +327,24 @@ impl State {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        if self.pending_write() > WRITE_BUFFER_LEN - MAX_RECORD_LEN {
-            // Pending here means the transport holds our waker.
+        if self.waiting() > WRITE_BUFFER_LEN - MAX_RECORD_LEN {
+            // Pending here means the transport holds our waker. Ready means
+            // everything was written: the first record below fits.
             ready!(self.poll_write_out(io, cx))?;
         }
-        let mut room = WRITE_BUFFER_LEN - self.pending_write();
         let mut accepted = 0;
         let mut records = 0;
-        while accepted < buf.len() && room >= MAX_RECORD_LEN && records < RECORDS_PER_WRITE {
+        while accepted < buf.len()
+            && records < RECORDS_PER_WRITE
+            && self.waiting() + MAX_RECORD_LEN <= WRITE_BUFFER_LEN
+        {
             records += 1;
-            let n = (buf.len() - accepted).min(self.chunk_len);
-            let before = self.conn.stats().bytes_sent;
-            if let Err(e) = self.conn.send_message(&buf[accepted..accepted + n]) {
-                if accepted == 0 {
-                    return Poll::Ready(Err(e.into()));
-                }
-                break;
+            match self.conn.write_stream(&buf[accepted..]) {
+                Ok(n) => accepted += n,
+                Err(e) if accepted == 0 => return Poll::Ready(Err(e.into())),
+                // What was accepted is sealed; the error comes with the next call.
+                Err(_) => break,
             }
-            let sealed = self.conn.stats().bytes_sent - before;
-            room = room.saturating_sub(usize::try_from(sealed).unwrap_or(usize::MAX));
-            accepted += n;
         }
         // Out at once, without waiting for more to coalesce. Whatever the
         // transport does not take now goes with the next write or flush.
@@ -472,7 +472,8 @@ impl<IO> SecureStream<IO> {
         self.info.session_hash()
     }
 
-    /// Bytes and messages each way so far (handshake included).
+    /// Bytes and messages each way so far, handshake included ([`Stats`]
+    /// says what each counts: writes through `AsyncWrite` are not messages).
     pub fn stats(&self) -> Stats {
         self.state.conn.stats()
     }
@@ -665,7 +666,7 @@ impl<IO> ReadHalf<IO> {
         &self.shared.info
     }
 
-    /// Bytes and messages each way so far.
+    /// Bytes and messages each way so far (as [`SecureStream::stats`]).
     pub fn stats(&self) -> Stats {
         self.shared.lock().state.conn.stats()
     }
@@ -711,7 +712,7 @@ impl<IO> WriteHalf<IO> {
         &self.shared.info
     }
 
-    /// Bytes and messages each way so far.
+    /// Bytes and messages each way so far (as [`SecureStream::stats`]).
     pub fn stats(&self) -> Stats {
         self.shared.lock().state.conn.stats()
     }

@@ -1133,6 +1133,202 @@ fn messages_keep_their_boundaries_across_fragments() {
     );
 }
 
+// ---------------------------------------------------------------------------
+// The byte-stream writer.
+// ---------------------------------------------------------------------------
+
+/// Calls the client's `write_stream` until all of `data` is taken; returns
+/// what each call took and the bytes it sealed.
+fn write_all_stream(p: &mut Pair, data: &[u8]) -> Vec<(usize, Vec<u8>)> {
+    let mut calls = Vec::new();
+    let mut at = 0;
+    while at < data.len() {
+        let n = p.client.write_stream(&data[at..]).expect("write_stream");
+        assert!(
+            n > 0,
+            "write_stream took nothing of {} bytes",
+            data.len() - at
+        );
+        at += n;
+        calls.push((n, p.client.take_outgoing()));
+    }
+    calls
+}
+
+#[test]
+fn write_stream_seals_one_record_and_returns_what_it_took() {
+    let pki = Pki::new(24);
+    let mut p = pair(&pki, 70);
+    p.handshake().expect("handshake");
+    let before = p.client.stats();
+    let frag = sc_wire::record::MAX_FRAGMENT_LEN;
+    let data: Vec<u8> = (0..2 * frag + 1).map(|i| (i % 253) as u8).collect();
+
+    // Nothing for nothing.
+    assert_eq!(p.client.write_stream(&[]), Ok(0));
+    assert!(!p.client.has_outgoing());
+
+    // One record per call, cut at the record size: 64 KiB, 64 KiB, 1.
+    let calls = write_all_stream(&mut p, &data);
+    let taken: Vec<usize> = calls.iter().map(|(n, _)| *n).collect();
+    assert_eq!(taken, [frag, frag, 1]);
+    for (n, sealed) in &calls {
+        let recs = records(sealed);
+        assert_eq!(recs.len(), 1, "one record per call");
+        assert_eq!(recs[0].0, RecordKind::SEALED);
+        assert_eq!(
+            sealed.len(),
+            4 + n + 3 + 16,
+            "header, content, trailer, tag"
+        );
+    }
+    // A record's worth exactly is taken whole.
+    assert_eq!(p.client.write_stream(&data[..frag]), Ok(frag));
+    let last = p.client.take_outgoing();
+
+    // Stream bytes are not messages.
+    let stats = p.client.stats();
+    assert_eq!(stats.messages_sent, before.messages_sent);
+    assert_eq!(
+        stats.stream_bytes_sent - before.stream_bytes_sent,
+        (data.len() + frag) as u64
+    );
+    let wire: usize = calls.iter().map(|(_, sealed)| sealed.len()).sum();
+    assert_eq!(
+        stats.bytes_sent - before.bytes_sent,
+        (wire + last.len()) as u64
+    );
+
+    // The peer reads the bytes in order; it cannot tell stream records from
+    // one-record messages, and counts each as a message received.
+    let server_before = p.server.stats().messages_received;
+    for (_, sealed) in &calls {
+        p.deliver(Side::Server, sealed).expect("deliver");
+    }
+    p.deliver(Side::Server, &last).expect("deliver");
+    let got: Vec<u8> = std::iter::from_fn(|| p.server.recv_message())
+        .flatten()
+        .collect();
+    assert_eq!(got, [&data[..], &data[..frag]].concat());
+    assert_eq!(p.server.stats().messages_received - server_before, 4);
+
+    // After our close, nothing more; the error is the same as for messages.
+    p.client.close().expect("close");
+    assert_eq!(p.client.write_stream(b"late"), Err(Error::Closed));
+}
+
+#[test]
+fn write_stream_records_follow_the_fragment_and_message_limits() {
+    let pki = Pki::new(25);
+    let default_max = sc_session::DEFAULT_MAX_MESSAGE_LEN;
+    for (max_fragment_len, max_message_len, record_len) in [
+        (1000, default_max, 1000),
+        (1000, 600, 600),
+        (0, default_max, 1),
+        (1 << 20, default_max, 65_536),
+    ] {
+        let cfg = SessionConfig {
+            max_fragment_len,
+            max_message_len,
+            ..SessionConfig::default()
+        };
+        let mut p = pair_with(
+            pki.client_config(&[AES]),
+            pki.server_config(&[AES]),
+            "server.test",
+            cfg,
+            71,
+        );
+        p.handshake().expect("handshake");
+        let data = vec![9u8; 2 * record_len + 7];
+        let taken: Vec<usize> = write_all_stream(&mut p, &data)
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
+        let want: Vec<usize> = data.chunks(record_len).map(<[u8]>::len).collect();
+        assert_eq!(taken, want, "{max_fragment_len}/{max_message_len}");
+        assert!(taken.iter().all(|&n| n <= record_len));
+    }
+}
+
+#[test]
+fn write_stream_puts_on_the_wire_what_one_record_messages_did() {
+    // The byte stream used to be one `send_message` per record; the wire
+    // must not change (same records, same padding, same ratchet steps).
+    let pki = Pki::new(26);
+    let data: Vec<u8> = (0..300_000usize).map(|i| (i * 7 % 251) as u8).collect();
+    for cfg in [
+        SessionConfig::default(),
+        SessionConfig {
+            padding: Padding::Block(256),
+            max_fragment_len: 5000,
+            max_message_len: 3000,
+            ..SessionConfig::default()
+        },
+    ] {
+        let chunk = cfg.max_fragment_len.min(cfg.max_message_len);
+        let run = |stream: bool| -> Vec<u8> {
+            let mut p = pair_with(
+                pki.client_config(&[CHACHA]),
+                pki.server_config(&[CHACHA]),
+                "server.test",
+                cfg.clone(),
+                72,
+            );
+            p.handshake().expect("handshake");
+            if stream {
+                let calls = write_all_stream(&mut p, &data);
+                calls.into_iter().flat_map(|(_, sealed)| sealed).collect()
+            } else {
+                for c in data.chunks(chunk) {
+                    p.client.send_message(c).expect("send");
+                }
+                p.client.take_outgoing()
+            }
+        };
+        let (by_stream, by_messages) = (run(true), run(false));
+        assert!(!by_stream.is_empty());
+        assert!(by_stream == by_messages, "the byte stream changed the wire");
+    }
+}
+
+#[test]
+fn write_stream_before_the_keys_is_queued_in_order_and_bounded() {
+    let pki = Pki::new(27);
+    let cfg = SessionConfig {
+        max_message_len: 100_000,
+        ..SessionConfig::default()
+    };
+    let mut p = pair_with(
+        pki.client_config(&[AES]),
+        pki.server_config(&[AES]),
+        "server.test",
+        cfg,
+        73,
+    );
+    // Queued with the messages, in order, within the same limit.
+    assert_eq!(p.client.write_stream(b"abc"), Ok(3));
+    p.client.send_message(b"msg").expect("queue message");
+    let big = vec![1u8; 200_000];
+    assert_eq!(p.client.write_stream(&big), Ok(65_536));
+    assert_eq!(p.client.write_stream(&big), Ok(100_000 - 65_536 - 6));
+    assert_eq!(
+        p.client.write_stream(&big),
+        Err(Error::QueueFull { max: 100_000 })
+    );
+    assert_eq!(p.client.stats().stream_bytes_sent, 0, "counted when sealed");
+
+    p.handshake().expect("handshake");
+    let got: Vec<_> = std::iter::from_fn(|| p.server.recv_message()).collect();
+    assert_eq!(got.len(), 4);
+    assert_eq!(got[0], b"abc");
+    assert_eq!(got[1], b"msg");
+    assert_eq!(got[2].len() + got[3].len(), 100_000 - 6);
+    let stats = p.client.stats();
+    assert_eq!(stats.messages_sent, 1);
+    assert_eq!(stats.stream_bytes_sent, 100_000 - 3);
+}
+
 #[test]
 fn the_receive_buffer_is_receive_without_the_copy() {
     let pki = Pki::new(16);

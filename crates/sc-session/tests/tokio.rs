@@ -681,6 +681,58 @@ async fn byte_stream_and_messages_can_be_mixed() {
     .await;
 }
 
+#[tokio::test]
+async fn a_mib_through_async_write_is_no_message_and_every_byte_is_counted() {
+    let s = setup();
+    let (mut client, mut server) = duplex_pair(&s, 64 * 1024).await;
+    let before = client.stats();
+    let data = random_bytes(1 << 20, 9);
+    let record = sc_wire::record::MAX_FRAGMENT_LEN;
+    let (written, got) = within("1 MiB", async {
+        tokio::join!(
+            async {
+                // poll_write by hand, to see what each call says it took.
+                let mut returned = Vec::new();
+                let mut at = 0;
+                while at < data.len() {
+                    let n = poll_fn(|cx| Pin::new(&mut client).poll_write(cx, &data[at..])).await?;
+                    returned.push(n);
+                    at += n;
+                }
+                client.shutdown().await?;
+                Ok::<_, io::Error>(returned)
+            },
+            async {
+                let mut got = Vec::new();
+                server.read_to_end(&mut got).await.map(|_| got)
+            }
+        )
+    })
+    .await;
+    let (written, got) = (written.expect("write"), got.expect("read"));
+    assert_eq!(written.iter().sum::<usize>(), data.len());
+    assert_eq!(got, data);
+    for n in &written {
+        // Whole records only (1 MiB is 16 of them), at most three per call.
+        assert!(
+            n % record == 0 && *n > 0 && *n <= 3 * record,
+            "poll_write took {n}"
+        );
+    }
+    let stats = client.stats();
+    assert_eq!(
+        stats.messages_sent, before.messages_sent,
+        "no message was sent"
+    );
+    assert_eq!(
+        stats.stream_bytes_sent - before.stream_bytes_sent,
+        data.len() as u64
+    );
+    assert_eq!(stats.bytes_sent, server.stats().bytes_received);
+    // The receiver cannot tell stream records from one-record messages.
+    assert_eq!(server.stats().messages_received, 16);
+}
+
 // ---------------------------------------------------------------------------
 // Backpressure and bounded buffering
 
