@@ -1,7 +1,6 @@
 //! Verifying a peer's certificates with rustls-webpki.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use ed25519_dalek::{Signature, VerifyingKey};
@@ -17,10 +16,9 @@ use webpki::{
 use crate::cert::ParsedCert;
 use crate::crl::Crls;
 use crate::error::{CertError, PkiError};
+use crate::identity::{KeyPin, PeerIdentity, VerifiedPeer};
 use crate::issue::{ANONYMOUS_LIFETIME_SECS, VALIDITY_BACKDATE_SECS};
 use crate::pem::certs_from_pem;
-use crate::pin::{ClientPolicy, KeyPin};
-use crate::util::Hex;
 
 /// The clock-skew allowance of a new verifier (60 seconds); see
 /// [`WebPkiServerVerifier::with_clock_skew`].
@@ -115,44 +113,23 @@ impl SignatureVerificationAlgorithm for Ed25519Verify {
 /// The signature algorithms accepted in certificate chains (and CRLs): Ed25519 only.
 pub static SUPPORTED_SIG_ALGS: &[&dyn SignatureVerificationAlgorithm] = &[&Ed25519Verify];
 
-/// What a successful verification proves about the peer.
-///
-/// For a CA-issued certificate the names are the leaf's. For an anonymous
-/// certificate all names are empty: its names are self-asserted, so only the
-/// key (its pin, and the certificate's fingerprint) is authenticated.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PeerIdentity {
-    /// The leaf's subject common name, if any.
-    pub common_name: Option<String>,
-    /// The leaf's DNS subject alternative names.
-    pub dns_names: Vec<String>,
-    /// The leaf's IP address subject alternative names.
-    pub ip_addrs: Vec<IpAddr>,
-    /// The leaf's URI subject alternative names.
-    pub uris: Vec<String>,
-    /// SHA-256 of the leaf certificate's DER encoding.
-    pub fingerprint: [u8; 32],
-    /// The pin of the leaf's key (SHA-256 of its `SubjectPublicKeyInfo`).
-    pub spki_pin: KeyPin,
-    /// Whether the peer authenticated with an anonymous (self-signed) certificate.
-    pub anonymous: bool,
-}
-
-impl PeerIdentity {
-    fn from_info(info: ParsedCert, anonymous: bool) -> Self {
-        let spki_pin = KeyPin::of_key(&info.public_key);
-        if anonymous {
-            return Self {
-                common_name: None,
-                dns_names: Vec::new(),
-                ip_addrs: Vec::new(),
-                uris: Vec::new(),
-                fingerprint: info.fingerprint,
-                spki_pin,
-                anonymous,
-            };
+/// What a verified certificate proves: for an anonymous one only its key
+/// (its names are self-asserted), else its key and its names.
+fn verified_peer(info: ParsedCert, anonymous: bool) -> VerifiedPeer {
+    let public_key = info.public_key;
+    let spki_pin = KeyPin::of_key(&info.public_key);
+    let identity = if anonymous {
+        PeerIdentity {
+            common_name: None,
+            dns_names: Vec::new(),
+            ip_addrs: Vec::new(),
+            uris: Vec::new(),
+            fingerprint: info.fingerprint,
+            spki_pin,
+            anonymous,
         }
-        Self {
+    } else {
+        PeerIdentity {
             common_name: info.common_name,
             dns_names: info.dns_names,
             ip_addrs: info.ip_addrs,
@@ -161,48 +138,10 @@ impl PeerIdentity {
             spki_pin,
             anonymous,
         }
-    }
-}
-
-impl fmt::Display for PeerIdentity {
-    /// `anonymous:<first 16 hex digits of the fingerprint>` for an anonymous
-    /// peer; else the first DNS name, else the first URI, else the first IP
-    /// address, else the common name, else `sha256:<16 hex digits>`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let short = Hex(&self.fingerprint[..8]);
-        if self.anonymous {
-            return write!(f, "anonymous:{short}");
-        }
-        if let Some(dns) = self.dns_names.first() {
-            f.write_str(dns)
-        } else if let Some(uri) = self.uris.first() {
-            f.write_str(uri)
-        } else if let Some(ip) = self.ip_addrs.first() {
-            write!(f, "{ip}")
-        } else if let Some(cn) = &self.common_name {
-            f.write_str(cn)
-        } else {
-            write!(f, "sha256:{short}")
-        }
-    }
-}
-
-/// The result of a successful verification.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VerifiedPeer {
-    /// The leaf's Ed25519 public key: the handshake checks the peer's
-    /// signatures with it.
-    pub public_key: [u8; 32],
-    /// Who the peer is.
-    pub identity: PeerIdentity,
-}
-
-impl VerifiedPeer {
-    fn new(info: ParsedCert, anonymous: bool) -> Self {
-        Self {
-            public_key: info.public_key,
-            identity: PeerIdentity::from_info(info, anonymous),
-        }
+    };
+    VerifiedPeer {
+        public_key,
+        identity,
     }
 }
 
@@ -359,7 +298,7 @@ impl ChainPolicy {
                     other => map_webpki_error(other),
                 })?;
         }
-        Ok(VerifiedPeer::new(info, false))
+        Ok(verified_peer(info, false))
     }
 }
 
@@ -558,6 +497,64 @@ impl ServerCertVerifier for WebPkiServerVerifier {
     }
 }
 
+/// Which clients with a valid certificate chain a server admits.
+///
+/// * An empty policy (the default) admits every client whose chain verifies.
+/// * Otherwise a client is admitted if one of its names is in `allow_names`
+///   **or** its key's pin is in `allow_pins`; else verification fails with
+///   [`CertError::NotAuthorised`](crate::CertError::NotAuthorised).
+///
+/// A name matches exactly: a DNS subject alternative name ASCII
+/// case-insensitively, a URI subject alternative name or the subject common
+/// name byte for byte, and an IP address subject alternative name when the
+/// allowed name parses as the same address. Wildcards are not expanded.
+///
+/// Anonymous clients are not subject to this policy: they are admitted or
+/// refused by [`WebPkiClientVerifier::allow_anonymous`](crate::WebPkiClientVerifier::allow_anonymous)
+/// alone. Their names are self-asserted, so never matched, and their key is
+/// fresh for every connection, so a pin could never name it in advance.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientPolicy {
+    /// Client names to admit (SAN DNS name, SAN URI, SAN IP address, or CN).
+    pub allow_names: Vec<String>,
+    /// Client keys to admit, whatever names their certificates carry.
+    pub allow_pins: Vec<KeyPin>,
+}
+
+impl ClientPolicy {
+    /// Whether the policy admits every client with a valid chain.
+    pub fn is_empty(&self) -> bool {
+        self.allow_names.is_empty() && self.allow_pins.is_empty()
+    }
+
+    /// Whether the policy admits the (CA-issued) peer `identity`.
+    pub fn admits(&self, identity: &PeerIdentity) -> bool {
+        if self.is_empty() {
+            return true;
+        }
+        if identity.anonymous {
+            return false;
+        }
+        self.allow_pins.contains(&identity.spki_pin)
+            || self
+                .allow_names
+                .iter()
+                .any(|name| name_matches(name, identity))
+    }
+}
+
+fn name_matches(allowed: &str, identity: &PeerIdentity) -> bool {
+    identity
+        .dns_names
+        .iter()
+        .any(|dns| dns.eq_ignore_ascii_case(allowed))
+        || identity.uris.iter().any(|uri| uri == allowed)
+        || identity.common_name.as_deref() == Some(allowed)
+        || allowed
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| identity.ip_addrs.contains(&ip))
+}
+
 /// Verifies client chains with rustls-webpki: path to one of the anchors,
 /// validity (within the clock skew), revocation (if CRLs are given), EKU
 /// clientAuth (required) and the [`ClientPolicy`]. Anonymous clients are
@@ -698,7 +695,7 @@ fn verify_anonymous_cert(
             "lifetime of {lifetime} s exceeds the {ANONYMOUS_MAX_LIFETIME_SECS} s allowed"
         )));
     }
-    Ok(VerifiedPeer::new(info, true))
+    Ok(verified_peer(info, true))
 }
 
 /// Maps a rustls-webpki error onto [`CertError`].
@@ -757,7 +754,7 @@ fn map_webpki_error(err: webpki::Error) -> CertError {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
     use der::Decode;
     use x509_cert::Certificate;
