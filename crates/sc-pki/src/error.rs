@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rustls_pki_types::UnixTime;
 
-use crate::pin::KeyPin;
+use crate::identity::KeyPin;
 
 /// Why a peer's certificate (chain) was rejected.
 ///

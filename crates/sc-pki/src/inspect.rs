@@ -18,9 +18,9 @@ use crate::crl::{
     crls_from_pem, parse_crl, serial_hex, unsigned_serial, RevocationReason, RevokedEntry,
 };
 use crate::error::PkiError;
+use crate::identity::KeyPin;
 use crate::key::{describe_encryption, KeyPair, ENCRYPTED_PKCS8_PEM_LABEL, PKCS8_PEM_LABEL};
 use crate::pem::{certs_from_pem, first_pem_label};
-use crate::pin::KeyPin;
 use crate::util::fingerprint;
 
 const SECS_PER_DAY: i128 = 24 * 60 * 60;

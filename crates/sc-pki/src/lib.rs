@@ -92,6 +92,7 @@ mod cert;
 mod credential;
 mod crl;
 mod error;
+mod identity;
 mod inspect;
 mod issue;
 mod key;
@@ -113,6 +114,7 @@ pub use crate::crl::{
     RevokedEntry,
 };
 pub use crate::error::{CertError, PkiError};
+pub use crate::identity::{KeyPin, PeerIdentity, VerifiedPeer};
 pub use crate::inspect::{cert_info, inspect_pem, CertInfo, CrlInfo, KeyInfo, PemContents};
 pub use crate::issue::{
     anonymous_credential, issue_intermediate, issue_leaf, issue_root, Issuer, LeafSpec, Usage,
@@ -120,10 +122,8 @@ pub use crate::issue::{
 };
 pub use crate::key::{KeyPair, KEY_SCRYPT_LOG_N, KEY_SCRYPT_P, KEY_SCRYPT_R};
 pub use crate::pem::{cert_to_pem, certs_from_pem};
-pub use crate::pin::{ClientPolicy, KeyPin};
 pub use crate::snapshot::{ClientCredentials, CredentialStore, ServerCredentials};
 pub use crate::verify::{
-    ClientCertVerifier, PeerIdentity, ServerCertVerifier, TrustAnchors, VerifiedPeer,
-    WebPkiClientVerifier, WebPkiServerVerifier, ANONYMOUS_MAX_LIFETIME_SECS, DEFAULT_CLOCK_SKEW,
-    SUPPORTED_SIG_ALGS,
+    ClientCertVerifier, ClientPolicy, ServerCertVerifier, TrustAnchors, WebPkiClientVerifier,
+    WebPkiServerVerifier, ANONYMOUS_MAX_LIFETIME_SECS, DEFAULT_CLOCK_SKEW, SUPPORTED_SIG_ALGS,
 };

@@ -1,31 +1,19 @@
-//! Public-key pins and the server's client identity policy.
+//! Reading a [`KeyPin`]: from a certificate ([`KeyPin::of_cert`]) and from
+//! text ([`FromStr`]).
+//!
+//! The type is in `identity.rs`. These two constructors fail with a
+//! [`PkiError`], and `error.rs` names `KeyPin` (`CertError::PinMismatch`), so
+//! they stand here, above both, and the imports run one way.
 
-use std::fmt;
 use std::str::FromStr;
 
 use base64ct::{Base64, Encoding};
-use der::asn1::BitStringRef;
 use der::{Decode, Encode};
-use ed25519_dalek::pkcs8::ALGORITHM_OID;
 use rustls_pki_types::CertificateDer;
-use sha2::{Digest, Sha256};
-use spki::{AlgorithmIdentifierRef, SubjectPublicKeyInfoRef};
 use x509_cert::Certificate;
 
 use crate::error::PkiError;
-use crate::util::Hex;
-use crate::verify::PeerIdentity;
-
-/// A SHA-256 public-key pin: the hash of a certificate's DER-encoded
-/// `SubjectPublicKeyInfo`, as in HPKP (RFC 7469) and curl's `--pinnedpubkey`.
-///
-/// A pin names a key, not a certificate: it survives renewal of a certificate
-/// for the same key (`sc-ca renew` without `--rekey`).
-///
-/// Written as `sha256:<64 hex digits>` ([`Display`](fmt::Display)); parsed from
-/// that or from HPKP's `sha256//<base64>` ([`FromStr`]).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct KeyPin(pub [u8; 32]);
+use crate::identity::KeyPin;
 
 impl KeyPin {
     /// The pin of a certificate's key (any key algorithm).
@@ -38,44 +26,6 @@ impl KeyPin {
             .to_der()
             .map_err(|e| PkiError::Encoding(format!("subjectPublicKeyInfo: {e}")))?;
         Ok(Self::of_spki_der(&spki))
-    }
-
-    /// The pin of an Ed25519 public key: SHA-256 of its RFC 8410
-    /// `SubjectPublicKeyInfo` DER, so `KeyPin::of_key(&key)` equals
-    /// [`KeyPin::of_cert`] of any certificate for that key.
-    pub fn of_key(public_key: &[u8; 32]) -> Self {
-        Self::of_spki_der(&ed25519_spki_der(public_key))
-    }
-
-    /// SHA-256 of a DER `SubjectPublicKeyInfo`.
-    pub(crate) fn of_spki_der(spki_der: &[u8]) -> Self {
-        Self(Sha256::digest(spki_der).into())
-    }
-}
-
-/// The DER `SubjectPublicKeyInfo` of an Ed25519 key (44 bytes).
-fn ed25519_spki_der(public_key: &[u8; 32]) -> Vec<u8> {
-    let spki = SubjectPublicKeyInfoRef {
-        algorithm: AlgorithmIdentifierRef {
-            oid: ALGORITHM_OID,
-            parameters: None,
-        },
-        subject_public_key: BitStringRef::from_bytes(public_key)
-            .expect("a 32-byte BIT STRING is always encodable"),
-    };
-    spki.to_der()
-        .expect("an Ed25519 SubjectPublicKeyInfo (44 bytes) is always encodable")
-}
-
-impl fmt::Display for KeyPin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", Hex(&self.0))
-    }
-}
-
-impl fmt::Debug for KeyPin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "KeyPin({self})")
     }
 }
 
@@ -116,67 +66,10 @@ fn decode_hex_into(hex: &str, out: &mut [u8]) -> Option<()> {
     Some(())
 }
 
-/// Which clients with a valid certificate chain a server admits.
-///
-/// * An empty policy (the default) admits every client whose chain verifies.
-/// * Otherwise a client is admitted if one of its names is in `allow_names`
-///   **or** its key's pin is in `allow_pins`; else verification fails with
-///   [`CertError::NotAuthorised`](crate::CertError::NotAuthorised).
-///
-/// A name matches exactly: a DNS subject alternative name ASCII
-/// case-insensitively, a URI subject alternative name or the subject common
-/// name byte for byte, and an IP address subject alternative name when the
-/// allowed name parses as the same address. Wildcards are not expanded.
-///
-/// Anonymous clients are not subject to this policy: they are admitted or
-/// refused by [`WebPkiClientVerifier::allow_anonymous`](crate::WebPkiClientVerifier::allow_anonymous)
-/// alone. Their names are self-asserted, so never matched, and their key is
-/// fresh for every connection, so a pin could never name it in advance.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ClientPolicy {
-    /// Client names to admit (SAN DNS name, SAN URI, SAN IP address, or CN).
-    pub allow_names: Vec<String>,
-    /// Client keys to admit, whatever names their certificates carry.
-    pub allow_pins: Vec<KeyPin>,
-}
-
-impl ClientPolicy {
-    /// Whether the policy admits every client with a valid chain.
-    pub fn is_empty(&self) -> bool {
-        self.allow_names.is_empty() && self.allow_pins.is_empty()
-    }
-
-    /// Whether the policy admits the (CA-issued) peer `identity`.
-    pub fn admits(&self, identity: &PeerIdentity) -> bool {
-        if self.is_empty() {
-            return true;
-        }
-        if identity.anonymous {
-            return false;
-        }
-        self.allow_pins.contains(&identity.spki_pin)
-            || self
-                .allow_names
-                .iter()
-                .any(|name| name_matches(name, identity))
-    }
-}
-
-fn name_matches(allowed: &str, identity: &PeerIdentity) -> bool {
-    identity
-        .dns_names
-        .iter()
-        .any(|dns| dns.eq_ignore_ascii_case(allowed))
-        || identity.uris.iter().any(|uri| uri == allowed)
-        || identity.common_name.as_deref() == Some(allowed)
-        || allowed
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| identity.ip_addrs.contains(&ip))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::ed25519_spki_der;
     use crate::test_util::{rng, Ca};
     use crate::util::hex;
     use crate::LeafSpec;

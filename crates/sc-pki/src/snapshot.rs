@@ -8,10 +8,10 @@ use std::time::Duration;
 use crate::credential::Credential;
 use crate::crl::crls_from_pem;
 use crate::error::PkiError;
+use crate::identity::KeyPin;
 use crate::key::KeyPair;
 use crate::pem::certs_from_pem;
-use crate::pin::{ClientPolicy, KeyPin};
-use crate::verify::{TrustAnchors, WebPkiClientVerifier, WebPkiServerVerifier};
+use crate::verify::{ClientPolicy, TrustAnchors, WebPkiClientVerifier, WebPkiServerVerifier};
 
 /// What a server needs: its credential and how it verifies clients.
 #[derive(Clone, Debug)]
