@@ -227,11 +227,5 @@ struct VerifyArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match commands::run(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{e}");
-            e.exit_code()
-        }
-    }
+    sovereign_chain::cli::finish(commands::run(cli.command).map(|()| ExitCode::SUCCESS))
 }

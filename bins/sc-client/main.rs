@@ -197,14 +197,7 @@ pub(crate) enum CipherChoice {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("{e}");
-            e.exit_code()
-        }
-    }
+    sovereign_chain::cli::finish(run(Cli::parse()))
 }
 
 fn run(cli: Cli) -> Result<ExitCode, CliError> {
@@ -220,10 +213,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         settings.log_format,
     );
     let creds = creds::load(&settings.creds)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::new(format!("cannot start the runtime: {e}")))?;
+    let runtime = sovereign_chain::cli::runtime()?;
     match settings.mode {
         Mode::Interactive(session) => {
             let target = creds.target(&session)?;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use sc_net::Endpoint;
 use sc_relay::{RelayLimits, RelayListenerSettings, RelaySettings, Route};
 use sc_wire::RouteName;
-use sovereign_chain::cli::config::Origin;
+use sovereign_chain::cli::config::{self as layering, OneTable, Origin};
 use sovereign_chain::cli::units::Seconds;
 use sovereign_chain::cli::{CliError, LogFormat};
 
@@ -84,39 +84,27 @@ pub(crate) fn resolve(cli: &Cli) -> Result<Settings, CliError> {
     };
     let top = cli.config.as_deref().map_or(Origin::Flag, Origin::File);
     let defaults = file.defaults();
-    let tables: Vec<Table> = if file.listener.is_empty() {
-        vec![defaults]
-    } else {
-        if defaults.listen.is_some() {
-            return Err(CliError::usage(format!(
-                "{}: `listen` at the top level of a file with [[listener]] tables",
-                top.key("listen")
-            ))
-            .hint("move it into a [[listener]] table"));
-        }
-        file.listener.iter().map(|t| t.over(&defaults)).collect()
-    };
     let one_listener_flags = cli.listen.is_some()
         || !cli.routes.is_empty()
         || cli.default.is_some()
         || cli.fallback.is_some()
         || cli.proxy_protocol.is_some();
-    if tables.len() > 1 && one_listener_flags {
-        return Err(CliError::usage(format!(
-            "--listen, --route, --default, --fallback and --proxy-protocol describe one listener, \
-             and the config file has {}",
-            tables.len()
-        ))
-        .hint("set them in the file's [[listener]] tables"));
-    }
-    let mut listeners = Vec::with_capacity(tables.len());
-    for (i, table) in tables.iter().enumerate() {
-        let at = match cli.config.as_deref() {
-            Some(path) if tables.len() > 1 => Origin::Table(path, "listener", i + 1),
-            _ => top,
-        };
-        listeners.push(listener(cli, table, at)?);
-    }
+    let tables = layering::layered(
+        cli.config.as_deref(),
+        "listener",
+        defaults.clone(),
+        &file.listener,
+        OneTable {
+            table_only_key: defaults.listen.is_some().then_some("listen"),
+            flags: one_listener_flags
+                .then_some("--listen, --route, --default, --fallback and --proxy-protocol"),
+        },
+        Table::over,
+    )?;
+    let listeners = tables
+        .iter()
+        .map(|(table, at)| listener(cli, table, *at))
+        .collect::<Result<Vec<_>, _>>()?;
     let health_interval = cli
         .health_interval
         .or(file.health_interval.map(|s| s.0))

@@ -299,31 +299,11 @@ pub(crate) enum LogFormatArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings = match settings::resolve(&cli) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
-            return e.exit_code();
-        }
-    };
-    init_logging("sc-server", settings.verbosity, false, settings.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(&cli, settings)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{e}");
-            e.exit_code()
-        }
-    }
+    sovereign_chain::cli::finish(settings::resolve(&cli).and_then(|settings| {
+        init_logging("sc-server", settings.verbosity, false, settings.log_format);
+        sovereign_chain::cli::runtime()?.block_on(run(&cli, settings))?;
+        Ok(ExitCode::SUCCESS)
+    }))
 }
 
 async fn run(cli: &Cli, settings: Settings) -> Result<(), CliError> {

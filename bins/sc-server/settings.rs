@@ -13,7 +13,7 @@ use sc_tunnel::exit::{
     Cidr, CipherChoice, ClientAccess, CredentialFiles, Credentials, FileCredentials, Limits,
     ListenerSettings, Mode, ProxyProtocol, DEFAULT_GRACE,
 };
-use sovereign_chain::cli::config::Origin;
+use sovereign_chain::cli::config::{self as layering, OneTable, Origin};
 use sovereign_chain::cli::units::Seconds;
 use sovereign_chain::cli::{CliError, LogFormat};
 
@@ -42,47 +42,31 @@ pub(crate) fn resolve(cli: &Cli) -> Result<Settings, CliError> {
         .map(Path::to_path_buf)
         .unwrap_or_default();
     let top = cli.config.as_deref().map_or(Origin::Flag, Origin::File);
-
     let defaults = file.defaults();
-    let tables: Vec<Table> = if file.listener.is_empty() {
-        vec![defaults]
-    } else {
-        if defaults.listen.is_some() {
-            return Err(CliError::usage(format!(
-                "{}: `listen` at the top level of a file with [[listener]] tables",
-                top.key("listen")
-            ))
-            .hint("move it into a [[listener]] table"));
-        }
-        file.listener
-            .iter()
-            .map(|t| {
-                let mut merged = t.over(&defaults);
-                // The mode (`echo`/`forward`) is taken as a whole.
-                if t.echo.is_some() || t.forward.is_some() {
-                    merged.echo = t.echo;
-                    merged.forward = t.forward.clone();
-                }
-                merged
-            })
-            .collect()
-    };
-    if tables.len() > 1 && (cli.listen.is_some() || cli.echo || cli.forward.is_some()) {
-        return Err(CliError::usage(format!(
-            "--listen, --echo and --forward describe one listener, and the config file has {}",
-            tables.len()
-        ))
-        .hint("set them in the file's [[listener]] tables"));
-    }
-
-    let mut listeners = Vec::with_capacity(tables.len());
-    for (i, table) in tables.iter().enumerate() {
-        let at = match cli.config.as_deref() {
-            Some(path) if tables.len() > 1 => Origin::Table(path, "listener", i + 1),
-            _ => top,
-        };
-        listeners.push(listener(cli, table, &base, at)?);
-    }
+    let tables = layering::layered(
+        cli.config.as_deref(),
+        "listener",
+        defaults.clone(),
+        &file.listener,
+        OneTable {
+            table_only_key: defaults.listen.is_some().then_some("listen"),
+            flags: (cli.listen.is_some() || cli.echo || cli.forward.is_some())
+                .then_some("--listen, --echo and --forward"),
+        },
+        |t, defaults| {
+            let mut merged = t.over(defaults);
+            // The mode (`echo`/`forward`) is taken as a whole.
+            if t.echo.is_some() || t.forward.is_some() {
+                merged.echo = t.echo;
+                merged.forward = t.forward.clone();
+            }
+            merged
+        },
+    )?;
+    let listeners = tables
+        .iter()
+        .map(|(table, at)| listener(cli, table, &base, *at))
+        .collect::<Result<Vec<_>, _>>()?;
 
     let grace = cli
         .shutdown_grace

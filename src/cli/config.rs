@@ -182,6 +182,59 @@ impl Origin<'_> {
     }
 }
 
+/// What [`layered`] checks besides merging.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OneTable<'s> {
+    /// A key set at the top level that only tables may hold once there are
+    /// tables (`listen`), if the caller found one.
+    pub table_only_key: Option<&'s str>,
+    /// Flags given that describe one table (`--listen, --echo and
+    /// --forward`), if any: an error when the file has several.
+    pub flags: Option<&'s str>,
+}
+
+/// A file's `[[NAME]]` tables merged over the top level's defaults with
+/// `over` (the top level alone when the file has no tables), each with
+/// where its values are reported from; see [`OneTable`] for the errors.
+pub fn layered<'a, T: Clone>(
+    path: Option<&'a Path>,
+    name: &'static str,
+    defaults: T,
+    tables: &[T],
+    check: OneTable<'_>,
+    over: impl Fn(&T, &T) -> T,
+) -> Result<Vec<(T, Origin<'a>)>, CliError> {
+    let top = path.map_or(Origin::Flag, Origin::File);
+    if tables.is_empty() {
+        return Ok(vec![(defaults, top)]);
+    }
+    if let Some(key) = check.table_only_key {
+        return Err(CliError::usage(format!(
+            "{}: `{key}` at the top level of a file with [[{name}]] tables",
+            top.key(key)
+        ))
+        .hint(format!("move it into a [[{name}]] table")));
+    }
+    if let (Some(flags), true) = (check.flags, tables.len() > 1) {
+        return Err(CliError::usage(format!(
+            "{flags} describe one {name}, and the config file has {}",
+            tables.len()
+        ))
+        .hint(format!("set them in the file's [[{name}]] tables")));
+    }
+    Ok(tables
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let at = match path {
+                Some(p) if tables.len() > 1 => Origin::Table(p, name, i + 1),
+                _ => top,
+            };
+            (over(t, &defaults), at)
+        })
+        .collect())
+}
+
 /// The first value that is set, with where it came from: layers in order
 /// of precedence, such as `[(flag, Origin::Flag), (table_key, table),
 /// (top_key, file)]`.

@@ -13,3 +13,25 @@ pub mod units;
 pub use error::CliError;
 pub use logging::{init_logging, LogFormat};
 pub use signals::Signals;
+
+use std::process::ExitCode;
+
+/// The end of a binary's `main`: its exit status, and for an error its one
+/// line (and hint) on standard error.
+pub fn finish(result: Result<ExitCode, CliError>) -> ExitCode {
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// The async runtime a daemon runs on (every core, time and I/O).
+pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new(format!("cannot start the async runtime: {e}")))
+}

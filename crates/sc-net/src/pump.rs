@@ -390,30 +390,24 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn idle_and_no_answer_end_it() {
-        let (_a_far, a_near) = pair();
-        let (b_near, _b_far) = pair();
-        let report = pump(
-            tokio::io::split(a_near),
-            tokio::io::split(b_near),
-            Options {
-                idle: Some(Duration::from_secs(2)),
-                ..Options::default()
-            },
-        )
+        async fn quiet(opts: Options<'_>) -> End {
+            let (_a_far, a_near) = pair();
+            let (b_near, _b_far) = pair();
+            pump(tokio::io::split(a_near), tokio::io::split(b_near), opts)
+                .await
+                .end
+        }
+        let end = quiet(Options {
+            idle: Some(Duration::from_secs(2)),
+            ..Options::default()
+        })
         .await;
-        assert!(matches!(report.end, End::Idle(d) if d == Duration::from_secs(2)));
-
-        let (_a_far, a_near) = pair();
-        let (b_near, _b_far) = pair();
-        let report = pump(
-            tokio::io::split(a_near),
-            tokio::io::split(b_near),
-            Options {
-                answer: Some(Duration::from_secs(1)),
-                ..Options::default()
-            },
-        )
+        assert!(matches!(end, End::Idle(d) if d == Duration::from_secs(2)));
+        let end = quiet(Options {
+            answer: Some(Duration::from_secs(1)),
+            ..Options::default()
+        })
         .await;
-        assert!(matches!(report.end, End::NoAnswer(d) if d == Duration::from_secs(1)));
+        assert!(matches!(end, End::NoAnswer(d) if d == Duration::from_secs(1)));
     }
 }

@@ -170,13 +170,11 @@ impl Relay {
                 .collect();
             let default = (!s.default.is_empty())
                 .then(|| Pool::new(s.default.iter().map(&mut backend).collect()));
-            let bind_error = |e: io::Error| RelayStartError::Bind {
+            let (listener, local) = s.listen.bind().await.map_err(|e| RelayStartError::Bind {
                 listen: s.listen.clone(),
                 reason: io_reason(&e),
                 kind: e.kind(),
-            };
-            let listener = s.listen.listen().await.map_err(bind_error)?;
-            let local = listener.local_endpoint().map_err(bind_error)?;
+            })?;
             let state = ListenerState {
                 local: local.clone(),
                 routes,

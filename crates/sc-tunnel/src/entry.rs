@@ -93,8 +93,7 @@ pub struct TunnelEntry {
 impl TunnelEntry {
     /// Binds the local listener.
     pub async fn bind(config: TunnelConfig) -> io::Result<Self> {
-        let listener = config.listen.listen().await?;
-        let local = listener.local_endpoint()?;
+        let (listener, local) = config.listen.bind().await?;
         Ok(Self {
             listener,
             local,

@@ -186,13 +186,11 @@ impl Server {
                         listen: s.listen.clone(),
                         source,
                     })?;
-            let bind_error = |e: io::Error| StartError::Bind {
+            let (listener, local) = s.listen.bind().await.map_err(|e| StartError::Bind {
                 listen: s.listen.clone(),
                 reason: io_reason(&e),
                 kind: e.kind(),
-            };
-            let listener = s.listen.listen().await.map_err(bind_error)?;
-            let local = listener.local_endpoint().map_err(bind_error)?;
+            })?;
             let state = ListenerState {
                 listen: s.listen,
                 local: local.clone(),
