@@ -22,8 +22,9 @@ use crate::{CipherChoice, Cli};
 
 /// The largest `max_message` accepted (1 GiB).
 pub(crate) const MAX_MESSAGE_LIMIT: usize = 1 << 30;
-/// The longest handshake timeout accepted (a day).
-const MAX_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(86_400);
+/// The handshake timeouts accepted: 1 s (SPEC §10.5) to a day.
+const HANDSHAKE_TIMEOUTS: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(86_400));
 /// The most connections or handshakes a tunnel may be told to hold.
 const MAX_COUNT: usize = 1_000_000;
 
@@ -451,7 +452,7 @@ fn session<'a>(
             (file.handshake_timeout.map(|s| s.0), top),
         ),
         "handshake_timeout",
-        MAX_HANDSHAKE_TIMEOUT,
+        HANDSHAKE_TIMEOUTS,
     )?
     .unwrap_or(sc_session::DEFAULT_HANDSHAKE_TIMEOUT);
     let max_message = count(
@@ -537,20 +538,21 @@ fn count(
     }
 }
 
-/// A duration more than 0 and at most `max`.
+/// A duration from `min` to `max`, both included.
 fn duration(
     value: Option<Given<'_, Duration>>,
     key: &str,
-    max: Duration,
+    (min, max): (Duration, Duration),
 ) -> Result<Option<Duration>, CliError> {
     match value {
         None => Ok(None),
-        Some(v) if !v.value.is_zero() && v.value <= max => Ok(Some(v.value)),
+        Some(v) if (min..=max).contains(&v.value) => Ok(Some(v.value)),
         Some(v) => Err(v.origin.bad(
             key,
             &format!(
-                "{} is out of range (more than 0, at most {})",
+                "{} is out of range ({} to {})",
                 Secs(v.value),
+                Secs(min),
                 Secs(max)
             ),
         )),

@@ -108,7 +108,7 @@ start_server() { # NAME
     "$BIN/sc-server" --listen 127.0.0.1:0 --echo \
         --cert "$WORK/ca/backend.test.pem" --key "$WORK/ca/backend.test.key" \
         --ca "$WORK/ca/ca.pem" --allow-client app-1 \
-        --accept-proxy-protocol "$HAPROXY_SOURCE/32" --grace 10 -v \
+        --accept-proxy-protocol "$HAPROXY_SOURCE/32" --shutdown-grace 10 -v \
         >"$WORK/$1.log" 2>&1 &
     PIDS+=($!)
 }

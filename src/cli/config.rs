@@ -253,12 +253,24 @@ pub fn pick<'a, T, const N: usize>(
 /// and `KEYS` (every key, for the hint on an unknown one). Every key is
 /// optional; unknown keys are errors.
 ///
-/// ```ignore
+/// ```
+/// use sovereign_chain::cli::units::Seconds;
+///
 /// sovereign_chain::config_file! {
 ///     tables: listener,
 ///     process { #[serde(alias = "grace")] shutdown_grace: Seconds }
 ///     table { listen: String, max_connections: usize }
 /// }
+///
+/// # fn main() -> Result<(), toml::de::Error> {
+/// let file: FileConfig = toml::from_str(
+///     "grace = \"1m\"\nmax_connections = 10\n[[listener]]\nlisten = \"127.0.0.1:7000\"\n",
+/// )?;
+/// let first = file.listener[0].over(&file.defaults());
+/// assert_eq!(first.max_connections, Some(10));
+/// assert_eq!(file.shutdown_grace.map(|s| s.0.as_secs()), Some(60));
+/// assert!(KEYS.contains(&"shutdown_grace"));
+/// # Ok(()) }
 /// ```
 #[macro_export]
 macro_rules! config_file {
