@@ -34,8 +34,9 @@ use crate::settings::Mode;
 ///
 /// Tunnel (--listen ADDR): every connection to ADDR gets its own secure
 /// session to --connect, and the bytes flow both ways (half-close included);
-/// the application needs no change. SIGTERM or SIGINT stops accepting and
-/// lets open sessions finish (up to --shutdown-grace):
+/// the application needs no change. SIGTERM, SIGINT or SIGHUP stops
+/// accepting and lets open sessions finish (up to --shutdown-grace); a
+/// second signal cuts them:
 ///
 ///   sc-client --listen 127.0.0.1:5432 --connect db.internal:7000 \
 ///       --ca ca.pem --cert app-1.pem --key app-1.key

@@ -38,11 +38,7 @@ pub(crate) async fn run(tunnels: Vec<TunnelConfig>, grace: Duration) -> Result<(
         };
         running.push(tokio::spawn(entry.run(shutdown, grace)));
     }
-    signals
-        .until_stop(|| async {
-            tracing::warn!("SIGHUP: sc-client does not reload; restart it to change its tunnels")
-        })
-        .await;
+    signals.until_any().await;
     let _ = stop.send(true);
     let drain = async {
         for task in running {

@@ -47,6 +47,18 @@ impl Signals {
         tracing::info!("{name}: stopping (a second signal closes every session at once)");
     }
 
+    /// Runs until SIGTERM, SIGINT or SIGHUP, for a program that has nothing
+    /// to reload (a hang-up stops it, as it would without a handler, but
+    /// with a drain); logs which came.
+    pub async fn until_any(&mut self) {
+        let name = tokio::select! {
+            _ = self.hangup.recv() => "SIGHUP",
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        };
+        tracing::info!("{name}: stopping (a second signal closes every session at once)");
+    }
+
     /// Runs `drain` to its end, or until a second SIGTERM or SIGINT.
     pub async fn drain<F: Future>(&mut self, drain: F) {
         tokio::select! {
