@@ -84,7 +84,7 @@ impl ClientHandshake {
             random: Random::from(random),
             x25519,
             mlkem,
-            suites: config.suites.clone(),
+            suites: offered_suites(&config),
             route: route.clone(),
         };
         let mut flight = Vec::new();
@@ -279,15 +279,21 @@ impl ExpectServerCert {
             ROLE,
             HandshakeType::CLIENT_CERT_REQUEST,
             &format!(
-                "received: {} CA name(s), anonymous {}",
+                "received: {} CA name(s), anonymous {}, streams {}",
                 request.ca_names.len(),
                 if request.anonymous_allowed {
                     "allowed"
                 } else {
                     "not allowed"
-                }
+                },
+                if request.streams { "on" } else { "off" }
             ),
         );
+
+        if request.streams && !self.config.streams {
+            // Only a client that offered streams may be told it has them.
+            return Err(PeerMisbehaved::UnofferedCapability.into());
+        }
 
         let credential = match &self.config.identity {
             ClientIdentity::Certified(c) => Arc::clone(c),
@@ -332,6 +338,7 @@ impl ExpectServerCert {
             keylog: self.keylog,
             config: self.config,
             route: self.route,
+            streams: request.streams,
             kem: self.kem,
             server_kem_key: self.server_kem_key,
             suite: self.suite,
@@ -349,6 +356,8 @@ struct ExpectSeedCode {
     keylog: KeyLogger,
     config: Arc<ClientConfig>,
     route: Option<RouteName>,
+    /// Whether the session multiplexes streams (the server's answer in step 4).
+    streams: bool,
     kem: Box<dyn KemSecret>,
     server_kem_key: MlKemEncapsulationKey,
     suite: sc_wire::CipherSuite,
@@ -511,6 +520,7 @@ impl ExpectSeedCode {
         Ok(State::ExpectServerAuth(Box::new(ExpectServerAuth {
             config: self.config,
             route: self.route,
+            streams: self.streams,
             suite: self.suite,
             server: self.server,
             order,
@@ -525,6 +535,8 @@ impl ExpectSeedCode {
 struct ExpectServerAuth {
     config: Arc<ClientConfig>,
     route: Option<RouteName>,
+    /// Whether the session multiplexes streams (the server's answer in step 4).
+    streams: bool,
     suite: sc_wire::CipherSuite,
     server: VerifiedPeer,
     order: StepOrder,
@@ -560,6 +572,7 @@ impl ExpectServerAuth {
         Ok(State::ExpectSecureAck(Box::new(ExpectSecureAck {
             config: self.config,
             route: self.route,
+            streams: self.streams,
             suite: self.suite,
             server: self.server,
             order: self.order,
@@ -572,6 +585,8 @@ impl ExpectServerAuth {
 struct ExpectSecureAck {
     config: Arc<ClientConfig>,
     route: Option<RouteName>,
+    /// Whether the session multiplexes streams (the server's answer in step 4).
+    streams: bool,
     suite: sc_wire::CipherSuite,
     server: VerifiedPeer,
     order: StepOrder,
@@ -605,7 +620,17 @@ impl ExpectSecureAck {
             peer: self.server.identity,
             route: self.route,
             session_hash: self.th12,
+            streams: self.streams,
         })));
         Ok(State::Complete)
     }
+}
+
+/// The suites a ClientHello offers: the AEADs, then the capabilities.
+fn offered_suites(config: &ClientConfig) -> Vec<sc_wire::CipherSuite> {
+    let mut suites = config.suites.clone();
+    if config.streams {
+        suites.push(sc_wire::CipherSuite::STREAMS);
+    }
+    suites
 }

@@ -61,6 +61,7 @@ pub struct ClientConfig {
     pub(crate) identity: ClientIdentity,
     pub(crate) suites: Vec<CipherSuite>,
     pub(crate) key_log: Option<Arc<dyn KeyLog>>,
+    pub(crate) streams: bool,
 }
 
 impl ClientConfig {
@@ -75,6 +76,18 @@ impl ClientConfig {
     /// The cipher suites offered, most preferred first.
     pub fn suites(&self) -> &[CipherSuite] {
         &self.suites
+    }
+
+    /// Whether the client offers to multiplex streams (SPEC §12).
+    pub fn streams(&self) -> bool {
+        self.streams
+    }
+
+    /// Offers to multiplex streams (off by default): a server that takes it
+    /// up makes the session carry many streams instead of one byte stream.
+    pub fn with_streams(mut self, on: bool) -> Self {
+        self.streams = on;
+        self
     }
 
     /// The crypto provider.
@@ -205,6 +218,7 @@ impl ConfigBuilder<ClientReady> {
             identity: self.state.identity,
             suites,
             key_log: self.state.key_log,
+            streams: false,
         }
     }
 }
@@ -217,6 +231,7 @@ pub struct ServerConfig {
     pub(crate) credential: Arc<Credential>,
     pub(crate) suites: Vec<CipherSuite>,
     pub(crate) key_log: Option<Arc<dyn KeyLog>>,
+    pub(crate) streams: bool,
 }
 
 impl ServerConfig {
@@ -228,6 +243,18 @@ impl ServerConfig {
     /// The cipher suites accepted, most preferred first.
     pub fn suites(&self) -> &[CipherSuite] {
         &self.suites
+    }
+
+    /// Whether the server multiplexes streams for clients that offer it.
+    pub fn streams(&self) -> bool {
+        self.streams
+    }
+
+    /// Multiplexes streams for clients that offer it (off by default);
+    /// other clients keep one byte stream per session.
+    pub fn with_streams(mut self, on: bool) -> Self {
+        self.streams = on;
+        self
     }
 
     /// The crypto provider.
@@ -295,6 +322,7 @@ impl ConfigBuilder<ServerReady> {
             credential: self.state.credential,
             suites,
             key_log: self.state.key_log,
+            streams: false,
         }
     }
 }

@@ -211,8 +211,10 @@ fn handle_client_hello(
         .filter_map(|n| DistinguishedName::new(n.clone()).ok())
         .take(sc_wire::messages::MAX_CA_NAMES)
         .collect();
+    let streams = config.streams && ch.suites.contains(&sc_wire::CipherSuite::STREAMS);
     let request = ClientCertRequest {
         anonymous_allowed: config.verifier.anonymous_allowed(),
+        streams,
         ca_names,
     };
     let range = push_message(&mut sealed, &HandshakeMessage::ClientCertRequest(request));
@@ -227,6 +229,7 @@ fn handle_client_hello(
         keylog,
         config,
         route: ch.route,
+        streams,
         client_kem_key: ch.mlkem,
         kem,
         suite,
@@ -240,6 +243,8 @@ struct ExpectClientCert {
     keylog: KeyLogger,
     config: Arc<ServerConfig>,
     route: Option<RouteName>,
+    /// Whether the session multiplexes streams (offered and enabled).
+    streams: bool,
     client_kem_key: MlKemEncapsulationKey,
     kem: Box<dyn KemSecret>,
     suite: CipherSuite,
@@ -327,6 +332,7 @@ impl ExpectClientCert {
             keylog: self.keylog,
             config: self.config,
             route: self.route,
+            streams: self.streams,
             kem: self.kem,
             suite: self.suite,
             hs: self.hs,
@@ -347,6 +353,8 @@ struct ExpectClientFinish {
     keylog: KeyLogger,
     config: Arc<ServerConfig>,
     route: Option<RouteName>,
+    /// Whether the session multiplexes streams (offered and enabled).
+    streams: bool,
     kem: Box<dyn KemSecret>,
     suite: CipherSuite,
     hs: Secret,
@@ -511,6 +519,7 @@ impl ExpectClientFinish {
             peer: self.client.identity,
             route: self.route,
             session_hash: th12,
+            streams: self.streams,
         })));
         // hs, ss7, ss8, the seed code and the KEM secret are dropped (and zeroized) here.
         Ok(State::Complete)

@@ -22,11 +22,13 @@ use sc_handshake::{
 };
 use sc_pki::{ServerName, UnixTime};
 use sc_wire::record::{MAX_FRAGMENT_LEN, RECORD_HEADER_LEN};
+use sc_wire::streams::{ResetCode, ServiceName, StreamId};
 use sc_wire::{Alert, AlertCode, Codec, InnerType, RecordHeader, RecordKind, RouteName};
 use zeroize::Zeroize;
 
 use crate::error::Error;
 use crate::record::{Direction, RecordOpener, RecordSealer};
+use crate::streams::{Events, Read, StreamError, Streams, Writable, DEFAULT_MAX_STREAMS};
 
 /// Default handshake timeout (30 s).
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -65,6 +67,9 @@ pub struct SessionConfig {
     /// which [`Connection::handle_timeout`] ends it. Default 30 s; at least
     /// 1 s. Counted in the whole seconds of the `now` the caller passes.
     pub handshake_timeout: Duration,
+    /// In a session of streams (SPEC §12): how many streams the peer may
+    /// hold open here at once; one more is refused. Default 256.
+    pub max_streams: usize,
 }
 
 impl Default for SessionConfig {
@@ -74,6 +79,7 @@ impl Default for SessionConfig {
             padding: Padding::None,
             max_fragment_len: MAX_FRAGMENT_LEN,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            max_streams: DEFAULT_MAX_STREAMS,
         }
     }
 }
@@ -191,6 +197,8 @@ pub struct Connection {
     received_close: bool,
     failed: Option<Error>,
     stats: Stats,
+    /// Set when the handshake agreed on streams.
+    streams: Option<Streams>,
 }
 
 impl core::fmt::Debug for Connection {
@@ -261,6 +269,7 @@ impl Connection {
             received_close: false,
             failed: None,
             stats: Stats::default(),
+            streams: None,
         }
     }
 
@@ -454,6 +463,11 @@ impl Connection {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
+        if self.streams.is_some() {
+            return Err(Error::Internal(
+                "this session carries streams: open one to send",
+            ));
+        }
         if self.sent_close || self.close_queued {
             return Err(Error::Closed);
         }
@@ -493,6 +507,11 @@ impl Connection {
     pub fn write_stream(&mut self, data: &[u8]) -> Result<usize, Error> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
+        }
+        if self.streams.is_some() {
+            return Err(Error::Internal(
+                "this session carries streams: open one to send",
+            ));
         }
         if self.sent_close || self.close_queued {
             return Err(Error::Closed);
@@ -569,12 +588,173 @@ impl Connection {
         }
     }
 
+    // --- Streams (SPEC §12) ------------------------------------------------
+
+    /// Whether the session carries streams (the handshake agreed on them).
+    pub fn has_streams(&self) -> bool {
+        self.streams.is_some()
+    }
+
+    /// Streams held now (open, or waiting to be let go).
+    pub fn stream_count(&self) -> usize {
+        self.streams.as_ref().map_or(0, Streams::len)
+    }
+
+    fn streams_mut(&mut self) -> Result<&mut Streams, StreamError> {
+        if let Some(e) = &self.failed {
+            return Err(StreamError::Session(e.clone()));
+        }
+        self.streams
+            .as_mut()
+            .ok_or(StreamError::Session(Error::Internal(
+                "this session carries no streams",
+            )))
+    }
+
+    /// Opens a stream for `service` (`None`: the default service). Its Open
+    /// frame goes out with its first data, or with the next record sealed.
+    pub fn open_stream(&mut self, service: Option<ServiceName>) -> Result<StreamId, StreamError> {
+        if self.sent_close || self.close_queued {
+            return Err(StreamError::Session(Error::Closed));
+        }
+        let r = self.streams_mut()?.open(service);
+        r.map_err(|e| StreamError::Session(self.fail(e)))
+    }
+
+    /// The next stream the peer opened, and the service it asked for.
+    pub fn accept_stream(&mut self) -> Option<(StreamId, Option<ServiceName>)> {
+        self.streams.as_mut()?.accept()
+    }
+
+    /// Copies unread bytes of stream `id` into `out`.
+    pub fn stream_read(&mut self, id: StreamId, out: &mut [u8]) -> Result<Read, StreamError> {
+        self.streams_mut()?.read(id, out)
+    }
+
+    /// Seals up to one record of `data` on stream `id` (with any frames owed
+    /// the peer in front) and says how much it took; 0: the stream's or the
+    /// session's send window is shut (wait for an event).
+    pub fn stream_write(&mut self, id: StreamId, data: &[u8]) -> Result<usize, StreamError> {
+        let allowed = match self.streams_mut()?.writable(id)? {
+            Writable::Bytes(n) => n,
+            Writable::Blocked => return Ok(0),
+        };
+        if data.is_empty() {
+            return Ok(0);
+        }
+        // Frames owed go in front of the data (the stream's own Open among
+        // them): all of them, so that none for this stream is left behind;
+        // many go out in records of their own first.
+        if self.streams.as_ref().map_or(0, Streams::owed_bytes) > MAX_FRAGMENT_LEN / 4 {
+            self.flush_streams().map_err(StreamError::Session)?;
+        }
+        let Some(streams) = self.streams.as_mut() else {
+            return Ok(0);
+        };
+        let mut owed = Vec::new();
+        streams.take_owed(&mut owed, usize::MAX);
+        let want = data
+            .len()
+            .min(allowed)
+            .min(MAX_FRAGMENT_LEN - Streams::DATA_OVERHEAD - owed.len());
+        // The Data frame: its header, then the caller's bytes, copied once,
+        // straight into the record.
+        let header = Streams::data_header(id, want);
+        streams.charge(id, want);
+        let r = self.seal_streams(&[&owed, &header, &data[..want]]);
+        r.map_err(|e| StreamError::Session(self.fail(e)))?;
+        Ok(want)
+    }
+
+    /// Finishes this side of stream `id` (half-close); the Fin goes out
+    /// with the next record.
+    pub fn stream_finish(&mut self, id: StreamId) -> Result<(), StreamError> {
+        self.streams_mut()?.finish(id)
+    }
+
+    /// Resets stream `id` both ways with `code` and `reason`.
+    pub fn stream_reset(&mut self, id: StreamId, code: ResetCode, reason: &str) {
+        if let Some(s) = self.streams.as_mut() {
+            s.reset(id, code, reason);
+        }
+    }
+
+    /// The application lets go of stream `id` (a stream still open either
+    /// way is reset).
+    pub fn stream_release(&mut self, id: StreamId) {
+        if let Some(s) = self.streams.as_mut() {
+            s.release(id);
+        }
+    }
+
+    /// What changed for the streams since the last call.
+    pub fn take_stream_events(&mut self) -> Events {
+        self.streams
+            .as_mut()
+            .map(Streams::take_events)
+            .unwrap_or_default()
+    }
+
+    /// Seals the frames owed the peer (window grants, Open, Fin, Reset) into
+    /// records, if any.
+    pub fn flush_streams(&mut self) -> Result<(), Error> {
+        if self.failed.is_some() || self.sent_close {
+            return Ok(());
+        }
+        loop {
+            let Some(streams) = self.streams.as_mut() else {
+                return Ok(());
+            };
+            if !streams.has_owed() {
+                return Ok(());
+            }
+            let mut content = Vec::new();
+            streams.take_owed(&mut content, MAX_FRAGMENT_LEN);
+            let r = self.seal_streams(&[&content]);
+            r.map_err(|e| self.fail(e))?;
+        }
+    }
+
+    #[doc(hidden)]
+    /// Seals `content` as a Streams record as it is, frames unchecked: only
+    /// for tests that play a peer breaking the rules.
+    pub fn seal_streams_record_for_testing_only(&mut self, content: &[u8]) -> Result<(), Error> {
+        self.seal_streams(&[content])
+    }
+
+    #[doc(hidden)]
+    /// Seals `content` as an application record of inner type `typ`, as it
+    /// is: only for tests that play a peer breaking the rules.
+    pub fn seal_record_for_testing_only(
+        &mut self,
+        typ: InnerType,
+        content: &[u8],
+    ) -> Result<(), Error> {
+        self.seal_app(typ, content)
+    }
+
+    fn seal_streams(&mut self, parts: &[&[u8]]) -> Result<(), Error> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let pad = self.padding_for(len);
+        let before = self.outgoing.len();
+        let sealer = self
+            .write_app
+            .as_mut()
+            .ok_or(Error::Internal("no application keys"))?;
+        sealer.seal_parts(InnerType::STREAMS, parts, pad, &mut self.outgoing)?;
+        self.count_sent(before);
+        Ok(())
+    }
+
     fn fail(&mut self, e: Error) -> Error {
         if let Some(code) = e.alert() {
             self.send_alert(code);
         }
         tracing::debug!(target: "sc_session", side = ?self.side, error = %e, "session failed");
         self.failed = Some(e.clone());
+        if let Some(streams) = &mut self.streams {
+            streams.fail_all(&e);
+        }
         // Messages already received whole stay readable: they were
         // authenticated before the failure. What can no longer complete or be
         // sent is dropped.
@@ -748,6 +928,17 @@ impl Connection {
             _ if self.is_handshaking() => Err(Error::UnexpectedRecord {
                 what: "application record during the handshake",
             }),
+            InnerType::STREAMS => match &mut self.streams {
+                Some(streams) => streams.receive(content),
+                None => Err(Error::UnexpectedRecord {
+                    what: "Streams record in a session without streams",
+                }),
+            },
+            InnerType::DATA | InnerType::DATA_MORE if self.streams.is_some() => {
+                Err(Error::UnexpectedRecord {
+                    what: "Data record in a session of streams",
+                })
+            }
             InnerType::DATA | InnerType::DATA_MORE => {
                 if self.partial.len() + content.len() > self.config.max_message_len {
                     return Err(Error::MessageTooLarge {
@@ -775,6 +966,11 @@ impl Connection {
                     });
                 }
                 self.received_close = true;
+                if let Some(streams) = &mut self.streams {
+                    // Streams still open when the peer closes the session
+                    // are cut.
+                    streams.fail_all(&Error::PeerClosed);
+                }
                 Ok(())
             }
             InnerType::KEEPALIVE => Ok(()),
@@ -886,6 +1082,9 @@ impl Connection {
                         summary.suite,
                         summary.order
                     );
+                    if summary.streams {
+                        self.streams = Some(Streams::new(self.side, self.config.max_streams));
+                    }
                     self.summary = Some(*summary);
                     self.handshake = Handshake::Done;
                 }

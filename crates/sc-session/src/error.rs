@@ -49,6 +49,9 @@ pub enum Error {
     /// A send after our own close.
     #[error("session already closed for sending")]
     Closed,
+    /// The peer closed a session of streams while a stream was still open.
+    #[error("the peer closed the session with the stream still open")]
+    PeerClosed,
     /// More data queued before the handshake completed than allowed.
     #[error("too large: {max} bytes already queued before the handshake completed")]
     QueueFull {
@@ -62,6 +65,16 @@ pub enum Error {
     /// A failure on our side.
     #[error("internal error: {0}")]
     Internal(&'static str),
+    /// The peer broke the rules of a session's streams (SPEC §12); the
+    /// session ends with `alert`.
+    #[error("stream protocol violation: {what}")]
+    StreamViolation {
+        /// The alert that names the fault (flow control, stream state, too
+        /// large, malformed).
+        alert: AlertCode,
+        /// What happened.
+        what: String,
+    },
     /// The transport failed (a socket error). Reported by the I/O layer; the
     /// sans-I/O core never produces it.
     #[error("I/O error: {0}")]
@@ -113,7 +126,9 @@ impl Error {
             Self::Handshake(sc_handshake::Error::AlertReceived(_)) | Self::PeerAlert(_) => {
                 return None
             }
-            Self::Truncated | Self::Closed | Self::Aborted(_) | Self::Io(_) => return None,
+            Self::Truncated | Self::Closed | Self::PeerClosed | Self::Aborted(_) | Self::Io(_) => {
+                return None
+            }
             Self::Handshake(e) => e.alert(),
             Self::InvalidMessage(InvalidMessage::TooLong { .. }) => AlertCode::TOO_LARGE,
             Self::InvalidMessage(_) => AlertCode::MALFORMED,
@@ -122,6 +137,7 @@ impl Error {
             Self::MessageTooLarge { .. } | Self::QueueFull { .. } => AlertCode::TOO_LARGE,
             Self::Timeout { .. } => AlertCode::TIMEOUT,
             Self::Internal(_) => AlertCode::INTERNAL_ERROR,
+            Self::StreamViolation { alert, .. } => *alert,
         })
     }
 
@@ -139,6 +155,7 @@ impl Error {
             | Self::Aborted(_) => io::ErrorKind::ConnectionAborted,
             Self::Timeout { .. } => io::ErrorKind::TimedOut,
             Self::Closed => io::ErrorKind::BrokenPipe,
+            Self::PeerClosed => io::ErrorKind::ConnectionReset,
             Self::Io(e) => e.kind(),
             Self::Internal(_) => io::ErrorKind::Other,
             _ => io::ErrorKind::InvalidData,

@@ -99,6 +99,7 @@ pub mod pair;
 pub mod record;
 #[cfg(feature = "tokio")]
 pub mod stream;
+pub mod streams;
 
 #[cfg(feature = "tokio")]
 pub use connect::{Acceptor, Connector};

@@ -160,10 +160,23 @@ impl RecordSealer {
         pad: u16,
         out: &mut Vec<u8>,
     ) -> Result<(), Error> {
-        if content.len() + usize::from(pad) > MAX_FRAGMENT_LEN {
+        self.seal_parts(typ, &[content], pad, out)
+    }
+
+    /// As [`seal`](Self::seal), the content given in parts (copied once,
+    /// straight into `out`).
+    pub fn seal_parts(
+        &mut self,
+        typ: InnerType,
+        parts: &[&[u8]],
+        pad: u16,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        let content_len: usize = parts.iter().map(|p| p.len()).sum();
+        if content_len + usize::from(pad) > MAX_FRAGMENT_LEN {
             return Err(Error::Internal("record content over the fragment limit"));
         }
-        let len = content.len() + usize::from(pad) + sc_wire::record::INNER_TRAILER_LEN + TAG_LEN;
+        let len = content_len + usize::from(pad) + sc_wire::record::INNER_TRAILER_LEN + TAG_LEN;
         let header = RecordHeader {
             kind: RecordKind::SEALED,
             len,
@@ -173,7 +186,9 @@ impl RecordSealer {
         out.reserve(header.len() + len);
         out.extend_from_slice(&header);
         let start = out.len();
-        out.extend_from_slice(content);
+        for p in parts {
+            out.extend_from_slice(p);
+        }
         put_inner_trailer(out, typ, pad);
         let tag = self
             .aead

@@ -67,6 +67,18 @@ wire_enum! {
         CHACHA20_POLY1305 = 0x0001 => "ChaCha20-Poly1305",
         /// AES-256-GCM (NIST SP 800-38D).
         AES_256_GCM = 0x0002 => "AES-256-GCM",
+        /// Not an AEAD: the client offers to multiplex streams (SPEC §12).
+        /// Capabilities ride in the offered suites, as TLS's signalling
+        /// suite values do: a server that does not know one ignores it.
+        STREAMS = 0xfe01 => "streams (capability)",
+    }
+}
+
+impl CipherSuite {
+    /// Whether this value offers a capability rather than naming an AEAD
+    /// (`0xfe00`–`0xfeff`); a server never chooses one.
+    pub fn is_capability(self) -> bool {
+        self.0 & 0xff00 == 0xfe00
     }
 }
 
@@ -537,8 +549,11 @@ impl ServerHello {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientCertRequest {
     /// Whether an anonymous (self-signed, per-connection) certificate is acceptable.
-    /// On the wire: a flags byte, bit 0; the other bits must be zero.
+    /// On the wire: a flags byte, bit 0; bits 2–7 must be zero.
     pub anonymous_allowed: bool,
+    /// The server multiplexes streams in this session (flags bit 1); only
+    /// when the client offered [`CipherSuite::STREAMS`].
+    pub streams: bool,
     /// Subject names of the CAs the server trusts: `count (u8, 0–16)`, each
     /// `length (u16, 1–1024) || DER`.
     pub ca_names: Vec<DistinguishedName>,
@@ -546,7 +561,7 @@ pub struct ClientCertRequest {
 
 impl ClientCertRequest {
     fn encode_body(&self, out: &mut Vec<u8>) {
-        out.push(u8::from(self.anonymous_allowed));
+        out.push(u8::from(self.anonymous_allowed) | u8::from(self.streams) << 1);
         out.push(self.ca_names.len() as u8);
         for n in &self.ca_names {
             put_bytes(out, LengthWidth::U16, &n.0);
@@ -555,7 +570,7 @@ impl ClientCertRequest {
 
     fn read_body(r: &mut Reader<'_>) -> Result<Self, InvalidMessage> {
         let flags = r.u8("flags")?;
-        if flags & !1 != 0 {
+        if flags & !0b11 != 0 {
             return Err(InvalidMessage::InvalidValue {
                 what: "ClientCertRequest flags",
             });
@@ -568,6 +583,7 @@ impl ClientCertRequest {
         }
         Ok(Self {
             anonymous_allowed: flags & 1 == 1,
+            streams: flags & 0b10 != 0,
             ca_names,
         })
     }

@@ -84,12 +84,13 @@ fn message() -> impl Strategy<Value = HandshakeMessage> {
         client_hello().prop_map(HandshakeMessage::ClientHello),
         server_hello().prop_map(HandshakeMessage::ServerHello),
         chain().prop_map(HandshakeMessage::ServerCertSend),
-        (any::<bool>(), ca_names()).prop_map(|(a, n)| HandshakeMessage::ClientCertRequest(
-            ClientCertRequest {
+        (any::<bool>(), any::<bool>(), ca_names()).prop_map(|(a, s, n)| {
+            HandshakeMessage::ClientCertRequest(ClientCertRequest {
                 anonymous_allowed: a,
-                ca_names: n
-            }
-        )),
+                streams: s,
+                ca_names: n,
+            })
+        }),
         chain().prop_map(|chain| HandshakeMessage::ClientCertSend(ClientCertSend {
             kind: ClientCertKind::CERTIFIED,
             chain
@@ -326,9 +327,10 @@ fn short_long_trailing_and_unknown_are_typed_errors() {
             max: MAX_SEALED_LEN
         })
     );
-    // ClientCertRequest with reserved flag bits set.
+    // ClientCertRequest with reserved flag bits set (bit 1 is streams,
+    // SPEC §12; bits 2-7 are reserved).
     assert_eq!(
-        HandshakeMessage::decode(&framed(4, &[0x02, 0])),
+        HandshakeMessage::decode(&framed(4, &[0x04, 0])),
         Err(InvalidMessage::InvalidValue {
             what: "ClientCertRequest flags"
         })
@@ -413,4 +415,147 @@ fn a_plaintext_alert_record_is_five_bytes() {
         .plaintext_record(),
         [0xc2, 0, 0, 1, 0x14]
     );
+}
+
+// --- Stream frames (SPEC §12) ---------------------------------------------
+
+fn service() -> impl Strategy<Value = Option<streams::ServiceName>> {
+    proptest::option::of(
+        "[!-~]{1,40}".prop_map(|s| streams::ServiceName::new(&s).expect("service name")),
+    )
+}
+
+fn frame() -> impl Strategy<
+    Value = (
+        u8,
+        u32,
+        Option<streams::ServiceName>,
+        Vec<u8>,
+        u8,
+        String,
+        u32,
+    ),
+> {
+    (
+        1u8..=5,
+        1u32..,
+        service(),
+        vec(any::<u8>(), 1..300),
+        any::<u8>(),
+        ".{0,60}",
+        1u32..,
+    )
+}
+
+fn build<'a>(
+    (typ, id, service, data, code, reason, inc): &'a (
+        u8,
+        u32,
+        Option<streams::ServiceName>,
+        Vec<u8>,
+        u8,
+        String,
+        u32,
+    ),
+) -> streams::Frame<'a> {
+    use streams::{Frame, ResetCode, StreamId};
+    let id = StreamId(*id);
+    match typ {
+        1 => Frame::Open {
+            id,
+            service: service.clone(),
+        },
+        2 => Frame::Data { id, data },
+        3 => Frame::Fin { id },
+        4 => Frame::Reset {
+            id,
+            code: ResetCode(*code),
+            reason: reason.clone(),
+        },
+        _ => Frame::Window {
+            id,
+            increment: *inc,
+        },
+    }
+}
+
+proptest! {
+    #[test]
+    fn stream_frames_round_trip(parts in vec(frame(), 1..20)) {
+        let frames: Vec<streams::Frame<'_>> = parts.iter().map(build).collect();
+        let mut content = Vec::new();
+        for f in &frames {
+            let before = content.len();
+            f.encode(&mut content);
+            prop_assert_eq!(content.len() - before, f.encoded_len());
+        }
+        let back: Vec<_> = streams::frames(&content).collect::<Result<_, _>>().expect("decodes");
+        // A reason over 255 bytes is cut; everything else comes back equal.
+        for (a, b) in frames.iter().zip(&back) {
+            match (a, b) {
+                (streams::Frame::Reset { reason: r1, .. }, streams::Frame::Reset { reason: r2, .. }) => {
+                    prop_assert!(r1.starts_with(r2.as_str()) && r2.len() <= 255);
+                }
+                _ => prop_assert_eq!(a, b),
+            }
+        }
+        prop_assert_eq!(back.len(), frames.len());
+    }
+
+    #[test]
+    fn stream_frames_never_panic(bytes in vec(any::<u8>(), 0..200)) {
+        for f in streams::frames(&bytes) {
+            let _ = f;
+        }
+    }
+}
+
+#[test]
+fn bad_stream_frames_are_refused() {
+    use streams::frames;
+    let bad: &[&[u8]] = &[
+        // Empty record content.
+        &[],
+        // Unknown frame type.
+        &[9, 0, 0, 0, 1],
+        // Data with no bytes; Data longer than the record.
+        &[2, 0, 0, 0, 1, 0, 0],
+        &[2, 0, 0, 0, 1, 0, 5, 1, 2],
+        // A zero window increment.
+        &[5, 0, 0, 0, 1, 0, 0, 0, 0],
+        // Stream 0 for anything but Window.
+        &[3, 0, 0, 0, 0],
+        // A service name with a space, and a reason that is not UTF-8.
+        &[1, 0, 0, 0, 1, 2, b'a', b' '],
+        &[4, 0, 0, 0, 1, 0, 2, 0xff, 0xfe],
+        // A frame cut short.
+        &[5, 0, 0, 0, 1, 0, 0],
+    ];
+    for b in bad {
+        assert!(frames(b).any(|f| f.is_err()), "{b:02x?}");
+    }
+    // A good frame followed by a bad one: the error ends the iteration.
+    let mut two = vec![3, 0, 0, 0, 1];
+    two.extend_from_slice(&[9, 9]);
+    let got: Vec<_> = frames(&two).collect();
+    assert_eq!(got.len(), 2);
+    assert!(got[0].is_ok() && got[1].is_err());
+}
+
+#[test]
+fn capabilities_ride_in_the_suites_and_the_request_flags() {
+    assert!(CipherSuite::STREAMS.is_capability());
+    assert!(!CipherSuite::AES_256_GCM.is_capability());
+    let req = HandshakeMessage::ClientCertRequest(ClientCertRequest {
+        anonymous_allowed: false,
+        streams: true,
+        ca_names: Vec::new(),
+    });
+    let bytes = req.encoded();
+    assert_eq!(bytes[4], 0b10);
+    assert_eq!(HandshakeMessage::decode(&bytes), Ok(req));
+    // Bits 2-7 are still reserved.
+    let mut reserved = bytes.clone();
+    reserved[4] = 0b100;
+    assert!(HandshakeMessage::decode(&reserved).is_err());
 }
