@@ -687,6 +687,11 @@ impl Connection {
         }
     }
 
+    /// Whether frames are owed the peer (a window grant after a read).
+    pub fn has_streams_owed(&self) -> bool {
+        self.streams.as_ref().is_some_and(Streams::has_owed)
+    }
+
     /// What changed for the streams since the last call.
     pub fn take_stream_events(&mut self) -> Events {
         self.streams

@@ -93,6 +93,8 @@
 
 #[cfg(feature = "tokio")]
 mod connect;
+#[cfg(feature = "tokio")]
+pub mod mux;
 mod connection;
 mod error;
 pub mod pair;
@@ -108,5 +110,7 @@ pub use connection::{
     DEFAULT_MAX_MESSAGE_LEN, RECEIVE_CHUNK_LEN,
 };
 pub use error::{Error, IoError};
+#[cfg(feature = "tokio")]
+pub use mux::{MuxSession, SessionStream};
 #[cfg(feature = "tokio")]
 pub use stream::{ReadHalf, SecureStream, SessionInfo, WriteHalf};

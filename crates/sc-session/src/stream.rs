@@ -155,7 +155,7 @@ impl State {
 
     /// Sealed bytes not yet taken by the transport, in our buffer and still
     /// in the core's.
-    fn waiting(&self) -> usize {
+    pub(crate) fn waiting(&self) -> usize {
         self.pending_write() + self.conn.outgoing_len()
     }
 
@@ -445,6 +445,12 @@ impl<IO> SecureStream<IO> {
     /// What the handshake established.
     pub fn info(&self) -> &SessionInfo {
         &self.info
+    }
+
+    /// The transport, the I/O state and what the handshake established:
+    /// what a [`MuxSession`](crate::mux::MuxSession) is made of.
+    pub(crate) fn into_parts(self) -> (IO, State, Arc<SessionInfo>) {
+        (self.io, self.state, self.info)
     }
 
     /// Who the peer proved to be.

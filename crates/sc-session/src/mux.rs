@@ -1,0 +1,603 @@
+//! A session of streams over tokio (SPEC §12): [`MuxSession`] turns an
+//! established [`SecureStream`] whose handshake agreed on streams into many
+//! [`SessionStream`]s, each an `AsyncRead + AsyncWrite` byte stream with its
+//! own half-close, reset and flow control.
+//!
+//! ```text
+//!  SessionStream ─┐  (lock) seal Data into the core's output, wake the driver
+//!  SessionStream ─┼──▶ Connection (Streams) ◀── driver task ◀──▶ transport
+//!  accept_stream ─┘  (lock) read from the stream's buffer
+//! ```
+//!
+//! One driver task per session owns the transport: it writes what the
+//! streams sealed, reads the peer's records, and wakes the streams they
+//! concern. Streams never touch the transport. Writers that find more than
+//! [`WRITE_BUFFER_LEN`](crate::stream::WRITE_BUFFER_LEN) of ciphertext
+//! waiting queue up and are woken in turn as it drains, so a bulk stream
+//! cannot hold the others back by more than that buffer (and what TCP holds).
+
+use std::collections::{HashMap, VecDeque};
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use sc_wire::streams::{ResetCode, ServiceName, StreamId};
+use sc_wire::AlertCode;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::stream::{SessionInfo, State, WRITE_BUFFER_LEN};
+use crate::streams::{Read, StreamError};
+use crate::{Error, SecureStream, Stats};
+
+/// The I/O side of a stream error: a reset is `ConnectionReset` (by the
+/// peer) or `ConnectionAborted` (by this side), a lost session carries its
+/// kind; the [`StreamError`] is inside ([`stream_error`]).
+fn io_error(e: StreamError) -> io::Error {
+    let kind = match &e {
+        StreamError::Reset { by_peer: true, .. } => io::ErrorKind::ConnectionReset,
+        StreamError::Reset { by_peer: false, .. } => io::ErrorKind::ConnectionAborted,
+        StreamError::Finished => io::ErrorKind::BrokenPipe,
+        StreamError::Session(s) => match s.io_kind() {
+            io::ErrorKind::UnexpectedEof => io::ErrorKind::ConnectionReset,
+            k => k,
+        },
+    };
+    io::Error::new(kind, e)
+}
+
+/// The stream error inside an [`io::Error`] from a [`SessionStream`].
+pub fn stream_error(e: &io::Error) -> Option<&StreamError> {
+    e.get_ref()?.downcast_ref::<StreamError>()
+}
+
+struct Inner {
+    state: State,
+    /// Tasks waiting to read, by stream.
+    readers: HashMap<StreamId, Waker>,
+    /// Tasks waiting for a stream's or the session's window, by stream.
+    writers: HashMap<StreamId, Waker>,
+    /// Tasks waiting for ciphertext to drain, in order.
+    out_waiters: VecDeque<Waker>,
+    accept: Option<Waker>,
+    driver: Option<Waker>,
+    /// Why the session is over (the driver has ended).
+    ended: Option<Error>,
+    /// Close the session once no stream is left.
+    closing: bool,
+    /// Wakers of `closed()`.
+    closed: Vec<Waker>,
+}
+
+impl Inner {
+    fn wake_driver(&mut self) {
+        if let Some(w) = &self.driver {
+            w.wake_by_ref();
+        }
+    }
+
+    fn end(&mut self, e: Error) {
+        if self.ended.is_none() {
+            tracing::debug!(target: "sc_session", error = %e, "session of streams ended");
+            self.ended = Some(e);
+        }
+        for (_, w) in self.readers.drain() {
+            w.wake();
+        }
+        for (_, w) in self.writers.drain() {
+            w.wake();
+        }
+        for w in self.out_waiters.drain(..) {
+            w.wake();
+        }
+        if let Some(w) = self.accept.take() {
+            w.wake();
+        }
+        for w in self.closed.drain(..) {
+            w.wake();
+        }
+    }
+
+    fn session_error(&self) -> Option<StreamError> {
+        self.ended.clone().map(StreamError::Session)
+    }
+
+    /// Wakes whoever the core's events concern.
+    fn dispatch(&mut self) {
+        let ev = self.state.conn.take_stream_events();
+        for id in ev.readable {
+            if let Some(w) = self.readers.remove(&id) {
+                w.wake();
+            }
+        }
+        for id in ev.writable {
+            if let Some(w) = self.writers.remove(&id) {
+                w.wake();
+            }
+        }
+        if ev.session_window {
+            for (_, w) in self.writers.drain() {
+                w.wake();
+            }
+        }
+        if ev.accept {
+            if let Some(w) = self.accept.take() {
+                w.wake();
+            }
+        }
+    }
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    info: Arc<SessionInfo>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A session that carries many streams. Cloning it gives another handle on
+/// the same session; the session lives while its driver runs (until the
+/// peer ends it, it fails, or [`close`](Self::close) completes).
+#[derive(Clone)]
+pub struct MuxSession {
+    shared: Arc<Shared>,
+}
+
+impl core::fmt::Debug for MuxSession {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("MuxSession")
+            .field("info", &self.shared.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MuxSession {
+    /// Takes over `stream` if its handshake agreed on streams (else gives it
+    /// back) and spawns its driver on the current tokio runtime.
+    pub fn new<IO>(stream: SecureStream<IO>) -> Result<Self, Box<SecureStream<IO>>>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        if !stream.connection().has_streams() {
+            return Err(Box::new(stream));
+        }
+        let (io, state, info) = stream.into_parts();
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                state,
+                readers: HashMap::new(),
+                writers: HashMap::new(),
+                out_waiters: VecDeque::new(),
+                accept: None,
+                driver: None,
+                ended: None,
+                closing: false,
+                closed: Vec::new(),
+            }),
+            info,
+        });
+        tokio::spawn(Driver {
+            shared: shared.clone(),
+            io,
+            shut: false,
+        });
+        Ok(Self { shared })
+    }
+
+    /// What the handshake established.
+    pub fn info(&self) -> &SessionInfo {
+        &self.shared.info
+    }
+
+    /// Bytes each way so far.
+    pub fn stats(&self) -> Stats {
+        self.shared.lock().state.conn.stats()
+    }
+
+    /// Streams held now (open, or not yet let go).
+    pub fn stream_count(&self) -> usize {
+        self.shared.lock().state.conn.stream_count()
+    }
+
+    /// Why the session ended, once it has.
+    pub fn ended(&self) -> Option<Error> {
+        self.shared.lock().ended.clone()
+    }
+
+    /// Opens a stream for `service` (`None`: the peer's default). Costs no
+    /// round trip: the Open goes out with the first bytes written.
+    pub fn open_stream(&self, service: Option<ServiceName>) -> Result<SessionStream, StreamError> {
+        let mut inner = self.shared.lock();
+        if let Some(e) = inner.session_error() {
+            return Err(e);
+        }
+        if inner.closing {
+            return Err(StreamError::Session(Error::Closed));
+        }
+        let id = inner.state.conn.open_stream(service.clone())?;
+        // The Open goes out now, even if no byte follows (a protocol whose
+        // server speaks first); bytes written at once may share its record.
+        inner.wake_driver();
+        drop(inner);
+        Ok(SessionStream::new(self.shared.clone(), id, service))
+    }
+
+    /// The next stream the peer opens, with the service it asks for; an
+    /// error once the session has ended.
+    pub async fn accept_stream(&self) -> Result<(SessionStream, Option<ServiceName>), StreamError> {
+        poll_fn(|cx| {
+            let mut inner = self.shared.lock();
+            if let Some((id, service)) = inner.state.conn.accept_stream() {
+                drop(inner);
+                let s = SessionStream::new(self.shared.clone(), id, service.clone());
+                return Poll::Ready(Ok((s, service)));
+            }
+            if let Some(e) = inner.session_error() {
+                return Poll::Ready(Err(e));
+            }
+            inner.accept = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Sends a KeepAlive record (keeps NAT state, finds a dead peer).
+    pub fn send_keepalive(&self) {
+        let mut inner = self.shared.lock();
+        if inner.ended.is_none() && inner.state.conn.send_keepalive().is_ok() {
+            inner.wake_driver();
+        }
+    }
+
+    /// Closes the session once its last stream is let go: no new streams,
+    /// then the authenticated Close; the driver ends when the peer's Close
+    /// (or the end of the transport) comes.
+    pub fn close(&self) {
+        let mut inner = self.shared.lock();
+        inner.closing = true;
+        inner.wake_driver();
+    }
+
+    /// Ends the session at once with `code`: every stream fails.
+    pub fn abort(&self, code: AlertCode) {
+        let mut inner = self.shared.lock();
+        inner.state.conn.abort(code);
+        inner.wake_driver();
+    }
+
+    /// Waits until the session has ended; returns why.
+    pub async fn closed(&self) -> Error {
+        poll_fn(|cx| {
+            let mut inner = self.shared.lock();
+            match &inner.ended {
+                Some(e) => Poll::Ready(e.clone()),
+                None => {
+                    inner.closed.push(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// The task that owns a session's transport.
+struct Driver<IO> {
+    shared: Arc<Shared>,
+    io: IO,
+    /// The transport's write side is shut.
+    shut: bool,
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> Future for Driver<IO> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let shared = this.shared.clone();
+        let mut inner = shared.lock();
+        if inner.ended.is_some() {
+            return Poll::Ready(());
+        }
+        match &inner.driver {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => inner.driver = Some(cx.waker().clone()),
+        }
+        loop {
+            // Frames owed (window grants, Fin, Reset, Open) go out first.
+            if let Err(e) = inner.state.conn.flush_streams() {
+                inner.end(e);
+                return Poll::Ready(());
+            }
+            if inner.closing && inner.state.conn.stream_count() == 0 && !inner.state.conn.sent_close()
+            {
+                let _ = inner.state.conn.close();
+            }
+            let mut progress = false;
+            match inner.state.poll_write_out(&mut this.io, cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => {
+                    inner.end(Error::from(e));
+                    return Poll::Ready(());
+                }
+                Poll::Pending => {}
+            }
+            if inner.state.waiting() < WRITE_BUFFER_LEN {
+                // Room again: the writers that waited go on, in turn.
+                if let Some(w) = inner.out_waiters.pop_front() {
+                    w.wake();
+                }
+            }
+            if inner.state.conn.sent_close() && inner.state.waiting() == 0 && !this.shut {
+                match Pin::new(&mut this.io).poll_shutdown(cx) {
+                    Poll::Ready(_) => this.shut = true,
+                    Poll::Pending => {}
+                }
+            }
+            match inner.state.poll_fill(&mut this.io, cx) {
+                Poll::Ready(Ok(0)) => {
+                    // The transport ended: after the peer's Close, a clean
+                    // end; streams still open are cut either way.
+                    let e = inner.state.conn.error().cloned().unwrap_or(Error::PeerClosed);
+                    inner.dispatch();
+                    inner.end(e);
+                    return Poll::Ready(());
+                }
+                Poll::Ready(Ok(_)) => {
+                    inner.dispatch();
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) => {
+                    inner.dispatch();
+                    let e = Error::from(e);
+                    inner.end(e);
+                    return Poll::Ready(());
+                }
+                Poll::Pending => {}
+            }
+            if let Some(e) = inner.state.conn.error().cloned() {
+                // Failed on our side (a stream rule, an abort): the alert
+                // is written if the transport takes it.
+                let _ = inner.state.poll_write_out(&mut this.io, cx);
+                inner.dispatch();
+                inner.end(e);
+                return Poll::Ready(());
+            }
+            if !progress && !inner.state.conn.has_outgoing() {
+                return Poll::Pending;
+            }
+        }
+    }
+}
+
+/// One stream's handle; the stream is let go (reset, if either end is still
+/// open) when the last handle on it is dropped.
+struct Handle {
+    shared: Arc<Shared>,
+    id: StreamId,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let mut inner = self.shared.lock();
+        inner.state.conn.stream_release(self.id);
+        inner.readers.remove(&self.id);
+        inner.writers.remove(&self.id);
+        inner.wake_driver();
+    }
+}
+
+/// One stream of a [`MuxSession`]: an `AsyncRead + AsyncWrite` byte stream.
+///
+/// * `poll_read` returns end of stream (`Ok(0)`) after the peer's Fin, and
+///   fails with [`io::ErrorKind::ConnectionReset`] when the peer reset the
+///   stream or the session was lost ([`stream_error`] gives the reason).
+/// * `poll_write` seals the bytes into the session at once (up to one
+///   record's worth, within the stream's and the session's windows);
+///   `poll_shutdown` sends the Fin (half-close): reading goes on.
+/// * [`reset`](Self::reset) ends it both ways with a reason for the peer.
+/// * Dropping it with either end open resets it (as closing a socket with
+///   unread data does).
+pub struct SessionStream {
+    handle: Arc<Handle>,
+    service: Option<ServiceName>,
+}
+
+impl core::fmt::Debug for SessionStream {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SessionStream")
+            .field("id", &self.handle.id)
+            .field("service", &self.service)
+            .finish()
+    }
+}
+
+impl SessionStream {
+    fn new(shared: Arc<Shared>, id: StreamId, service: Option<ServiceName>) -> Self {
+        Self {
+            handle: Arc::new(Handle { shared, id }),
+            service,
+        }
+    }
+
+    /// The stream's number in the session.
+    pub fn id(&self) -> StreamId {
+        self.handle.id
+    }
+
+    /// The service it was opened for (`None`: the default).
+    pub fn service(&self) -> Option<&ServiceName> {
+        self.service.as_ref()
+    }
+
+    /// The session's handshake.
+    pub fn info(&self) -> &SessionInfo {
+        &self.handle.shared.info
+    }
+
+    /// Resets the stream both ways, telling the peer `code` and `reason`.
+    pub fn reset(&self, code: ResetCode, reason: &str) {
+        reset(&self.handle, code, reason);
+    }
+
+    /// A read half and a write half, for two tasks; the stream is let go
+    /// when both are dropped.
+    pub fn into_split(self) -> (StreamReadHalf, StreamWriteHalf) {
+        (
+            StreamReadHalf {
+                handle: self.handle.clone(),
+            },
+            StreamWriteHalf {
+                handle: self.handle,
+            },
+        )
+    }
+}
+
+fn reset(handle: &Handle, code: ResetCode, reason: &str) {
+    let mut inner = handle.shared.lock();
+    inner.state.conn.stream_reset(handle.id, code, reason);
+    inner.wake_driver();
+}
+
+fn poll_read(handle: &Handle, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    let mut inner = handle.shared.lock();
+    let read = inner
+        .state
+        .conn
+        .stream_read(handle.id, buf.initialize_unfilled());
+    match read {
+        Ok(Read::Data(n)) => {
+            buf.advance(n);
+            if inner.state.conn.has_streams_owed() {
+                // A window grant to send.
+                inner.wake_driver();
+            }
+            Poll::Ready(Ok(()))
+        }
+        Ok(Read::End) => Poll::Ready(Ok(())),
+        Ok(Read::Pending) => {
+            if let Some(e) = inner.session_error() {
+                return Poll::Ready(Err(io_error(e)));
+            }
+            inner.readers.insert(handle.id, cx.waker().clone());
+            Poll::Pending
+        }
+        Err(e) => Poll::Ready(Err(io_error(e))),
+    }
+}
+
+fn poll_write(handle: &Handle, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    if buf.is_empty() {
+        return Poll::Ready(Ok(0));
+    }
+    let mut inner = handle.shared.lock();
+    if let Some(e) = inner.session_error() {
+        return Poll::Ready(Err(io_error(e)));
+    }
+    if inner.state.waiting() >= WRITE_BUFFER_LEN {
+        inner.out_waiters.push_back(cx.waker().clone());
+        inner.wake_driver();
+        return Poll::Pending;
+    }
+    match inner.state.conn.stream_write(handle.id, buf) {
+        Ok(0) => {
+            inner.writers.insert(handle.id, cx.waker().clone());
+            inner.wake_driver();
+            Poll::Pending
+        }
+        Ok(n) => {
+            inner.wake_driver();
+            Poll::Ready(Ok(n))
+        }
+        Err(e) => Poll::Ready(Err(io_error(e))),
+    }
+}
+
+fn poll_shutdown(handle: &Handle) -> Poll<io::Result<()>> {
+    let mut inner = handle.shared.lock();
+    let r = inner.state.conn.stream_finish(handle.id);
+    inner.wake_driver();
+    Poll::Ready(r.map_err(io_error))
+}
+
+impl AsyncRead for SessionStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        poll_read(&self.handle, cx, buf)
+    }
+}
+
+impl AsyncWrite for SessionStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        poll_write(&self.handle, cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        poll_shutdown(&self.handle)
+    }
+}
+
+/// The read half of a [`SessionStream`].
+pub struct StreamReadHalf {
+    handle: Arc<Handle>,
+}
+
+/// The write half of a [`SessionStream`]; shutting it down sends the Fin.
+pub struct StreamWriteHalf {
+    handle: Arc<Handle>,
+}
+
+impl core::fmt::Debug for StreamReadHalf {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("StreamReadHalf")
+            .field("id", &self.handle.id)
+            .finish()
+    }
+}
+
+impl core::fmt::Debug for StreamWriteHalf {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("StreamWriteHalf")
+            .field("id", &self.handle.id)
+            .finish()
+    }
+}
+
+impl AsyncRead for StreamReadHalf {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        poll_read(&self.handle, cx, buf)
+    }
+}
+
+impl AsyncWrite for StreamWriteHalf {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        poll_write(&self.handle, cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        poll_shutdown(&self.handle)
+    }
+}
