@@ -534,6 +534,7 @@ async fn five_hundred_concurrent_sessions_echo_in_process() {
             ..Limits::default()
         },
         proxy_protocol: ProxyProtocol::default(),
+        services: Vec::new(),
     }])
     .await
     .expect("bind");
@@ -583,6 +584,7 @@ async fn connections_waiting_in_the_backlog_at_shutdown_are_served() {
         credentials: Credentials::Fixed(ca.server_config()),
         limits: Limits::default(),
         proxy_protocol: ProxyProtocol::default(),
+        services: Vec::new(),
     }])
     .await
     .expect("bind");
@@ -1724,6 +1726,7 @@ async fn proxy_protocol_flags_and_keys_are_checked() {
             credentials: Credentials::Fixed(ca.server_config()),
             limits: Limits::default(),
             proxy_protocol: proxy,
+            services: Vec::new(),
         }])
         .await;
         let e = bound.expect_err("refused");

@@ -161,6 +161,7 @@ impl Creds {
         &self,
         pins: &[KeyPin],
         cipher: CipherChoice,
+        streams: bool,
     ) -> Result<Arc<ClientConfig>, CliError> {
         let verifier = ClientCredentials::from_pem(
             None,
@@ -186,11 +187,11 @@ impl Creds {
                 .build_with_suites(&[CipherSuite::AES_256_GCM])
                 .map_err(|e| CliError::new(e.to_string()))?,
         };
-        Ok(Arc::new(config))
+        Ok(Arc::new(config.with_streams(streams)))
     }
 
-    /// Where one session goes.
-    pub(crate) fn target(&self, s: &SessionSettings) -> Result<Target, CliError> {
+    /// Where one session goes; `streams`: offer to multiplex.
+    pub(crate) fn target(&self, s: &SessionSettings, streams: bool) -> Result<Target, CliError> {
         let session = SessionConfig {
             max_message_len: s.max_message,
             handshake_timeout: s.handshake_timeout,
@@ -200,7 +201,7 @@ impl Creds {
             connect: s.connect.clone(),
             server_name: s.server_name.clone(),
             route: s.route.clone(),
-            connector: Connector::new(self.client_config(&s.pins, s.cipher)?)
+            connector: Connector::new(self.client_config(&s.pins, s.cipher, streams)?)
                 .with_session_config(session),
         })
     }
@@ -209,10 +210,15 @@ impl Creds {
     pub(crate) fn tunnel(&self, t: &TunnelSettings) -> Result<TunnelConfig, CliError> {
         Ok(TunnelConfig {
             listen: t.listen.clone(),
-            target: self.target(&t.session)?,
+            target: self.target(&t.session, t.multiplex)?,
             idle_timeout: t.idle_timeout,
             max_connections: t.max_connections,
             max_handshakes: t.max_handshakes,
+            multiplex: t.multiplex,
+            sessions: t.sessions,
+            eager: t.eager,
+            service: t.service.clone(),
+            keepalive: sc_tunnel::entry::DEFAULT_KEEPALIVE,
         })
     }
 }

@@ -32,9 +32,13 @@ use crate::settings::Mode;
 ///       --ca ca.pem --cert app-1.pem --key app-1.key
 ///   server: echo: hello
 ///
-/// Tunnel (--listen ADDR): every connection to ADDR gets its own secure
-/// session to --connect, and the bytes flow both ways (half-close included);
-/// the application needs no change. SIGTERM, SIGINT or SIGHUP stops
+/// Tunnel (--listen ADDR): every connection to ADDR becomes a stream of a
+/// secure session to --connect that the tunnel keeps open (no handshake per
+/// connection; --sessions N keeps N, --eager opens them at start), asking for
+/// the server's service --service NAME if given; the bytes flow both ways
+/// (half-close included) and the application needs no change. With a
+/// server that does not multiplex (or --no-multiplex) every connection gets
+/// a session of its own. SIGTERM, SIGINT or SIGHUP stops
 /// accepting and lets open sessions finish (up to --shutdown-grace); a
 /// second signal cuts them:
 ///
@@ -169,6 +173,26 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "N")]
     pub(crate) max_handshakes: Option<usize>,
 
+    /// Tunnel mode: the service every local connection asks the server for
+    /// (its `--service NAME=...`); default: the server's --forward.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) service: Option<String>,
+
+    /// Tunnel mode: sessions kept per tunnel; each local connection becomes
+    /// a stream of the one carrying the fewest [default: 1].
+    #[arg(long, value_name = "N")]
+    pub(crate) sessions: Option<usize>,
+
+    /// Tunnel mode: open the kept sessions at start, not on the first
+    /// local connection.
+    #[arg(long)]
+    pub(crate) eager: bool,
+
+    /// Tunnel mode: one session (and handshake) per local connection, as
+    /// with a server that does not multiplex.
+    #[arg(long)]
+    pub(crate) no_multiplex: bool,
+
     /// Tunnel mode: after SIGTERM or SIGINT, how long open sessions may go on
     /// before they are cut (30, 30s, 2m) [default: 30s].
     #[arg(long, alias = "grace", value_name = "DURATION", value_parser = parse_duration)]
@@ -217,7 +241,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let runtime = sovereign_chain::cli::runtime()?;
     match settings.mode {
         Mode::Interactive(session) => {
-            let target = creds.target(&session)?;
+            let target = creds.target(&session, false)?;
             runtime.block_on(interactive::run(target, session.max_message))
         }
         Mode::Tunnels { tunnels, grace } => {

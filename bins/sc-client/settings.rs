@@ -13,6 +13,7 @@ use clap::ValueEnum;
 use sc_net::{Endpoint, Secs};
 use sc_pki::{KeyPin, ServerName};
 use sc_tunnel::entry::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDSHAKES, DEFAULT_SHUTDOWN_GRACE};
+use sc_wire::streams::ServiceName;
 use sc_wire::RouteName;
 use sovereign_chain::cli::config::{self, pick, Origin};
 use sovereign_chain::cli::units::{Seconds, Size};
@@ -27,6 +28,8 @@ const HANDSHAKE_TIMEOUTS: (Duration, Duration) =
     (Duration::from_secs(1), Duration::from_secs(86_400));
 /// The most connections or handshakes a tunnel may be told to hold.
 const MAX_COUNT: usize = 1_000_000;
+/// The most sessions a tunnel may be told to keep.
+const MAX_SESSIONS: usize = 64;
 
 /// Everything a run needs, checked.
 #[derive(Debug)]
@@ -85,6 +88,10 @@ pub(crate) struct TunnelSettings {
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) max_connections: usize,
     pub(crate) max_handshakes: usize,
+    pub(crate) multiplex: bool,
+    pub(crate) sessions: usize,
+    pub(crate) eager: bool,
+    pub(crate) service: Option<ServiceName>,
 }
 
 sovereign_chain::config_file! {
@@ -114,6 +121,10 @@ sovereign_chain::config_file! {
         idle_timeout: Seconds,
         max_connections: usize,
         max_handshakes: usize,
+        service: String,
+        sessions: usize,
+        eager: bool,
+        multiplex: bool,
     }
 }
 
@@ -513,12 +524,52 @@ fn tunnel<'a>(
         MAX_COUNT,
         DEFAULT_MAX_HANDSHAKES,
     )?;
+    let service = match pick3(
+        cli.service.clone(),
+        table.map(|(t, o)| (t.service.clone(), o)),
+        (file.service.clone(), top),
+    ) {
+        None => None,
+        Some(s) => Some(ServiceName::new(s.value.trim()).map_err(|_| {
+            s.origin.bad(
+                "service",
+                &format!(
+                    "invalid service name '{}' (1-255 printable ASCII characters, no spaces)",
+                    s.value
+                ),
+            )
+        })?),
+    };
+    let sessions = count(
+        pick3(
+            cli.sessions,
+            table.map(|(t, o)| (t.sessions, o)),
+            (file.sessions, top),
+        ),
+        "sessions",
+        MAX_SESSIONS,
+        1,
+    )?;
+    let multiplex = !cli.no_multiplex
+        && pick3(
+            None,
+            table.map(|(t, o)| (t.multiplex, o)),
+            (file.multiplex, top),
+        )
+        .is_none_or(|m| m.value);
+    let eager = cli.eager
+        || pick3(None, table.map(|(t, o)| (t.eager, o)), (file.eager, top))
+            .is_some_and(|e| e.value);
     Ok(TunnelSettings {
         listen: listen_ep,
         session,
         idle_timeout: idle,
         max_connections,
         max_handshakes,
+        multiplex,
+        sessions,
+        eager,
+        service,
     })
 }
 

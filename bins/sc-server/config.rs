@@ -38,7 +38,18 @@ sovereign_chain::config_file! {
         keepalive: Seconds,
         accept_proxy_protocol: Vec<String>,
         send_proxy_protocol: bool,
+        max_streams: usize,
+        service: Vec<ServiceTable>,
     }
+}
+
+/// A `[[service]]` table (or `[[listener.service]]`): a named service.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ServiceTable {
+    pub(crate) name: String,
+    pub(crate) forward: String,
+    pub(crate) allow_client: Option<Vec<String>>,
 }
 
 /// Reads and parses the config file at `path`.

@@ -68,6 +68,28 @@ Limits (each per listener):
 A tunnel whose backend cannot be reached ends with the `no route` alert and
 a log line such as `backend 127.0.0.1:6379 refused the connection`.
 
+Many connections, one session: a client that offers streams (sc-client
+--listen does, unless --no-multiplex) gets a session that carries many
+streams, one per local connection, each opened without a handshake. A
+stream names a service: --service NAME=HOST:PORT (repeatable) says where
+it goes; one that names none goes to --forward (or is echoed). A stream
+for an unknown service, one the client may not use, or one whose backend
+refuses, is reset with the reason (`unknown service NAME`, `backend
+127.0.0.1:5432 refused the connection`); the session and its other
+streams go on. -v logs one line per stream at its end; the session's line
+counts its streams.
+
+  sc-server --listen [::]:7000 --cert ... --key ... --ca ... \\
+      --service db=127.0.0.1:5432 --service cache=127.0.0.1:6379
+
+Per-service allow-lists, in the config file (within those the listener's
+--allow-client admits):
+
+  [[service]]
+  name = \"db\"
+  forward = \"127.0.0.1:5432\"
+  allow_client = [\"app-1\"]
+
 Behind HAProxy or another L4 load balancer (PROXY protocol v2):
 
   sc-server --listen 10.0.0.7:7000 --accept-proxy-protocol 10.0.0.2/32 ...
@@ -184,10 +206,17 @@ pub(crate) struct Cli {
     #[arg(long, conflicts_with = "forward", help_heading = "Listener")]
     pub(crate) echo: bool,
 
-    /// Tunnel exit: forward every session to this backend (HOST:PORT,
-    /// [IPv6]:PORT or unix:/path), each over its own connection.
+    /// Tunnel exit: forward every session (or stream that names no
+    /// service) to this backend (HOST:PORT, [IPv6]:PORT or unix:/path),
+    /// each over its own connection.
     #[arg(long, value_name = "HOST:PORT", help_heading = "Listener")]
     pub(crate) forward: Option<Endpoint>,
+
+    /// A named service: streams that ask for NAME go to this backend (a
+    /// client's `sc-client --service NAME`). Repeatable; per-service
+    /// allow-lists in the config file.
+    #[arg(long = "service", value_name = "NAME=HOST:PORT", value_parser = settings::parse_service, help_heading = "Listener")]
+    pub(crate) services: Vec<settings::ServiceArg>,
 
     /// Admit only clients with this name (SAN DNS name, URI, IP address, or
     /// CN); repeat for more. Default: every client the CA certified.
@@ -246,6 +275,11 @@ pub(crate) struct Cli {
     /// its ClientHello is in) [default: 50].
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub(crate) max_handshakes: Option<usize>,
+
+    /// Streams one client session may hold open at once; one more is
+    /// refused [default: 256].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub(crate) max_streams: Option<usize>,
 
     /// The largest message, in bytes (65536, 64KiB, 1MiB) [default: 1MiB].
     #[arg(long, value_name = "BYTES", value_parser = parse_size, help_heading = "Limits")]

@@ -11,8 +11,9 @@ use std::time::Duration;
 use sc_net::Endpoint;
 use sc_tunnel::exit::{
     Cidr, CipherChoice, ClientAccess, CredentialFiles, Credentials, FileCredentials, Limits,
-    ListenerSettings, Mode, ProxyProtocol, DEFAULT_GRACE,
+    ListenerSettings, Mode, ProxyProtocol, Service, DEFAULT_GRACE,
 };
+use sc_wire::streams::ServiceName;
 use sovereign_chain::cli::config::{self as layering, OneTable, Origin};
 use sovereign_chain::cli::units::Seconds;
 use sovereign_chain::cli::{CliError, LogFormat};
@@ -173,6 +174,10 @@ fn listener(
             .max_handshakes
             .or(t.max_handshakes)
             .unwrap_or(defaults.max_handshakes),
+        max_streams: cli
+            .max_streams
+            .or(t.max_streams)
+            .unwrap_or(defaults.max_streams),
         max_message: cli
             .max_message
             .or(t.max_message.map(|s| s.0))
@@ -191,6 +196,7 @@ fn listener(
             "handshake_timeout" => cli.handshake_timeout.is_some(),
             "max_connections" => cli.max_connections.is_some(),
             "max_handshakes" => cli.max_handshakes.is_some(),
+            "max_streams" => cli.max_streams.is_some(),
             "max_message" => cli.max_message.is_some(),
             _ => false,
         };
@@ -259,5 +265,67 @@ fn listener(
         }),
         limits,
         proxy_protocol: ProxyProtocol { trusted, send },
+        services: services(cli, t, at)?,
     })
+}
+
+/// `--service NAME=HOST:PORT`.
+#[derive(Clone, Debug)]
+pub(crate) struct ServiceArg(Service);
+
+pub(crate) fn parse_service(s: &str) -> Result<ServiceArg, String> {
+    let Some((name, backend)) = s.split_once('=') else {
+        return Err(format!(
+            "'{s}' is not NAME=HOST:PORT (such as db=127.0.0.1:5432)"
+        ));
+    };
+    Ok(ServiceArg(Service {
+        name: service_name(name)?,
+        backend: backend
+            .trim()
+            .parse::<Endpoint>()
+            .map_err(|e| e.to_string())?,
+        allow_clients: Vec::new(),
+    }))
+}
+
+fn service_name(name: &str) -> Result<ServiceName, String> {
+    ServiceName::new(name.trim()).map_err(|_| {
+        format!("invalid service name '{name}' (1-255 printable ASCII characters, no spaces)")
+    })
+}
+
+/// The listener's services: the file's (its table's, else the top level's),
+/// then the flags', a flag replacing the file's service of the same name.
+fn services(cli: &Cli, t: &Table, at: Origin<'_>) -> Result<Vec<Service>, CliError> {
+    let mut out: Vec<Service> = Vec::new();
+    for (i, s) in t.service.iter().flatten().enumerate() {
+        let key = format!("service[{}]", i + 1);
+        let name = service_name(&s.name).map_err(|e| at.bad(&key, &e))?;
+        if out.iter().any(|o| o.name == name) {
+            return Err(at.bad(&key, &format!("the service '{name}' is given twice")));
+        }
+        out.push(Service {
+            name,
+            backend: s
+                .forward
+                .parse::<Endpoint>()
+                .map_err(|e| at.bad(&key, &e.to_string()))?,
+            allow_clients: s.allow_client.clone().unwrap_or_default(),
+        });
+    }
+    let mut from_flags: Vec<&ServiceName> = Vec::new();
+    for ServiceArg(s) in &cli.services {
+        if from_flags.contains(&&s.name) {
+            return Err(CliError::usage(format!(
+                "--service: the service '{}' is given twice",
+                s.name
+            ))
+            .hint("give each service once: --service NAME=HOST:PORT"));
+        }
+        from_flags.push(&s.name);
+        out.retain(|o| o.name != s.name);
+        out.push(s.clone());
+    }
+    Ok(out)
 }

@@ -149,6 +149,11 @@ impl Conn {
         &self.log
     }
 
+    /// The same rate limiter, for tasks the connection spawns.
+    pub fn log_handle(&self) -> Arc<RateLimiter> {
+        self.log.clone()
+    }
+
     /// Waits for one of the listener's handshake slots (at once when it has
     /// no handshake limit).
     pub async fn handshake_slot(&self) -> HandshakeSlot {

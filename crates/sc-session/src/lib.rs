@@ -93,10 +93,10 @@
 
 #[cfg(feature = "tokio")]
 mod connect;
-#[cfg(feature = "tokio")]
-pub mod mux;
 mod connection;
 mod error;
+#[cfg(feature = "tokio")]
+pub mod mux;
 pub mod pair;
 pub mod record;
 #[cfg(feature = "tokio")]

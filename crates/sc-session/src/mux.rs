@@ -316,7 +316,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Future for Driver<IO> {
                 inner.end(e);
                 return Poll::Ready(());
             }
-            if inner.closing && inner.state.conn.stream_count() == 0 && !inner.state.conn.sent_close()
+            if inner.closing
+                && inner.state.conn.stream_count() == 0
+                && !inner.state.conn.sent_close()
             {
                 let _ = inner.state.conn.close();
             }
@@ -345,7 +347,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Future for Driver<IO> {
                 Poll::Ready(Ok(0)) => {
                     // The transport ended: after the peer's Close, a clean
                     // end; streams still open are cut either way.
-                    let e = inner.state.conn.error().cloned().unwrap_or(Error::PeerClosed);
+                    let e = inner
+                        .state
+                        .conn
+                        .error()
+                        .cloned()
+                        .unwrap_or(Error::PeerClosed);
                     inner.dispatch();
                     inner.end(e);
                     return Poll::Ready(());
@@ -447,6 +454,15 @@ impl SessionStream {
         reset(&self.handle, code, reason);
     }
 
+    /// A handle that can reset the stream later (with a reason for the
+    /// peer), after the stream itself has been handed on; it keeps the
+    /// stream from being let go until it is dropped too.
+    pub fn reset_handle(&self) -> StreamResetter {
+        StreamResetter {
+            handle: self.handle.clone(),
+        }
+    }
+
     /// A read half and a write half, for two tasks; the stream is let go
     /// when both are dropped.
     pub fn into_split(self) -> (StreamReadHalf, StreamWriteHalf) {
@@ -539,7 +555,11 @@ impl AsyncRead for SessionStream {
 }
 
 impl AsyncWrite for SessionStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         poll_write(&self.handle, cx, buf)
     }
 
@@ -549,6 +569,27 @@ impl AsyncWrite for SessionStream {
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         poll_shutdown(&self.handle)
+    }
+}
+
+/// Resets a [`SessionStream`] that has been handed on
+/// ([`SessionStream::reset_handle`]).
+pub struct StreamResetter {
+    handle: Arc<Handle>,
+}
+
+impl core::fmt::Debug for StreamResetter {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("StreamResetter")
+            .field("id", &self.handle.id)
+            .finish()
+    }
+}
+
+impl StreamResetter {
+    /// Resets the stream both ways (nothing if it has ended already).
+    pub fn reset(&self, code: ResetCode, reason: &str) {
+        reset(&self.handle, code, reason);
     }
 }
 
@@ -589,7 +630,11 @@ impl AsyncRead for StreamReadHalf {
 }
 
 impl AsyncWrite for StreamWriteHalf {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         poll_write(&self.handle, cx, buf)
     }
 

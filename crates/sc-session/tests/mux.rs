@@ -29,8 +29,8 @@ async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
 
 /// A client and a server session of streams over loopback TCP.
 async fn sessions() -> (MuxSession, MuxSession) {
-    let pki = ThrowawayPki::new("server.test", "client-1", UnixTime::now(), &mut OsRng)
-        .expect("pki");
+    let pki =
+        ThrowawayPki::new("server.test", "client-1", UnixTime::now(), &mut OsRng).expect("pki");
     let client = ClientConfig::builder()
         .with_server_verifier(Arc::new(pki.server_verifier().expect("verifier")))
         .with_credential(pki.client.clone())
@@ -51,7 +51,9 @@ async fn sessions() -> (MuxSession, MuxSession) {
     });
     let tcp = TcpStream::connect(addr).await.expect("connect");
     tcp.set_nodelay(true).expect("nodelay");
-    let name = ServerName::try_from("server.test").expect("name").to_owned();
+    let name = ServerName::try_from("server.test")
+        .expect("name")
+        .to_owned();
     let client = Connector::new(Arc::new(client))
         .connect(name, None, tcp)
         .await
@@ -158,7 +160,10 @@ async fn a_slow_reader_does_not_stall_its_siblings_and_a_reset_leaves_them_alone
         }
     })
     .await;
-    assert!(blocked.is_err(), "a stream that is not read blocks its writer");
+    assert!(
+        blocked.is_err(),
+        "a stream that is not read blocks its writer"
+    );
     // Stream 2 flows meanwhile.
     let mut fast = client.open_stream(None).expect("fast");
     fast.write_all(b"ping").await.expect("write");

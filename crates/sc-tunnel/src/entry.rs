@@ -1,22 +1,31 @@
 //! The tunnel entry (what `sc-client --listen` runs): a local listener whose
-//! every connection gets its own secure session to the server, with
-//! [`splice`] moving the bytes both ways, half-close included. The local
-//! application needs no change: it talks plaintext TCP (or a Unix socket)
-//! to the entry.
+//! every connection becomes a stream of a session to the server (SPEC
+//! §12) — or, with a server that does not multiplex (or `multiplex` off),
+//! gets a session of its own — with [`splice`] moving the bytes both ways,
+//! half-close included. The local application needs no change: it talks
+//! plaintext TCP (or a Unix socket) to the entry.
 //!
 //! ```text
-//!  local app ──plain──▶ TunnelEntry ──Target::connect──▶ sc-server ──plain──▶ backend
+//!  local app ──plain──▶ TunnelEntry ──stream of a kept session──▶ sc-server ──plain──▶ backend
 //!              accept   (sc-net's listener lifecycle: ≤ max_connections,
 //!                        more wait in the backlog; ≤ max_handshakes at a time)
 //! ```
 //!
+//! The entry keeps `sessions` sessions: opened on the first local
+//! connection (at start with `eager`), kept while idle with keepalives,
+//! reopened after a failure with a backoff (0.1 s doubling to 10 s); each
+//! new local connection becomes a stream of the live session carrying the
+//! fewest. A new connection then costs no handshake and no round trip.
+//!
 //! A server that is down or refuses the handshake costs the local
 //! connection only: it is closed, one (rate-limited) log line says why, and
-//! the entry goes on accepting. One log line per session when it ends: the
-//! local peer, the server's identity, the cipher, the bytes each way, the
-//! duration and how it ended. A session that fails, or is cut at the end of
-//! a shutdown's grace period, resets the local connection, so the
-//! application never takes a cut for a clean end.
+//! the entry goes on accepting. One log line per connection when it ends:
+//! the local peer, the server's identity, the cipher, the bytes each way,
+//! the duration and how it ended (and the stream and service, for a
+//! stream); one per session of streams, with the streams it carried. A
+//! stream or session that fails, or is cut at the end of a shutdown's grace
+//! period, resets the local connection, so the application never takes a
+//! cut for a clean end.
 
 use std::future::Future;
 use std::io;
@@ -26,6 +35,9 @@ use std::time::{Duration, Instant};
 
 use sc_net::service::{Bound, Conn, Handler, Limits, Service, WhenFull};
 use sc_net::{warn_limited, Endpoint, Listener, Secs, Stream};
+use sc_session::{MuxSession, SecureStream};
+use sc_wire::streams::ServiceName;
+use tokio::sync::Mutex;
 
 use crate::connect::Target;
 use crate::splice;
@@ -42,6 +54,16 @@ pub const DEFAULT_MAX_HANDSHAKES: usize = 50;
 /// (30 s) before it cuts them.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// How often a kept session of streams sends a KeepAlive (60 s): well
+/// within `sc-server`'s default idle timeout (300 s).
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// First wait before a failed session is tried again; it doubles up to
+/// [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait before a failed session is tried again.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
 /// One tunnel: where to listen, where to go, and its limits.
 #[derive(Clone, Debug)]
 pub struct TunnelConfig {
@@ -55,6 +77,19 @@ pub struct TunnelConfig {
     pub max_connections: usize,
     /// Most handshakes at once ([`DEFAULT_MAX_HANDSHAKES`]).
     pub max_handshakes: usize,
+    /// Map local connections to streams of kept sessions (when the server
+    /// takes streams; the target's connector must offer them). Off: one
+    /// session per local connection.
+    pub multiplex: bool,
+    /// Sessions kept at once (at least 1); streams go to the one carrying
+    /// the fewest.
+    pub sessions: usize,
+    /// Open the kept sessions at start, not on the first connection.
+    pub eager: bool,
+    /// The service every stream asks the server for (`None`: its default).
+    pub service: Option<ServiceName>,
+    /// How often a kept session sends a KeepAlive.
+    pub keepalive: Duration,
 }
 
 impl TunnelConfig {
@@ -67,6 +102,11 @@ impl TunnelConfig {
             idle_timeout: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_handshakes: DEFAULT_MAX_HANDSHAKES,
+            multiplex: true,
+            sessions: 1,
+            eager: false,
+            service: None,
+            keepalive: DEFAULT_KEEPALIVE,
         }
     }
 }
@@ -136,7 +176,18 @@ impl TunnelEntry {
         let entry = Arc::new(Entry {
             config: config.clone(),
             failed: AtomicU64::new(0),
+            pool: Pool::new(&config),
         });
+        if config.multiplex && config.eager {
+            for i in 0..entry.pool.slots.len() {
+                let entry = entry.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = entry.pool.open(i, &entry.config).await {
+                        tracing::warn!("session failed: {e}");
+                    }
+                });
+            }
+        }
         let service = Service::start(vec![Bound {
             listener,
             local,
@@ -158,12 +209,178 @@ impl TunnelEntry {
     }
 }
 
-/// The entry's handler: one session per local connection.
+/// The entry's handler: a stream of a kept session, or a session of its
+/// own, per local connection.
 #[derive(Debug)]
 struct Entry {
     config: Arc<TunnelConfig>,
     /// Sessions that could not be opened.
     failed: AtomicU64,
+    pool: Pool,
+}
+
+/// What a local connection gets.
+enum Secure {
+    /// A stream of this kept session.
+    Stream(MuxSession),
+    /// A session of its own (the server does not take streams, or
+    /// multiplexing is off).
+    Session(Box<SecureStream<Stream>>),
+}
+
+/// One kept session's place.
+#[derive(Debug, Default)]
+enum Slot {
+    #[default]
+    Empty,
+    Live(MuxSession),
+    /// The last try failed: no new try before `until`.
+    Failed {
+        until: Instant,
+        backoff: Duration,
+        why: String,
+    },
+}
+
+/// The kept sessions of one tunnel.
+#[derive(Debug)]
+struct Pool {
+    slots: Vec<Mutex<Slot>>,
+    /// The server did not take streams: every connection gets its own
+    /// session.
+    single: std::sync::atomic::AtomicBool,
+}
+
+impl Pool {
+    fn new(config: &TunnelConfig) -> Self {
+        Self {
+            slots: (0..config.sessions.max(1))
+                .map(|_| Mutex::new(Slot::Empty))
+                .collect(),
+            single: std::sync::atomic::AtomicBool::new(!config.multiplex),
+        }
+    }
+
+    /// The live session carrying the fewest streams, opening one where a
+    /// slot has none and every live one carries streams already.
+    async fn acquire(&self, config: &TunnelConfig) -> Result<Secure, String> {
+        if self.single.load(Ordering::Relaxed) {
+            return config
+                .target
+                .connect()
+                .await
+                .map(|s| Secure::Session(Box::new(s)))
+                .map_err(|e| e.to_string());
+        }
+        let mut best: Option<(usize, MuxSession)> = None;
+        let mut empty = None;
+        for (i, slot) in self.slots.iter().enumerate() {
+            let Ok(guard) = slot.try_lock() else {
+                continue;
+            };
+            match &*guard {
+                Slot::Live(s) if s.ended().is_none() => {
+                    let n = s.stream_count();
+                    if best.as_ref().is_none_or(|(m, _)| n < *m) {
+                        best = Some((n, s.clone()));
+                    }
+                }
+                _ => {
+                    if empty.is_none() {
+                        empty = Some(i);
+                    }
+                }
+            }
+        }
+        match (best, empty) {
+            (Some((n, s)), Some(i)) if n > 0 => match self.open(i, config).await {
+                Ok(fresh) => Ok(fresh),
+                // Spreading failed: the live one serves.
+                Err(_) => Ok(Secure::Stream(s)),
+            },
+            (Some((_, s)), _) => Ok(Secure::Stream(s)),
+            (None, Some(i)) => self.open(i, config).await,
+            // Every slot is opening a session: wait for the first.
+            (None, None) => self.open(0, config).await,
+        }
+    }
+
+    /// Opens slot `i`'s session (or takes the one a concurrent caller just
+    /// opened), within the slot's backoff.
+    async fn open(&self, i: usize, config: &TunnelConfig) -> Result<Secure, String> {
+        let mut slot = self.slots[i].lock().await;
+        let backoff = match &*slot {
+            Slot::Live(s) if s.ended().is_none() => return Ok(Secure::Stream(s.clone())),
+            Slot::Failed {
+                until,
+                backoff,
+                why,
+            } => {
+                if Instant::now() < *until {
+                    return Err(format!(
+                        "{why} (next try in {})",
+                        Secs(until.saturating_duration_since(Instant::now()))
+                    ));
+                }
+                (*backoff * 2).min(MAX_BACKOFF)
+            }
+            _ => FIRST_BACKOFF,
+        };
+        match config.target.connect().await {
+            Ok(stream) => match MuxSession::new(stream) {
+                Ok(session) => {
+                    tracing::info!(
+                        server = %session.info().peer(),
+                        cipher = %session.info().cipher(),
+                        "session of streams open to {}",
+                        config.target.connect
+                    );
+                    tokio::spawn(keep(session.clone(), config.keepalive));
+                    *slot = Slot::Live(session.clone());
+                    Ok(Secure::Stream(session))
+                }
+                Err(stream) => {
+                    // The server does not multiplex: one session per
+                    // connection from now on.
+                    self.single.store(true, Ordering::Relaxed);
+                    tracing::info!(
+                        "{} does not take streams: one session per connection",
+                        config.target.connect
+                    );
+                    Ok(Secure::Session(stream))
+                }
+            },
+            Err(e) => {
+                let why = e.to_string();
+                *slot = Slot::Failed {
+                    until: Instant::now() + backoff,
+                    backoff,
+                    why: why.clone(),
+                };
+                Err(why)
+            }
+        }
+    }
+}
+
+/// Keeps a session alive while it is idle, and logs its end.
+async fn keep(session: MuxSession, every: Duration) {
+    let started = Instant::now();
+    let ended = loop {
+        tokio::select! {
+            e = session.closed() => break e,
+            _ = tokio::time::sleep(every) => session.send_keepalive(),
+        }
+    };
+    let stats = session.stats();
+    tracing::info!(
+        server = %session.info().peer(),
+        sent = stats.bytes_sent,
+        received = stats.bytes_received,
+        duration = %Secs(started.elapsed()),
+        reason = %ended,
+        "session of streams ended"
+    );
 }
 
 impl Handler for Entry {
@@ -171,7 +388,7 @@ impl Handler for Entry {
         let started = Instant::now();
         let connect = async {
             let _slot = conn.handshake_slot().await;
-            self.config.target.connect().await
+            self.pool.acquire(&self.config).await
         };
         let secure = tokio::select! {
             biased;
@@ -187,27 +404,51 @@ impl Handler for Entry {
                 return;
             }
         };
-        let server = secure.peer().to_string();
-        let cipher = secure.cipher();
-        tracing::debug!(
-            local = %peer,
-            server = %server,
-            cipher = %cipher,
-            order = %secure.step_order(),
-            handshake_ms = secure.handshake_duration().as_secs_f64() * 1e3,
-            "session open"
-        );
         let reset = plain.reset_handle();
-        let report = splice(secure, plain, self.config.idle_timeout, Some(conn.stop())).await;
+        let idle = self.config.idle_timeout;
+        let (report, server, cipher, stream) = match secure {
+            Secure::Session(secure) => {
+                let server = secure.peer().to_string();
+                let cipher = secure.cipher();
+                tracing::debug!(
+                    local = %peer,
+                    server = %server,
+                    cipher = %cipher,
+                    order = %secure.step_order(),
+                    handshake_ms = secure.handshake_duration().as_secs_f64() * 1e3,
+                    "session open"
+                );
+                let report = splice(*secure, plain, idle, Some(conn.stop())).await;
+                (report, server, cipher, None)
+            }
+            Secure::Stream(session) => {
+                let stream = match session.open_stream(self.config.service.clone()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.failed.fetch_add(1, Ordering::Relaxed);
+                        warn_limited!(conn.log(), "session-failed", local = %peer, "stream failed: {e}");
+                        return;
+                    }
+                };
+                let id = stream.id();
+                let server = session.info().peer().to_string();
+                let cipher = session.info().cipher();
+                let report = splice(stream, plain, idle, Some(conn.stop())).await;
+                (report, server, cipher, Some(id))
+            }
+        };
         if let (true, Some(reset)) = (report.end.is_cut(), reset) {
-            // The session failed (possibly cut) or was cut by the shutdown:
-            // the application must not take it for a clean end.
+            // The session or stream failed (possibly cut) or was cut by the
+            // shutdown: the application must not take it for a clean end.
             reset.reset();
         }
+        let service = self.config.service.as_ref().map(ServiceName::as_str);
         tracing::info!(
             local = %peer,
             server = %server,
             cipher = %cipher,
+            stream = stream.map(|s| s.0),
+            service,
             sent = report.plain_to_secure,
             received = report.secure_to_plain,
             duration = %Secs(started.elapsed()),

@@ -73,6 +73,7 @@
 //!     credentials: Credentials::Fixed(Arc::new(server_config)),
 //!     limits: Limits::default(),
 //!     proxy_protocol: ProxyProtocol::default(),
+//!     services: Vec::new(),
 //! }])
 //! .await?;
 //! let addr = server.local_endpoints().remove(0);
@@ -99,6 +100,7 @@ mod proxy;
 mod runtime;
 mod session;
 mod settings;
+mod streams;
 
 pub use credentials::CredentialError;
 pub use proxy::{ProxyProtocol, PROXY_HEADER_TIMEOUT};
@@ -106,7 +108,7 @@ pub use runtime::{ReloadOutcome, Server, ShutdownReport, StartError};
 pub use sc_net::{Cidr, CidrError};
 pub use settings::{
     CipherChoice, ClientAccess, CredentialFiles, Credentials, FileCredentials, LimitError, Limits,
-    ListenerSettings, Mode, BACKEND_CONNECT_TIMEOUT, DEFAULT_GRACE, DEFAULT_HANDSHAKE_TIMEOUT,
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_KEEPALIVE, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDSHAKES,
-    DEFAULT_MAX_MESSAGE, MAX_MESSAGE_LIMIT,
+    ListenerSettings, Mode, Service, BACKEND_CONNECT_TIMEOUT, DEFAULT_GRACE,
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_KEEPALIVE, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_MESSAGE, MAX_MESSAGE_LIMIT,
 };

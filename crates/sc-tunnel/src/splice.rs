@@ -1,6 +1,7 @@
-//! A tunnel's data path: bytes both ways between a secure session and a
-//! plaintext stream, over the one byte pump of `sc-net` (half-close carried
-//! through each way, an idle timeout, byte counts, the reason it ended).
+//! A tunnel's data path: bytes both ways between a secure session (or one
+//! stream of a session of streams) and a plaintext stream, over the one
+//! byte pump of `sc-net` (half-close carried through each way, an idle
+//! timeout, byte counts, the reason it ended).
 //!
 //! ```text
 //!  plain read ──▶ copy buffer ──▶ SecureStream::poll_write (sealed into records)
@@ -12,7 +13,9 @@ use std::time::Duration;
 
 use sc_net::pump::{self, CloseErrors, End, Options, Side};
 use sc_net::{io_reason, Secs};
-use sc_session::{IoError, SecureStream};
+use sc_session::mux::{stream_error, StreamReadHalf, StreamWriteHalf};
+use sc_session::streams::StreamError;
+use sc_session::{IoError, ReadHalf, SecureStream, SessionStream, WriteHalf};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +31,9 @@ pub enum SpliceEnd {
     Idle(Duration),
     /// The secure side failed.
     Secure(sc_session::Error),
+    /// The stream (of a session of streams) failed: reset, or its session
+    /// lost.
+    Stream(StreamError),
     /// The plaintext side failed.
     Plain(IoError),
     /// The caller stopped it (a shutdown's grace period ran out).
@@ -38,7 +44,7 @@ impl SpliceEnd {
     /// Whether the tunnel was cut rather than closed: the plaintext side must
     /// then not take the end for a clean one (reset it).
     pub fn is_cut(&self) -> bool {
-        matches!(self, Self::Secure(_) | Self::Stopped)
+        matches!(self, Self::Secure(_) | Self::Stream(_) | Self::Stopped)
     }
 }
 
@@ -51,6 +57,7 @@ impl fmt::Display for SpliceEnd {
                 write!(f, "session error: {}", io_reason(e.get_ref()))
             }
             Self::Secure(e) => write!(f, "session error: {e}"),
+            Self::Stream(e) => write!(f, "{e}"),
             Self::Plain(e) => write!(f, "plaintext side error: {}", io_reason(e.get_ref())),
             Self::Stopped => f.write_str("stopped (grace period over)"),
         }
@@ -68,27 +75,73 @@ pub struct SpliceReport {
     pub end: SpliceEnd,
 }
 
+/// The secure side of a tunnel: a whole session, or one stream of a
+/// session of streams.
+pub trait SecureSide {
+    /// Its read half.
+    type Read: AsyncRead + Unpin;
+    /// Its write half (shutting it down ends our direction: the
+    /// authenticated Close, or the stream's Fin).
+    type Write: AsyncWrite + Unpin;
+    /// Splits it for the two directions of the pump.
+    fn into_halves(self) -> (Self::Read, Self::Write);
+    /// How a failure of its halves ends the tunnel.
+    fn end(error: std::io::Error) -> SpliceEnd;
+}
+
+impl<S> SecureSide for SecureStream<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    type Read = ReadHalf<S>;
+    type Write = WriteHalf<S>;
+
+    fn into_halves(self) -> (Self::Read, Self::Write) {
+        self.into_split()
+    }
+
+    fn end(error: std::io::Error) -> SpliceEnd {
+        SpliceEnd::Secure(sc_session::Error::from(error))
+    }
+}
+
+impl SecureSide for SessionStream {
+    type Read = StreamReadHalf;
+    type Write = StreamWriteHalf;
+
+    fn into_halves(self) -> (Self::Read, Self::Write) {
+        self.into_split()
+    }
+
+    fn end(error: std::io::Error) -> SpliceEnd {
+        match stream_error(&error) {
+            Some(e) => SpliceEnd::Stream(e.clone()),
+            None => SpliceEnd::Secure(sc_session::Error::from(error)),
+        }
+    }
+}
+
 /// Splices `secure` and `plain` until both directions are done, one side
 /// fails, nothing moves for `idle` (if set), or `stop` (if given) is
 /// cancelled; the counts are exact in every case.
 pub async fn splice<S, P>(
-    secure: SecureStream<S>,
+    secure: S,
     plain: P,
     idle: Option<Duration>,
     stop: Option<&CancellationToken>,
 ) -> SpliceReport
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: SecureSide,
     P: AsyncRead + AsyncWrite + Unpin,
 {
     // a = the plaintext side, b = the secure side.
     let report = pump::pump(
         tokio::io::split(plain),
-        secure.into_split(),
+        secure.into_halves(),
         Options {
             idle,
-            // The secure side's half-close is its authenticated Close: a
-            // failure to send it is a failure of the tunnel.
+            // The secure side's half-close is its authenticated Close (or
+            // its Fin): a failure to send it is a failure of the tunnel.
             close_errors: CloseErrors::Report,
             stop,
             ..Options::default()
@@ -105,7 +158,7 @@ where
         End::Failed {
             side: Side::B,
             error,
-        } => SpliceEnd::Secure(sc_session::Error::from(error)),
+        } => S::end(error),
         // No answer timeout is set.
         End::NoAnswer(_) | End::Stopped => SpliceEnd::Stopped,
     };

@@ -13,7 +13,7 @@ use sc_net::proxy_protocol::{self, read_header, sends_something, HeaderRead, Sig
 use sc_net::service::{self, Bound, Conn, Handler, Refusal, Service, WhenFull};
 use sc_net::{io_reason, warn_limited, Endpoint, Replay, Secs, Stream};
 use sc_pki::{CredentialStore, UnixTime};
-use sc_session::{Acceptor, SessionConfig};
+use sc_session::{Acceptor, MuxSession, SessionConfig};
 use sc_wire::first::{classify, Verdict, MAX_HELLO_RECORD};
 use sc_wire::{Alert, AlertCode};
 use tokio::io::AsyncReadExt;
@@ -24,6 +24,7 @@ use super::credentials::{load, CredentialError};
 use super::proxy::{Origin, ProxyProtocol, PROXY_HEADER_TIMEOUT};
 use super::session::{echo, forward, Counts, Inbound, SessionEnd};
 use super::settings::{Credentials, LimitError, Limits, ListenerSettings, Mode};
+use super::streams::{self, StreamContext};
 
 /// Longest a credential load may take (reading files, decrypting the key)
 /// before it is given up (a FIFO in place of a file would block forever).
@@ -131,6 +132,7 @@ struct ListenerState {
     mode: Mode,
     limits: Limits,
     proxy: ProxyProtocol,
+    services: Vec<super::settings::Service>,
     store: CredentialStore<Snapshot>,
 }
 
@@ -197,6 +199,7 @@ impl Server {
                 mode: s.mode,
                 limits: s.limits,
                 proxy: s.proxy_protocol,
+                services: s.services,
                 store: CredentialStore::new(Snapshot {
                     config,
                     source: s.credentials,
@@ -584,6 +587,7 @@ async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, con
     let config = state.store.current().config.clone();
     let acceptor = Acceptor::new(config).with_session_config(SessionConfig {
         max_message_len: state.limits.max_message,
+        max_streams: state.limits.max_streams,
         handshake_timeout: deadline.saturating_duration_since(Instant::now()),
         ..SessionConfig::default()
     });
@@ -593,7 +597,7 @@ async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, con
         r = acceptor.accept(io) => r,
     };
     drop(slot);
-    let mut stream = match accepted {
+    let stream = match accepted {
         Ok(stream) => stream,
         Err(e) => {
             let reason = e.to_string();
@@ -622,19 +626,50 @@ async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, con
     );
     let established = Instant::now();
     let mut counts = Counts::default();
-    let end = match &state.mode {
-        Mode::Echo => echo(&mut stream, &state.limits, stop, &mut counts).await,
-        Mode::Forward(backend) => {
-            let header = state.proxy.send.then(|| {
-                origin
-                    .header_for_backend(local, &info.peer().to_string())
-                    .map_err(|e| format!("cannot make the PROXY header for backend {backend}: {e}"))
+    let mut streams: Option<u64> = None;
+    let end = match MuxSession::new(stream) {
+        Ok(session) => {
+            // A session of streams: every stream names its service.
+            let ctx = Arc::new(StreamContext {
+                local: state.local.clone(),
+                peer: peer.clone(),
+                identity: info.peer().clone(),
+                mode: state.mode.clone(),
+                services: state.services.clone(),
+                limits: state.limits.clone(),
+                proxy_header: state.proxy.send.then(|| {
+                    origin
+                        .header_for_backend(local, &info.peer().to_string())
+                        .map_err(|e| format!("cannot make the PROXY header for a backend: {e}"))
+                }),
+                stop: stop.clone(),
+                log: conn.log_handle(),
             });
-            let end = forward(stream, backend, header, &state.limits, stop, &mut counts).await;
-            if let SessionEnd::Backend(why) = &end {
-                warn_limited!(log, "backend", listener = %state.local, "{why}");
-            }
+            let mut n = 0;
+            let end = streams::serve(session, ctx, &mut counts, &mut n).await;
+            streams = Some(n);
             end
+        }
+        Err(stream) => {
+            let mut stream = *stream;
+            match &state.mode {
+                Mode::Echo => echo(&mut stream, &state.limits, stop, &mut counts).await,
+                Mode::Forward(backend) => {
+                    let header = state.proxy.send.then(|| {
+                        origin
+                            .header_for_backend(local, &info.peer().to_string())
+                            .map_err(|e| {
+                                format!("cannot make the PROXY header for backend {backend}: {e}")
+                            })
+                    });
+                    let end =
+                        forward(stream, backend, header, &state.limits, stop, &mut counts).await;
+                    if let SessionEnd::Backend(why) = &end {
+                        warn_limited!(log, "backend", listener = %state.local, "{why}");
+                    }
+                    end
+                }
+            }
         }
     };
     let order: Vec<String> = info
@@ -652,6 +687,7 @@ async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, con
         order = %order.join(","),
         bytes_in = counts.bytes_in,
         bytes_out = counts.bytes_out,
+        streams,
         duration = %Secs(established.elapsed()),
         reason = %end,
         "session end"

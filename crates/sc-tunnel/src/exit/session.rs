@@ -228,33 +228,19 @@ pub(crate) async fn forward(
             return SessionEnd::Failed(why);
         }
     };
-    let connect = tokio::time::timeout(BACKEND_CONNECT_TIMEOUT, async {
-        let mut plain = backend.connect().await?;
-        if let Some(header) = &proxy_header {
-            plain.write_all(header).await?;
-        }
-        Ok::<_, io::Error>(plain)
-    });
     let connected = tokio::select! {
         biased;
         _ = hard_stop.cancelled() => {
             abort(&mut stream, AlertCode::GOING_AWAY).await;
             return SessionEnd::Shutdown;
         }
-        r = connect => r,
+        r = connect_backend(backend, proxy_header.as_deref()) => r,
     };
     let plain = match connected {
-        Ok(Ok(plain)) => plain,
-        Ok(Err(e)) => {
+        Ok(plain) => plain,
+        Err(why) => {
             abort(&mut stream, AlertCode::NO_ROUTE).await;
-            return SessionEnd::Backend(backend_failure(backend, &e));
-        }
-        Err(_) => {
-            abort(&mut stream, AlertCode::NO_ROUTE).await;
-            return SessionEnd::Backend(format!(
-                "backend {backend} did not accept the connection within {}",
-                Secs(BACKEND_CONNECT_TIMEOUT)
-            ));
+            return SessionEnd::Backend(why);
         }
     };
     let reset = plain.reset_handle();
@@ -275,6 +261,30 @@ pub(crate) async fn forward(
             sc_net::io_reason(e.get_ref())
         )),
         SpliceEnd::Secure(e) => failed(&e),
+        SpliceEnd::Stream(e) => SessionEnd::Failed(e.to_string()),
+    }
+}
+
+/// Connects to `backend` (within [`BACKEND_CONNECT_TIMEOUT`]) and sends it
+/// `proxy_header`, if any; the error is one line naming the backend.
+pub(crate) async fn connect_backend(
+    backend: &Endpoint,
+    proxy_header: Option<&[u8]>,
+) -> Result<Stream, String> {
+    let connect = tokio::time::timeout(BACKEND_CONNECT_TIMEOUT, async {
+        let mut plain = backend.connect().await?;
+        if let Some(header) = proxy_header {
+            plain.write_all(header).await?;
+        }
+        Ok::<_, io::Error>(plain)
+    });
+    match connect.await {
+        Ok(Ok(plain)) => Ok(plain),
+        Ok(Err(e)) => Err(backend_failure(backend, &e)),
+        Err(_) => Err(format!(
+            "backend {backend} did not accept the connection within {}",
+            Secs(BACKEND_CONNECT_TIMEOUT)
+        )),
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use sc_handshake::ServerConfig;
 use sc_net::Endpoint;
+use sc_wire::streams::ServiceName;
 
 use super::proxy::ProxyProtocol;
 
@@ -173,6 +174,9 @@ pub struct Limits {
     /// An echo session that has sent nothing for this long sends a KeepAlive
     /// record (keeps NAT and firewall state, finds dead peers).
     pub keepalive: Option<Duration>,
+    /// In a session of streams: streams a client may hold open at once; one
+    /// more is refused (reset with the reason).
+    pub max_streams: usize,
 }
 
 impl Default for Limits {
@@ -184,6 +188,7 @@ impl Default for Limits {
             max_message: DEFAULT_MAX_MESSAGE,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             keepalive: Some(DEFAULT_KEEPALIVE),
+            max_streams: sc_session::streams::DEFAULT_MAX_STREAMS,
         }
     }
 }
@@ -214,6 +219,9 @@ impl Limits {
         if self.max_handshakes == 0 {
             return err("max_handshakes", "the handshake limit must be at least 1");
         }
+        if self.max_streams == 0 {
+            return err("max_streams", "the stream limit must be at least 1");
+        }
         if self.max_message == 0 || self.max_message > MAX_MESSAGE_LIMIT {
             return err(
                 "max_message",
@@ -235,6 +243,19 @@ pub struct LimitError {
     pub reason: String,
 }
 
+/// A named service of a tunnel exit (SPEC §12): a stream that asks for it
+/// goes to its backend, if the client may use it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Service {
+    /// The name streams ask for.
+    pub name: ServiceName,
+    /// Where its streams go.
+    pub backend: Endpoint,
+    /// Client names that may use it (as `allow_clients` of the listener,
+    /// and within those); empty: every client the listener admits.
+    pub allow_clients: Vec<String>,
+}
+
 /// Everything one listener needs.
 #[derive(Clone, Debug)]
 pub struct ListenerSettings {
@@ -249,4 +270,8 @@ pub struct ListenerSettings {
     /// PROXY protocol v2: which sources may say where a client comes from,
     /// and whether a tunnel exit tells its backend (default: neither).
     pub proxy_protocol: ProxyProtocol,
+    /// Named services, for sessions of streams (SPEC §12): a stream that
+    /// names one goes to its backend; a stream that names none goes where
+    /// the mode says (echo, or the `Forward` backend).
+    pub services: Vec<Service>,
 }
