@@ -895,7 +895,7 @@ async fn tunnel_small_exchange_and_half_close() {
         .expect("read");
     assert!(rest.is_empty());
     // One line for the session at its end.
-    let ended = t.client.wait_lines("session ended", 1).await;
+    let ended = t.client.wait_lines("connection ended", 1).await;
     let line = &ended[0];
     for part in [
         "local=127.0.0.1:",
@@ -1001,7 +1001,7 @@ async fn tunnel_carries_256_mib_each_way() {
     assert_eq!(app_len, TOTAL);
     assert_eq!(app_sent, backend_received, "application → backend");
     assert_eq!(backend_sent, app_received, "backend → application");
-    let ended = running.wait_lines("session ended", 1).await;
+    let ended = running.wait_lines("connection ended", 1).await;
     assert!(ended[0].contains(&format!("sent={TOTAL}")), "{}", ended[0]);
     assert!(
         ended[0].contains(&format!("received={TOTAL}")),
@@ -1085,7 +1085,7 @@ async fn tunnel_sigterm_drains_and_exits_zero() {
         t.client.stderr()
     );
     // (Read from its standard error by a task that may lag the exit.)
-    t.client.wait_lines("session ended", 1).await;
+    t.client.wait_lines("connection ended", 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1127,7 +1127,7 @@ async fn tunnel_connection_limit_idle_timeout_and_json_logs() {
         .expect("second served once the slot is free")
         .expect("read");
     assert_eq!(&buf, b"two");
-    let ended = t.client.wait_lines("session ended", 1).await;
+    let ended = t.client.wait_lines("connection ended", 1).await;
     let record: serde_json::Value = serde_json::from_str(&ended[0]).expect("a JSON log line");
     assert_eq!(record["reason"], "idle timeout (1s)", "{record}");
     assert_eq!(record["sent"], 3, "{record}");

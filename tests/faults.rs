@@ -191,6 +191,8 @@ async fn a_64_mib_tunnel_across_a_rate_limited_lossy_link_arrives_intact() {
             &format!("{}:0", link.ns_ip),
             "--forward",
             &sink_addr.to_string(),
+            // A line per stream: the entry's session of streams stays up.
+            "-v",
         ]
         .map(String::from),
     );
@@ -230,7 +232,7 @@ async fn a_64_mib_tunnel_across_a_rate_limited_lossy_link_arrives_intact() {
         "the sink received other bytes than were sent"
     );
     assert!(to_ns_dropped > 0, "the link dropped nothing: {after:?}");
-    let end = server.wait_line("session end").await;
+    let end = server.wait_line("stream end").await;
     assert!(end.contains("reason=closed"), "{end}");
     assert!(end.contains(&format!("bytes_in={TOTAL}")), "{end}");
 }
@@ -290,7 +292,9 @@ async fn echo_server(pki: &Pki, extra: &[&str]) -> (Proc, Endpoint) {
 
 fn start_server(pki: &Pki, listen: &str, sink: &Endpoint) -> Proc {
     let mut args = pki.server_args();
-    args.extend(["--listen", listen, "--forward", &sink.to_string()].map(String::from));
+    // -v: a line per stream at its end (the entry keeps one session of
+    // streams; a local connection is a stream of it).
+    args.extend(["--listen", listen, "--forward", &sink.to_string(), "-v"].map(String::from));
     sc_server(&args, None)
 }
 
@@ -315,8 +319,9 @@ async fn a_backend_killed_mid_transfer_ends_the_session_with_an_error_and_nothin
     let mut t = Tunnel::start("kill-backend").await;
     let (sent, after) = cut_by_kill(&t.entry, &mut t.sink).await;
     let error = sent.error.clone().expect("the application sees an error");
-    let exit = t.server.wait_line("session end").await;
-    let entry = t.client.wait_line("session ended").await;
+    // The entry's session of streams goes on; the stream ends.
+    let exit = t.server.wait_line("stream end").await;
+    let entry = t.client.wait_line("connection ended").await;
     println!(
         "backend killed after {} MiB: the application's transfer ended {:.3} s later with `{error}`\n  \
          sc-server: {exit}\n  sc-client: {entry}",
@@ -338,7 +343,7 @@ async fn a_server_killed_mid_transfer_ends_the_session_with_an_error_and_the_ent
     let mut t = Tunnel::start("kill-server").await;
     let (sent, after) = cut_by_kill(&t.entry, &mut t.server).await;
     let error = sent.error.clone().expect("the application sees an error");
-    let entry = t.client.wait_line("session ended").await;
+    let entry = t.client.wait_line("connection ended").await;
     // What the backend saw when the exit died with it connected.
     let backend = t
         .sink
@@ -412,7 +417,7 @@ async fn a_server_killed_mid_download_ends_the_session_and_the_application_read_
     .await
     .expect("the application's read ends in time");
     let after = killed.expect("killed mid-download").elapsed();
-    let entry_end = client.wait_line("session ended").await;
+    let entry_end = client.wait_line("connection ended").await;
     println!(
         "sc-server killed after {} MiB of a download: the application's read ended {:.3} s later with {end} \
          after {got} bytes (of up to {CUT_TOTAL})\n  sc-client: {entry_end}",
@@ -449,8 +454,12 @@ async fn a_relay_killed_mid_transfer_ends_the_sessions_on_both_sides_with_an_err
     intact_through(&entry, &sink, 4 * MIB).await;
     let (sent, after) = cut_by_kill(&entry, &mut relay).await;
     let error = sent.error.clone().expect("the application sees an error");
-    let entry_end = client.wait_lines("session ended", 2, WAIT).await.remove(1);
-    let exit_end = server.wait_lines("session end", 2, WAIT).await.remove(1);
+    let entry_end = client
+        .wait_lines("connection ended", 2, WAIT)
+        .await
+        .remove(1);
+    // Both transfers were streams of one session through the relay.
+    let exit_end = server.wait_lines("stream end", 2, WAIT).await.remove(1);
     let backend = sink.wait_lines("SINK ", 3, WAIT).await.remove(2);
     println!(
         "sc-proxy killed after {} MiB: the application's transfer ended {:.3} s later with `{error}`\n  \

@@ -219,6 +219,7 @@ impl Creds {
             eager: t.eager,
             service: t.service.clone(),
             keepalive: sc_tunnel::entry::DEFAULT_KEEPALIVE,
+            pool: None,
         })
     }
 }

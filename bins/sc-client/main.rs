@@ -245,10 +245,21 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             runtime.block_on(interactive::run(target, session.max_message))
         }
         Mode::Tunnels { tunnels, grace } => {
-            let configs = tunnels
-                .iter()
-                .map(|t| creds.tunnel(t))
-                .collect::<Result<Vec<_>, _>>()?;
+            // Tunnels to the same server with the same settings share their
+            // sessions: one session carries every service they name.
+            let mut pools = std::collections::HashMap::new();
+            let mut configs = Vec::with_capacity(tunnels.len());
+            for t in &tunnels {
+                let mut config = creds.tunnel(t)?;
+                if config.multiplex {
+                    let key = format!("{:?} {} {}", t.session, t.sessions, t.eager);
+                    let pool = pools
+                        .entry(key)
+                        .or_insert_with(|| sc_tunnel::SessionPool::new(&config));
+                    config.pool = Some(pool.clone());
+                }
+                configs.push(config);
+            }
             runtime.block_on(tunnel::run(configs, grace))?;
             Ok(ExitCode::SUCCESS)
         }

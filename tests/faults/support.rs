@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand_core::OsRng;
-use sovereign_chain::handshake::ClientConfig;
+use sovereign_chain::handshake::{ClientConfig, ServerConfig};
 use sovereign_chain::net::{Endpoint, Stream};
 use sovereign_chain::pki::{
-    cert_to_pem, issue_root, CertificateDer, Credential, Issuer, KeyPair, LeafSpec, ServerName,
-    TrustAnchors, UnixTime, Validity, WebPkiServerVerifier,
+    cert_to_pem, certs_from_pem, issue_root, CertificateDer, Credential, Issuer, KeyPair, LeafSpec,
+    ServerName, TrustAnchors, UnixTime, Validity, WebPkiClientVerifier, WebPkiServerVerifier,
 };
 use sovereign_chain::session::{Connector, Error, SecureStream};
 use tokio::process::{Child, Command};
@@ -146,6 +146,22 @@ impl Pki {
             "--key".into(),
             self.path("client.key"),
         ]
+    }
+
+    /// An in-process server (the certificate of `server.pem`) trusting this
+    /// CA's clients, without streams (as an older `sc-server`).
+    #[allow(dead_code)] // tests/streams.rs
+    pub(crate) fn server_config(&self) -> Arc<ServerConfig> {
+        let read = |name: &str| std::fs::read_to_string(self.dir.join(name)).expect("read");
+        let chain = certs_from_pem(&read("server.pem")).expect("server chain");
+        let key = KeyPair::from_pem(&read("server.key"), None).expect("server key");
+        let anchors = TrustAnchors::from_der(std::slice::from_ref(&self.ca_cert)).expect("anchors");
+        Arc::new(
+            ServerConfig::builder()
+                .with_client_verifier(Arc::new(WebPkiClientVerifier::new(anchors)))
+                .with_credential(Arc::new(Credential::new(chain, key).expect("server")))
+                .build(),
+        )
     }
 
     /// An in-process client (`app-1`) trusting this CA.

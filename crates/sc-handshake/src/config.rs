@@ -78,7 +78,7 @@ impl ClientConfig {
         &self.suites
     }
 
-    /// Whether the client offers to multiplex streams (SPEC §12).
+    /// Whether the client offers to multiplex streams (SPEC §14).
     pub fn streams(&self) -> bool {
         self.streams
     }

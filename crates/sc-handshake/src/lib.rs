@@ -170,7 +170,7 @@ pub struct HandshakeSummary {
     /// The transcript hash through step 12: the same on both sides, and
     /// different for every session.
     pub session_hash: [u8; 32],
-    /// Whether the session multiplexes streams (SPEC §12): the client
+    /// Whether the session multiplexes streams (SPEC §14): the client
     /// offered it and the server took it up.
     pub streams: bool,
 }

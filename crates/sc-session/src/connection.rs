@@ -67,7 +67,7 @@ pub struct SessionConfig {
     /// which [`Connection::handle_timeout`] ends it. Default 30 s; at least
     /// 1 s. Counted in the whole seconds of the `now` the caller passes.
     pub handshake_timeout: Duration,
-    /// In a session of streams (SPEC §12): how many streams the peer may
+    /// In a session of streams (SPEC §14): how many streams the peer may
     /// hold open here at once; one more is refused. Default 256.
     pub max_streams: usize,
 }
@@ -588,7 +588,7 @@ impl Connection {
         }
     }
 
-    // --- Streams (SPEC §12) ------------------------------------------------
+    // --- Streams (SPEC §14) ------------------------------------------------
 
     /// Whether the session carries streams (the handshake agreed on them).
     pub fn has_streams(&self) -> bool {

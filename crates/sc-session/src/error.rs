@@ -65,7 +65,7 @@ pub enum Error {
     /// A failure on our side.
     #[error("internal error: {0}")]
     Internal(&'static str),
-    /// The peer broke the rules of a session's streams (SPEC §12); the
+    /// The peer broke the rules of a session's streams (SPEC §14); the
     /// session ends with `alert`.
     #[error("stream protocol violation: {what}")]
     StreamViolation {

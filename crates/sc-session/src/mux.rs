@@ -1,4 +1,4 @@
-//! A session of streams over tokio (SPEC §12): [`MuxSession`] turns an
+//! A session of streams over tokio (SPEC §14): [`MuxSession`] turns an
 //! established [`SecureStream`] whose handshake agreed on streams into many
 //! [`SessionStream`]s, each an `AsyncRead + AsyncWrite` byte stream with its
 //! own half-close, reset and flow control.

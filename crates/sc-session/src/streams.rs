@@ -1,4 +1,4 @@
-//! Many streams in one session (SPEC §12), sans-I/O: the state of every
+//! Many streams in one session (SPEC §14), sans-I/O: the state of every
 //! stream, flow control, and the frames that go out.
 //!
 //! A [`Connection`](crate::Connection) whose handshake agreed on streams

@@ -1,4 +1,4 @@
-//! Streams in one session (SPEC §12), in memory: negotiation and its
+//! Streams in one session (SPEC §14), in memory: negotiation and its
 //! downgrade, opening with first bytes, half-close, resets, flow control,
 //! the stream limit, and every rule a peer can break. Deterministic: a
 //! fixed RNG and a virtual clock.

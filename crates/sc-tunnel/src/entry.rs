@@ -12,14 +12,17 @@
 //! ```
 //!
 //! The entry keeps `sessions` sessions: opened on the first local
-//! connection (at start with `eager`), kept while idle with keepalives,
-//! reopened after a failure with a backoff (0.1 s doubling to 10 s); each
-//! new local connection becomes a stream of the live session carrying the
-//! fewest. A new connection then costs no handshake and no round trip.
+//! connection, kept while idle with keepalives, and reopened by the next
+//! local connection after one failed (connections that arrive meanwhile
+//! share that one try); with `eager` they are opened at start and reopened
+//! as soon as they fail, with a backoff (0.1 s doubling to 10 s). Each new
+//! local connection becomes a stream of the live session carrying the
+//! fewest: it costs no handshake and no round trip.
 //!
 //! A server that is down or refuses the handshake costs the local
 //! connection only: it is closed, one (rate-limited) log line says why, and
-//! the entry goes on accepting. One log line per connection when it ends:
+//! the entry goes on accepting. One log line per connection when it ends
+//! (`connection ended`):
 //! the local peer, the server's identity, the cipher, the bytes each way,
 //! the duration and how it ended (and the stream and service, for a
 //! stream); one per session of streams, with the streams it carried. A
@@ -29,7 +32,7 @@
 
 use std::future::Future;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,6 +41,7 @@ use sc_net::{warn_limited, Endpoint, Listener, Secs, Stream};
 use sc_session::{MuxSession, SecureStream};
 use sc_wire::streams::ServiceName;
 use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 
 use crate::connect::Target;
 use crate::splice;
@@ -58,8 +62,9 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// within `sc-server`'s default idle timeout (300 s).
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(60);
 
-/// First wait before a failed session is tried again; it doubles up to
-/// [`MAX_BACKOFF`].
+/// With `eager`: first wait before a failed session is tried again; it
+/// doubles up to [`MAX_BACKOFF`]. (Without, a new local connection tries
+/// at once; connections that arrive during one try share its outcome.)
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest wait before a failed session is tried again.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -90,6 +95,11 @@ pub struct TunnelConfig {
     pub service: Option<ServiceName>,
     /// How often a kept session sends a KeepAlive.
     pub keepalive: Duration,
+    /// Sessions shared with other tunnels to the same server (so one
+    /// session carries a database, a cache and an API at once): made with
+    /// [`SessionPool::new`] from one of their configurations. `None`: this
+    /// tunnel keeps its own.
+    pub pool: Option<Arc<SessionPool>>,
 }
 
 impl TunnelConfig {
@@ -107,6 +117,7 @@ impl TunnelConfig {
             eager: false,
             service: None,
             keepalive: DEFAULT_KEEPALIVE,
+            pool: None,
         }
     }
 }
@@ -170,23 +181,22 @@ impl TunnelEntry {
             listen = %local,
             server = %name,
             connect = %target.connect,
+            service = config.service.as_ref().map(tracing::field::display),
             "listening on {local}, tunnelling to {name} at {}",
             target.connect,
         );
+        let pool = config
+            .pool
+            .clone()
+            .unwrap_or_else(|| SessionPool::new(&config));
         let entry = Arc::new(Entry {
             config: config.clone(),
             failed: AtomicU64::new(0),
-            pool: Pool::new(&config),
+            pool: pool.clone(),
         });
-        if config.multiplex && config.eager {
-            for i in 0..entry.pool.slots.len() {
-                let entry = entry.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = entry.pool.open(i, &entry.config).await {
-                        tracing::warn!("session failed: {e}");
-                    }
-                });
-            }
+        let stop = CancellationToken::new();
+        if config.eager {
+            pool.keep_open(stop.clone());
         }
         let service = Service::start(vec![Bound {
             listener,
@@ -199,6 +209,7 @@ impl TunnelEntry {
             handler: entry.clone(),
         }]);
         shutdown.await;
+        stop.cancel();
         let accepted = service.accepted();
         let report = service.shutdown(grace).await;
         TunnelReport {
@@ -216,7 +227,7 @@ struct Entry {
     config: Arc<TunnelConfig>,
     /// Sessions that could not be opened.
     failed: AtomicU64,
-    pool: Pool,
+    pool: Arc<SessionPool>,
 }
 
 /// What a local connection gets.
@@ -234,38 +245,59 @@ enum Slot {
     #[default]
     Empty,
     Live(MuxSession),
-    /// The last try failed: no new try before `until`.
-    Failed {
-        until: Instant,
-        backoff: Duration,
-        why: String,
-    },
+    /// The last try failed, and why.
+    Failed(String),
 }
 
-/// The kept sessions of one tunnel.
+/// The sessions a tunnel entry keeps to one server, shared by the tunnels
+/// that go there.
 #[derive(Debug)]
-struct Pool {
+pub struct SessionPool {
+    target: Target,
+    keepalive: Duration,
     slots: Vec<Mutex<Slot>>,
+    /// Tries made per slot: a caller that waited for a slot while another
+    /// tried takes that try's outcome instead of trying again.
+    tries: Vec<AtomicU64>,
     /// The server did not take streams: every connection gets its own
     /// session.
-    single: std::sync::atomic::AtomicBool,
+    single: AtomicBool,
+    /// `keep_open` has started.
+    kept: AtomicBool,
 }
 
-impl Pool {
-    fn new(config: &TunnelConfig) -> Self {
-        Self {
-            slots: (0..config.sessions.max(1))
-                .map(|_| Mutex::new(Slot::Empty))
-                .collect(),
-            single: std::sync::atomic::AtomicBool::new(!config.multiplex),
+impl SessionPool {
+    /// The pool of `config`'s tunnel: its target, `sessions` slots,
+    /// `multiplex` and `keepalive` (the other fields are the tunnel's own).
+    pub fn new(config: &TunnelConfig) -> Arc<Self> {
+        let n = config.sessions.max(1);
+        Arc::new(Self {
+            target: config.target.clone(),
+            keepalive: config.keepalive,
+            slots: (0..n).map(|_| Mutex::new(Slot::Empty)).collect(),
+            tries: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            single: AtomicBool::new(!config.multiplex),
+            kept: AtomicBool::new(false),
+        })
+    }
+
+    /// Opens every slot's session now and reopens it as soon as it fails
+    /// (with a backoff), until `stop` (once per pool).
+    fn keep_open(self: &Arc<Self>, stop: CancellationToken) {
+        if self.single.load(Ordering::Relaxed) || self.kept.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        for i in 0..self.slots.len() {
+            let (pool, stop) = (self.clone(), stop.clone());
+            tokio::spawn(async move { pool.maintain(i, stop).await });
         }
     }
 
     /// The live session carrying the fewest streams, opening one where a
     /// slot has none and every live one carries streams already.
-    async fn acquire(&self, config: &TunnelConfig) -> Result<Secure, String> {
+    async fn acquire(&self) -> Result<Secure, String> {
         if self.single.load(Ordering::Relaxed) {
-            return config
+            return self
                 .target
                 .connect()
                 .await
@@ -293,49 +325,42 @@ impl Pool {
             }
         }
         match (best, empty) {
-            (Some((n, s)), Some(i)) if n > 0 => match self.open(i, config).await {
+            (Some((n, s)), Some(i)) if n > 0 => match self.open(i).await {
                 Ok(fresh) => Ok(fresh),
                 // Spreading failed: the live one serves.
                 Err(_) => Ok(Secure::Stream(s)),
             },
             (Some((_, s)), _) => Ok(Secure::Stream(s)),
-            (None, Some(i)) => self.open(i, config).await,
+            (None, Some(i)) => self.open(i).await,
             // Every slot is opening a session: wait for the first.
-            (None, None) => self.open(0, config).await,
+            (None, None) => self.open(0).await,
         }
     }
 
-    /// Opens slot `i`'s session (or takes the one a concurrent caller just
-    /// opened), within the slot's backoff.
-    async fn open(&self, i: usize, config: &TunnelConfig) -> Result<Secure, String> {
+    /// Opens slot `i`'s session, or takes the one (or the failure) of a try
+    /// made while this caller waited for the slot.
+    async fn open(&self, i: usize) -> Result<Secure, String> {
+        let seen = self.tries[i].load(Ordering::Acquire);
         let mut slot = self.slots[i].lock().await;
-        let backoff = match &*slot {
+        match &*slot {
             Slot::Live(s) if s.ended().is_none() => return Ok(Secure::Stream(s.clone())),
-            Slot::Failed {
-                until,
-                backoff,
-                why,
-            } => {
-                if Instant::now() < *until {
-                    return Err(format!(
-                        "{why} (next try in {})",
-                        Secs(until.saturating_duration_since(Instant::now()))
-                    ));
-                }
-                (*backoff * 2).min(MAX_BACKOFF)
+            Slot::Failed(why) if self.tries[i].load(Ordering::Acquire) != seen => {
+                return Err(why.clone())
             }
-            _ => FIRST_BACKOFF,
-        };
-        match config.target.connect().await {
+            _ => {}
+        }
+        let tried = self.target.connect().await;
+        self.tries[i].fetch_add(1, Ordering::Release);
+        match tried {
             Ok(stream) => match MuxSession::new(stream) {
                 Ok(session) => {
                     tracing::info!(
                         server = %session.info().peer(),
                         cipher = %session.info().cipher(),
                         "session of streams open to {}",
-                        config.target.connect
+                        self.target.connect
                     );
-                    tokio::spawn(keep(session.clone(), config.keepalive));
+                    tokio::spawn(keep(session.clone(), self.keepalive));
                     *slot = Slot::Live(session.clone());
                     Ok(Secure::Stream(session))
                 }
@@ -345,19 +370,44 @@ impl Pool {
                     self.single.store(true, Ordering::Relaxed);
                     tracing::info!(
                         "{} does not take streams: one session per connection",
-                        config.target.connect
+                        self.target.connect
                     );
                     Ok(Secure::Session(stream))
                 }
             },
             Err(e) => {
                 let why = e.to_string();
-                *slot = Slot::Failed {
-                    until: Instant::now() + backoff,
-                    backoff,
-                    why: why.clone(),
-                };
+                *slot = Slot::Failed(why.clone());
                 Err(why)
+            }
+        }
+    }
+
+    /// `eager`: keeps slot `i` open, trying again after a failure with a
+    /// backoff (0.1 s, doubling up to 10 s), until `stop`.
+    async fn maintain(&self, i: usize, stop: CancellationToken) {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let wait = match self.open(i).await {
+                Ok(Secure::Stream(session)) => {
+                    backoff = FIRST_BACKOFF;
+                    tokio::select! {
+                        _ = session.closed() => Duration::ZERO,
+                        _ = stop.cancelled() => return,
+                    }
+                }
+                // The server does not multiplex: nothing to keep.
+                Ok(Secure::Session(_)) => return,
+                Err(e) => {
+                    tracing::warn!("session failed: {e} (next try in {})", Secs(backoff));
+                    let wait = backoff;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    wait
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.cancelled() => return,
             }
         }
     }
@@ -388,7 +438,7 @@ impl Handler for Entry {
         let started = Instant::now();
         let connect = async {
             let _slot = conn.handshake_slot().await;
-            self.pool.acquire(&self.config).await
+            self.pool.acquire().await
         };
         let secure = tokio::select! {
             biased;
@@ -442,7 +492,7 @@ impl Handler for Entry {
             // shutdown: the application must not take it for a clean end.
             reset.reset();
         }
-        let service = self.config.service.as_ref().map(ServiceName::as_str);
+        let service = self.config.service.as_ref().map(tracing::field::display);
         tracing::info!(
             local = %peer,
             server = %server,
@@ -453,7 +503,7 @@ impl Handler for Entry {
             received = report.secure_to_plain,
             duration = %Secs(started.elapsed()),
             reason = %report.end,
-            "session ended"
+            "connection ended"
         );
     }
 }

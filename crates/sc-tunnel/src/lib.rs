@@ -26,5 +26,5 @@ pub mod exit;
 mod splice;
 
 pub use connect::{ConnectError, Target};
-pub use entry::{TunnelConfig, TunnelEntry};
+pub use entry::{SessionPool, TunnelConfig, TunnelEntry};
 pub use splice::{splice, SecureSide, SpliceEnd, SpliceReport, COPY_BUFFER};

@@ -53,10 +53,12 @@ impl fmt::Display for SpliceEnd {
         match self {
             Self::Closed => f.write_str("closed"),
             Self::Idle(d) => write!(f, "idle timeout ({})", Secs(*d)),
-            Self::Secure(sc_session::Error::Io(e)) => {
-                write!(f, "session error: {}", io_reason(e.get_ref()))
-            }
-            Self::Secure(e) => write!(f, "session error: {e}"),
+            Self::Secure(e) | Self::Stream(StreamError::Session(e)) => match e {
+                sc_session::Error::Io(io) => {
+                    write!(f, "session error: {}", io_reason(io.get_ref()))
+                }
+                e => write!(f, "session error: {e}"),
+            },
             Self::Stream(e) => write!(f, "{e}"),
             Self::Plain(e) => write!(f, "plaintext side error: {}", io_reason(e.get_ref())),
             Self::Stopped => f.write_str("stopped (grace period over)"),

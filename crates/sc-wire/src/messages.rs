@@ -67,7 +67,7 @@ wire_enum! {
         CHACHA20_POLY1305 = 0x0001 => "ChaCha20-Poly1305",
         /// AES-256-GCM (NIST SP 800-38D).
         AES_256_GCM = 0x0002 => "AES-256-GCM",
-        /// Not an AEAD: the client offers to multiplex streams (SPEC §12).
+        /// Not an AEAD: the client offers to multiplex streams (SPEC §14).
         /// Capabilities ride in the offered suites, as TLS's signalling
         /// suite values do: a server that does not know one ignores it.
         STREAMS = 0xfe01 => "streams (capability)",

@@ -105,7 +105,7 @@ wire_enum! {
         CLOSE = 0x05 => "Close",
         /// Keepalive: no content for the application.
         KEEPALIVE = 0x06 => "KeepAlive",
-        /// Stream frames, in a session that multiplexes streams (SPEC §12).
+        /// Stream frames, in a session that multiplexes streams (SPEC §14).
         STREAMS = 0x07 => "Streams",
     }
 }
@@ -195,11 +195,11 @@ wire_enum! {
         GOING_AWAY = 0x15 => "going away",
         /// The sender failed internally.
         INTERNAL_ERROR = 0x16 => "internal error",
-        /// Stream data beyond the window the receiver granted (SPEC §12).
+        /// Stream data beyond the window the receiver granted (SPEC §14).
         FLOW_CONTROL = 0x17 => "stream flow control violation",
         /// A stream frame that its stream's state does not allow: for a
         /// stream never opened, a reused stream id, data after the end
-        /// (SPEC §12).
+        /// (SPEC §14).
         STREAM_STATE = 0x18 => "bad stream state",
     }
 }

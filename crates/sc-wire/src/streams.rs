@@ -1,5 +1,5 @@
 //! Stream frames: the content of a Streams record (inner type `0x07`) in a
-//! session that multiplexes streams (SPEC §12). A record carries one or more
+//! session that multiplexes streams (SPEC §14). A record carries one or more
 //! whole frames; a frame never spans two records.
 //!
 //! ```text

@@ -328,7 +328,7 @@ fn short_long_trailing_and_unknown_are_typed_errors() {
         })
     );
     // ClientCertRequest with reserved flag bits set (bit 1 is streams,
-    // SPEC §12; bits 2-7 are reserved).
+    // SPEC §14; bits 2-7 are reserved).
     assert_eq!(
         HandshakeMessage::decode(&framed(4, &[0x04, 0])),
         Err(InvalidMessage::InvalidValue {
@@ -417,7 +417,7 @@ fn a_plaintext_alert_record_is_five_bytes() {
     );
 }
 
-// --- Stream frames (SPEC §12) ---------------------------------------------
+// --- Stream frames (SPEC §14) ---------------------------------------------
 
 fn service() -> impl Strategy<Value = Option<streams::ServiceName>> {
     proptest::option::of(

@@ -204,7 +204,7 @@ pub(crate) fn load(creds: &FileCredentials, now: UnixTime) -> Result<Loaded, Cre
         }
         CipherChoice::Aes256Gcm => builder.build_with_suites(&[CipherSuite::AES_256_GCM])?,
     };
-    // A client that offers streams gets them (SPEC §12); one that does not
+    // A client that offers streams gets them (SPEC §14); one that does not
     // keeps one byte stream per session.
     let config = config.with_streams(true);
     Ok(Loaded {

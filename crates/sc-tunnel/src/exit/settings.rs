@@ -243,7 +243,7 @@ pub struct LimitError {
     pub reason: String,
 }
 
-/// A named service of a tunnel exit (SPEC §12): a stream that asks for it
+/// A named service of a tunnel exit (SPEC §14): a stream that asks for it
 /// goes to its backend, if the client may use it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Service {
@@ -270,7 +270,7 @@ pub struct ListenerSettings {
     /// PROXY protocol v2: which sources may say where a client comes from,
     /// and whether a tunnel exit tells its backend (default: neither).
     pub proxy_protocol: ProxyProtocol,
-    /// Named services, for sessions of streams (SPEC §12): a stream that
+    /// Named services, for sessions of streams (SPEC §14): a stream that
     /// names one goes to its backend; a stream that names none goes where
     /// the mode says (echo, or the `Forward` backend).
     pub services: Vec<Service>,

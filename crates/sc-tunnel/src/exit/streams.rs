@@ -1,4 +1,4 @@
-//! A session of streams at the tunnel exit (SPEC §12): every stream the
+//! A session of streams at the tunnel exit (SPEC §14): every stream the
 //! client opens names a service (or none: the listener's mode); it is
 //! connected to that service's backend, echoed, or reset with the reason
 //! (`unknown service NAME`, `client app-1 may not use service NAME`,

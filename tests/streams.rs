@@ -1,0 +1,274 @@
+//! Sessions of streams through the real binaries (SPEC §14): a tunnel
+//! entry keeps one session and maps every local connection to a stream of
+//! it; `sc-server` sends each stream to the service it names, or resets it
+//! with the reason; a killed exit resets every stream at the entry; old and
+//! new binaries work together. Loopback only, every wait bounded.
+
+use sovereign_chain::net::Endpoint;
+use sovereign_chain::session::Acceptor;
+use sovereign_chain::tunnel::splice;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+
+mod common;
+#[path = "faults/support.rs"]
+#[allow(dead_code)]
+mod support;
+
+use support::{sc_client, sc_server, Pki, Proc, WAIT};
+
+/// A backend that answers every connection with `tag`, then echoes.
+async fn tagged_echo(tag: &'static str) -> (JoinHandle<()>, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let task = tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if tcp.write_all(tag.as_bytes()).await.is_err() {
+                    return;
+                }
+                let (mut r, mut w) = tcp.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    (task, addr)
+}
+
+/// Connects to the entry, reads the backend's tag, echoes `msg`.
+async fn visit(entry: &Endpoint, msg: &[u8]) -> Result<(String, Vec<u8>), String> {
+    let mut s = timeout(WAIT, entry.connect())
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let mut tag = [0u8; 1];
+    let r = timeout(WAIT, s.read_exact(&mut tag))
+        .await
+        .map_err(|_| "no tag in time".to_string())?;
+    if let Err(e) = r {
+        return Err(format!("{:?}: {e}", e.kind()));
+    }
+    s.write_all(msg).await.map_err(|e| e.to_string())?;
+    let mut back = vec![0u8; msg.len()];
+    timeout(WAIT, s.read_exact(&mut back))
+        .await
+        .map_err(|_| "no echo in time".to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok((String::from_utf8_lossy(&tag).into_owned(), back))
+}
+
+/// `sc-server` forwarding to `default` with `extra` flags (-v: a line per
+/// stream).
+async fn server(pki: &Pki, default: &str, extra: &[&str]) -> (Proc, Endpoint) {
+    let mut args = pki.server_args();
+    args.extend(["--listen", "127.0.0.1:0", "--forward", default, "-v"].map(String::from));
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let p = sc_server(&args, None);
+    let addr = p.listening().await;
+    (p, addr)
+}
+
+/// `sc-client --listen 127.0.0.1:0` to `server` with `extra` flags.
+async fn entry(pki: &Pki, server: &Endpoint, extra: &[&str]) -> (Proc, Endpoint) {
+    let mut args = pki.client_args(&server.to_string());
+    args.extend(["--listen", "127.0.0.1:0"].map(String::from));
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let p = sc_client(&args, None);
+    let addr = p.listening().await;
+    (p, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_connections_share_one_session_and_cost_no_handshake() {
+    let pki = Pki::new("streams-share");
+    let (_b, backend) = tagged_echo("C").await;
+    let (server, server_addr) = server(&pki, &backend, &[]).await;
+    let (client, local) = entry(&pki, &server_addr, &[]).await;
+    for i in 0..50u32 {
+        let msg = format!("hello {i}");
+        let (tag, back) = visit(&local, msg.as_bytes()).await.expect("visit");
+        assert_eq!((tag.as_str(), back.as_slice()), ("C", msg.as_bytes()));
+    }
+    // One session (one handshake) carried the 50 connections.
+    client.wait_lines("connection ended", 50, WAIT).await;
+    assert_eq!(
+        client.lines_with("session of streams open").len(),
+        1,
+        "{}",
+        client.log()
+    );
+    assert_eq!(
+        server.lines_with("session start").len(),
+        1,
+        "{}",
+        server.log()
+    );
+    let ends = server.wait_lines("stream end", 50, WAIT).await;
+    assert!(ends.iter().all(|l| l.contains("reason=closed")), "{ends:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_route_streams_and_refuse_with_reasons() {
+    let pki = Pki::new("streams-services");
+    let (_a, db) = tagged_echo("A").await;
+    let (_b, admin) = tagged_echo("B").await;
+    let (_c, default) = tagged_echo("C").await;
+    let refused = {
+        // A port nothing listens on.
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        l.local_addr().expect("addr").to_string()
+    };
+    pki.write(
+        "server.toml",
+        &format!(
+            "[[service]]\nname = \"db\"\nforward = \"{db}\"\n\n\
+             [[service]]\nname = \"admin\"\nforward = \"{admin}\"\nallow_client = [\"ops\"]\n\n\
+             [[service]]\nname = \"gone\"\nforward = \"{refused}\"\n"
+        ),
+    );
+    let config = pki.path("server.toml");
+    let (_server, server_addr) = server(&pki, &default, &["--config", &config]).await;
+    // One sc-client, four tunnels in its config file, one service each.
+    pki.write(
+        "client.toml",
+        &format!(
+            "ca = \"ca.pem\"\ncert = \"client.pem\"\nkey = \"client.key\"\nserver_name = \"{}\"\n\
+             [[tunnel]]\nlisten = \"127.0.0.1:0\"\nconnect = \"{server_addr}\"\nserver_name = \"{0}\"\nservice = \"db\"\n\
+             [[tunnel]]\nlisten = \"127.0.0.1:0\"\nconnect = \"{server_addr}\"\nserver_name = \"{0}\"\nservice = \"admin\"\n\
+             [[tunnel]]\nlisten = \"127.0.0.1:0\"\nconnect = \"{server_addr}\"\nserver_name = \"{0}\"\nservice = \"nosuch\"\n\
+             [[tunnel]]\nlisten = \"127.0.0.1:0\"\nconnect = \"{server_addr}\"\nserver_name = \"{0}\"\n\
+             [[tunnel]]\nlisten = \"127.0.0.1:0\"\nconnect = \"{server_addr}\"\nserver_name = \"{0}\"\nservice = \"gone\"\n",
+            support::SERVER_NAME
+        ),
+    );
+    let client = sc_client(&["--config".into(), pki.path("client.toml")], None);
+    let listens = client.wait_lines("tunnelling to", 5, WAIT).await;
+    let addr = |service: &str| -> Endpoint {
+        let line = listens
+            .iter()
+            .find(|l| match service {
+                "-" => !l.contains("service="),
+                s => l.contains(&format!("service={s} ")) || l.ends_with(&format!("service={s}")),
+            })
+            .unwrap_or_else(|| panic!("no tunnel for {service}: {listens:?}"));
+        let rest = line.split("listening on ").nth(1).expect("address");
+        rest.split(',')
+            .next()
+            .expect("address")
+            .parse()
+            .expect("endpoint")
+    };
+    assert_eq!(visit(&addr("db"), b"q").await.expect("db").0, "A");
+    assert_eq!(visit(&addr("-"), b"q").await.expect("default").0, "C");
+    // Refused streams: the application sees a reset, the entry says why,
+    // and the session (and its other streams) go on.
+    for (service, why) in [
+        ("admin", "client app-1 may not use service admin"),
+        ("nosuch", "unknown service nosuch"),
+        ("gone", "refused the connection"),
+    ] {
+        let e = visit(&addr(service), b"q").await.expect_err(service);
+        assert!(!e.contains("no tag"), "{service}: {e}");
+        let ended = client
+            .wait_lines(&format!("service={service}"), 2, WAIT)
+            .await
+            .pop()
+            .unwrap_or_default();
+        assert!(ended.contains(why), "{service}: {ended}");
+    }
+    assert_eq!(visit(&addr("db"), b"again").await.expect("db").0, "A");
+    assert_eq!(
+        client.lines_with("session of streams open").len(),
+        1,
+        "{}",
+        client.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_exit_resets_every_stream_at_the_entry() {
+    let pki = Pki::new("streams-kill");
+    let (_b, backend) = tagged_echo("C").await;
+    let (mut server, server_addr) = server(&pki, &backend, &[]).await;
+    let (client, local) = entry(&pki, &server_addr, &[]).await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let mut s = local.connect().await.expect("connect");
+        let mut tag = [0u8; 1];
+        timeout(WAIT, s.read_exact(&mut tag))
+            .await
+            .expect("tag in time")
+            .expect("tag");
+        open.push(s);
+    }
+    server.kill9().await;
+    for (i, s) in open.iter_mut().enumerate() {
+        let mut rest = Vec::new();
+        let r = timeout(WAIT, s.read_to_end(&mut rest))
+            .await
+            .expect("the cut is seen in time");
+        let e = r.expect_err("a reset, never a clean end");
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset,
+            "stream {i}: {e}"
+        );
+    }
+    let ended = client.wait_lines("connection ended", 3, WAIT).await;
+    assert!(
+        ended.iter().all(|l| l.contains("reason=session error")),
+        "{ended:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_and_new_binaries_work_together() {
+    let pki = Pki::new("streams-mixed");
+    let (_b, backend) = tagged_echo("C").await;
+    // A client that does not multiplex, to a server that does.
+    let (server, server_addr) = server(&pki, &backend, &[]).await;
+    let (client, local) = entry(&pki, &server_addr, &["--no-multiplex"]).await;
+    for _ in 0..3 {
+        assert_eq!(visit(&local, b"x").await.expect("visit").0, "C");
+    }
+    let ends = server.wait_lines("session end", 3, WAIT).await;
+    assert!(ends.iter().all(|l| !l.contains("streams=")), "{ends:?}");
+    assert!(client.lines_with("session of streams").is_empty());
+
+    // A client that multiplexes, to a server that does not (the library's
+    // Acceptor without streams stands for an older sc-server): one session
+    // per connection, and the entry says so.
+    let acceptor = Acceptor::new(pki.server_config());
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let old_addr: Endpoint = listener
+        .local_addr()
+        .expect("addr")
+        .to_string()
+        .parse()
+        .expect("endpoint");
+    let old = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let backend = backend.clone();
+            tokio::spawn(async move {
+                let Ok(secure) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                assert!(!secure.connection().has_streams());
+                if let Ok(plain) = TcpStream::connect(&backend).await {
+                    splice(secure, plain, None, None).await;
+                }
+            });
+        }
+    });
+    let (client, local) = entry(&pki, &old_addr, &[]).await;
+    for _ in 0..3 {
+        assert_eq!(visit(&local, b"x").await.expect("visit").0, "C");
+    }
+    client.wait_line("does not take streams").await;
+    assert!(client.lines_with("session of streams open").is_empty());
+    old.abort();
+}
