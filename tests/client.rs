@@ -312,7 +312,11 @@ struct Running {
 }
 
 impl Running {
-    fn spawn(args: Vec<OsString>) -> Self {
+    /// At `-v` (unless `args` say it): a line per stream at its end.
+    fn spawn(mut args: Vec<OsString>) -> Self {
+        if !args.iter().any(|a| a.to_string_lossy().starts_with("-v")) {
+            args.push("-v".into());
+        }
         let (child, lines) = spawn_logged(sc_client().args(args), false).expect("spawn sc-client");
         Self { child, lines }
     }

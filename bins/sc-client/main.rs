@@ -130,7 +130,8 @@ pub(crate) struct Cli {
     pub(crate) pins: Vec<String>,
 
     /// Tunnel mode: accept local connections on ADDR (HOST:PORT,
-    /// [IPv6]:PORT or unix:/path) and tunnel each through its own session.
+    /// [IPv6]:PORT or unix:/path) and carry each as a stream of a session
+    /// kept to the server (with --no-multiplex: a session each).
     #[arg(long, value_name = "ADDR")]
     pub(crate) listen: Option<String>,
 

@@ -327,8 +327,14 @@ pub(crate) fn sc_server(args: &[String], netns: Option<&str>) -> Proc {
     Proc::spawn(env!("CARGO_BIN_EXE_sc-server"), args, netns)
 }
 
+/// `sc-client` with `args`, at `-v` (unless they say it): a line per
+/// stream at its end (`connection ended`).
 pub(crate) fn sc_client(args: &[String], netns: Option<&str>) -> Proc {
-    Proc::spawn(env!("CARGO_BIN_EXE_sc-client"), args, netns)
+    let mut all = args.to_vec();
+    if !all.iter().any(|a| a.starts_with("-v")) {
+        all.push("-v".into());
+    }
+    Proc::spawn(env!("CARGO_BIN_EXE_sc-client"), &all, netns)
 }
 
 /// Runs a command to its end (bounded by the tools themselves: `ip`, `tc`

@@ -280,7 +280,9 @@ where
             }
         });
         let read = match d.answer.take() {
-            Some(limit) => match tokio::time::timeout(limit, read).await {
+            // Boxed: only the relay waits for an answer, and the timer
+            // would otherwise take room in every pump's future.
+            Some(limit) => match Box::pin(tokio::time::timeout(limit, read)).await {
                 Ok(r) => r,
                 Err(_) => return Err(Stop::NoAnswer(limit)),
             },

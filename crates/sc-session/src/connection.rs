@@ -617,13 +617,44 @@ impl Connection {
         if self.sent_close || self.close_queued {
             return Err(StreamError::Session(Error::Closed));
         }
-        let r = self.streams_mut()?.open(service);
-        r.map_err(|e| StreamError::Session(self.fail(e)))
+        match self.streams_mut()?.open(service) {
+            Err(StreamError::Session(e)) => Err(StreamError::Session(self.fail(e))),
+            r => r,
+        }
+    }
+
+    /// The peer's stream limit (SPEC §14.5), in a session of streams.
+    pub fn peer_stream_limit(&self) -> Option<usize> {
+        self.streams.as_ref().map(Streams::peer_limit)
+    }
+
+    /// Whether a stream can be opened now: the session carries streams, is
+    /// not failing or closing, and the peer's stream limit is not reached.
+    pub fn can_open_stream(&self) -> bool {
+        self.failed.is_none()
+            && !(self.sent_close || self.close_queued)
+            && self.streams.as_ref().is_some_and(Streams::can_open)
     }
 
     /// The next stream the peer opened, and the service it asked for.
     pub fn accept_stream(&mut self) -> Option<(StreamId, Option<ServiceName>)> {
         self.streams.as_mut()?.accept()
+    }
+
+    /// Streams the session has carried so far (opened by either side).
+    pub fn streams_carried(&self) -> u64 {
+        self.streams.as_ref().map_or(0, Streams::carried)
+    }
+
+    /// Hands up to `max` unread bytes of stream `id` to `copy`, in one
+    /// slice (for a destination that is not a plain slice).
+    pub fn stream_read_with(
+        &mut self,
+        id: StreamId,
+        max: usize,
+        copy: impl FnOnce(&[u8]),
+    ) -> Result<Read, StreamError> {
+        self.streams_mut()?.read_with(id, max, copy)
     }
 
     /// Copies unread bytes of stream `id` into `out`.
@@ -721,10 +752,15 @@ impl Connection {
     }
 
     #[doc(hidden)]
-    /// Seals `content` as a Streams record as it is, frames unchecked: only
+    /// Seals `content` as a Streams record as it is, frames unchecked, with
+    /// the frames owed the peer in front (as in every Streams record): only
     /// for tests that play a peer breaking the rules.
     pub fn seal_streams_record_for_testing_only(&mut self, content: &[u8]) -> Result<(), Error> {
-        self.seal_streams(&[content])
+        let mut owed = Vec::new();
+        if let Some(streams) = self.streams.as_mut() {
+            streams.take_owed(&mut owed, usize::MAX);
+        }
+        self.seal_streams(&[&owed, content])
     }
 
     #[doc(hidden)]

@@ -49,8 +49,9 @@ pub enum Error {
     /// A send after our own close.
     #[error("session already closed for sending")]
     Closed,
-    /// The peer closed a session of streams while a stream was still open.
-    #[error("the peer closed the session with the stream still open")]
+    /// The peer closed a session of streams (its authenticated Close): the
+    /// session's clean end, and a cut for every stream still open then.
+    #[error("closed by the peer (streams still open were cut)")]
     PeerClosed,
     /// More data queued before the handshake completed than allowed.
     #[error("too large: {max} bytes already queued before the handshake completed")]

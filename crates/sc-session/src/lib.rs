@@ -88,6 +88,97 @@
 //! # #[cfg(not(feature = "tokio"))]
 //! # fn main() {}
 //! ```
+//!
+//! ## Many streams in one session
+//!
+//! When both configurations say `.with_streams(true)`, the handshake agrees
+//! on streams (SPEC §14) and [`MuxSession`] takes the [`SecureStream`] over:
+//! one driver task owns the transport, and every
+//! [`open_stream`](MuxSession::open_stream) /
+//! [`accept_stream`](MuxSession::accept_stream) is a [`SessionStream`], an
+//! `AsyncRead + AsyncWrite` byte stream with its own half-close, flow
+//! control and reset, that costs no handshake and no round trip. Its
+//! errors come as `io::Error`s; [`mux::stream_error`] gives the reason (a
+//! reset by the peer with its words, or the session lost). A peer that does
+//! not offer streams leaves [`MuxSession::new`] the `SecureStream` to use
+//! as above.
+//!
+//! ```
+//! # #[cfg(feature = "tokio")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # use std::sync::Arc;
+//! use rand_core::OsRng;
+//! use sc_handshake::{ClientConfig, ServerConfig};
+//! use sc_pki::{throwaway::ThrowawayPki, ServerName, UnixTime};
+//! use sc_session::mux::stream_error;
+//! use sc_session::streams::StreamError;
+//! use sc_session::{Acceptor, Connector, MuxSession};
+//! use sc_wire::streams::{ResetCode, ServiceName};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! let pki = ThrowawayPki::new("db.internal", "app-1", UnixTime::now(), &mut OsRng)?;
+//! let client_config = ClientConfig::builder()
+//!     .with_server_verifier(Arc::new(pki.server_verifier()?))
+//!     .with_credential(pki.client.clone())
+//!     .build()
+//!     .with_streams(true);
+//! let server_config = ServerConfig::builder()
+//!     .with_client_verifier(Arc::new(pki.client_verifier()?))
+//!     .with_credential(pki.server.clone())
+//!     .build()
+//!     .with_streams(true);
+//! let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+//!
+//! let server = tokio::spawn(async move {
+//!     let secure = Acceptor::new(Arc::new(server_config)).accept(server_io).await?;
+//!     let session = MuxSession::new(secure).map_err(|_| "the client offered no streams")?;
+//!     // Every stream the client opens: echo the "echo" service, refuse the rest.
+//!     while let Ok((mut stream, service)) = session.accept_stream().await {
+//!         if service.as_ref().map(ServiceName::as_str) != Some("echo") {
+//!             stream.reset(ResetCode::UNKNOWN_SERVICE, "no such service");
+//!             continue;
+//!         }
+//!         tokio::spawn(async move {
+//!             let (mut r, mut w) = stream.into_split();
+//!             tokio::io::copy(&mut r, &mut w).await?;
+//!             w.shutdown().await // half-close: our Fin after theirs
+//!         });
+//!     }
+//!     Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+//! });
+//!
+//! let name = ServerName::try_from("db.internal")?.to_owned();
+//! let secure = Connector::new(Arc::new(client_config)).connect(name, None, client_io).await?;
+//! let session = MuxSession::new(secure).map_err(|_| "the server takes no streams")?;
+//!
+//! // Two streams at once, each with its own end.
+//! let echo = Some(ServiceName::new("echo")?);
+//! let mut a = session.open_stream(echo.clone())?;
+//! let mut b = session.open_stream(echo)?;
+//! a.write_all(b"first").await?;
+//! b.write_all(b"second").await?;
+//! a.shutdown().await?;
+//! b.shutdown().await?;
+//! let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
+//! a.read_to_end(&mut got_a).await?;
+//! b.read_to_end(&mut got_b).await?;
+//! assert_eq!((&got_a[..], &got_b[..]), (&b"first"[..], &b"second"[..]));
+//!
+//! // A refused stream fails with the peer's reason, its siblings go on.
+//! let mut c = session.open_stream(Some(ServiceName::new("admin")?))?;
+//! let e = c.read(&mut [0u8; 16]).await.expect_err("reset");
+//! assert!(matches!(stream_error(&e), Some(StreamError::Reset { by_peer: true, .. })));
+//!
+//! // The session ends once its streams are let go.
+//! drop((a, b, c));
+//! session.close();
+//! session.closed().await;
+//! server.await?.map_err(|e| e.to_string())?;
+//! # Ok(()) }
+//! # #[cfg(not(feature = "tokio"))]
+//! # fn main() {}
+//! ```
 
 #![forbid(unsafe_code)]
 

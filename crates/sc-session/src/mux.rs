@@ -4,17 +4,20 @@
 //! own half-close, reset and flow control.
 //!
 //! ```text
-//!  SessionStream ─┐  (lock) seal Data into the core's output, wake the driver
-//!  SessionStream ─┼──▶ Connection (Streams) ◀── driver task ◀──▶ transport
+//!  SessionStream ─┐  (lock) seal Data into the core's output, write it out ──▶ transport (write half)
+//!  SessionStream ─┼──▶ Connection (Streams) ◀── driver task ◀── transport (read half)
 //!  accept_stream ─┘  (lock) read from the stream's buffer
 //! ```
 //!
-//! One driver task per session owns the transport: it writes what the
-//! streams sealed, reads the peer's records, and wakes the streams they
-//! concern. Streams never touch the transport. Writers that find more than
-//! [`WRITE_BUFFER_LEN`](crate::stream::WRITE_BUFFER_LEN) of ciphertext
-//! waiting queue up and are woken in turn as it drains, so a bulk stream
-//! cannot hold the others back by more than that buffer (and what TCP holds).
+//! One driver task per session reads the peer's records and wakes the
+//! streams they concern; it also writes what nobody else will (frames owed,
+//! the rest of what a writer left when the transport was full). A writer
+//! writes its own record to the transport at once, under the session's
+//! lock, so a stream's bytes cost no hop through the driver. Writers that
+//! find more than [`WRITE_BUFFER_LEN`] of
+//! ciphertext waiting queue up and are woken in turn as it drains, so a
+//! bulk stream cannot hold the others back by more than that buffer (and
+//! what TCP holds).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::{poll_fn, Future};
@@ -25,9 +28,15 @@ use std::task::{Context, Poll, Waker};
 
 use sc_wire::streams::{ResetCode, ServiceName, StreamId};
 use sc_wire::AlertCode;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf};
 
-use crate::stream::{SessionInfo, State, WRITE_BUFFER_LEN};
+use crate::stream::{SessionInfo, State};
+
+/// Ciphertext a session of streams lets wait for the transport before its
+/// writers queue up (64 KiB: one record). Kept small, since a stream's
+/// record waits behind all of it: the kernel's socket buffer already keeps
+/// a bulk stream busy, and every KiB here is latency for the others.
+pub const WRITE_BUFFER_LEN: usize = 64 * 1024;
 use crate::streams::{Read, StreamError};
 use crate::{Error, SecureStream, Stats};
 
@@ -39,6 +48,7 @@ fn io_error(e: StreamError) -> io::Error {
         StreamError::Reset { by_peer: true, .. } => io::ErrorKind::ConnectionReset,
         StreamError::Reset { by_peer: false, .. } => io::ErrorKind::ConnectionAborted,
         StreamError::Finished => io::ErrorKind::BrokenPipe,
+        StreamError::Limit(_) => io::ErrorKind::Other,
         StreamError::Session(s) => match s.io_kind() {
             io::ErrorKind::UnexpectedEof => io::ErrorKind::ConnectionReset,
             k => k,
@@ -52,8 +62,13 @@ pub fn stream_error(e: &io::Error) -> Option<&StreamError> {
     e.get_ref()?.downcast_ref::<StreamError>()
 }
 
+/// A transport's write half.
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
 struct Inner {
     state: State,
+    /// The transport's write half: whoever has sealed bytes writes them.
+    writer: Writer,
     /// Tasks waiting to read, by stream.
     readers: HashMap<StreamId, Waker>,
     /// Tasks waiting for a stream's or the session's window, by stream.
@@ -74,6 +89,22 @@ impl Inner {
     fn wake_driver(&mut self) {
         if let Some(w) = &self.driver {
             w.wake_by_ref();
+        }
+    }
+
+    /// Writes what is sealed now, from the caller's task; what the
+    /// transport does not take (or an error) is the driver's.
+    fn write_now(&mut self, cx: &mut Context<'_>) {
+        let Self { state, writer, .. } = self;
+        if matches!(state.poll_write_out(writer, cx), Poll::Ready(Ok(()))) {
+            // Drained: a writer that waited for room goes on.
+            if let Some(w) = self.out_waiters.pop_front() {
+                w.wake();
+            }
+        } else {
+            // The driver polls the write side again, so its waker is the
+            // one the transport wakes when it has room.
+            self.wake_driver();
         }
     }
 
@@ -169,9 +200,11 @@ impl MuxSession {
             return Err(Box::new(stream));
         }
         let (io, state, info) = stream.into_parts();
+        let (reader, writer) = tokio::io::split(io);
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 state,
+                writer: Box::new(writer),
                 readers: HashMap::new(),
                 writers: HashMap::new(),
                 out_waiters: VecDeque::new(),
@@ -185,7 +218,7 @@ impl MuxSession {
         });
         tokio::spawn(Driver {
             shared: shared.clone(),
-            io,
+            reader,
             shut: false,
         });
         Ok(Self { shared })
@@ -201,9 +234,28 @@ impl MuxSession {
         self.shared.lock().state.conn.stats()
     }
 
+    /// Streams the session has carried so far (opened by either side).
+    pub fn streams_carried(&self) -> u64 {
+        self.shared.lock().state.conn.streams_carried()
+    }
+
     /// Streams held now (open, or not yet let go).
     pub fn stream_count(&self) -> usize {
         self.shared.lock().state.conn.stream_count()
+    }
+
+    /// How many streams the peer takes from this side at once: its Limit
+    /// frame, or the default (256) until one has come.
+    pub fn peer_stream_limit(&self) -> usize {
+        let inner = self.shared.lock();
+        inner.state.conn.peer_stream_limit().unwrap_or(0)
+    }
+
+    /// Whether [`open_stream`](Self::open_stream) would succeed now: the
+    /// session is live, not closing, and below the peer's stream limit.
+    pub fn can_open_stream(&self) -> bool {
+        let inner = self.shared.lock();
+        inner.ended.is_none() && !inner.closing && inner.state.conn.can_open_stream()
     }
 
     /// Why the session ended, once it has.
@@ -227,6 +279,44 @@ impl MuxSession {
         inner.wake_driver();
         drop(inner);
         Ok(SessionStream::new(self.shared.clone(), id, service))
+    }
+
+    /// Opens a stream for `service` with its first bytes: the Open and as
+    /// much of `first` as the windows and one record allow (returned) go
+    /// out in one record. The rest, if any, is the caller's to write.
+    pub fn open_stream_with(
+        &self,
+        service: Option<ServiceName>,
+        first: &[u8],
+    ) -> Result<(SessionStream, usize), StreamError> {
+        let mut inner = self.shared.lock();
+        if let Some(e) = inner.session_error() {
+            return Err(e);
+        }
+        if inner.closing {
+            return Err(StreamError::Session(Error::Closed));
+        }
+        let id = inner.state.conn.open_stream(service.clone())?;
+        // Written under the same lock: the driver cannot send the Open on
+        // its own first.
+        let sent = inner.state.conn.stream_write(id, first);
+        inner.wake_driver();
+        drop(inner);
+        let stream = SessionStream::new(self.shared.clone(), id, service);
+        Ok((stream, sent?))
+    }
+
+    #[doc(hidden)]
+    /// Seals `content` as a Streams record as it is, frames unchecked: only
+    /// for tests that play a peer breaking the rules.
+    pub fn send_frames_for_testing_only(&self, content: &[u8]) -> Result<(), Error> {
+        let mut inner = self.shared.lock();
+        inner
+            .state
+            .conn
+            .seal_streams_record_for_testing_only(content)?;
+        inner.wake_driver();
+        Ok(())
     }
 
     /// The next stream the peer opens, with the service it asks for; an
@@ -288,10 +378,11 @@ impl MuxSession {
     }
 }
 
-/// The task that owns a session's transport.
+/// The task that reads a session's transport (and writes what nobody else
+/// will).
 struct Driver<IO> {
     shared: Arc<Shared>,
-    io: IO,
+    reader: ReadHalf<IO>,
     /// The transport's write side is shut.
     shut: bool,
 }
@@ -316,14 +407,17 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Future for Driver<IO> {
                 inner.end(e);
                 return Poll::Ready(());
             }
-            if inner.closing
-                && inner.state.conn.stream_count() == 0
+            // Our Close once the application closes and its streams are
+            // let go, or in answer to the peer's (which cut every stream).
+            if (inner.closing && inner.state.conn.stream_count() == 0
+                || inner.state.conn.peer_closed())
                 && !inner.state.conn.sent_close()
             {
                 let _ = inner.state.conn.close();
             }
             let mut progress = false;
-            match inner.state.poll_write_out(&mut this.io, cx) {
+            let Inner { state, writer, .. } = &mut *inner;
+            match state.poll_write_out(writer, cx) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => {
                     inner.end(Error::from(e));
@@ -338,21 +432,20 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Future for Driver<IO> {
                 }
             }
             if inner.state.conn.sent_close() && inner.state.waiting() == 0 && !this.shut {
-                match Pin::new(&mut this.io).poll_shutdown(cx) {
+                match Pin::new(&mut inner.writer).poll_shutdown(cx) {
                     Poll::Ready(_) => this.shut = true,
                     Poll::Pending => {}
                 }
             }
-            match inner.state.poll_fill(&mut this.io, cx) {
+            match inner.state.poll_read_in(&mut this.reader, cx) {
                 Poll::Ready(Ok(0)) => {
                     // The transport ended: after the peer's Close, a clean
-                    // end; streams still open are cut either way.
-                    let e = inner
-                        .state
-                        .conn
-                        .error()
-                        .cloned()
-                        .unwrap_or(Error::PeerClosed);
+                    // end (`PeerClosed`); without it, a truncation. Streams
+                    // still open are cut either way.
+                    let e = match inner.state.conn.receive_eof() {
+                        Ok(()) => Error::PeerClosed,
+                        Err(e) => e,
+                    };
                     inner.dispatch();
                     inner.end(e);
                     return Poll::Ready(());
@@ -362,6 +455,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Future for Driver<IO> {
                     progress = true;
                 }
                 Poll::Ready(Err(e)) => {
+                    // The alert the core queued, if the transport takes it.
+                    let Inner { state, writer, .. } = &mut *inner;
+                    let _ = state.poll_write_out(writer, cx);
                     inner.dispatch();
                     let e = Error::from(e);
                     inner.end(e);
@@ -372,7 +468,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Future for Driver<IO> {
             if let Some(e) = inner.state.conn.error().cloned() {
                 // Failed on our side (a stream rule, an abort): the alert
                 // is written if the transport takes it.
-                let _ = inner.state.poll_write_out(&mut this.io, cx);
+                let Inner { state, writer, .. } = &mut *inner;
+                let _ = state.poll_write_out(writer, cx);
                 inner.dispatch();
                 inner.end(e);
                 return Poll::Ready(());
@@ -485,16 +582,36 @@ fn reset(handle: &Handle, code: ResetCode, reason: &str) {
 
 fn poll_read(handle: &Handle, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
     let mut inner = handle.shared.lock();
-    let read = inner
-        .state
-        .conn
-        .stream_read(handle.id, buf.initialize_unfilled());
+    // Copied straight into the caller's buffer, initialised or not (a
+    // pump's is 256 KiB of uninitialised memory: zeroing it first would
+    // cost as much as the copy).
+    let mut read = Ok(Read::Pending);
+    let mut copied = false;
+    while buf.remaining() > 0 {
+        let max = buf.remaining();
+        read = inner
+            .state
+            .conn
+            .stream_read_with(handle.id, max, |chunk| buf.put_slice(chunk));
+        match read {
+            Ok(Read::Data(_)) => copied = true,
+            _ => break,
+        }
+    }
+    if copied {
+        // What came is the caller's; an end or an error comes next time.
+        read = Ok(Read::Data(0));
+    }
     match read {
-        Ok(Read::Data(n)) => {
-            buf.advance(n);
+        Ok(Read::Data(_)) => {
             if inner.state.conn.has_streams_owed() {
-                // A window grant to send.
-                inner.wake_driver();
+                // A window grant: sent now, from this task, so the sender
+                // waits no longer than it must.
+                if inner.state.conn.flush_streams().is_ok() {
+                    inner.write_now(cx);
+                } else {
+                    inner.wake_driver();
+                }
             }
             Poll::Ready(Ok(()))
         }
@@ -523,18 +640,26 @@ fn poll_write(handle: &Handle, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Res
         inner.wake_driver();
         return Poll::Pending;
     }
-    match inner.state.conn.stream_write(handle.id, buf) {
-        Ok(0) => {
-            inner.writers.insert(handle.id, cx.waker().clone());
-            inner.wake_driver();
-            Poll::Pending
+    // Records of up to 64 KiB, as many as the windows and the write buffer
+    // take: one lock and one write to the transport for a large buffer.
+    let mut taken = 0;
+    while taken < buf.len() && inner.state.waiting() < WRITE_BUFFER_LEN {
+        match inner.state.conn.stream_write(handle.id, &buf[taken..]) {
+            Ok(0) => break,
+            Ok(n) => taken += n,
+            Err(e) if taken == 0 => return Poll::Ready(Err(io_error(e))),
+            // The error comes again with the next write.
+            Err(_) => break,
         }
-        Ok(n) => {
-            inner.wake_driver();
-            Poll::Ready(Ok(n))
-        }
-        Err(e) => Poll::Ready(Err(io_error(e))),
     }
+    if taken == 0 {
+        // A window is shut: the peer's grant wakes us.
+        inner.writers.insert(handle.id, cx.waker().clone());
+        inner.wake_driver();
+        return Poll::Pending;
+    }
+    inner.write_now(cx);
+    Poll::Ready(Ok(taken))
 }
 
 fn poll_shutdown(handle: &Handle) -> Poll<io::Result<()>> {

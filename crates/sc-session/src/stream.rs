@@ -202,6 +202,21 @@ impl State {
         io: &mut IO,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<usize>> {
+        let r = ready!(self.poll_read_in(io, cx));
+        if r.is_err() && self.conn.has_outgoing() {
+            // Best effort: the session is over either way.
+            let _ = self.poll_write_out(io, cx);
+        }
+        Poll::Ready(r)
+    }
+
+    /// [`poll_fill`](Self::poll_fill) from a transport's read side only:
+    /// on an error the alert the core queued is the caller's to write.
+    pub(crate) fn poll_read_in<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
         let buf = self.conn.receive_buffer();
         let n = match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, buf) {
             Poll::Ready(n) => n?,
@@ -220,10 +235,6 @@ impl State {
             self.conn.process_received(UnixTime::now(), &mut OsRng)
         };
         if let Err(e) = result {
-            if self.conn.has_outgoing() {
-                // Best effort: the session is over either way.
-                let _ = self.poll_write_out(io, cx);
-            }
             return Poll::Ready(Err(e.into()));
         }
         Poll::Ready(Ok(n))

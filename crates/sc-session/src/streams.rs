@@ -11,6 +11,15 @@
 //! bytes ([`STREAM_WINDOW`]), all streams together at most the session's
 //! ([`SESSION_WINDOW`]); the peer may have at most `max_streams` streams
 //! open here; at most [`MAX_PENDING_FRAMES`] frames wait to go out.
+//!
+//! A side whose `max_streams` is not [`DEFAULT_MAX_STREAMS`] says so in a
+//! Limit frame, the first frame it sends; until a Limit arrives, the other
+//! side assumes the default. A stream counts against the limit from its Open
+//! until it is closed both ways (both Fins sent and received) or reset,
+//! as each side sees it. Frames go out in order, so whatever closed a
+//! stream at the opener (its own Fin or Reset, or the acceptor's) reaches
+//! the acceptor before the opener's next Open: the opener never opens past
+//! the limit the acceptor counts.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -22,9 +31,9 @@ use sc_wire::AlertCode;
 use crate::connection::Side;
 use crate::error::Error;
 
-/// Every stream's initial receive window, both ways (1 MiB): what a sender
+/// Every stream's initial receive window, both ways (4 MiB): what a sender
 /// may send on a new stream before the receiver grants more.
-pub const STREAM_WINDOW: u32 = 1024 * 1024;
+pub const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
 /// The session's initial receive window, both ways (16 MiB): what a sender
 /// may send on all streams together before the receiver grants more.
 pub const SESSION_WINDOW: u32 = 16 * 1024 * 1024;
@@ -51,6 +60,9 @@ pub enum StreamError {
     },
     /// A write after this side's own finish.
     Finished,
+    /// Not opened: the peer takes at most this many streams at once, and
+    /// that many are open.
+    Limit(usize),
     /// The session ended; every stream ends with it.
     Session(Error),
 }
@@ -71,6 +83,10 @@ impl core::fmt::Display for StreamError {
                 }
             }
             Self::Finished => f.write_str("stream already finished for writing"),
+            Self::Limit(n) => write!(
+                f,
+                "stream limit reached: the peer takes {n} streams at once, and that many are open"
+            ),
             Self::Session(e) => write!(f, "session lost: {e}"),
         }
     }
@@ -112,16 +128,20 @@ impl RecvBuf {
     }
 
     fn push(&mut self, data: &[u8]) {
-        if self.start > 0 && self.start == self.buf.len() {
-            self.buf.clear();
+        if self.start > 0 && self.start >= self.len() {
+            // What was read is as long as what is left: drop it (a reader
+            // that never quite catches up must not make the buffer grow
+            // past twice its window).
+            self.buf.drain(..self.start);
             self.start = 0;
         }
         self.buf.extend_from_slice(data);
     }
 
-    fn take(&mut self, out: &mut [u8]) -> usize {
-        let n = out.len().min(self.len());
-        out[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
+    /// Hands up to `max` unread bytes to `copy`; how many.
+    fn take_with(&mut self, max: usize, copy: impl FnOnce(&[u8])) -> usize {
+        let n = max.min(self.len());
+        copy(&self.buf[self.start..self.start + n]);
         self.start += n;
         if self.start == self.buf.len() {
             // Read to the end: an idle stream holds no buffer.
@@ -149,6 +169,8 @@ struct Stream {
     reset: Option<StreamError>,
     /// The application let go of it (or never took it).
     released: bool,
+    /// It counts against the stream limit (it is not closed yet).
+    counted: bool,
 }
 
 impl Stream {
@@ -164,7 +186,14 @@ impl Stream {
             send_fin: false,
             reset: None,
             released: false,
+            counted: true,
         }
+    }
+
+    /// Closed both ways, as far as the stream limit is concerned: both
+    /// Fins sent and received, or reset.
+    fn closed(&self) -> bool {
+        self.reset.is_some() || (self.send_fin && self.recv_fin)
     }
 
     /// Nothing more can happen on it: both ends finished and read, or reset.
@@ -180,6 +209,7 @@ enum Owed {
     Fin(StreamId),
     Reset(StreamId, ResetCode, String),
     Window(StreamId, u32),
+    Limit(u32),
 }
 
 impl Owed {
@@ -198,6 +228,9 @@ impl Owed {
             Self::Window(id, increment) => Frame::Window {
                 id: *id,
                 increment: *increment,
+            },
+            Self::Limit(max_streams) => Frame::Limit {
+                max_streams: *max_streams,
             },
         }
     }
@@ -227,8 +260,14 @@ pub struct Streams {
     next_local: u32,
     /// The highest id the peer has opened.
     last_peer: u32,
-    /// Streams the peer opened that are still here.
+    /// Streams the peer opened that are not closed.
     peer_open: usize,
+    /// Streams this side opened that are not closed.
+    local_open: usize,
+    /// The peer's limit: streams it takes from this side at once.
+    peer_limit: usize,
+    /// Streams opened so far, by either side (refused ones not counted).
+    opened: u64,
     accept: VecDeque<StreamId>,
     owed: VecDeque<Owed>,
     /// The encoded length of every owed frame.
@@ -240,8 +279,16 @@ pub struct Streams {
 }
 
 impl Streams {
-    /// The streams of a session on `side`, the peer allowed `max_streams`.
+    /// The streams of a session on `side`, the peer allowed `max_streams`
+    /// (which the first frame sent tells it, unless it is the default).
     pub fn new(side: Side, max_streams: usize) -> Self {
+        let mut owed = VecDeque::new();
+        let mut owed_bytes = 0;
+        if max_streams != DEFAULT_MAX_STREAMS {
+            let limit = Owed::Limit(u32::try_from(max_streams).unwrap_or(u32::MAX));
+            owed_bytes = limit.frame().encoded_len();
+            owed.push_back(limit);
+        }
         Self {
             side,
             max_streams,
@@ -252,9 +299,12 @@ impl Streams {
             },
             last_peer: 0,
             peer_open: 0,
+            local_open: 0,
+            peer_limit: DEFAULT_MAX_STREAMS,
+            opened: 0,
             accept: VecDeque::new(),
-            owed: VecDeque::new(),
-            owed_bytes: 0,
+            owed,
+            owed_bytes,
             session_send_window: u64::from(SESSION_WINDOW),
             session_recv_window: SESSION_WINDOW,
             session_recv_unacked: 0,
@@ -273,16 +323,43 @@ impl Streams {
     }
 
     /// Opens a stream for `service`; the Open frame goes out with the
-    /// stream's first data, or on its own with the next record.
-    pub fn open(&mut self, service: Option<ServiceName>) -> Result<StreamId, Error> {
+    /// stream's first data, or on its own with the next record. Refused
+    /// with [`StreamError::Limit`] when the peer's limit is reached (the
+    /// session goes on); [`StreamError::Session`] is the session's failure.
+    pub fn open(&mut self, service: Option<ServiceName>) -> Result<StreamId, StreamError> {
+        if self.local_open >= self.peer_limit {
+            return Err(StreamError::Limit(self.peer_limit));
+        }
         let id = StreamId(self.next_local);
-        self.next_local = self
-            .next_local
-            .checked_add(2)
-            .ok_or(Error::Internal("stream ids exhausted"))?;
-        self.owe(Owed::Open(id, service.clone()))?;
+        self.next_local =
+            self.next_local
+                .checked_add(2)
+                .ok_or(StreamError::Session(Error::Internal(
+                    "stream ids exhausted",
+                )))?;
+        self.owe(Owed::Open(id, service.clone()))
+            .map_err(StreamError::Session)?;
         self.streams.insert(id, Stream::new(service, false));
+        self.local_open += 1;
+        self.opened += 1;
         Ok(id)
+    }
+
+    /// Streams this session has carried so far (opened by either side and
+    /// not refused).
+    pub fn carried(&self) -> u64 {
+        self.opened
+    }
+
+    /// The peer's limit: streams it takes from this side at once (its Limit
+    /// frame, or the default until one came).
+    pub fn peer_limit(&self) -> usize {
+        self.peer_limit
+    }
+
+    /// Whether [`open`](Self::open) would be within the peer's limit.
+    pub fn can_open(&self) -> bool {
+        self.local_open < self.peer_limit
     }
 
     /// The next stream the peer opened, with the service it asked for.
@@ -297,6 +374,19 @@ impl Streams {
 
     /// Copies unread bytes of `id` into `out`.
     pub fn read(&mut self, id: StreamId, out: &mut [u8]) -> Result<Read, StreamError> {
+        let max = out.len();
+        self.read_with(id, max, |chunk| out[..chunk.len()].copy_from_slice(chunk))
+    }
+
+    /// Hands up to `max` unread bytes of `id` to `copy` (in one slice), as
+    /// [`read`](Self::read) copies them: for a destination that is not a
+    /// plain slice (a buffer not yet initialised).
+    pub fn read_with(
+        &mut self,
+        id: StreamId,
+        max: usize,
+        copy: impl FnOnce(&[u8]),
+    ) -> Result<Read, StreamError> {
         let s = self.streams.get_mut(&id).ok_or_else(gone)?;
         if let Some(e) = &s.reset {
             return Err(e.clone());
@@ -304,7 +394,7 @@ impl Streams {
         if s.recv.len() == 0 {
             return Ok(if s.recv_fin { Read::End } else { Read::Pending });
         }
-        let n = s.recv.take(out);
+        let n = s.recv.take_with(max, copy);
         // Grant the peer what was read once it is half a window.
         s.recv_unacked += n as u32;
         let mut owed = Vec::new();
@@ -409,6 +499,7 @@ impl Streams {
             return Ok(());
         }
         s.send_fin = true;
+        self.settle(id);
         self.owe(Owed::Fin(id)).map_err(StreamError::Session)
     }
 
@@ -427,6 +518,7 @@ impl Streams {
         });
         let unread = s.recv.len() as u32;
         s.recv = RecvBuf::default();
+        self.settle(id);
         self.credit_session(unread);
         let _ = self.owe(Owed::Reset(id, code, reason.to_owned()));
     }
@@ -493,6 +585,21 @@ impl Streams {
         }
     }
 
+    /// Takes `id` off the count of open streams once it is closed.
+    fn settle(&mut self, id: StreamId) {
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if s.counted && s.closed() {
+            s.counted = false;
+            if s.opened_by_peer {
+                self.peer_open -= 1;
+            } else {
+                self.local_open -= 1;
+            }
+        }
+    }
+
     /// Removes `id` once nothing more can happen on it and the application
     /// let go, and no frame for it is still owed.
     fn reap(&mut self, id: StreamId) {
@@ -504,12 +611,11 @@ impl Streams {
         }
         if self.owed.iter().any(|o| match o {
             Owed::Open(i, _) | Owed::Fin(i) | Owed::Reset(i, ..) | Owed::Window(i, _) => *i == id,
+            Owed::Limit(_) => false,
         }) {
             return;
         }
-        if s.opened_by_peer {
-            self.peer_open -= 1;
-        }
+        self.settle(id);
         self.streams.remove(&id);
     }
 
@@ -551,6 +657,10 @@ impl Streams {
             self.events.session_window = true;
             return Ok(());
         }
+        if let Frame::Limit { max_streams } = frame {
+            self.peer_limit = usize::try_from(max_streams).unwrap_or(usize::MAX);
+            return Ok(());
+        }
         if let Frame::Open { service, .. } = frame {
             if !self.peer_opens(id) || id.0 <= self.last_peer {
                 return Err(violation(
@@ -568,6 +678,7 @@ impl Streams {
                 return Ok(());
             }
             self.peer_open += 1;
+            self.opened += 1;
             self.streams.insert(id, Stream::new(service, true));
             self.accept.push_back(id);
             self.events.accept = true;
@@ -640,6 +751,7 @@ impl Streams {
                 }
                 s.recv_fin = true;
                 self.events.readable.push(id);
+                self.settle(id);
                 self.reap(id);
             }
             Frame::Reset { code, reason, .. } => {
@@ -651,6 +763,7 @@ impl Streams {
                     });
                     let unread = s.recv.len() as u32;
                     s.recv = RecvBuf::default();
+                    self.settle(id);
                     self.credit_session(unread);
                 }
                 self.events.readable.push(id);
@@ -668,7 +781,7 @@ impl Streams {
                 self.events.writable.push(id);
             }
             // Handled above, before the stream is looked up.
-            Frame::Open { .. } => {}
+            Frame::Open { .. } | Frame::Limit { .. } => {}
         }
         Ok(())
     }
@@ -681,6 +794,7 @@ fn frame_name(f: &Frame<'_>) -> &'static str {
         Frame::Fin { .. } => "Fin",
         Frame::Reset { .. } => "Reset",
         Frame::Window { .. } => "Window",
+        Frame::Limit { .. } => "Limit",
     }
 }
 
@@ -690,4 +804,46 @@ fn violation(alert: AlertCode, what: String) -> Error {
 
 fn gone() -> StreamError {
     StreamError::Session(Error::Internal("no such stream (already let go)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RecvBuf;
+
+    /// A reader that always leaves a little unread: the buffer keeps the
+    /// bytes in order and does not grow past twice what is unread.
+    #[test]
+    fn a_reader_that_never_catches_up_does_not_grow_the_buffer() {
+        let mut b = RecvBuf::default();
+        let mut next = 0u8;
+        let mut expect = 0u8;
+        for _ in 0..10_000 {
+            let chunk: Vec<u8> = (0..100)
+                .map(|_| {
+                    next = next.wrapping_add(1);
+                    next
+                })
+                .collect();
+            b.push(&chunk);
+            // Read all but 10 bytes.
+            let want = b.len() - 10;
+            let mut got = Vec::new();
+            while got.len() < want {
+                b.take_with(want - got.len(), |c| got.extend_from_slice(c));
+            }
+            for byte in got {
+                expect = expect.wrapping_add(1);
+                assert_eq!(byte, expect);
+            }
+            assert!(
+                b.buf.len() <= 2 * b.len() + 100,
+                "{} bytes held",
+                b.buf.len()
+            );
+        }
+        // Read to the end: nothing held.
+        let rest = b.len();
+        b.take_with(rest, |_| {});
+        assert_eq!((b.len(), b.buf.capacity()), (0, 0));
+    }
 }

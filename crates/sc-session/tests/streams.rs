@@ -341,6 +341,9 @@ fn the_stream_limit_refuses_one_more_with_a_reason() {
             ..SessionConfig::default()
         },
     );
+    // Before the server's Limit frame arrives (it tells its limit: 4 is
+    // not the default) the client assumes 256 and opens five: the server
+    // refuses the fifth.
     let ids: Vec<_> = (0..5)
         .map(|_| p.client.open_stream(None).expect("open"))
         .collect();
@@ -361,13 +364,17 @@ fn the_stream_limit_refuses_one_more_with_a_reason() {
         assert_eq!(p.client.stream_read(*id, &mut buf), Ok(Read::Pending));
     }
     assert_eq!(p.server.stream_count(), 4);
-    // One closes both ways and is let go: room for another.
+    // The server's Limit has come: the client opens no more than 4, and
+    // the session goes on.
+    assert!(!p.client.can_open_stream());
+    assert_eq!(p.client.open_stream(None), Err(StreamError::Limit(4)));
+    // One closes both ways (neither side has let go of it yet): room for
+    // another.
     let (first, _) = p.server.accept_stream().expect("first");
     p.server.stream_finish(first).expect("fin");
     p.client.stream_finish(ids[0]).expect("fin");
     settle(&mut p);
-    let _ = read_all(&mut p.server, first);
-    p.server.stream_release(first);
+    assert!(p.client.can_open_stream());
     let again = p.client.open_stream(None).expect("open");
     write_all(&mut p, Side::Client, again, b"y");
     settle(&mut p);
@@ -479,7 +486,8 @@ fn every_rule_a_peer_can_break_ends_the_session_with_a_named_alert() {
         }))
         .expect("seal");
     let mut failed = None;
-    for _ in 0..18 {
+    let records = STREAM_WINDOW as usize / big.len() + 2;
+    for _ in 0..records {
         p.client
             .seal_streams_record_for_testing_only(&frame(data(1, &big)))
             .expect("seal");
@@ -488,7 +496,7 @@ fn every_rule_a_peer_can_break_ends_the_session_with_a_named_alert() {
             break;
         }
     }
-    let e = failed.expect("18 × 60,000 bytes > a 1 MiB window: refused");
+    let e = failed.expect("more than a stream window of data: refused");
     assert_eq!(
         e.error.alert(),
         Some(AlertCode::FLOW_CONTROL),

@@ -17,15 +17,18 @@
 //! share that one try); with `eager` they are opened at start and reopened
 //! as soon as they fail, with a backoff (0.1 s doubling to 10 s). Each new
 //! local connection becomes a stream of the live session carrying the
-//! fewest: it costs no handshake and no round trip.
+//! fewest: it costs no handshake and no round trip. When every kept session
+//! carries as many streams as the server takes at once (its stream limit,
+//! SPEC §14), the connection gets a session of its own, closed with it.
 //!
 //! A server that is down or refuses the handshake costs the local
 //! connection only: it is closed, one (rate-limited) log line says why, and
 //! the entry goes on accepting. One log line per connection when it ends
-//! (`connection ended`):
-//! the local peer, the server's identity, the cipher, the bytes each way,
-//! the duration and how it ended (and the stream and service, for a
-//! stream); one per session of streams, with the streams it carried. A
+//! (`connection ended`): the local peer, the server's identity, the
+//! cipher, the bytes each way, the duration and how it ended (and the
+//! stream and service, for a stream: then at debug level, `-v`); one per
+//! session of streams (`session of streams ended`), with the streams it
+//! carried. A
 //! stream or session that fails, or is cut at the end of a shutdown's grace
 //! period, resets the local connection, so the application never takes a
 //! cut for a clean end.
@@ -38,6 +41,7 @@ use std::time::{Duration, Instant};
 
 use sc_net::service::{Bound, Conn, Handler, Limits, Service, WhenFull};
 use sc_net::{warn_limited, Endpoint, Listener, Secs, Stream};
+use sc_session::streams::StreamError;
 use sc_session::{MuxSession, SecureStream};
 use sc_wire::streams::ServiceName;
 use tokio::sync::Mutex;
@@ -234,6 +238,9 @@ struct Entry {
 enum Secure {
     /// A stream of this kept session.
     Stream(MuxSession),
+    /// A stream of a session of its own (every kept one is at the
+    /// server's stream limit): closed when the stream ends.
+    Own(MuxSession),
     /// A session of its own (the server does not take streams, or
     /// multiplexing is off).
     Session(Box<SecureStream<Stream>>),
@@ -306,12 +313,18 @@ impl SessionPool {
         }
         let mut best: Option<(usize, MuxSession)> = None;
         let mut empty = None;
+        let (mut full, mut opening) = (false, false);
         for (i, slot) in self.slots.iter().enumerate() {
             let Ok(guard) = slot.try_lock() else {
+                opening = true;
                 continue;
             };
             match &*guard {
                 Slot::Live(s) if s.ended().is_none() => {
+                    if !s.can_open_stream() {
+                        full = true;
+                        continue;
+                    }
                     let n = s.stream_count();
                     if best.as_ref().is_none_or(|(m, _)| n < *m) {
                         best = Some((n, s.clone()));
@@ -332,9 +345,26 @@ impl SessionPool {
             },
             (Some((_, s)), _) => Ok(Secure::Stream(s)),
             (None, Some(i)) => self.open(i).await,
+            // Every live session is at the server's stream limit.
+            (None, None) if full && !opening => self.overflow().await,
             // Every slot is opening a session: wait for the first.
             (None, None) => self.open(0).await,
         }
+    }
+
+    /// A session of its own for one connection: every kept session is at
+    /// the server's stream limit.
+    async fn overflow(&self) -> Result<Secure, String> {
+        tracing::debug!(
+            "every session to {} carries as many streams as the server takes: \
+             this connection gets a session of its own",
+            self.target.connect
+        );
+        let stream = self.target.connect().await.map_err(|e| e.to_string())?;
+        Ok(match MuxSession::new(stream) {
+            Ok(session) => Secure::Own(session),
+            Err(stream) => Secure::Session(stream),
+        })
     }
 
     /// Opens slot `i`'s session, or takes the one (or the failure) of a try
@@ -397,7 +427,7 @@ impl SessionPool {
                     }
                 }
                 // The server does not multiplex: nothing to keep.
-                Ok(Secure::Session(_)) => return,
+                Ok(Secure::Session(_) | Secure::Own(_)) => return,
                 Err(e) => {
                     tracing::warn!("session failed: {e} (next try in {})", Secs(backoff));
                     let wait = backoff;
@@ -423,12 +453,17 @@ async fn keep(session: MuxSession, every: Duration) {
         }
     };
     let stats = session.stats();
+    let reason = match ended {
+        sc_session::Error::PeerClosed => "closed by the server".to_owned(),
+        e => e.to_string(),
+    };
     tracing::info!(
         server = %session.info().peer(),
+        streams = session.streams_carried(),
         sent = stats.bytes_sent,
         received = stats.bytes_received,
         duration = %Secs(started.elapsed()),
-        reason = %ended,
+        reason = %reason,
         "session of streams ended"
     );
 }
@@ -456,6 +491,7 @@ impl Handler for Entry {
         };
         let reset = plain.reset_handle();
         let idle = self.config.idle_timeout;
+        let own_session = matches!(secure, Secure::Own(_));
         let (report, server, cipher, stream) = match secure {
             Secure::Session(secure) => {
                 let server = secure.peer().to_string();
@@ -471,8 +507,24 @@ impl Handler for Entry {
                 let report = splice(*secure, plain, idle, Some(conn.stop())).await;
                 (report, server, cipher, None)
             }
-            Secure::Stream(session) => {
-                let stream = match session.open_stream(self.config.service.clone()) {
+            Secure::Stream(session) | Secure::Own(session) => {
+                let own = own_session;
+                let service = self.config.service.clone();
+                let opened = match session.open_stream(service.clone()) {
+                    // Filled up since it was picked: a session of its own.
+                    Err(StreamError::Limit(_)) if !own => match self.pool.overflow().await {
+                        Ok(Secure::Own(fresh)) => fresh
+                            .open_stream(service)
+                            .map(|s| (s, fresh.clone(), true))
+                            .map_err(|e| e.to_string()),
+                        Ok(_) => Err("the server stopped taking streams".to_owned()),
+                        Err(e) => Err(e),
+                    },
+                    r => r
+                        .map(|s| (s, session.clone(), own))
+                        .map_err(|e| e.to_string()),
+                };
+                let (stream, session, own) = match opened {
                     Ok(s) => s,
                     Err(e) => {
                         self.failed.fetch_add(1, Ordering::Relaxed);
@@ -480,6 +532,10 @@ impl Handler for Entry {
                         return;
                     }
                 };
+                if own {
+                    // Ends once its one stream is let go.
+                    session.close();
+                }
                 let id = stream.id();
                 let server = session.info().peer().to_string();
                 let cipher = session.info().cipher();
@@ -493,17 +549,30 @@ impl Handler for Entry {
             reset.reset();
         }
         let service = self.config.service.as_ref().map(tracing::field::display);
-        tracing::info!(
-            local = %peer,
-            server = %server,
-            cipher = %cipher,
-            stream = stream.map(|s| s.0),
-            service,
-            sent = report.plain_to_secure,
-            received = report.secure_to_plain,
-            duration = %Secs(started.elapsed()),
-            reason = %report.end,
-            "connection ended"
-        );
+        // One line per connection: at the default level when it had a
+        // session of its own (the session's line), at -v for a stream (its
+        // session has a line of its own, with the streams it carried).
+        macro_rules! ended {
+            ($level:expr) => {
+                tracing::event!(
+                    $level,
+                    local = %peer,
+                    server = %server,
+                    cipher = %cipher,
+                    stream = stream.map(|s| s.0),
+                    service,
+                    sent = report.plain_to_secure,
+                    received = report.secure_to_plain,
+                    duration = %Secs(started.elapsed()),
+                    reason = %report.end,
+                    "connection ended"
+                )
+            };
+        }
+        if stream.is_some() {
+            ended!(tracing::Level::DEBUG);
+        } else {
+            ended!(tracing::Level::INFO);
+        }
     }
 }

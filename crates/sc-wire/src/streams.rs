@@ -9,6 +9,7 @@
 //! Fin     0x03  —                                 (the sender sends no more on it)
 //! Reset   0x04  code (u8) || reason vec<u8, 1, 0..255> (UTF-8)
 //! Window  0x05  increment (u32, ≥ 1)              (stream id 0: the session's window)
+//! Limit   0x06  max streams (u32)                 (stream id 0 only)
 //! ```
 //!
 //! Decoding borrows: a Data frame's bytes are a slice of the record.
@@ -42,6 +43,8 @@ wire_enum! {
         RESET = 0x04 => "Reset",
         /// More room in a stream's receive window (or the session's, id 0).
         WINDOW = 0x05 => "Window",
+        /// How many streams the sender takes from its peer at once.
+        LIMIT = 0x06 => "Limit",
     }
 }
 
@@ -171,6 +174,13 @@ pub enum Frame<'a> {
         /// At least 1.
         increment: u32,
     },
+    /// The sender takes at most `max_streams` streams opened by its peer
+    /// at once (stream id 0). Each side sends one first; a later one
+    /// replaces it.
+    Limit {
+        /// Streams the peer may hold open at the sender.
+        max_streams: u32,
+    },
 }
 
 impl<'a> Frame<'a> {
@@ -182,6 +192,7 @@ impl<'a> Frame<'a> {
             | Self::Fin { id }
             | Self::Reset { id, .. }
             | Self::Window { id, .. } => *id,
+            Self::Limit { .. } => StreamId::SESSION,
         }
     }
 
@@ -193,7 +204,7 @@ impl<'a> Frame<'a> {
                 Self::Data { data, .. } => 2 + data.len(),
                 Self::Fin { .. } => 0,
                 Self::Reset { reason, .. } => 2 + reason.len().min(MAX_REASON_LEN),
-                Self::Window { .. } => 4,
+                Self::Window { .. } | Self::Limit { .. } => 4,
             }
     }
 
@@ -207,6 +218,7 @@ impl<'a> Frame<'a> {
             Self::Fin { id } => (FrameType::FIN, id),
             Self::Reset { id, .. } => (FrameType::RESET, id),
             Self::Window { id, .. } => (FrameType::WINDOW, id),
+            Self::Limit { .. } => (FrameType::LIMIT, &StreamId::SESSION),
         };
         out.push(typ.0);
         out.extend_from_slice(&id.0.to_be_bytes());
@@ -231,6 +243,7 @@ impl<'a> Frame<'a> {
                 out.extend_from_slice(&reason.as_bytes()[..cut]);
             }
             Self::Window { increment, .. } => out.extend_from_slice(&increment.to_be_bytes()),
+            Self::Limit { max_streams } => out.extend_from_slice(&max_streams.to_be_bytes()),
         }
     }
 
@@ -274,6 +287,14 @@ impl<'a> Frame<'a> {
                 }
                 Self::Window { id, increment }
             }
+            FrameType::LIMIT => {
+                if id != StreamId::SESSION {
+                    return Err(InvalidMessage::InvalidValue { what: "stream id" });
+                }
+                Self::Limit {
+                    max_streams: u32::from_be_bytes(r.array::<4>("max streams")?),
+                }
+            }
             _ => {
                 return Err(InvalidMessage::UnknownType {
                     what: "frame type",
@@ -281,7 +302,7 @@ impl<'a> Frame<'a> {
                 })
             }
         };
-        if id == StreamId::SESSION && !matches!(frame, Self::Window { .. }) {
+        if id == StreamId::SESSION && !matches!(frame, Self::Window { .. } | Self::Limit { .. }) {
             return Err(InvalidMessage::InvalidValue { what: "stream id" });
         }
         Ok(frame)

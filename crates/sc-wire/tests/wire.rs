@@ -437,7 +437,7 @@ fn frame() -> impl Strategy<
     ),
 > {
     (
-        1u8..=5,
+        1u8..=6,
         1u32..,
         service(),
         vec(any::<u8>(), 1..300),
@@ -472,10 +472,11 @@ fn build<'a>(
             code: ResetCode(*code),
             reason: reason.clone(),
         },
-        _ => Frame::Window {
+        5 => Frame::Window {
             id,
             increment: *inc,
         },
+        _ => Frame::Limit { max_streams: *inc },
     }
 }
 
@@ -523,8 +524,9 @@ fn bad_stream_frames_are_refused() {
         &[2, 0, 0, 0, 1, 0, 5, 1, 2],
         // A zero window increment.
         &[5, 0, 0, 0, 1, 0, 0, 0, 0],
-        // Stream 0 for anything but Window.
+        // Stream 0 for anything but Window and Limit; Limit for a stream.
         &[3, 0, 0, 0, 0],
+        &[6, 0, 0, 0, 1, 0, 0, 1, 0],
         // A service name with a space, and a reason that is not UTF-8.
         &[1, 0, 0, 0, 1, 2, b'a', b' '],
         &[4, 0, 0, 0, 1, 0, 2, 0xff, 0xfe],
