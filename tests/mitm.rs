@@ -42,6 +42,8 @@
 
 #[path = "mitm/logs.rs"]
 mod logs;
+// Its per-direction numbering serves tests/mitm_streams.rs.
+#[allow(dead_code)]
 #[path = "mitm/proxy.rs"]
 mod proxy;
 
@@ -71,7 +73,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use logs::SecretLog;
-use proxy::{Dir, Manipulation, Plan, Pos, Recording};
+use proxy::{Dir, Manipulation, Numbering, Plan, Pos, Recording};
 
 /// The handshake timeout of both ends: short, so stalls end quickly.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -340,6 +342,7 @@ fn scenarios(reference: &Recording, donor: &Recording) -> Vec<Scenario> {
             plan: Plan {
                 targets,
                 manipulation,
+                numbering: Numbering::Flights,
             },
             may_stall,
         });
@@ -1121,6 +1124,7 @@ async fn record(world: &World, id: u64) -> Recording {
         Plan {
             targets: Vec::new(),
             manipulation: Manipulation::Forward,
+            numbering: Numbering::Flights,
         },
     )
     .await;
@@ -1599,6 +1603,7 @@ async fn the_judge_flags_sessions_that_do_not_meet_the_requirement() {
         plan: Plan {
             targets: targets.clone(),
             manipulation,
+            numbering: Numbering::Flights,
         },
         may_stall: false,
     };

@@ -58,12 +58,25 @@ pub(crate) enum Manipulation {
     Reset { keep: usize },
 }
 
+/// How a plan's targets are numbered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Numbering {
+    /// By flight and index in the flight.
+    #[default]
+    Flights,
+    /// By index among all the records of one direction (`Pos::flight` is
+    /// 0): for a session whose flights after the handshake depend on
+    /// timing (streams), where each direction's records do not.
+    Direction(Dir),
+}
+
 /// One manipulation of one target.
 #[derive(Clone, Debug)]
 pub(crate) struct Plan {
     /// The records manipulated together, in wire order, all of one direction.
     pub(crate) targets: Vec<Pos>,
     pub(crate) manipulation: Manipulation,
+    pub(crate) numbering: Numbering,
 }
 
 /// One flight as the sender sent it.
@@ -78,11 +91,23 @@ pub(crate) struct Flight {
 pub(crate) struct Recording {
     /// Every whole record each sender sent, by flight.
     pub(crate) flights: Vec<Flight>,
+    /// The same records by direction: client to server, server to client.
+    pub(crate) c2s: Vec<Vec<u8>>,
+    pub(crate) s2c: Vec<Vec<u8>>,
     /// Whether the manipulation was applied (all target records came).
     pub(crate) applied: bool,
 }
 
 impl Recording {
+    /// The `index`-th record sent in `dir`, if it was sent.
+    pub(crate) fn nth(&self, dir: Dir, index: usize) -> Option<&[u8]> {
+        let all = match dir {
+            Dir::ClientToServer => &self.c2s,
+            Dir::ServerToClient => &self.s2c,
+        };
+        all.get(index).map(Vec::as_slice)
+    }
+
     /// The record at `pos`, if it was sent.
     pub(crate) fn record(&self, pos: Pos) -> Option<&[u8]> {
         let f = self.flights.get(pos.flight.checked_sub(1)?)?;
@@ -167,7 +192,22 @@ impl Mitm {
             index: f.records.len(),
         };
         f.records.push(record.clone());
-        if self.done || !self.plan.targets.contains(&pos) {
+        let all = match dir {
+            Dir::ClientToServer => &mut self.rec.c2s,
+            Dir::ServerToClient => &mut self.rec.s2c,
+        };
+        all.push(record.clone());
+        let target = match self.plan.numbering {
+            Numbering::Flights => self.plan.targets.contains(&pos),
+            Numbering::Direction(d) => {
+                d == dir
+                    && self.plan.targets.contains(&Pos {
+                        flight: 0,
+                        index: all.len() - 1,
+                    })
+            }
+        };
+        if self.done || !target {
             put(lane, w, &record).await;
             return None;
         }
