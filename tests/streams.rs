@@ -4,6 +4,8 @@
 //! with the reason; a killed exit resets every stream at the entry; old and
 //! new binaries work together. Loopback only, every wait bounded.
 
+use std::time::Duration;
+
 use sovereign_chain::net::Endpoint;
 use sovereign_chain::session::Acceptor;
 use sovereign_chain::tunnel::splice;
@@ -271,4 +273,79 @@ async fn old_and_new_binaries_work_together() {
     client.wait_line("does not take streams").await;
     assert!(client.lines_with("session of streams open").is_empty());
     old.abort();
+}
+
+/// Exit-side memory per idle stream: 1,000 local connections through one
+/// entry (one session), each reads its tag and echoes a message, then all
+/// stay open and idle; prints `sc-server`'s RSS before and after (from
+/// /proc) and what each idle stream costs there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: cargo test --release --test streams -- --ignored --nocapture idle_stream_memory"]
+async fn idle_stream_memory() {
+    const STREAMS: usize = 1000;
+    let pki = Pki::new("streams-memory");
+    let (_b, backend) = tagged_echo("M").await;
+    let (server, server_addr) = server(&pki, &backend, &["--max-streams", "2000"]).await;
+    let (client, local) = entry(
+        &pki,
+        &server_addr,
+        &["--max-connections", "2000", "--max-handshakes", "2000"],
+    )
+    .await;
+    let pid = server.pid();
+    let rss = || {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmRSS")
+    };
+    let hold = |n: usize| {
+        let local = local.clone();
+        async move {
+            let mut held = Vec::with_capacity(n);
+            for i in 0..n {
+                let mut s = timeout(WAIT, local.connect())
+                    .await
+                    .expect("connect in time")
+                    .expect("connect");
+                let mut tag = [0u8; 1];
+                timeout(WAIT, s.read_exact(&mut tag))
+                    .await
+                    .expect("tag in time")
+                    .expect("tag");
+                let msg = format!("idle {i}");
+                s.write_all(msg.as_bytes()).await.expect("write");
+                let mut back = vec![0u8; msg.len()];
+                timeout(WAIT, s.read_exact(&mut back))
+                    .await
+                    .expect("echo in time")
+                    .expect("echo");
+                held.push(s);
+            }
+            held
+        }
+    };
+    // Warm up (the session, thread stacks, allocator arenas), then measure.
+    let _warm = hold(20).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss();
+    let held = hold(STREAMS).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = rss();
+    let per = after.saturating_sub(before) as f64 / STREAMS as f64;
+    println!(
+        "sc-server: RSS {before} KiB before, {after} KiB with {STREAMS} more idle streams \
+         (one session): {per:.2} KiB per stream"
+    );
+    assert_eq!(
+        client.lines_with("session of streams open").len(),
+        1,
+        "one session carried them all"
+    );
+    // A copy buffer (256 KiB) or a stream window's worth left behind per
+    // idle stream would show as hundreds of KiB each.
+    assert!(per < 16.0, "{per:.2} KiB per idle stream");
+    drop(held);
 }
