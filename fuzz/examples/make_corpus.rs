@@ -39,6 +39,7 @@ fn pem_chain(chain: &[CertificateDer<'_>]) -> Vec<u8> {
 fn main() {
     let f = sc_fuzz::fixture();
 
+    write("session_streams", &streams_seeds());
     write("handshake_client", &sc_fuzz::handshake_seeds(Side::Client));
     write("handshake_server", &sc_fuzz::handshake_seeds(Side::Server));
     let client = sc_fuzz::session_seeds(Side::Client);
@@ -125,4 +126,46 @@ fn main() {
             local.encode().expect("encodes"),
         ],
     );
+}
+
+/// Scripts for `session_streams`: a server side that receives an Open with
+/// data, a Window, a Fin and a Reset, and reads and writes between them.
+fn streams_seeds() -> Vec<Vec<u8>> {
+    use sc_wire::streams::{Frame, ResetCode, StreamId};
+    let frame = |f: Frame<'_>| {
+        let mut out = Vec::new();
+        f.encode(&mut out);
+        out
+    };
+    // op 0: receive a record of `len` bytes.
+    let receive = |content: &[u8]| {
+        let mut op = vec![0, content.len() as u8];
+        op.extend_from_slice(content);
+        op
+    };
+    let one = StreamId(1);
+    let mut open = frame(Frame::Open {
+        id: one,
+        service: None,
+    });
+    open.extend(frame(Frame::Data {
+        id: one,
+        data: b"hello",
+    }));
+    let mut a = vec![0u8];
+    a.extend(receive(&open));
+    a.extend([1, 1, 2, 1, 4, 4]);
+    a.extend(receive(&frame(Frame::Window {
+        id: one,
+        increment: 100,
+    })));
+    a.extend(receive(&frame(Frame::Fin { id: one })));
+    a.extend([1, 1, 6, 1, 4, 4, 3, 1]);
+    let mut b = vec![1u8, 5, 0, 2, 1, 4, 4];
+    b.extend(receive(&frame(Frame::Reset {
+        id: one,
+        code: ResetCode::REFUSED,
+        reason: "stream limit reached (8 open)".into(),
+    })));
+    vec![a, b]
 }

@@ -466,3 +466,66 @@ pub fn with_config_file(data: &[u8], parse: impl FnOnce(&std::path::Path)) {
     std::fs::write(path, data).expect("scratch file");
     parse(path);
 }
+
+/// The streams of a session (SPEC §14), sans-I/O and without keys: the
+/// input is a script of frames from the peer (length-prefixed Streams
+/// record contents) mixed with what the application does (open, read,
+/// write, finish, reset, let go, send what is owed). Nothing may panic, and
+/// what waits to go out stays bounded.
+pub fn streams(data: &[u8]) {
+    use sc_session::streams::{StreamError, Streams, Writable, MAX_PENDING_FRAMES};
+    use sc_wire::streams::{ResetCode, StreamId};
+
+    let side = if data.first().is_some_and(|b| b & 1 == 1) {
+        Side::Client
+    } else {
+        Side::Server
+    };
+    let mut s = Streams::new(side, 8);
+    let mut rest = data.get(1..).unwrap_or_default();
+    let mut buf = [0u8; 512];
+    while let Some((&op, tail)) = rest.split_first() {
+        rest = tail;
+        let arg = rest.first().copied().unwrap_or(0);
+        let id = StreamId(u32::from(arg % 16));
+        match op % 8 {
+            0 => {
+                let body = rest.get(1..).unwrap_or_default();
+                let (content, after) = body.split_at(usize::from(arg).min(body.len()));
+                if s.receive(content).is_err() {
+                    // The session ends: a real connection sends the alert
+                    // and stops.
+                    return;
+                }
+                rest = after;
+                continue;
+            }
+            1 => {
+                let _ = s.read(id, &mut buf[..usize::from(arg).max(1)]);
+            }
+            2 => {
+                if let Ok(Writable::Bytes(n)) = s.writable(id) {
+                    s.charge(id, n.min(usize::from(arg)));
+                }
+            }
+            3 => s.release(id),
+            4 => {
+                let mut out = Vec::new();
+                s.take_owed(&mut out, usize::from(arg) * 64);
+            }
+            5 => {
+                if let Err(StreamError::Session(_)) = s.open(None) {
+                    return;
+                }
+            }
+            6 => {
+                let _ = s.finish(id);
+            }
+            _ => s.reset(id, ResetCode(arg), "fuzz"),
+        }
+        let _ = s.take_events();
+        let _ = s.accept();
+        assert!(s.owed_bytes() <= MAX_PENDING_FRAMES * 300, "owed bytes unbounded");
+        rest = rest.get(1..).unwrap_or_default();
+    }
+}
