@@ -89,7 +89,7 @@
 //!   none). The record trace (debug level, `sc-proxy -v`) parses headers
 //!   passively and is off the data path otherwise; it never fails a session.
 //!
-//! A relay in front of a server (here the library's [`Acceptor`]), and a
+//! A relay in front of a server (here `sc-session`'s `Acceptor`), and a
 //! client that names its route:
 //!
 //! ```
@@ -160,8 +160,6 @@
 //! relay.shutdown(Duration::from_secs(5)).await;
 //! # Ok(()) }
 //! ```
-//!
-//! [`Acceptor`]: sc_session::Acceptor
 
 #![forbid(unsafe_code)]
 
