@@ -275,6 +275,37 @@ async fn old_and_new_binaries_work_together() {
     old.abort();
 }
 
+/// At the default level the entry logs a stream only when it fails: a
+/// refused service gets its line with the reason, a stream that closed
+/// cleanly none (its session's line counts it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_entry_logs_failed_streams_at_the_default_level_only() {
+    let pki = Pki::new("streams-quiet");
+    let (_b, backend) = tagged_echo("C").await;
+    let (_server, server_addr) = server(&pki, &backend, &[]).await;
+    let mut args = pki.client_args(&server_addr.to_string());
+    args.extend(["--listen", "127.0.0.1:0"].map(String::from));
+    let default_service = Proc::spawn(env!("CARGO_BIN_EXE_sc-client"), &args, None);
+    let plain = default_service.listening().await;
+    args.extend(["--service", "nosuch"].map(String::from));
+    let unknown = Proc::spawn(env!("CARGO_BIN_EXE_sc-client"), &args, None);
+    let refused = unknown.listening().await;
+
+    assert_eq!(visit(&plain, b"fine").await.expect("visit").0, "C");
+    let e = visit(&refused, b"q").await.expect_err("refused");
+    assert!(!e.contains("no tag"), "{e}");
+    let line = unknown.wait_line("connection ended").await;
+    assert!(line.contains("unknown service nosuch"), "{line}");
+    // The clean stream's end (under a millisecond after its visit) has
+    // long been logged, if it was going to be.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        default_service.lines_with("connection ended").is_empty(),
+        "{}",
+        default_service.log()
+    );
+}
+
 /// Exit-side memory per idle stream: 1,000 local connections through one
 /// entry (one session), each reads its tag and echoes a message, then all
 /// stay open and idle; prints `sc-server`'s RSS before and after (from

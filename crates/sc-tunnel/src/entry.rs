@@ -49,6 +49,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::connect::Target;
 use crate::splice;
+use crate::SpliceEnd;
 
 /// Most local connections a tunnel entry serves at once (100); further ones
 /// wait in the listen backlog until a session ends.
@@ -550,8 +551,10 @@ impl Handler for Entry {
         }
         let service = self.config.service.as_ref().map(tracing::field::display);
         // One line per connection: at the default level when it had a
-        // session of its own (the session's line), at -v for a stream (its
-        // session has a line of its own, with the streams it carried).
+        // session of its own (the session's line) or when its stream did
+        // not end cleanly (a refused service, a backend that failed, a
+        // lost session); at -v for a stream that closed (its session has
+        // a line of its own, with the streams it carried).
         macro_rules! ended {
             ($level:expr) => {
                 tracing::event!(
@@ -569,7 +572,7 @@ impl Handler for Entry {
                 )
             };
         }
-        if stream.is_some() {
+        if stream.is_some() && report.end == SpliceEnd::Closed {
             ended!(tracing::Level::DEBUG);
         } else {
             ended!(tracing::Level::INFO);
