@@ -494,7 +494,12 @@ impl Drop for Handle {
         inner.state.conn.stream_release(self.id);
         inner.readers.remove(&self.id);
         inner.writers.remove(&self.id);
-        inner.wake_driver();
+        // The driver sends a Reset owed, or the Close of a closing session
+        // whose last stream this was; a stream that ended both ways needs
+        // nothing.
+        if inner.state.conn.has_streams_owed() || inner.closing {
+            inner.wake_driver();
+        }
     }
 }
 
@@ -662,10 +667,15 @@ fn poll_write(handle: &Handle, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Res
     Poll::Ready(Ok(taken))
 }
 
-fn poll_shutdown(handle: &Handle) -> Poll<io::Result<()>> {
+fn poll_shutdown(handle: &Handle, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
     let mut inner = handle.shared.lock();
     let r = inner.state.conn.stream_finish(handle.id);
-    inner.wake_driver();
+    // The Fin goes out now, from this task.
+    if inner.state.conn.flush_streams().is_ok() {
+        inner.write_now(cx);
+    } else {
+        inner.wake_driver();
+    }
     Poll::Ready(r.map_err(io_error))
 }
 
@@ -692,8 +702,8 @@ impl AsyncWrite for SessionStream {
         Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        poll_shutdown(&self.handle)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        poll_shutdown(&self.handle, cx)
     }
 }
 
@@ -767,7 +777,7 @@ impl AsyncWrite for StreamWriteHalf {
         Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        poll_shutdown(&self.handle)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        poll_shutdown(&self.handle, cx)
     }
 }
