@@ -275,6 +275,24 @@ async fn old_and_new_binaries_work_together() {
     old.abort();
 }
 
+/// SIGTERM to the entry ends its kept session with the authenticated
+/// Close: the exit logs a clean end, never a possible truncation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_entry_closes_its_kept_session_cleanly() {
+    let pki = Pki::new("streams-stop");
+    let (_b, backend) = tagged_echo("C").await;
+    let (server, server_addr) = server(&pki, &backend, &[]).await;
+    let (client, local) = entry(&pki, &server_addr, &[]).await;
+    assert_eq!(visit(&local, b"one").await.expect("visit").0, "C");
+    client.wait_line("connection ended").await;
+    client.signal("TERM");
+    let line = client.wait_line("INFO session of streams ended").await;
+    assert!(line.contains("reason=closed by the server"), "{line}");
+    let end = server.wait_line("INFO session end").await;
+    assert!(end.contains("reason=closed"), "{end}");
+    assert!(end.contains("streams=1"), "{end}");
+}
+
 /// At the default level the entry logs a stream only when it fails: a
 /// refused service gets its line with the reason, a stream that closed
 /// cleanly none (its session's line counts it).

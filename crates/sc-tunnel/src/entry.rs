@@ -67,6 +67,10 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// within `sc-server`'s default idle timeout (300 s).
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(60);
 
+/// At shutdown: longest wait for the server's answer to the kept sessions'
+/// Close (at most the shutdown grace).
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
 /// With `eager`: first wait before a failed session is tried again; it
 /// doubles up to [`MAX_BACKOFF`]. (Without, a new local connection tries
 /// at once; connections that arrive during one try share its outcome.)
@@ -217,6 +221,10 @@ impl TunnelEntry {
         stop.cancel();
         let accepted = service.accepted();
         let report = service.shutdown(grace).await;
+        // Every stream has ended or was cut: the kept sessions end with
+        // their authenticated Close, so the server logs a clean end, not a
+        // possible truncation.
+        pool.close(grace.min(CLOSE_WAIT)).await;
         TunnelReport {
             accepted,
             failed: entry.failed.load(Ordering::Relaxed),
@@ -410,6 +418,32 @@ impl SessionPool {
                 let why = e.to_string();
                 *slot = Slot::Failed(why.clone());
                 Err(why)
+            }
+        }
+    }
+
+    /// Closes the kept sessions (each sends its Close once its streams are
+    /// let go) and waits up to `within` for them to end.
+    async fn close(&self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut live = Vec::new();
+        for slot in &self.slots {
+            // A slot that is opening a session holds its lock until the
+            // handshake ends: bounded by the same deadline.
+            let Ok(slot) = tokio::time::timeout_at(deadline, slot.lock()).await else {
+                break;
+            };
+            if let Slot::Live(session) = &*slot {
+                session.close();
+                live.push(session.clone());
+            }
+        }
+        for session in live {
+            if tokio::time::timeout_at(deadline, session.closed())
+                .await
+                .is_err()
+            {
+                break;
             }
         }
     }
