@@ -37,10 +37,6 @@ use crate::stream::{SessionInfo, State};
 /// record waits behind all of it: the kernel's socket buffer already keeps
 /// a bulk stream busy, and every KiB here is latency for the others.
 pub const WRITE_BUFFER_LEN: usize = 64 * 1024;
-
-/// Transport reads (each up to 256 KiB) the driver opens before it lets go
-/// of the session for the streams' tasks.
-const READS_PER_POLL: usize = 1;
 use crate::streams::{Read, StreamError};
 use crate::{Error, SecureStream, Stats};
 
@@ -405,7 +401,6 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Future for Driver<IO> {
             Some(w) if w.will_wake(cx.waker()) => {}
             _ => inner.driver = Some(cx.waker().clone()),
         }
-        let mut reads = 0;
         loop {
             // Frames owed (window grants, Fin, Reset, Open) go out first.
             if let Err(e) = inner.state.conn.flush_streams() {
@@ -458,14 +453,6 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Future for Driver<IO> {
                 Poll::Ready(Ok(_)) => {
                     inner.dispatch();
                     progress = true;
-                    reads += 1;
-                    if reads == READS_PER_POLL {
-                        // Let go of the lock: the streams' tasks (a
-                        // writer with a reply, a reader) go between two
-                        // chunks of a bulk stream, not after all of them.
-                        cx.waker().wake_by_ref();
-                        return Poll::Pending;
-                    }
                 }
                 Poll::Ready(Err(e)) => {
                     // The alert the core queued, if the transport takes it.
