@@ -197,33 +197,13 @@ impl Stream {
         }
     }
 
-    /// A second handle on a TCP connection, taken before the stream is handed
-    /// to a byte pump ([`pump`](crate::pump)): when the other side of a tunnel fails,
-    /// [`ResetHandle::reset`] ends this connection with a reset (RST), so
-    /// its application sees an error rather than a clean end of stream it
-    /// could not tell from the real end. `None` for a Unix socket (it has no
-    /// reset: it is closed as usual).
-    pub fn reset_handle(&self) -> Option<ResetHandle> {
-        use std::os::fd::AsFd;
-        match self {
-            Self::Tcp(tcp) => tcp.as_fd().try_clone_to_owned().ok().map(ResetHandle),
-            Self::Unix(_) => None,
-        }
-    }
-}
-
-/// See [`Stream::reset_handle`]. Dropped without [`reset`](Self::reset), it
-/// changes nothing.
-#[derive(Debug)]
-pub struct ResetHandle(std::os::fd::OwnedFd);
-
-impl ResetHandle {
-    /// Makes the connection end with a reset (SO_LINGER 0) when its last
-    /// handle is closed: call it once the stream itself is dropped (or is
-    /// about to be). Must run inside the tokio runtime.
-    pub fn reset(self) {
-        let std = std::net::TcpStream::from(self.0);
-        if let Ok(tcp) = TcpStream::from_std(std) {
+    /// Makes this TCP connection end with a reset (RST, by SO_LINGER 0)
+    /// when it is closed: for a tunnel whose other side failed, so its
+    /// application sees an error rather than a clean end of stream it
+    /// could not tell from the real end. A Unix socket has no reset: it is
+    /// closed as usual.
+    pub fn reset_on_close(&self) {
+        if let Self::Tcp(tcp) = self {
             // SO_LINGER 0 does not block on close (the deprecation is about
             // non-zero lingers).
             #[allow(deprecated)]

@@ -34,9 +34,7 @@ mod ratelimit;
 pub mod service;
 
 pub use describe::{io_reason, Secs};
-pub use endpoint::{
-    Endpoint, EndpointError, Listener, ReadHalf, Replay, ResetHandle, Stream, WriteHalf,
-};
+pub use endpoint::{Endpoint, EndpointError, Listener, ReadHalf, Replay, Stream, WriteHalf};
 pub use proxy_protocol::{Cidr, CidrError};
 pub use ratelimit::RateLimiter;
 

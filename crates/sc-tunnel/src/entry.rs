@@ -504,7 +504,7 @@ async fn keep(session: MuxSession, every: Duration) {
 }
 
 impl Handler for Entry {
-    async fn serve(self: Arc<Self>, plain: Stream, peer: String, conn: Conn) {
+    async fn serve(self: Arc<Self>, mut plain: Stream, peer: String, conn: Conn) {
         let started = Instant::now();
         let connect = async {
             let _slot = conn.handshake_slot().await;
@@ -524,7 +524,6 @@ impl Handler for Entry {
                 return;
             }
         };
-        let reset = plain.reset_handle();
         let idle = self.config.idle_timeout;
         let own_session = matches!(secure, Secure::Own(_));
         let (report, server, cipher, stream) = match secure {
@@ -539,7 +538,7 @@ impl Handler for Entry {
                     handshake_ms = secure.handshake_duration().as_secs_f64() * 1e3,
                     "session open"
                 );
-                let report = splice(*secure, plain, idle, Some(conn.stop())).await;
+                let report = splice(*secure, &mut plain, idle, Some(conn.stop())).await;
                 (report, server, cipher, None)
             }
             Secure::Stream(session) | Secure::Own(session) => {
@@ -574,14 +573,14 @@ impl Handler for Entry {
                 let id = stream.id();
                 let server = session.info().peer().to_string();
                 let cipher = session.info().cipher();
-                let report = splice(stream, plain, idle, Some(conn.stop())).await;
+                let report = splice(stream, &mut plain, idle, Some(conn.stop())).await;
                 (report, server, cipher, Some(id))
             }
         };
-        if let (true, Some(reset)) = (report.end.is_cut(), reset) {
+        if report.end.is_cut() {
             // The session or stream failed (possibly cut) or was cut by the
             // shutdown: the application must not take it for a clean end.
-            reset.reset();
+            plain.reset_on_close();
         }
         let service = self.config.service.as_ref().map(tracing::field::display);
         // One line per connection: at the default level when it had a

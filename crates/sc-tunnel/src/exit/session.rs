@@ -243,14 +243,14 @@ pub(crate) async fn forward(
             return SessionEnd::Backend(why);
         }
     };
-    let reset = plain.reset_handle();
-    let report = splice(stream, plain, limits.idle_timeout, Some(hard_stop)).await;
+    let mut plain = plain;
+    let report = splice(stream, &mut plain, limits.idle_timeout, Some(hard_stop)).await;
     counts.bytes_in = report.secure_to_plain;
     counts.bytes_out = report.plain_to_secure;
     // A session that failed (possibly cut) or was cut by the shutdown: the
     // backend must not take it for a clean end.
-    if let (true, Some(reset)) = (report.end.is_cut(), reset) {
-        reset.reset();
+    if report.end.is_cut() {
+        plain.reset_on_close();
     }
     match report.end {
         SpliceEnd::Stopped => SessionEnd::Shutdown,

@@ -192,17 +192,16 @@ async fn serve_stream(
                     warn_limited!(ctx.log, "backend", listener = %ctx.local, "{why}");
                     why
                 }
-                Ok(plain) => {
-                    let reset = plain.reset_handle();
+                Ok(mut plain) => {
                     // The stream handle stays to reset it with a reason if
                     // the backend fails.
                     let resetter = stream.reset_handle();
                     let report =
-                        splice(stream, plain, ctx.limits.idle_timeout, Some(&ctx.stop)).await;
+                        splice(stream, &mut plain, ctx.limits.idle_timeout, Some(&ctx.stop)).await;
                     counts.bytes_in = report.secure_to_plain;
                     counts.bytes_out = report.plain_to_secure;
-                    if let (true, Some(reset)) = (report.end.is_cut(), reset) {
-                        reset.reset();
+                    if report.end.is_cut() {
+                        plain.reset_on_close();
                     }
                     match &report.end {
                         SpliceEnd::Plain(e) => {
