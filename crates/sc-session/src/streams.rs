@@ -808,7 +808,42 @@ fn gone() -> StreamError {
 
 #[cfg(test)]
 mod tests {
-    use super::RecvBuf;
+    use super::{RecvBuf, Streams};
+    use crate::connection::Side;
+    use sc_wire::streams::{Frame, StreamId, DATA_OVERHEAD};
+
+    /// A peer that floods one-byte Data frames (legal, within the windows)
+    /// makes the receiver hold the bytes and nothing per frame: 200,000
+    /// frames in records of 16 KiB leave 200,000 bytes buffered (in a
+    /// buffer at most twice that) and owe the peer nothing until the
+    /// application reads.
+    #[test]
+    fn a_flood_of_tiny_frames_holds_only_their_bytes() {
+        let mut s = Streams::new(Side::Server, 256);
+        let id = StreamId(1);
+        let mut open = Vec::new();
+        Frame::Open { id, service: None }.encode(&mut open);
+        s.receive(&open).expect("open");
+        let per_record = 16 * 1024 / (DATA_OVERHEAD + 1);
+        let mut record = Vec::new();
+        for _ in 0..per_record {
+            Frame::Data { id, data: b"x" }.encode(&mut record);
+        }
+        let mut sent = 0;
+        while sent < 200_000 {
+            let n = per_record.min(200_000 - sent);
+            s.receive(&record[..n * (DATA_OVERHEAD + 1)]).expect("data");
+            sent += n;
+        }
+        let held = &s.streams[&id].recv;
+        assert_eq!(held.len(), 200_000);
+        assert!(
+            held.buf.capacity() <= 2 * 200_000,
+            "{}",
+            held.buf.capacity()
+        );
+        assert_eq!(s.owed_bytes(), 0);
+    }
 
     /// A reader that always leaves a little unread: the buffer keeps the
     /// bytes in order and does not grow past twice what is unread.
