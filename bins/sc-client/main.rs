@@ -39,8 +39,9 @@ use crate::settings::Mode;
 /// (half-close included) and the application needs no change. With a
 /// server that does not multiplex (or --no-multiplex) every connection gets
 /// a session of its own. SIGTERM, SIGINT or SIGHUP stops
-/// accepting and lets open sessions finish (up to --shutdown-grace); a
-/// second signal cuts them:
+/// accepting and lets open connections finish (up to --shutdown-grace), then
+/// ends the kept sessions with their authenticated close; a second signal
+/// cuts them:
 ///
 ///   sc-client --listen 127.0.0.1:5432 --connect db.internal:7000 \
 ///       --ca ca.pem --cert app-1.pem --key app-1.key
