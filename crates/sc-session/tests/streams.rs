@@ -24,9 +24,9 @@ fn now() -> UnixTime {
 }
 
 /// A pair whose client offers streams (`client`) and whose server takes
-/// them up (`server`), handshake done.
-fn pair_with(client: bool, server: bool, session: SessionConfig) -> Pair {
-    let mut rng = ChaCha20Rng::from_seed([7; 32]);
+/// them up (`server`), before the handshake.
+fn fresh_pair(client: bool, server: bool, session: SessionConfig, seed: u8) -> Pair {
+    let mut rng = ChaCha20Rng::from_seed([seed; 32]);
     let pki = ThrowawayPki::new("server.test", "client-1", now(), &mut rng).expect("pki");
     let c = ClientConfig::builder()
         .with_server_verifier(Arc::new(pki.server_verifier().expect("verifier")))
@@ -39,7 +39,7 @@ fn pair_with(client: bool, server: bool, session: SessionConfig) -> Pair {
         .build()
         .with_streams(server);
     let name = ServerName::try_from("server.test").expect("name");
-    let mut pair = Pair::new(
+    Pair::new(
         Arc::new(c),
         Arc::new(s),
         name,
@@ -47,7 +47,12 @@ fn pair_with(client: bool, server: bool, session: SessionConfig) -> Pair {
         now(),
         Box::new(rng),
     )
-    .expect("pair");
+    .expect("pair")
+}
+
+/// [`fresh_pair`], handshake done.
+fn pair_with(client: bool, server: bool, session: SessionConfig) -> Pair {
+    let mut pair = fresh_pair(client, server, session, 7);
     pair.handshake().expect("handshake");
     pair
 }
@@ -127,28 +132,7 @@ fn stripping_the_offer_fails_the_handshake() {
     // fixes up the lengths): the server answers as to a client without
     // streams. The offer is in the transcript both sides derive the
     // handshake keys from, so the client cannot even open flight 2.
-    let mut rng = ChaCha20Rng::from_seed([9; 32]);
-    let pki = ThrowawayPki::new("server.test", "client-1", now(), &mut rng).expect("pki");
-    let c = ClientConfig::builder()
-        .with_server_verifier(Arc::new(pki.server_verifier().expect("v")))
-        .with_credential(pki.client.clone())
-        .build()
-        .with_streams(true);
-    let s = ServerConfig::builder()
-        .with_client_verifier(Arc::new(pki.client_verifier().expect("v")))
-        .with_credential(pki.server.clone())
-        .build()
-        .with_streams(true);
-    let name = ServerName::try_from("server.test").expect("name");
-    let mut p = Pair::new(
-        Arc::new(c),
-        Arc::new(s),
-        name,
-        SessionConfig::default(),
-        now(),
-        Box::new(rng),
-    )
-    .expect("pair");
+    let mut p = fresh_pair(true, true, SessionConfig::default(), 9);
     let flight1 = p.take_flight(Side::Client).expect("ClientHello");
     let msg = HandshakeMessage::decode(&flight1[4..]).expect("hello");
     let HandshakeMessage::ClientHello(mut hello) = msg else {
