@@ -79,8 +79,7 @@ if [[ -n "${SC_BIN_DIR:-}" ]]; then
     BIN=$SC_BIN_DIR
 else
     say "building the release binaries (cargo build --release)"
-    (cd "$ROOT" && cargo build --release --quiet -p sovereign-chain --bin sc-server --bin sc-client &&
-        cargo build --release --quiet -p sc-ca --bin sc-ca)
+    (cd "$ROOT" && cargo build --release --quiet -p sovereign-chain --bin sc-server --bin sc-client --bin sc-ca)
     BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 fi
 for b in sc-server sc-client sc-ca; do
