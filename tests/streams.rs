@@ -83,19 +83,11 @@ async fn entry(pki: &Pki, server: &Endpoint, extra: &[&str]) -> (Proc, Endpoint)
     (p, addr)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_connections_share_one_session_and_cost_no_handshake() {
-    let pki = Pki::new("streams-share");
-    let (_b, backend) = tagged_echo("C").await;
-    let (server, server_addr) = server(&pki, &backend, &[]).await;
-    let (client, local) = entry(&pki, &server_addr, &[]).await;
-    for i in 0..50u32 {
-        let msg = format!("hello {i}");
-        let (tag, back) = visit(&local, msg.as_bytes()).await.expect("visit");
-        assert_eq!((tag.as_str(), back.as_slice()), ("C", msg.as_bytes()));
-    }
-    // One session (one handshake) carried the 50 connections.
-    client.wait_lines("connection ended", 50, WAIT).await;
+/// Waits until the entry has ended `n` connections and the exit `n`
+/// streams; checks that one session (one handshake) carried them all;
+/// returns the exit's stream-end lines.
+async fn one_session_carried(client: &Proc, server: &Proc, n: usize) -> Vec<String> {
+    client.wait_lines("connection ended", n, WAIT).await;
     assert_eq!(
         client.lines_with("session of streams open").len(),
         1,
@@ -108,8 +100,56 @@ async fn many_connections_share_one_session_and_cost_no_handshake() {
         "{}",
         server.log()
     );
-    let ends = server.wait_lines("stream end", 50, WAIT).await;
+    server.wait_lines("stream end", n, WAIT).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_connections_share_one_session_and_cost_no_handshake() {
+    let pki = Pki::new("streams-share");
+    let (_b, backend) = tagged_echo("C").await;
+    let (server, server_addr) = server(&pki, &backend, &[]).await;
+    let (client, local) = entry(&pki, &server_addr, &[]).await;
+    for i in 0..50u32 {
+        let msg = format!("hello {i}");
+        let (tag, back) = visit(&local, msg.as_bytes()).await.expect("visit");
+        assert_eq!((tag.as_str(), back.as_slice()), ("C", msg.as_bytes()));
+    }
+    let ends = one_session_carried(&client, &server, 50).await;
     assert!(ends.iter().all(|l| l.contains("reason=closed")), "{ends:?}");
+}
+
+/// Through the blind relay nothing changes: `sc-proxy` routes the session
+/// of streams like any session, so 20 connections through it still cost
+/// one handshake, and the relay sees one session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_pass_through_the_relay_in_one_session() {
+    let pki = Pki::new("streams-relay");
+    let (_b, backend) = tagged_echo("C").await;
+    let (server, server_addr) = server(&pki, &backend, &[]).await;
+    let route = format!("{}={server_addr}", support::SERVER_NAME);
+    let proxy = Proc::spawn(
+        env!("CARGO_BIN_EXE_sc-proxy"),
+        &[
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--route".into(),
+            route,
+        ],
+        None,
+    );
+    let relay = proxy.listening().await;
+    let (client, local) = entry(&pki, &relay, &[]).await;
+    for i in 0..20u32 {
+        let msg = format!("through the relay {i}");
+        let (tag, back) = visit(&local, msg.as_bytes()).await.expect("visit");
+        assert_eq!((tag.as_str(), back.as_slice()), ("C", msg.as_bytes()));
+    }
+    one_session_carried(&client, &server, 20).await;
+    // The relay carried one session and no more.
+    client.signal("TERM");
+    let ended = proxy.wait_lines("session end", 1, WAIT).await;
+    assert_eq!(ended.len(), 1, "{}", proxy.log());
+    assert_eq!(proxy.lines_with("session end").len(), 1, "{}", proxy.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
