@@ -280,6 +280,10 @@ pub struct SessionPool {
     single: AtomicBool,
     /// `keep_open` has started.
     kept: AtomicBool,
+    /// The tasks that keep each session alive and log its end: awaited at
+    /// shutdown, so every session's line is written before the process
+    /// exits.
+    keepers: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl SessionPool {
@@ -294,6 +298,7 @@ impl SessionPool {
             tries: (0..n).map(|_| AtomicU64::new(0)).collect(),
             single: AtomicBool::new(!config.multiplex),
             kept: AtomicBool::new(false),
+            keepers: std::sync::Mutex::default(),
         })
     }
 
@@ -399,7 +404,11 @@ impl SessionPool {
                         "session of streams open to {}",
                         self.target.connect
                     );
-                    tokio::spawn(keep(session.clone(), self.keepalive));
+                    let keeper = tokio::spawn(keep(session.clone(), self.keepalive));
+                    if let Ok(mut keepers) = self.keepers.lock() {
+                        keepers.retain(|k| !k.is_finished());
+                        keepers.push(keeper);
+                    }
                     *slot = Slot::Live(session.clone());
                     Ok(Secure::Stream(session))
                 }
@@ -443,6 +452,16 @@ impl SessionPool {
                 .await
                 .is_err()
             {
+                break;
+            }
+        }
+        // Each session's end line is written by its keeper.
+        let keepers = match self.keepers.lock() {
+            Ok(mut k) => std::mem::take(&mut *k),
+            Err(_) => Vec::new(),
+        };
+        for keeper in keepers {
+            if tokio::time::timeout_at(deadline, keeper).await.is_err() {
                 break;
             }
         }
