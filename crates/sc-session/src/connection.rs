@@ -28,6 +28,7 @@ use zeroize::Zeroize;
 
 use crate::error::Error;
 use crate::record::{Direction, RecordOpener, RecordSealer};
+use crate::side::Side;
 use crate::streams::{Events, Read, StreamError, Streams, Writable, DEFAULT_MAX_STREAMS};
 
 /// Default handshake timeout (30 s).
@@ -82,15 +83,6 @@ impl Default for SessionConfig {
             max_streams: DEFAULT_MAX_STREAMS,
         }
     }
-}
-
-/// Which end of the session this is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Side {
-    /// The side that sent the ClientHello.
-    Client,
-    /// The side that answered it.
-    Server,
 }
 
 /// Byte and message counts of one session.

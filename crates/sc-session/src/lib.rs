@@ -190,6 +190,7 @@ mod error;
 pub mod mux;
 pub mod pair;
 pub mod record;
+mod side;
 #[cfg(feature = "tokio")]
 pub mod stream;
 pub mod streams;
@@ -197,11 +198,12 @@ pub mod streams;
 #[cfg(feature = "tokio")]
 pub use connect::{Acceptor, Connector};
 pub use connection::{
-    Connection, Padding, SessionConfig, Side, Stats, DEFAULT_HANDSHAKE_TIMEOUT,
-    DEFAULT_MAX_MESSAGE_LEN, RECEIVE_CHUNK_LEN,
+    Connection, Padding, SessionConfig, Stats, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE_LEN,
+    RECEIVE_CHUNK_LEN,
 };
 pub use error::{Error, IoError};
 #[cfg(feature = "tokio")]
 pub use mux::{MuxSession, SessionStream};
+pub use side::Side;
 #[cfg(feature = "tokio")]
 pub use stream::{ReadHalf, SecureStream, SessionInfo, WriteHalf};

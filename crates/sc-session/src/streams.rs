@@ -28,8 +28,8 @@ use sc_wire::streams::{
 };
 use sc_wire::AlertCode;
 
-use crate::connection::Side;
 use crate::error::Error;
+use crate::side::Side;
 
 /// Every stream's initial receive window, both ways (4 MiB): what a sender
 /// may send on a new stream before the receiver grants more.
@@ -809,7 +809,7 @@ fn gone() -> StreamError {
 #[cfg(test)]
 mod tests {
     use super::{RecvBuf, Streams};
-    use crate::connection::Side;
+    use crate::side::Side;
     use sc_wire::streams::{Frame, StreamId, DATA_OVERHEAD};
 
     /// A peer that floods one-byte Data frames (legal, within the windows)
