@@ -381,15 +381,6 @@ async fn idle_stream_memory() {
         &["--max-connections", "2000", "--max-handshakes", "2000"],
     )
     .await;
-    let pid = server.pid();
-    let rss = || {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .expect("VmRSS")
-    };
     let hold = |n: usize| {
         let local = local.clone();
         async move {
@@ -419,10 +410,10 @@ async fn idle_stream_memory() {
     // Warm up (the session, thread stacks, allocator arenas), then measure.
     let _warm = hold(20).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = rss();
+    let before = server.rss_kib();
     let held = hold(STREAMS).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = rss();
+    let after = server.rss_kib();
     let per = after.saturating_sub(before) as f64 / STREAMS as f64;
     println!(
         "sc-server: RSS {before} KiB before, {after} KiB with {STREAMS} more idle streams \
