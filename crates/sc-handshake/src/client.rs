@@ -23,7 +23,7 @@ use crate::order::StepOrder;
 use crate::schedule::{
     context, signed_content, FinalSecrets, HandshakeSecrets, KeyLogger, Transcript,
 };
-use crate::{Action, HandshakeSummary, Level};
+use crate::{Action, HandshakeSummary, Level, RekeyKeys};
 
 const ROLE: &str = "client";
 
@@ -279,19 +279,20 @@ impl ExpectServerCert {
             ROLE,
             HandshakeType::CLIENT_CERT_REQUEST,
             &format!(
-                "received: {} CA name(s), anonymous {}, streams {}",
+                "received: {} CA name(s), anonymous {}, streams {}, re-keying {}",
                 request.ca_names.len(),
                 if request.anonymous_allowed {
                     "allowed"
                 } else {
                     "not allowed"
                 },
-                if request.streams { "on" } else { "off" }
+                if request.streams { "on" } else { "off" },
+                if request.rekey { "on" } else { "off" }
             ),
         );
 
-        if request.streams && !self.config.streams {
-            // Only a client that offered streams may be told it has them.
+        if (request.streams && !self.config.streams) || (request.rekey && !self.config.rekey) {
+            // Only a client that offered a capability may be told it has it.
             return Err(PeerMisbehaved::UnofferedCapability.into());
         }
 
@@ -339,6 +340,7 @@ impl ExpectServerCert {
             config: self.config,
             route: self.route,
             streams: request.streams,
+            rekey: request.rekey,
             kem: self.kem,
             server_kem_key: self.server_kem_key,
             suite: self.suite,
@@ -358,6 +360,8 @@ struct ExpectSeedCode {
     route: Option<RouteName>,
     /// Whether the session multiplexes streams (the server's answer in step 4).
     streams: bool,
+    /// Whether the session re-keys (the server's answer in step 4).
+    rekey: bool,
     kem: Box<dyn KemSecret>,
     server_kem_key: MlKemEncapsulationKey,
     suite: sc_wire::CipherSuite,
@@ -503,10 +507,18 @@ impl ExpectSeedCode {
             self.suite,
             seed.code.expose(),
             &th11,
+            self.rekey,
             &self.keylog,
         )
         .map_err(internal)?;
         drop(seed.code);
+        let rekey = fin.epoch0.map(|epoch0| {
+            Box::new(RekeyKeys {
+                epoch0,
+                identity: Arc::clone(&self.credential),
+                peer_key: self.server.public_key,
+            })
+        });
         actions.push(Action::Send {
             level: Level::Handshake,
             messages: Zeroizing::new(out),
@@ -521,6 +533,7 @@ impl ExpectSeedCode {
             config: self.config,
             route: self.route,
             streams: self.streams,
+            rekey,
             suite: self.suite,
             server: self.server,
             order,
@@ -537,6 +550,8 @@ struct ExpectServerAuth {
     route: Option<RouteName>,
     /// Whether the session multiplexes streams (the server's answer in step 4).
     streams: bool,
+    /// What re-keying keeps, when the session re-keys.
+    rekey: Option<Box<RekeyKeys>>,
     suite: sc_wire::CipherSuite,
     server: VerifiedPeer,
     order: StepOrder,
@@ -573,6 +588,7 @@ impl ExpectServerAuth {
             config: self.config,
             route: self.route,
             streams: self.streams,
+            rekey: self.rekey,
             suite: self.suite,
             server: self.server,
             order: self.order,
@@ -587,6 +603,8 @@ struct ExpectSecureAck {
     route: Option<RouteName>,
     /// Whether the session multiplexes streams (the server's answer in step 4).
     streams: bool,
+    /// What re-keying keeps, when the session re-keys.
+    rekey: Option<Box<RekeyKeys>>,
     suite: sc_wire::CipherSuite,
     server: VerifiedPeer,
     order: StepOrder,
@@ -614,6 +632,10 @@ impl ExpectSecureAck {
             HandshakeType::SECURE_ACK,
             "verified under the final record keys",
         );
+        let rekey = self.rekey.is_some();
+        if let Some(keys) = self.rekey {
+            actions.push(Action::KeepForRekey(keys));
+        }
         actions.push(Action::Complete(Box::new(HandshakeSummary {
             suite: self.suite,
             order: self.order,
@@ -621,6 +643,7 @@ impl ExpectSecureAck {
             route: self.route,
             session_hash: self.th12,
             streams: self.streams,
+            rekey,
         })));
         Ok(State::Complete)
     }
@@ -631,6 +654,9 @@ fn offered_suites(config: &ClientConfig) -> Vec<sc_wire::CipherSuite> {
     let mut suites = config.suites.clone();
     if config.streams {
         suites.push(sc_wire::CipherSuite::STREAMS);
+    }
+    if config.rekey {
+        suites.push(sc_wire::CipherSuite::REKEY);
     }
     suites
 }

@@ -62,6 +62,7 @@ pub struct ClientConfig {
     pub(crate) suites: Vec<CipherSuite>,
     pub(crate) key_log: Option<Arc<dyn KeyLog>>,
     pub(crate) streams: bool,
+    pub(crate) rekey: bool,
 }
 
 impl ClientConfig {
@@ -87,6 +88,20 @@ impl ClientConfig {
     /// up makes the session carry many streams instead of one byte stream.
     pub fn with_streams(mut self, on: bool) -> Self {
         self.streams = on;
+        self
+    }
+
+    /// Whether the client offers in-session re-keying (SPEC §15).
+    pub fn rekey(&self) -> bool {
+        self.rekey
+    }
+
+    /// Offers in-session re-keying (off by default): with a server that
+    /// takes it up, either side can replace the session's keys with keys
+    /// from fresh X25519 and ML-KEM-768 secrets, signed by both identity
+    /// keys, so a stolen session state stops working.
+    pub fn with_rekey(mut self, on: bool) -> Self {
+        self.rekey = on;
         self
     }
 
@@ -219,6 +234,7 @@ impl ConfigBuilder<ClientReady> {
             suites,
             key_log: self.state.key_log,
             streams: false,
+            rekey: false,
         }
     }
 }
@@ -232,6 +248,7 @@ pub struct ServerConfig {
     pub(crate) suites: Vec<CipherSuite>,
     pub(crate) key_log: Option<Arc<dyn KeyLog>>,
     pub(crate) streams: bool,
+    pub(crate) rekey: bool,
 }
 
 impl ServerConfig {
@@ -254,6 +271,18 @@ impl ServerConfig {
     /// other clients keep one byte stream per session.
     pub fn with_streams(mut self, on: bool) -> Self {
         self.streams = on;
+        self
+    }
+
+    /// Whether the server re-keys sessions with clients that offer it.
+    pub fn rekey(&self) -> bool {
+        self.rekey
+    }
+
+    /// Takes up in-session re-keying with clients that offer it (off by
+    /// default; SPEC §15); other clients keep their handshake keys.
+    pub fn with_rekey(mut self, on: bool) -> Self {
+        self.rekey = on;
         self
     }
 
@@ -323,6 +352,7 @@ impl ConfigBuilder<ServerReady> {
             suites,
             key_log: self.state.key_log,
             streams: false,
+            rekey: false,
         }
     }
 }

@@ -65,8 +65,9 @@ pub enum PeerMisbehaved {
     /// The server chose a cipher suite the client did not offer (a downgrade attempt).
     #[error("server chose {0}, which was not offered")]
     SuiteNotOffered(CipherSuite),
-    /// The server turned on a capability (streams) the client did not offer.
-    #[error("server turned on streams, which were not offered")]
+    /// The server turned on a capability (streams, re-keying) the client
+    /// did not offer.
+    #[error("server turned on a capability (streams or re-keying) that was not offered")]
     UnofferedCapability,
     /// An X25519 share gave an all-zero secret.
     #[error("invalid X25519 key share")]

@@ -108,7 +108,9 @@ pub use order::{StepOrder, ORDER_COUNT};
 pub use schedule::KeyLog;
 pub use server::ServerHandshake;
 
-use sc_pki::PeerIdentity;
+use std::sync::Arc;
+
+use sc_pki::{Credential, PeerIdentity};
 use sc_wire::{CipherSuite, RouteName};
 
 /// The protection a record is sent under.
@@ -152,8 +154,32 @@ pub enum Action {
         /// The first chain key.
         chain0: Secret,
     },
+    /// Keep these for re-keying (SPEC §15.1): only in a session that agreed
+    /// on it, just before [`Action::Complete`].
+    KeepForRekey(Box<RekeyKeys>),
     /// The handshake is complete.
     Complete(Box<HandshakeSummary>),
+}
+
+/// What a session that agreed on re-keying keeps from its handshake (SPEC
+/// §15.1): the first epoch secret, its own identity key to sign re-keys
+/// with, and the peer's identity public key to check them with.
+///
+/// `Debug` shows neither the secret nor the key.
+pub struct RekeyKeys {
+    /// `E₀ = Expand-Label(MS, "epoch", th_11)`.
+    pub epoch0: Secret,
+    /// This side's identity: the certificate key of the handshake (an
+    /// anonymous client's per-connection key).
+    pub identity: Arc<Credential>,
+    /// The peer's identity public key (the leaf key the handshake verified).
+    pub peer_key: [u8; 32],
+}
+
+impl core::fmt::Debug for RekeyKeys {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RekeyKeys").finish_non_exhaustive()
+    }
 }
 
 /// What a completed handshake established.
@@ -173,4 +199,7 @@ pub struct HandshakeSummary {
     /// Whether the session multiplexes streams (SPEC §14): the client
     /// offered it and the server took it up.
     pub streams: bool,
+    /// Whether the session re-keys (SPEC §15): the client offered it and
+    /// the server took it up.
+    pub rekey: bool,
 }

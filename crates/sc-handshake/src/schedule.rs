@@ -39,6 +39,8 @@ pub const LABEL_C_AP_TRAFFIC: &[u8] = b"c ap traffic";
 pub const LABEL_S_AP_TRAFFIC: &[u8] = b"s ap traffic";
 /// Label of the MAC key of SecureAck (step 13).
 pub const LABEL_S_ACK: &[u8] = b"s ack";
+/// Label of the first epoch secret of a session that re-keys (SPEC §15.1).
+pub const LABEL_EPOCH: &[u8] = b"epoch";
 /// Salt of the order-seed extraction.
 pub const ORDER_SALT: &[u8] = b"Sovereign-Chain/1 step order";
 /// Label of the step-order derivation.
@@ -136,6 +138,8 @@ pub mod key_log_labels {
     pub const SERVER_CHAIN0: &str = "SERVER_CHAIN0";
     /// The MAC key of SecureAck.
     pub const SECURE_ACK: &str = "SECURE_ACK_KEY";
+    /// The first epoch secret E₀, in a session that re-keys (SPEC §15.1).
+    pub const EPOCH0: &str = "EPOCH0_SECRET";
 }
 
 /// A session's key log, if one is configured.
@@ -194,6 +198,8 @@ pub(crate) struct FinalSecrets {
     pub(crate) c_chain0: Secret,
     pub(crate) s_chain0: Secret,
     pub(crate) ack_key: Secret,
+    /// E₀, when the session re-keys.
+    pub(crate) epoch0: Option<Secret>,
 }
 
 impl FinalSecrets {
@@ -207,6 +213,7 @@ impl FinalSecrets {
         suite: CipherSuite,
         seed_code: &[u8],
         th11: &[u8; SECRET_LEN],
+        rekey: bool,
         log: &KeyLogger,
     ) -> Result<Self, CryptoError> {
         let empty_hash = provider.hash.hash(b"");
@@ -226,6 +233,11 @@ impl FinalSecrets {
             c_chain0: provider.hash.hkdf_extract(seed_code, &[c_ap.expose()]),
             s_chain0: provider.hash.hkdf_extract(seed_code, &[s_ap.expose()]),
             ack_key: expand_secret(provider, &ms, LABEL_S_ACK, th11)?,
+            epoch0: if rekey {
+                Some(expand_secret(provider, &ms, LABEL_EPOCH, th11)?)
+            } else {
+                None
+            },
         };
         log.log(key_log_labels::MLKEM_STEP7, ss7);
         log.log(key_log_labels::MLKEM_STEP8, ss8);
@@ -233,6 +245,9 @@ impl FinalSecrets {
         log.log(key_log_labels::CLIENT_CHAIN0, &out.c_chain0);
         log.log(key_log_labels::SERVER_CHAIN0, &out.s_chain0);
         log.log(key_log_labels::SECURE_ACK, &out.ack_key);
+        if let Some(e0) = &out.epoch0 {
+            log.log(key_log_labels::EPOCH0, e0);
+        }
         Ok(out)
     }
 }

@@ -23,7 +23,7 @@ use crate::order::StepOrder;
 use crate::schedule::{
     context, signed_content, FinalSecrets, HandshakeSecrets, KeyLogger, Transcript,
 };
-use crate::{Action, HandshakeSummary, Level};
+use crate::{Action, HandshakeSummary, Level, RekeyKeys};
 
 const ROLE: &str = "server";
 
@@ -212,9 +212,11 @@ fn handle_client_hello(
         .take(sc_wire::messages::MAX_CA_NAMES)
         .collect();
     let streams = config.streams && ch.suites.contains(&sc_wire::CipherSuite::STREAMS);
+    let rekey = config.rekey && ch.suites.contains(&sc_wire::CipherSuite::REKEY);
     let request = ClientCertRequest {
         anonymous_allowed: config.verifier.anonymous_allowed(),
         streams,
+        rekey,
         ca_names,
     };
     let range = push_message(&mut sealed, &HandshakeMessage::ClientCertRequest(request));
@@ -230,6 +232,7 @@ fn handle_client_hello(
         config,
         route: ch.route,
         streams,
+        rekey,
         client_kem_key: ch.mlkem,
         kem,
         suite,
@@ -245,6 +248,8 @@ struct ExpectClientCert {
     route: Option<RouteName>,
     /// Whether the session multiplexes streams (offered and enabled).
     streams: bool,
+    /// Whether the session re-keys (offered and enabled).
+    rekey: bool,
     client_kem_key: MlKemEncapsulationKey,
     kem: Box<dyn KemSecret>,
     suite: CipherSuite,
@@ -333,6 +338,7 @@ impl ExpectClientCert {
             config: self.config,
             route: self.route,
             streams: self.streams,
+            rekey: self.rekey,
             kem: self.kem,
             suite: self.suite,
             hs: self.hs,
@@ -355,6 +361,8 @@ struct ExpectClientFinish {
     route: Option<RouteName>,
     /// Whether the session multiplexes streams (offered and enabled).
     streams: bool,
+    /// Whether the session re-keys (offered and enabled).
+    rekey: bool,
     kem: Box<dyn KemSecret>,
     suite: CipherSuite,
     hs: Secret,
@@ -466,6 +474,7 @@ impl ExpectClientFinish {
             self.suite,
             self.code.expose(),
             &th11,
+            self.rekey,
             &self.keylog,
         )
         .map_err(internal)?;
@@ -513,6 +522,13 @@ impl ExpectClientFinish {
             level: Level::Application,
             messages: Zeroizing::new(out),
         });
+        if let Some(epoch0) = fin.epoch0 {
+            actions.push(Action::KeepForRekey(Box::new(RekeyKeys {
+                epoch0,
+                identity: Arc::clone(&self.config.credential),
+                peer_key: self.client.public_key,
+            })));
+        }
         actions.push(Action::Complete(Box::new(HandshakeSummary {
             suite: self.suite,
             order: self.order,
@@ -520,6 +536,7 @@ impl ExpectClientFinish {
             route: self.route,
             session_hash: th12,
             streams: self.streams,
+            rekey: self.rekey,
         })));
         // hs, ss7, ss8, the seed code and the KEM secret are dropped (and zeroized) here.
         Ok(State::Complete)

@@ -13,12 +13,12 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand_core::CryptoRngCore;
 use sc_handshake::{
-    Action, ClientConfig, ClientHandshake, CryptoProvider, HandshakeSummary, Level, ServerConfig,
-    ServerHandshake,
+    Action, ClientConfig, ClientHandshake, CryptoProvider, HandshakeSummary, Level, RekeyKeys,
+    ServerConfig, ServerHandshake,
 };
 use sc_pki::{ServerName, UnixTime};
 use sc_wire::record::{MAX_FRAGMENT_LEN, RECORD_HEADER_LEN};
@@ -26,8 +26,9 @@ use sc_wire::streams::{ResetCode, ServiceName, StreamId};
 use sc_wire::{Alert, AlertCode, Codec, InnerType, RecordHeader, RecordKind, RouteName};
 use zeroize::Zeroize;
 
-use crate::error::Error;
+use crate::error::{Error, RekeyError};
 use crate::record::{Direction, RecordOpener, RecordSealer};
+use crate::rekey::{InitOutcome, Rekey, RekeyDone, RekeyPolicy};
 use crate::side::Side;
 use crate::streams::{Events, Read, StreamError, Streams, Writable, DEFAULT_MAX_STREAMS};
 
@@ -71,6 +72,9 @@ pub struct SessionConfig {
     /// In a session of streams (SPEC §14): how many streams the peer may
     /// hold open here at once; one more is refused. Default 256.
     pub max_streams: usize,
+    /// In a session that re-keys (SPEC §15): when this side starts a
+    /// re-key by itself. Default every 120 s, 1 GiB or 2²⁴ records.
+    pub rekey: RekeyPolicy,
 }
 
 impl Default for SessionConfig {
@@ -81,6 +85,7 @@ impl Default for SessionConfig {
             max_fragment_len: MAX_FRAGMENT_LEN,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_streams: DEFAULT_MAX_STREAMS,
+            rekey: RekeyPolicy::default(),
         }
     }
 }
@@ -191,6 +196,10 @@ pub struct Connection {
     stats: Stats,
     /// Set when the handshake agreed on streams.
     streams: Option<Streams>,
+    /// What the handshake kept for re-keying, until it completes.
+    rekey_keys: Option<Box<RekeyKeys>>,
+    /// Set when the handshake agreed on re-keying.
+    rekey: Option<Rekey>,
 }
 
 impl core::fmt::Debug for Connection {
@@ -262,6 +271,8 @@ impl Connection {
             failed: None,
             stats: Stats::default(),
             streams: None,
+            rekey_keys: None,
+            rekey: None,
         }
     }
 
@@ -578,6 +589,148 @@ impl Connection {
             self.fail(Error::Aborted(code));
             self.send_alert(code);
         }
+    }
+
+    // --- Re-keying (SPEC §15) ----------------------------------------------
+
+    /// Whether the session re-keys (the handshake agreed on it).
+    pub fn has_rekey(&self) -> bool {
+        self.rekey.is_some()
+    }
+
+    /// The newest epoch (0: the handshake's keys), in a session that re-keys.
+    pub fn rekey_epoch(&self) -> Option<u32> {
+        self.rekey.as_ref().map(Rekey::epoch)
+    }
+
+    /// Re-keys completed so far (started by either side).
+    pub fn rekeys_completed(&self) -> u64 {
+        self.rekey.as_ref().map_or(0, Rekey::completed)
+    }
+
+    /// Whether a re-key is in flight.
+    pub fn rekey_in_progress(&self) -> bool {
+        self.rekey.as_ref().is_some_and(Rekey::in_progress)
+    }
+
+    /// Asks for a re-key: it starts at the next
+    /// [`poll_rekey`](Self::poll_rekey), or after the one in flight.
+    pub fn request_rekey(&mut self) -> Result<(), Error> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        match self.rekey.as_mut() {
+            Some(r) => {
+                r.request();
+                Ok(())
+            }
+            None => Err(Error::Internal("this session does not re-key")),
+        }
+    }
+
+    /// Drives re-keying, given the time (any monotonic clock): starts a
+    /// re-key that is due (asked for, the epoch older than the interval, or
+    /// a direction past the volume limit), ends the session if the peer left
+    /// ours unanswered for the handshake timeout or sent over twice the
+    /// volume limit in one epoch, and returns the re-keys finished since the
+    /// last call (each also logged). Call it after processing received bytes,
+    /// after writing, and at [`rekey_deadline`](Self::rekey_deadline).
+    pub fn poll_rekey(
+        &mut self,
+        now: Instant,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<Vec<RekeyDone>, Error> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let Some(rekey) = self.rekey.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let done = rekey.tick(now);
+        for d in &done {
+            tracing::info!(
+                target: "sc_session",
+                side = ?self.side,
+                epoch = d.epoch,
+                initiator = ?d.initiator,
+                "re-key complete: epoch {}, started by the {}, took {:.1} ms",
+                d.epoch,
+                match d.initiator {
+                    Side::Client => "client",
+                    Side::Server => "server",
+                },
+                d.duration.as_secs_f64() * 1e3
+            );
+        }
+        if let Some(Some(sent)) = rekey.awaiting_reply() {
+            let waited = now.saturating_duration_since(sent);
+            if waited >= self.config.handshake_timeout {
+                return Err(self.fail(Error::Rekey(RekeyError::Unanswered { after: waited })));
+            }
+        }
+        if self.sent_close || self.received_close || self.write_app.is_none() {
+            // A closed direction ends re-keying: the side that closed sends
+            // nothing more, not even a RekeyReply.
+            return Ok(done);
+        }
+        let policy = self.config.rekey;
+        let (read_records, read_bytes) = match &self.read {
+            ReadState::Sealed { opener, .. } => (opener.seq(), opener.bytes()),
+            ReadState::Plaintext => (0, 0),
+        };
+        if read_records > policy.max_records.saturating_mul(2)
+            || read_bytes > policy.max_bytes.saturating_mul(2)
+        {
+            return Err(self.fail(Error::Rekey(RekeyError::Required {
+                records: read_records,
+                bytes: read_bytes,
+            })));
+        }
+        let (write_records, write_bytes) = self
+            .write_app
+            .as_ref()
+            .map_or((0, 0), |w| (w.seq(), w.bytes()));
+        let Some(rekey) = self.rekey.as_mut() else {
+            return Ok(done);
+        };
+        if rekey.in_progress() {
+            return Ok(done);
+        }
+        let old = match (policy.interval, rekey.epoch_started()) {
+            (Some(interval), Some(started)) => now.saturating_duration_since(started) >= interval,
+            _ => false,
+        };
+        let volume = read_records >= policy.max_records
+            || write_records >= policy.max_records
+            || read_bytes >= policy.max_bytes
+            || write_bytes >= policy.max_bytes;
+        if rekey.requested() || old || volume {
+            let started = rekey.start(rng);
+            rekey.tick(now);
+            let sealed = started.and_then(|init| self.seal_app(InnerType::REKEY_INIT, &init));
+            sealed.map_err(|e| self.fail(e))?;
+        }
+        Ok(done)
+    }
+
+    /// When [`poll_rekey`](Self::poll_rekey) next has something to do by
+    /// time alone (the interval, or the wait for an answer), if ever.
+    pub fn rekey_deadline(&self) -> Option<Instant> {
+        let rekey = self.rekey.as_ref()?;
+        if self.failed.is_some() {
+            return None;
+        }
+        if let Some(Some(sent)) = rekey.awaiting_reply() {
+            return Some(sent + self.config.handshake_timeout);
+        }
+        if rekey.in_progress() || self.sent_close || self.received_close {
+            return None;
+        }
+        let started = rekey.epoch_started()?;
+        if rekey.requested() {
+            return Some(started);
+        }
+        started.checked_add(self.config.rekey.interval?)
     }
 
     // --- Streams (SPEC §14) ------------------------------------------------
@@ -999,6 +1152,11 @@ impl Connection {
                     });
                 }
                 self.received_close = true;
+                if let Some(rekey) = &mut self.rekey {
+                    // The peer sends nothing more: no Reply or Switch will
+                    // come for a re-key in flight.
+                    rekey.abandon();
+                }
                 if let Some(streams) = &mut self.streams {
                     // Streams still open when the peer closes the session
                     // are cut.
@@ -1007,9 +1165,88 @@ impl Connection {
                 Ok(())
             }
             InnerType::KEEPALIVE => Ok(()),
+            InnerType::REKEY_INIT | InnerType::REKEY_REPLY | InnerType::REKEY_SWITCH => {
+                self.rekey_input(typ, content, rng)
+            }
             _ => Err(Error::UnexpectedRecord {
                 what: "record of unknown inner type",
             }),
+        }
+    }
+
+    /// A re-key record (SPEC §15.4): each direction's switch point is the
+    /// record that carries it.
+    fn rekey_input(
+        &mut self,
+        typ: InnerType,
+        content: &[u8],
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<(), Error> {
+        let suite = self
+            .summary
+            .as_ref()
+            .map(|s| s.suite)
+            .ok_or(Error::Internal("no handshake summary"))?;
+        let Some(rekey) = self.rekey.as_mut() else {
+            return Err(Error::UnexpectedRecord {
+                what: "re-key record in a session that does not re-key",
+            });
+        };
+        match typ {
+            InnerType::REKEY_INIT => {
+                if self.sent_close {
+                    // We send nothing more: the peer sees our Close and drops
+                    // its re-key.
+                    return Ok(());
+                }
+                match rekey.on_init(content, rng)? {
+                    InitOutcome::Ignore => Ok(()),
+                    InitOutcome::Reply { reply, write_chain } => {
+                        // The Reply is our last record of the old epoch.
+                        self.seal_app(InnerType::REKEY_REPLY, &reply)?;
+                        self.write_app = Some(RecordSealer::new(
+                            self.provider,
+                            suite,
+                            self.direction(true),
+                            write_chain,
+                        )?);
+                        Ok(())
+                    }
+                }
+            }
+            InnerType::REKEY_REPLY => {
+                let out = rekey.on_reply(content)?;
+                // Every record of the peer's after its Reply is of the new
+                // epoch; the old chain is dropped (zeroized) here.
+                self.read = ReadState::Sealed {
+                    level: Level::Application,
+                    opener: RecordOpener::new(
+                        self.provider,
+                        suite,
+                        self.direction(false),
+                        out.read_chain,
+                    )?,
+                };
+                if !self.sent_close {
+                    // The Switch is our last record of the old epoch.
+                    self.seal_app(InnerType::REKEY_SWITCH, &out.switch)?;
+                    self.write_app = Some(RecordSealer::new(
+                        self.provider,
+                        suite,
+                        self.direction(true),
+                        out.write_chain,
+                    )?);
+                }
+                Ok(())
+            }
+            _ => {
+                let chain = rekey.on_switch(content)?;
+                self.read = ReadState::Sealed {
+                    level: Level::Application,
+                    opener: RecordOpener::new(self.provider, suite, self.direction(false), chain)?,
+                };
+                Ok(())
+            }
         }
     }
 
@@ -1103,6 +1340,7 @@ impl Connection {
                         _ => self.write_hs = Some(sealer),
                     }
                 }
+                Action::KeepForRekey(keys) => self.rekey_keys = Some(keys),
                 Action::Complete(summary) => {
                     tracing::info!(
                         target: "sc_session",
@@ -1117,6 +1355,14 @@ impl Connection {
                     );
                     if summary.streams {
                         self.streams = Some(Streams::new(self.side, self.config.max_streams));
+                    }
+                    if let Some(keys) = self.rekey_keys.take() {
+                        self.rekey = Some(Rekey::new(
+                            self.provider,
+                            self.side,
+                            summary.session_hash,
+                            *keys,
+                        ));
                     }
                     self.summary = Some(*summary);
                     self.handshake = Handshake::Done;

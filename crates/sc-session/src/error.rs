@@ -76,10 +76,53 @@ pub enum Error {
         /// What happened.
         what: String,
     },
+    /// A re-key failed or was refused (SPEC §15).
+    #[error("re-key failed: {0}")]
+    Rekey(RekeyError),
     /// The transport failed (a socket error). Reported by the I/O layer; the
     /// sans-I/O core never produces it.
     #[error("I/O error: {0}")]
     Io(IoError),
+}
+
+/// Why a re-key failed (SPEC §15.5).
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RekeyError {
+    /// The peer's RekeyInit or RekeyReply signature does not verify under
+    /// its identity key.
+    #[error("the peer's re-key signature does not verify")]
+    BadSignature,
+    /// The peer's X25519 share or ML-KEM-768 key is invalid.
+    #[error("the peer's re-key share is invalid")]
+    BadShare,
+    /// Our RekeyInit went unanswered.
+    #[error("timeout: the peer left our re-key unanswered for {after:?}")]
+    Unanswered {
+        /// How long we waited.
+        after: std::time::Duration,
+    },
+    /// The peer went on past twice the volume limit of an epoch without
+    /// re-keying.
+    #[error("re-key required: the peer sent {records} records ({bytes} bytes) in one epoch, over twice the limit")]
+    Required {
+        /// Records the peer sent in the epoch.
+        records: u64,
+        /// Bytes the peer sent in the epoch.
+        bytes: u64,
+    },
+}
+
+impl RekeyError {
+    /// The alert that names this failure.
+    pub fn alert(&self) -> AlertCode {
+        match self {
+            Self::BadSignature => AlertCode::HANDSHAKE_FAILURE,
+            Self::BadShare => AlertCode::ILLEGAL_PARAMETER,
+            Self::Unanswered { .. } => AlertCode::TIMEOUT,
+            Self::Required { .. } => AlertCode::REKEY_REQUIRED,
+        }
+    }
 }
 
 /// An [`io::Error`] of the transport, shareable so that [`Error`] stays
@@ -139,6 +182,7 @@ impl Error {
             Self::Timeout { .. } => AlertCode::TIMEOUT,
             Self::Internal(_) => AlertCode::INTERNAL_ERROR,
             Self::StreamViolation { alert, .. } => *alert,
+            Self::Rekey(e) => e.alert(),
         })
     }
 
@@ -154,7 +198,9 @@ impl Error {
             Self::PeerAlert(_)
             | Self::Handshake(sc_handshake::Error::AlertReceived(_))
             | Self::Aborted(_) => io::ErrorKind::ConnectionAborted,
-            Self::Timeout { .. } => io::ErrorKind::TimedOut,
+            Self::Timeout { .. } | Self::Rekey(RekeyError::Unanswered { .. }) => {
+                io::ErrorKind::TimedOut
+            }
             Self::Closed => io::ErrorKind::BrokenPipe,
             Self::PeerClosed => io::ErrorKind::ConnectionReset,
             Self::Io(e) => e.kind(),

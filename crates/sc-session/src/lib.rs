@@ -190,6 +190,7 @@ mod error;
 pub mod mux;
 pub mod pair;
 pub mod record;
+pub mod rekey;
 mod side;
 #[cfg(feature = "tokio")]
 pub mod stream;
@@ -201,9 +202,10 @@ pub use connection::{
     Connection, Padding, SessionConfig, Stats, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE_LEN,
     RECEIVE_CHUNK_LEN,
 };
-pub use error::{Error, IoError};
+pub use error::{Error, IoError, RekeyError};
 #[cfg(feature = "tokio")]
 pub use mux::{MuxSession, SessionStream};
+pub use rekey::{RekeyDone, RekeyPolicy};
 pub use side::Side;
 #[cfg(feature = "tokio")]
 pub use stream::{ReadHalf, SecureStream, SessionInfo, WriteHalf};

@@ -57,6 +57,8 @@ struct Ratchet {
     direction: Direction,
     chain: Secret,
     seq: u64,
+    /// Sealed bytes (record bodies) through this chain.
+    bytes: u64,
 }
 
 impl Ratchet {
@@ -80,12 +82,14 @@ impl Ratchet {
         Ok(RecordKeys { key, nonce, next })
     }
 
-    /// Moves to the next record: the old chain key is dropped and zeroized.
-    fn advance(&mut self, next: Secret) -> Result<(), Error> {
+    /// Moves to the next record (of `len` sealed bytes): the old chain key
+    /// is dropped and zeroized.
+    fn advance(&mut self, next: Secret, len: usize) -> Result<(), Error> {
         self.seq = self
             .seq
             .checked_add(1)
             .ok_or(Error::Internal("record sequence exhausted"))?;
+        self.bytes = self.bytes.saturating_add(len as u64);
         self.chain = next;
         Ok(())
     }
@@ -130,6 +134,7 @@ fn new_ratchet(
             direction,
             chain: chain0,
             seq: 0,
+            bytes: 0,
         },
     ))
 }
@@ -149,6 +154,11 @@ impl RecordSealer {
     /// How many records have been sealed.
     pub fn seq(&self) -> u64 {
         self.ratchet.seq
+    }
+
+    /// How many bytes (record bodies) have been sealed.
+    pub fn bytes(&self) -> u64 {
+        self.ratchet.bytes
     }
 
     /// Seals `content` as one record of inner type `typ` with `pad` zero bytes
@@ -195,7 +205,7 @@ impl RecordSealer {
             .seal_in_place(&keys.key, &keys.nonce, &header, &mut out[start..])
             .map_err(|_| Error::Internal("AEAD seal failed"))?;
         out.extend_from_slice(&tag);
-        self.ratchet.advance(keys.next)
+        self.ratchet.advance(keys.next, len)
     }
 
     #[doc(hidden)]
@@ -223,6 +233,11 @@ impl RecordOpener {
         self.ratchet.seq
     }
 
+    /// How many bytes (record bodies) have been opened.
+    pub fn bytes(&self) -> u64 {
+        self.ratchet.bytes
+    }
+
     /// Opens a sealed record in place: checks the tag (header as AAD) under
     /// this position's key, and only then moves the chain on. A record that
     /// fails leaves the opener exactly as it was.
@@ -241,7 +256,7 @@ impl RecordOpener {
         self.aead
             .open_in_place(&keys.key, &keys.nonce, &header.to_bytes(), ct, &tag_bytes)
             .map_err(|_| Error::DecryptFailed)?;
-        self.ratchet.advance(keys.next)?;
+        self.ratchet.advance(keys.next, ct_len + TAG_LEN)?;
         Ok(split_inner(ct)?)
     }
 }

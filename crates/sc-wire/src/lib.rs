@@ -33,6 +33,7 @@ mod error;
 pub mod first;
 pub mod messages;
 pub mod record;
+pub mod rekey;
 pub mod streams;
 
 pub use codec::{Codec, LengthWidth, Reader};

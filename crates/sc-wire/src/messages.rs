@@ -71,6 +71,8 @@ wire_enum! {
         /// Capabilities ride in the offered suites, as TLS's signalling
         /// suite values do: a server that does not know one ignores it.
         STREAMS = 0xfe01 => "streams (capability)",
+        /// Not an AEAD: the client offers in-session re-keying (SPEC §15).
+        REKEY = 0xfe02 => "re-keying (capability)",
     }
 }
 
@@ -549,11 +551,14 @@ impl ServerHello {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientCertRequest {
     /// Whether an anonymous (self-signed, per-connection) certificate is acceptable.
-    /// On the wire: a flags byte, bit 0; bits 2–7 must be zero.
+    /// On the wire: a flags byte, bit 0; bits 3–7 must be zero.
     pub anonymous_allowed: bool,
     /// The server multiplexes streams in this session (flags bit 1); only
     /// when the client offered [`CipherSuite::STREAMS`].
     pub streams: bool,
+    /// The session re-keys (flags bit 2, SPEC §15); only when the client
+    /// offered [`CipherSuite::REKEY`].
+    pub rekey: bool,
     /// Subject names of the CAs the server trusts: `count (u8, 0–16)`, each
     /// `length (u16, 1–1024) || DER`.
     pub ca_names: Vec<DistinguishedName>,
@@ -561,7 +566,11 @@ pub struct ClientCertRequest {
 
 impl ClientCertRequest {
     fn encode_body(&self, out: &mut Vec<u8>) {
-        out.push(u8::from(self.anonymous_allowed) | u8::from(self.streams) << 1);
+        out.push(
+            u8::from(self.anonymous_allowed)
+                | u8::from(self.streams) << 1
+                | u8::from(self.rekey) << 2,
+        );
         out.push(self.ca_names.len() as u8);
         for n in &self.ca_names {
             put_bytes(out, LengthWidth::U16, &n.0);
@@ -570,7 +579,7 @@ impl ClientCertRequest {
 
     fn read_body(r: &mut Reader<'_>) -> Result<Self, InvalidMessage> {
         let flags = r.u8("flags")?;
-        if flags & !0b11 != 0 {
+        if flags & !0b111 != 0 {
             return Err(InvalidMessage::InvalidValue {
                 what: "ClientCertRequest flags",
             });
@@ -584,6 +593,7 @@ impl ClientCertRequest {
         Ok(Self {
             anonymous_allowed: flags & 1 == 1,
             streams: flags & 0b10 != 0,
+            rekey: flags & 0b100 != 0,
             ca_names,
         })
     }

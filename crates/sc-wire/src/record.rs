@@ -107,6 +107,13 @@ wire_enum! {
         KEEPALIVE = 0x06 => "KeepAlive",
         /// Stream frames, in a session that multiplexes streams (SPEC §14).
         STREAMS = 0x07 => "Streams",
+        /// Starts a re-key, in a session that agreed on re-keying (SPEC §15).
+        REKEY_INIT = 0x08 => "RekeyInit",
+        /// Answers a RekeyInit: the responder's last record of the old epoch
+        /// (SPEC §15).
+        REKEY_REPLY = 0x09 => "RekeyReply",
+        /// The initiator's last record of the old epoch (SPEC §15).
+        REKEY_SWITCH = 0x0a => "RekeySwitch",
     }
 }
 
@@ -201,6 +208,9 @@ wire_enum! {
         /// stream never opened, a reused stream id, data after the end
         /// (SPEC §14).
         STREAM_STATE = 0x18 => "bad stream state",
+        /// The peer left a re-key the sender required unanswered, or went
+        /// on past the volume limit of its epoch (SPEC §15).
+        REKEY_REQUIRED = 0x19 => "re-key required",
     }
 }
 

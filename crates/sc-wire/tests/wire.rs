@@ -84,10 +84,11 @@ fn message() -> impl Strategy<Value = HandshakeMessage> {
         client_hello().prop_map(HandshakeMessage::ClientHello),
         server_hello().prop_map(HandshakeMessage::ServerHello),
         chain().prop_map(HandshakeMessage::ServerCertSend),
-        (any::<bool>(), any::<bool>(), ca_names()).prop_map(|(a, s, n)| {
+        (any::<bool>(), any::<bool>(), any::<bool>(), ca_names()).prop_map(|(a, s, k, n)| {
             HandshakeMessage::ClientCertRequest(ClientCertRequest {
                 anonymous_allowed: a,
                 streams: s,
+                rekey: k,
                 ca_names: n,
             })
         }),
@@ -328,9 +329,9 @@ fn short_long_trailing_and_unknown_are_typed_errors() {
         })
     );
     // ClientCertRequest with reserved flag bits set (bit 1 is streams,
-    // SPEC §14; bits 2-7 are reserved).
+    // SPEC §14; bit 2 re-keying, §15; bits 3-7 are reserved).
     assert_eq!(
-        HandshakeMessage::decode(&framed(4, &[0x04, 0])),
+        HandshakeMessage::decode(&framed(4, &[0x08, 0])),
         Err(InvalidMessage::InvalidValue {
             what: "ClientCertRequest flags"
         })
@@ -547,17 +548,28 @@ fn bad_stream_frames_are_refused() {
 #[test]
 fn capabilities_ride_in_the_suites_and_the_request_flags() {
     assert!(CipherSuite::STREAMS.is_capability());
+    assert!(CipherSuite::REKEY.is_capability());
     assert!(!CipherSuite::AES_256_GCM.is_capability());
     let req = HandshakeMessage::ClientCertRequest(ClientCertRequest {
         anonymous_allowed: false,
         streams: true,
+        rekey: false,
         ca_names: Vec::new(),
     });
     let bytes = req.encoded();
     assert_eq!(bytes[4], 0b10);
     assert_eq!(HandshakeMessage::decode(&bytes), Ok(req));
-    // Bits 2-7 are still reserved.
+    let req = HandshakeMessage::ClientCertRequest(ClientCertRequest {
+        anonymous_allowed: true,
+        streams: false,
+        rekey: true,
+        ca_names: Vec::new(),
+    });
+    let bytes = req.encoded();
+    assert_eq!(bytes[4], 0b101);
+    assert_eq!(HandshakeMessage::decode(&bytes), Ok(req));
+    // Bits 3-7 are still reserved.
     let mut reserved = bytes.clone();
-    reserved[4] = 0b100;
+    reserved[4] = 0b1000;
     assert!(HandshakeMessage::decode(&reserved).is_err());
 }
