@@ -220,6 +220,7 @@ impl MuxSession {
             shared: shared.clone(),
             reader,
             shut: false,
+            rekey_timer: None,
         });
         Ok(Self { shared })
     }
@@ -338,6 +339,26 @@ impl MuxSession {
         .await
     }
 
+    /// Starts a re-key now (SPEC §15; after the one in flight, if any). An
+    /// error if the session did not agree on re-keying.
+    pub fn rekey(&self) -> Result<(), Error> {
+        let mut inner = self.shared.lock();
+        inner.state.conn.request_rekey()?;
+        inner.wake_driver();
+        Ok(())
+    }
+
+    /// Re-keys completed so far (started by either side).
+    pub fn rekeys_completed(&self) -> u64 {
+        self.shared.lock().state.conn.rekeys_completed()
+    }
+
+    /// The newest epoch (0: the handshake's keys); `None` if the session
+    /// did not agree on re-keying.
+    pub fn rekey_epoch(&self) -> Option<u32> {
+        self.shared.lock().state.conn.rekey_epoch()
+    }
+
     /// Sends a KeepAlive record (keeps NAT state, finds a dead peer).
     pub fn send_keepalive(&self) {
         let mut inner = self.shared.lock();
@@ -385,6 +406,8 @@ struct Driver<IO> {
     reader: ReadHalf<IO>,
     /// The transport's write side is shut.
     shut: bool,
+    /// Wakes the driver at the session's next re-key deadline (SPEC §15).
+    rekey_timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> Future for Driver<IO> {
@@ -401,12 +424,16 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Future for Driver<IO> {
             Some(w) if w.will_wake(cx.waker()) => {}
             _ => inner.driver = Some(cx.waker().clone()),
         }
+        let mut timer_fired = false;
         loop {
             // Frames owed (window grants, Fin, Reset, Open) go out first.
             if let Err(e) = inner.state.conn.flush_streams() {
                 inner.end(e);
                 return Poll::Ready(());
             }
+            // A re-key that is due (the writers' volume, a request, the
+            // timer below); a failure is handled with the others below.
+            let _ = inner.state.drive_rekey();
             // Our Close once the application closes and its streams are
             // let go, or in answer to the peer's (which cut every stream).
             if (inner.closing && inner.state.conn.stream_count() == 0
@@ -475,6 +502,25 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Future for Driver<IO> {
                 return Poll::Ready(());
             }
             if !progress && !inner.state.conn.has_outgoing() {
+                if let Some(deadline) = inner.state.conn.rekey_deadline() {
+                    let deadline = tokio::time::Instant::from_std(deadline);
+                    let timer = this
+                        .rekey_timer
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                    if timer.deadline() != deadline {
+                        timer.as_mut().reset(deadline);
+                    }
+                    if timer.as_mut().poll(cx).is_ready() {
+                        this.rekey_timer = None;
+                        if !timer_fired {
+                            timer_fired = true;
+                            continue;
+                        }
+                        // Due and still due after one more turn: look again
+                        // on the next poll rather than spin.
+                        cx.waker().wake_by_ref();
+                    }
+                }
                 return Poll::Pending;
             }
         }

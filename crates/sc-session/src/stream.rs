@@ -232,12 +232,26 @@ impl State {
         let result = if n == 0 {
             self.conn.receive_eof()
         } else {
-            self.conn.process_received(UnixTime::now(), &mut OsRng)
+            self.conn
+                .process_received(UnixTime::now(), &mut OsRng)
+                .and_then(|()| self.drive_rekey())
         };
         if let Err(e) = result {
             return Poll::Ready(Err(e.into()));
         }
         Poll::Ready(Ok(n))
+    }
+
+    /// Re-keying (SPEC §15) on this session's activity: starts a re-key
+    /// that is due (interval, volume, a request), fails one left unanswered,
+    /// logs the finished ones. A session of streams also runs it on a timer
+    /// (its driver); a single stream only when it reads or writes.
+    pub(crate) fn drive_rekey(&mut self) -> Result<(), Error> {
+        if !self.conn.has_rekey() {
+            return Ok(());
+        }
+        let now = tokio::time::Instant::now().into_std();
+        self.conn.poll_rekey(now, &mut OsRng).map(drop)
     }
 
     /// Writes what earlier writes left behind, without waiting: a reader
@@ -338,6 +352,9 @@ impl State {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
+        if let Err(e) = self.drive_rekey() {
+            return Poll::Ready(Err(e.into()));
+        }
         if self.waiting() > WRITE_BUFFER_LEN - MAX_RECORD_LEN {
             // Pending here means the transport holds our waker. Ready means
             // everything was written: the first record below fits.
@@ -397,7 +414,13 @@ impl State {
     }
 
     fn start_keepalive(&mut self) -> Result<(), Error> {
-        self.conn.send_keepalive()
+        self.conn.send_keepalive()?;
+        self.drive_rekey()
+    }
+
+    fn start_rekey(&mut self) -> Result<(), Error> {
+        self.conn.request_rekey()?;
+        self.drive_rekey()
     }
 
     fn start_abort(&mut self, code: AlertCode) {
@@ -542,6 +565,19 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> SecureStream<IO> {
     /// [`AlertCode::GOING_AWAY`]) and writes it out; the session is over.
     pub async fn abort(&mut self, code: AlertCode) -> Result<(), Error> {
         self.state.start_abort(code);
+        poll_fn(|cx| self.state.poll_flush(&mut self.io, cx)).await?;
+        Ok(())
+    }
+
+    /// Starts a re-key now (SPEC §15; after the one in flight, if any) and
+    /// writes its RekeyInit out. It completes as the session goes on reading
+    /// (the peer's RekeyReply); [`Connection::rekeys_completed`] counts it.
+    /// An error if the session did not agree on re-keying.
+    ///
+    /// A single stream re-keys by itself (interval, volume) only when it
+    /// reads or writes; a [`MuxSession`](crate::MuxSession) also on a timer.
+    pub async fn rekey(&mut self) -> Result<(), Error> {
+        self.state.start_rekey()?;
         poll_fn(|cx| self.state.poll_flush(&mut self.io, cx)).await?;
         Ok(())
     }
@@ -796,6 +832,16 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for ReadHalf<IO> {
         let poll = inner.state.poll_read(&mut inner.io, cx, buf, false);
         if let Poll::Ready(Err(_)) = poll {
             inner.wake_writer();
+        } else if inner.state.waiting() > 0 {
+            // Reading sealed records of its own (a RekeyReply or Switch,
+            // SPEC §15): the write half sends them if it waits on the
+            // transport; if not, they go out from here, or a peer that only
+            // writes would wait for them in vain.
+            if inner.writer.is_some() {
+                inner.wake_writer();
+            } else {
+                let _ = inner.state.poll_write_out(&mut inner.io, cx);
+            }
         }
         poll
     }

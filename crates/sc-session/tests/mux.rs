@@ -12,7 +12,7 @@ use sc_pki::throwaway::ThrowawayPki;
 use sc_pki::{ServerName, UnixTime};
 use sc_session::mux::stream_error;
 use sc_session::streams::StreamError;
-use sc_session::{Acceptor, Connector, MuxSession};
+use sc_session::{Acceptor, Connector, MuxSession, RekeyPolicy, SessionConfig};
 use sc_wire::streams::{ResetCode, ServiceName};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,21 +29,32 @@ async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
 
 /// A client and a server session of streams over loopback TCP.
 async fn sessions() -> (MuxSession, MuxSession) {
+    sessions_with(None).await
+}
+
+/// As [`sessions`], re-keying with `policy` when given.
+async fn sessions_with(policy: Option<RekeyPolicy>) -> (MuxSession, MuxSession) {
+    let session = SessionConfig {
+        rekey: policy.unwrap_or_default(),
+        ..SessionConfig::default()
+    };
     let pki =
         ThrowawayPki::new("server.test", "client-1", UnixTime::now(), &mut OsRng).expect("pki");
     let client = ClientConfig::builder()
         .with_server_verifier(Arc::new(pki.server_verifier().expect("verifier")))
         .with_credential(pki.client.clone())
         .build()
-        .with_streams(true);
+        .with_streams(true)
+        .with_rekey(policy.is_some());
     let server = ServerConfig::builder()
         .with_client_verifier(Arc::new(pki.client_verifier().expect("verifier")))
         .with_credential(pki.server.clone())
         .build()
-        .with_streams(true);
+        .with_streams(true)
+        .with_rekey(policy.is_some());
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let acceptor = Acceptor::new(Arc::new(server));
+    let acceptor = Acceptor::new(Arc::new(server)).with_session_config(session.clone());
     let server = tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.expect("accept");
         tcp.set_nodelay(true).expect("nodelay");
@@ -55,6 +66,7 @@ async fn sessions() -> (MuxSession, MuxSession) {
         .expect("name")
         .to_owned();
     let client = Connector::new(Arc::new(client))
+        .with_session_config(session)
         .connect(name, None, tcp)
         .await
         .expect("client handshake");
@@ -247,4 +259,73 @@ async fn half_close_per_stream_and_the_session_lost_under_its_streams() {
         sc_session::Error::PeerAlert(sc_wire::AlertCode::GOING_AWAY)
     );
     assert!(client.open_stream(None).is_err());
+}
+
+/// Re-keying in a session of streams (SPEC §15): the driver's timer re-keys
+/// an idle session, the API re-keys on demand, streams carry data across.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_session_of_streams_re_keys_on_its_timer_and_on_demand() {
+    let policy = RekeyPolicy {
+        interval: Some(Duration::from_millis(200)),
+        ..RekeyPolicy::default()
+    };
+    let (client, server) = sessions_with(Some(policy)).await;
+    assert_eq!(client.rekey_epoch(), Some(0));
+    // Idle: nothing is written, yet the timers run.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (c, s) = (client.rekeys_completed(), server.rekeys_completed());
+    assert!(c >= 2 && s >= 2, "idle re-keys: client {c}, server {s}");
+
+    // On demand, with a stream open across it.
+    let echo = tokio::spawn(async move {
+        let (stream, _) = server.accept_stream().await.expect("accept");
+        let (mut r, mut w) = stream.into_split();
+        tokio::io::copy(&mut r, &mut w).await.expect("echo");
+        w.shutdown().await.expect("fin");
+        server
+    });
+    let stream = client.open_stream(None).expect("open");
+    let (mut r, mut w) = stream.into_split();
+    let data = random(1 << 20, 9);
+    let before = client.rekeys_completed();
+    let writer = {
+        let data = data.clone();
+        tokio::spawn(async move {
+            for (i, chunk) in data.chunks(64 * 1024).enumerate() {
+                w.write_all(chunk).await.expect("write");
+                if i == 4 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            w.shutdown().await.expect("fin");
+        })
+    };
+    client.rekey().expect("re-key on demand");
+    let mut got = Vec::new();
+    within("echo across a re-key", r.read_to_end(&mut got))
+        .await
+        .expect("read");
+    writer.await.expect("writer");
+    assert_eq!(sha(&got), sha(&data));
+    let server = echo.await.expect("echo task");
+    within("the re-key on demand", async {
+        while client.rekeys_completed() <= before {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    // Both ends reach the same epochs (between a Reply and its Switch the
+    // responder is one ahead for half a round trip).
+    within("the same epoch", async {
+        while client.rekey_epoch() != server.rekey_epoch() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert!(client.ended().is_none() && server.ended().is_none());
+
+    // A session without re-keying says so.
+    let (plain, _other) = sessions().await;
+    assert!(plain.rekey().is_err());
+    assert_eq!(plain.rekey_epoch(), None);
 }

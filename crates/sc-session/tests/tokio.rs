@@ -15,7 +15,7 @@ use sc_handshake::{ClientConfig, Error as HsError, ServerConfig};
 use sc_pki::throwaway::ThrowawayPki;
 use sc_pki::{CertError, ServerName, UnixTime};
 use sc_session::{
-    Acceptor, Connector, Error, SecureStream, SessionConfig, Side, RECEIVE_CHUNK_LEN,
+    Acceptor, Connector, Error, RekeyPolicy, SecureStream, SessionConfig, Side, RECEIVE_CHUNK_LEN,
 };
 use sc_wire::{AlertCode, CipherSuite};
 use sha2::{Digest, Sha256};
@@ -47,6 +47,10 @@ fn setup_with(session: SessionConfig) -> Setup {
 }
 
 fn setup_full(session: SessionConfig, suite: Option<CipherSuite>) -> Setup {
+    setup_configured(session, suite, false)
+}
+
+fn setup_configured(session: SessionConfig, suite: Option<CipherSuite>, rekey: bool) -> Setup {
     let pki = ThrowawayPki::new("server.test", "client-1", UnixTime::now(), &mut OsRng)
         .expect("throwaway PKI");
     let client = ClientConfig::builder()
@@ -55,11 +59,13 @@ fn setup_full(session: SessionConfig, suite: Option<CipherSuite>) -> Setup {
     let client = match suite {
         Some(suite) => client.build_with_suites(&[suite]).expect("suite"),
         None => client.build(),
-    };
+    }
+    .with_rekey(rekey);
     let server = ServerConfig::builder()
         .with_client_verifier(Arc::new(pki.client_verifier().expect("verifier")))
         .with_credential(pki.server.clone())
-        .build();
+        .build()
+        .with_rekey(rekey);
     Setup {
         pki,
         connector: Connector::new(Arc::new(client)).with_session_config(session.clone()),
@@ -399,6 +405,77 @@ async fn eight_mib_each_way_over_tcp() {
         .expect("join")
         .expect("server");
     assert_eq!(at_server, sha256(&up));
+}
+
+/// Re-keying under load (SPEC §15): 256 MiB each way over loopback TCP
+/// through split halves, both sides re-keying every 50 ms (so their
+/// re-keys also cross), and every byte arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarter_gib_each_way_with_a_re_key_every_50_ms() {
+    const LEN: usize = 256 << 20;
+    let session = SessionConfig {
+        rekey: RekeyPolicy {
+            interval: Some(Duration::from_millis(50)),
+            ..RekeyPolicy::default()
+        },
+        ..SessionConfig::default()
+    };
+    let s = setup_configured(session, None, true);
+    let (client, server) = tcp_pair(&s).await;
+    assert!(client.connection().has_rekey() && server.connection().has_rekey());
+    let run = |stream: SecureStream<TcpStream>, seed: u8| {
+        let (mut r, mut w) = stream.into_split();
+        let writer = tokio::spawn(async move {
+            let mut hash = Sha256::new();
+            let mut rng = ChaCha20Rng::from_seed([seed; 32]);
+            let mut chunk = vec![0u8; 64 * 1024];
+            for _ in 0..LEN / chunk.len() {
+                rng.fill_bytes(&mut chunk);
+                hash.update(&chunk);
+                w.write_all(&chunk).await?;
+            }
+            w.shutdown().await?;
+            Ok::<_, io::Error>((w, <[u8; 32]>::from(hash.finalize())))
+        });
+        let reader = tokio::spawn(async move {
+            let mut hash = Sha256::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut len = 0;
+            loop {
+                let n = r.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                len += n;
+                hash.update(&buf[..n]);
+            }
+            Ok::<_, io::Error>((r, len, <[u8; 32]>::from(hash.finalize())))
+        });
+        (writer, reader)
+    };
+    let (cw, cr) = run(client, 7);
+    let (sw, sr) = run(server, 8);
+    let long = async {
+        let (cw, up) = cw.await.expect("join").expect("client writer");
+        let (sw, down) = sw.await.expect("join").expect("server writer");
+        let (cr, at_client_len, at_client) = cr.await.expect("join").expect("client reader");
+        let (sr, at_server_len, at_server) = sr.await.expect("join").expect("server reader");
+        assert_eq!((at_server_len, at_server), (LEN, up));
+        assert_eq!((at_client_len, at_client), (LEN, down));
+        let client = cr.reunite(cw).map_err(|_| "halves").expect("same stream");
+        let server = sr.reunite(sw).map_err(|_| "halves").expect("same stream");
+        (
+            client.connection().rekeys_completed(),
+            server.connection().rekeys_completed(),
+        )
+    };
+    let (c, s) = tokio::time::timeout(Duration::from_secs(300), long)
+        .await
+        .expect("256 MiB each way within 300 s");
+    // Every 50 ms of a transfer that takes seconds: dozens of re-keys (a
+    // re-key in flight when the session closes does not count).
+    println!("re-keys completed: client {c}, server {s}");
+    assert!(c >= 10 && s >= 10, "re-keys: client {c}, server {s}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
