@@ -300,3 +300,66 @@ async fn a_tunnel_through_both_binaries() {
         "what the backend sent reached the app intact"
     );
 }
+
+/// `--rekey-interval` on both binaries and the `-v` line of each re-key
+/// (SPEC §15): an echo session kept busy for a few seconds re-keys every
+/// second, and both ends log it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn re_keys_every_second_and_each_shows_in_the_verbose_log() {
+    let pki = Pki::new("rekey");
+    let port = free_port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_sc-server"))
+        .args(pki.server_args(&format!("127.0.0.1:{port}")))
+        .args(["--echo", "--rekey-interval", "1", "-v"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn sc-server");
+    listening(port).await;
+    let mut client = Command::new(env!("CARGO_BIN_EXE_sc-client"))
+        .args(pki.client_args(&format!("127.0.0.1:{port}")))
+        .args(["--rekey-interval", "1s", "-v"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn sc-client");
+    let mut stdin = client.stdin.take().expect("stdin");
+    for i in 0..5 {
+        stdin
+            .write_all(format!("line {i}\n").as_bytes())
+            .await
+            .expect("write");
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    drop(stdin);
+    let out = timeout(WAIT, client.wait_with_output())
+        .await
+        .expect("sc-client ends")
+        .expect("output");
+    let client_log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{client_log}");
+    let echoed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(echoed.lines().count(), 5, "{echoed}");
+    server.start_kill().expect("stop the server");
+    let server_out = timeout(WAIT, server.wait_with_output())
+        .await
+        .expect("sc-server ends")
+        .expect("output");
+    let server_log = String::from_utf8_lossy(&server_out.stderr);
+    for (who, log) in [("client", &client_log), ("server", &server_log)] {
+        assert!(
+            log.contains("re-keying on") || log.contains("re-keying (capability)"),
+            "{who}: the handshake log shows the capability\n{log}"
+        );
+        assert!(
+            log.contains("re-key complete: epoch 1,") && log.contains("re-key complete: epoch 2,"),
+            "{who}: one line per re-key\n{log}"
+        );
+    }
+}

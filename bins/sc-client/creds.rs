@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sc_handshake::ClientConfig;
 use sc_pki::{certs_from_pem, ClientCredentials, Credential, KeyPair, KeyPin, PkiError};
-use sc_session::{Connector, SessionConfig};
+use sc_session::{Connector, RekeyPolicy, SessionConfig};
 use sc_tunnel::entry::TunnelConfig;
 use sc_tunnel::Target;
 use sc_wire::CipherSuite;
@@ -187,7 +187,7 @@ impl Creds {
                 .build_with_suites(&[CipherSuite::AES_256_GCM])
                 .map_err(|e| CliError::new(e.to_string()))?,
         };
-        Ok(Arc::new(config.with_streams(streams)))
+        Ok(Arc::new(config.with_streams(streams).with_rekey(true)))
     }
 
     /// Where one session goes; `streams`: offer to multiplex.
@@ -195,6 +195,10 @@ impl Creds {
         let session = SessionConfig {
             max_message_len: s.max_message,
             handshake_timeout: s.handshake_timeout,
+            rekey: RekeyPolicy {
+                interval: s.rekey_interval,
+                ..RekeyPolicy::default()
+            },
             ..SessionConfig::default()
         };
         Ok(Target {

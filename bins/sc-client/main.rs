@@ -156,6 +156,13 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     pub(crate) max_message: Option<usize>,
 
+    /// Re-key every session this often (120, 2m): fresh X25519 + ML-KEM-768
+    /// secrets signed by both identity keys, so a stolen session state
+    /// stops working; 0: not by time (a session still re-keys after 1 GiB
+    /// or 2^24 records either way) [default: 2m].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) rekey_interval: Option<Duration>,
+
     /// Tunnel mode: close a session in which no byte has moved either way
     /// for this long (300, 5m); 0 for never [default: 0].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]

@@ -26,6 +26,8 @@ pub(crate) const MAX_MESSAGE_LIMIT: usize = 1 << 30;
 /// The handshake timeouts accepted: 1 s (SPEC §10.5) to a day.
 const HANDSHAKE_TIMEOUTS: (Duration, Duration) =
     (Duration::from_secs(1), Duration::from_secs(86_400));
+/// `rekey_interval`: 0 (not by time) up to a day.
+const REKEY_INTERVALS: (Duration, Duration) = (Duration::ZERO, Duration::from_secs(24 * 3600));
 /// The most connections or handshakes a tunnel may be told to hold.
 const MAX_COUNT: usize = 1_000_000;
 /// The most sessions a tunnel may be told to keep.
@@ -78,6 +80,8 @@ pub(crate) struct SessionSettings {
     pub(crate) pins: Vec<KeyPin>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_message: usize,
+    /// `None`: not by time.
+    pub(crate) rekey_interval: Option<Duration>,
 }
 
 /// One tunnel.
@@ -117,6 +121,7 @@ sovereign_chain::config_file! {
         cipher: String,
         pin: Vec<String>,
         handshake_timeout: Seconds,
+        rekey_interval: Seconds,
         max_message: Size,
         idle_timeout: Seconds,
         max_connections: usize,
@@ -476,6 +481,19 @@ fn session<'a>(
         MAX_MESSAGE_LIMIT,
         sc_session::DEFAULT_MAX_MESSAGE_LEN,
     )?;
+    // 0: not by time.
+    let rekey_interval = match duration(
+        pick3(
+            cli.rekey_interval,
+            table.map(|(t, o)| (t.rekey_interval.map(|s| s.0), o)),
+            (file.rekey_interval.map(|s| s.0), top),
+        ),
+        "rekey_interval",
+        REKEY_INTERVALS,
+    )? {
+        Some(d) => (!d.is_zero()).then_some(d),
+        None => Some(sc_session::rekey::DEFAULT_REKEY_INTERVAL),
+    };
     Ok(SessionSettings {
         connect: connect_ep,
         server_name,
@@ -484,6 +502,7 @@ fn session<'a>(
         pins,
         handshake_timeout,
         max_message,
+        rekey_interval,
     })
 }
 

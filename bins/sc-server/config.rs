@@ -39,6 +39,7 @@ sovereign_chain::config_file! {
         accept_proxy_protocol: Vec<String>,
         send_proxy_protocol: bool,
         max_streams: usize,
+        rekey_interval: Seconds,
         service: Vec<ServiceTable>,
     }
 }

@@ -276,6 +276,13 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub(crate) max_handshakes: Option<usize>,
 
+    /// Re-key every session this often (120, 2m): fresh X25519 + ML-KEM-768
+    /// secrets signed by both identity keys, so a stolen session state
+    /// stops working; 0: not by time (a session still re-keys after 1 GiB
+    /// or 2^24 records either way) [default: 2m].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Limits")]
+    pub(crate) rekey_interval: Option<Duration>,
+
     /// Streams one client session may hold open at once; one more is
     /// refused [default: 256].
     #[arg(long, value_name = "N", help_heading = "Limits")]

@@ -190,6 +190,10 @@ fn listener(
             Some(d) => optional(d),
             None => defaults.keepalive,
         },
+        rekey_interval: match secs(cli.rekey_interval, t.rekey_interval) {
+            Some(d) => optional(d),
+            None => defaults.rekey_interval,
+        },
     };
     limits.check().map_err(|e| {
         let flag_given = match e.field {

@@ -648,7 +648,7 @@ impl Connection {
         };
         let done = rekey.tick(now);
         for d in &done {
-            tracing::info!(
+            tracing::debug!(
                 target: "sc_session",
                 side = ?self.side,
                 epoch = d.epoch,

@@ -305,6 +305,11 @@ impl State {
             }
             // 0 (a clean end) means the peer's Close is in: the loop ends.
             ready!(self.poll_fill(io, cx))?;
+            if push_writes {
+                // What reading sealed (a RekeyReply or Switch, SPEC §15)
+                // goes out now, not with the next write.
+                self.push_pending(io, cx);
+            }
         }
     }
 
@@ -334,6 +339,11 @@ impl State {
                 return Poll::Ready(Err(e.clone()));
             }
             ready!(self.poll_fill(io, cx))?;
+            if push_writes {
+                // What reading sealed (a RekeyReply or Switch, SPEC §15)
+                // goes out now, not with the next write.
+                self.push_pending(io, cx);
+            }
         }
     }
 
@@ -673,6 +683,26 @@ impl<IO> Inner<IO> {
         }
     }
 
+    /// After the read half read: on a failure (`failed`) the writer must
+    /// poll again. Records that reading sealed of its own (a RekeyReply or
+    /// Switch, SPEC §15) are sent by the write half if it waits on the
+    /// transport, else from here: a peer that only writes would otherwise
+    /// wait for them in vain.
+    fn after_read(&mut self, cx: &mut Context<'_>, failed: bool)
+    where
+        IO: AsyncWrite + Unpin,
+    {
+        if failed {
+            self.wake_writer();
+        } else if self.state.waiting() > 0 {
+            if self.writer.is_some() {
+                self.wake_writer();
+            } else {
+                let _ = self.state.poll_write_out(&mut self.io, cx);
+            }
+        }
+    }
+
     fn park_writer<T>(&mut self, cx: &Context<'_>, poll: Poll<T>) -> Poll<T> {
         if poll.is_pending() {
             match &self.writer {
@@ -783,9 +813,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> ReadHalf<IO> {
             let mut guard = self.shared.lock();
             let inner = &mut *guard;
             let poll = inner.state.poll_recv_message(&mut inner.io, cx, false);
-            if let Poll::Ready(Err(_)) = poll {
-                inner.wake_writer();
-            }
+            inner.after_read(cx, poll.is_ready() && !matches!(poll, Poll::Ready(Ok(_))));
             poll
         })
         .await
@@ -830,19 +858,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for ReadHalf<IO> {
         let mut guard = self.shared.lock();
         let inner = &mut *guard;
         let poll = inner.state.poll_read(&mut inner.io, cx, buf, false);
-        if let Poll::Ready(Err(_)) = poll {
-            inner.wake_writer();
-        } else if inner.state.waiting() > 0 {
-            // Reading sealed records of its own (a RekeyReply or Switch,
-            // SPEC §15): the write half sends them if it waits on the
-            // transport; if not, they go out from here, or a peer that only
-            // writes would wait for them in vain.
-            if inner.writer.is_some() {
-                inner.wake_writer();
-            } else {
-                let _ = inner.state.poll_write_out(&mut inner.io, cx);
-            }
-        }
+        inner.after_read(cx, matches!(poll, Poll::Ready(Err(_))));
         poll
     }
 }

@@ -204,9 +204,10 @@ pub(crate) fn load(creds: &FileCredentials, now: UnixTime) -> Result<Loaded, Cre
         }
         CipherChoice::Aes256Gcm => builder.build_with_suites(&[CipherSuite::AES_256_GCM])?,
     };
-    // A client that offers streams gets them (SPEC §14); one that does not
-    // keeps one byte stream per session.
-    let config = config.with_streams(true);
+    // A client that offers streams gets them (SPEC §14), one that offers
+    // re-keying gets it (§15); one that does not keeps one byte stream per
+    // session, or its handshake keys.
+    let config = config.with_streams(true).with_rekey(true);
     Ok(Loaded {
         config,
         description,

@@ -13,7 +13,7 @@ use sc_net::proxy_protocol::{self, read_header, sends_something, HeaderRead, Sig
 use sc_net::service::{self, Bound, Conn, Handler, Refusal, Service, WhenFull};
 use sc_net::{io_reason, warn_limited, Endpoint, Replay, Secs, Stream};
 use sc_pki::{CredentialStore, UnixTime};
-use sc_session::{Acceptor, MuxSession, SessionConfig};
+use sc_session::{Acceptor, MuxSession, RekeyPolicy, SessionConfig};
 use sc_wire::first::{classify, Verdict, MAX_HELLO_RECORD};
 use sc_wire::{Alert, AlertCode};
 use tokio::io::AsyncReadExt;
@@ -589,6 +589,10 @@ async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, con
         max_message_len: state.limits.max_message,
         max_streams: state.limits.max_streams,
         handshake_timeout: deadline.saturating_duration_since(Instant::now()),
+        rekey: RekeyPolicy {
+            interval: state.limits.rekey_interval,
+            ..RekeyPolicy::default()
+        },
         ..SessionConfig::default()
     });
     let accepted = tokio::select! {

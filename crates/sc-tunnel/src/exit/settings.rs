@@ -177,6 +177,9 @@ pub struct Limits {
     /// In a session of streams: streams a client may hold open at once; one
     /// more is refused (reset with the reason).
     pub max_streams: usize,
+    /// Re-key a session this often (SPEC §15), if the client offers it;
+    /// `None`: not by time (the volume limits still apply).
+    pub rekey_interval: Option<Duration>,
 }
 
 impl Default for Limits {
@@ -189,6 +192,7 @@ impl Default for Limits {
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             keepalive: Some(DEFAULT_KEEPALIVE),
             max_streams: sc_session::streams::DEFAULT_MAX_STREAMS,
+            rekey_interval: Some(sc_session::rekey::DEFAULT_REKEY_INTERVAL),
         }
     }
 }
