@@ -9,6 +9,12 @@
 //! After the run a table compares each side with the 600 µs target, from this
 //! run's estimates.
 //!
+//! In the same run, one in-session re-key (SPEC §15) on an established
+//! session: `rekey/initiator` counts the client's calls (RekeyInit, then the
+//! Reply and its Switch), `rekey/responder` the server's (the Init and its
+//! Reply, then the Switch). The table gives each as a ratio of the full
+//! handshake on the same side and on the other side (target ≤ 0.60).
+//!
 //! `cargo bench -p sc-session --bench handshake`
 
 #![forbid(unsafe_code)]
@@ -31,6 +37,9 @@ use common::Run;
 /// CPU target per side for one full handshake.
 const TARGET_US: f64 = 600.0;
 
+/// Target for one re-key, as a share of a full handshake's CPU (issue 14).
+const REKEY_TARGET: f64 = 0.60;
+
 /// What every handshake shares: made once.
 struct Fixture {
     client: Arc<ClientConfig>,
@@ -39,6 +48,8 @@ struct Fixture {
     now: UnixTime,
     client_rng: ChaCha20Rng,
     server_rng: ChaCha20Rng,
+    /// An established session that re-keys, for the re-key benchmarks.
+    rekeying: (Connection, Connection),
 }
 
 impl Fixture {
@@ -55,6 +66,24 @@ impl Fixture {
             .with_client_verifier(Arc::new(pki.client_verifier().expect("CA parses")))
             .with_credential(pki.server.clone())
             .build();
+        let rekeying = established(
+            Arc::new(
+                ClientConfig::builder()
+                    .with_server_verifier(Arc::new(pki.server_verifier().expect("CA parses")))
+                    .with_credential(pki.client.clone())
+                    .build()
+                    .with_rekey(true),
+            ),
+            Arc::new(
+                ServerConfig::builder()
+                    .with_client_verifier(Arc::new(pki.client_verifier().expect("CA parses")))
+                    .with_credential(pki.server.clone())
+                    .build()
+                    .with_rekey(true),
+            ),
+            now,
+            &mut rng,
+        );
         Self {
             client: Arc::new(client),
             server: Arc::new(server),
@@ -62,9 +91,48 @@ impl Fixture {
             now,
             client_rng: ChaCha20Rng::from_seed([2; 32]),
             server_rng: ChaCha20Rng::from_seed([3; 32]),
+            rekeying,
         }
     }
 
+    /// One re-key started by the client on the established session,
+    /// timing each side's calls.
+    fn rekey(&mut self, at: Instant) -> Timing {
+        let now = self.now;
+        let (client, server) = &mut self.rekeying;
+        let whole = Instant::now();
+        let t = Instant::now();
+        client.request_rekey().expect("the session re-keys");
+        client
+            .poll_rekey(at, &mut self.client_rng)
+            .expect("RekeyInit");
+        let init = client.take_outgoing();
+        let mut client_time = t.elapsed();
+        let t = Instant::now();
+        server
+            .receive(&init, now, &mut self.server_rng)
+            .expect("server answers");
+        let reply = server.take_outgoing();
+        let mut server_time = t.elapsed();
+        let t = Instant::now();
+        client
+            .receive(&reply, now, &mut self.client_rng)
+            .expect("client switches");
+        let switch = client.take_outgoing();
+        client_time += t.elapsed();
+        let t = Instant::now();
+        server
+            .receive(&switch, now, &mut self.server_rng)
+            .expect("server switches");
+        server_time += t.elapsed();
+        let both = whole.elapsed();
+        assert!(!client.rekey_in_progress() && !server.rekey_in_progress());
+        Timing {
+            client: client_time,
+            server: server_time,
+            both,
+        }
+    }
     /// One complete handshake, timing each side's calls separately and the
     /// whole. Returns the connections so the caller drops them (and their
     /// zeroizing) outside any timing.
@@ -168,6 +236,19 @@ fn bench(c: &mut Criterion, fixture: &mut Fixture) {
         });
     }
     group.finish();
+
+    let mut group = c.benchmark_group("rekey");
+    let at = Instant::now();
+    for (name, side) in [("initiator", "client"), ("responder", "server")] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| fixture.rekey(at).of(side))
+                    .sum::<Duration>()
+            })
+        });
+    }
+    group.finish();
 }
 
 fn main() {
@@ -228,5 +309,68 @@ fn report(run: &Run, client: &Stats, server: &Stats, suite: Option<sc_wire::Ciph
         println!("{side:<8} {us}  {target}");
     }
     println!();
+    rekey_report(run);
+    println!();
     print_wire(client, server);
+}
+
+/// One re-key against a full handshake, per side, from this run.
+fn rekey_report(run: &Run) {
+    println!("One re-key (client initiates) against a full handshake, this run:");
+    println!(
+        "{:<10} {:>9}  {:>16}  {:>16}  target ≤ {REKEY_TARGET:.2}",
+        "re-key", "µs", "/ hs same side", "/ hs other side"
+    );
+    for (role, same, other) in [
+        ("initiator", "client", "server"),
+        ("responder", "server", "client"),
+    ] {
+        let rekey = run.estimate(&format!("rekey/{role}"));
+        let same = run.estimate(&format!("handshake/{same}"));
+        let other = run.estimate(&format!("handshake/{other}"));
+        match (rekey, same, other) {
+            (Ok(r), Ok(s), Ok(o)) => {
+                let (rs, ro) = (r.ns / s.ns, r.ns / o.ns);
+                let verdict = if rs.max(ro) <= REKEY_TARGET {
+                    "met"
+                } else {
+                    "MISSED"
+                };
+                println!(
+                    "{role:<10} {:>9.1}  {rs:>16.2}  {ro:>16.2}  {verdict}",
+                    r.ns / 1e3
+                );
+            }
+            (r, s, o) => {
+                let why = [r.err(), s.err(), o.err()]
+                    .into_iter()
+                    .flatten()
+                    .next()
+                    .map_or_else(String::new, |e| e.to_string());
+                println!("{role:<10} n/a ({why})");
+            }
+        }
+    }
+}
+
+/// A completed handshake between `client` and `server`, untimed.
+fn established(
+    client: Arc<ClientConfig>,
+    server: Arc<ServerConfig>,
+    now: UnixTime,
+    rng: &mut ChaCha20Rng,
+) -> (Connection, Connection) {
+    let name = ServerName::try_from("server.test").expect("valid DNS name");
+    let mut pair = sc_session::pair::Pair::new(
+        client,
+        server,
+        name,
+        SessionConfig::default(),
+        now,
+        Box::new(ChaCha20Rng::from_rng(rng).expect("seed")),
+    )
+    .expect("pair");
+    pair.handshake().expect("handshake");
+    assert!(pair.client.has_rekey(), "both ends re-key");
+    (pair.client, pair.server)
 }
