@@ -237,6 +237,44 @@ fn bench(c: &mut Criterion, fixture: &mut Fixture) {
     }
     group.finish();
 
+    // The primitives a re-key cannot do without (SPEC §15.3), for the
+    // floor under each role's figure.
+    let provider = sc_handshake::default_provider();
+    let mut rng = ChaCha20Rng::from_seed([9; 32]);
+    let mut group = c.benchmark_group("primitive");
+    group.bench_function("x25519-keygen", |b| {
+        b.iter(|| provider.kx.generate(&mut rng))
+    });
+    let (_, peer_x) = provider.kx.generate(&mut rng);
+    group.bench_function("x25519-agree", |b| {
+        b.iter_batched(
+            || provider.kx.generate(&mut ChaCha20Rng::from_seed([4; 32])).0,
+            |secret| secret.agree(&peer_x),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("mlkem-keygen", |b| {
+        b.iter(|| provider.kem.generate(&mut rng))
+    });
+    let (dk, ek) = provider.kem.generate(&mut rng);
+    group.bench_function("mlkem-encaps", |b| {
+        b.iter(|| provider.kem.encapsulate(&ek, &mut rng))
+    });
+    let (ct, _) = provider
+        .kem
+        .encapsulate(&ek, &mut rng)
+        .expect("encapsulates");
+    group.bench_function("mlkem-decaps", |b| b.iter(|| dk.decapsulate(&ct)));
+    let key = sc_pki::KeyPair::generate(&mut rng);
+    let msg = [0x42u8; 1300];
+    group.bench_function("ed25519-sign", |b| b.iter(|| key.sign(&msg)));
+    let sig = key.sign(&msg);
+    let public = key.public_key();
+    group.bench_function("ed25519-verify", |b| {
+        b.iter(|| provider.signature.verify(&public, &msg, &sig.into()))
+    });
+    group.finish();
+
     let mut group = c.benchmark_group("rekey");
     let at = Instant::now();
     for (name, side) in [("initiator", "client"), ("responder", "server")] {
@@ -340,6 +378,38 @@ fn rekey_report(run: &Run) {
                     "{role:<10} {:>9.1}  {rs:>16.2}  {ro:>16.2}  {verdict}",
                     r.ns / 1e3
                 );
+                let floor: &[&str] = if role == "initiator" {
+                    &[
+                        "x25519-keygen",
+                        "x25519-agree",
+                        "mlkem-keygen",
+                        "mlkem-decaps",
+                        "ed25519-sign",
+                        "ed25519-verify",
+                    ]
+                } else {
+                    &[
+                        "x25519-keygen",
+                        "x25519-agree",
+                        "mlkem-encaps",
+                        "ed25519-sign",
+                        "ed25519-verify",
+                    ]
+                };
+                let sum: Option<f64> = floor
+                    .iter()
+                    .map(|p| run.estimate(&format!("primitive/{p}")).ok().map(|e| e.ns))
+                    .sum();
+                if let Some(ns) = sum {
+                    println!(
+                        "{:<10} {:>9.1}  {:>16.2}  {:>16.2}  (its primitives alone: {})",
+                        "  floor",
+                        ns / 1e3,
+                        ns / s.ns,
+                        ns / o.ns,
+                        floor.join(" + ")
+                    );
+                }
             }
             (r, s, o) => {
                 let why = [r.err(), s.err(), o.err()]

@@ -622,3 +622,50 @@ fn a_re_key_record_in_a_session_without_re_keying_is_unexpected() {
         assert_eq!(e.error.alert(), Some(AlertCode::UNEXPECTED_MESSAGE));
     }
 }
+
+#[test]
+fn stripping_the_offer_on_the_wire_fails_the_handshake() {
+    // Built by hand so the ClientHello can be rewritten before the server
+    // sees it.
+    let mut rng = ChaCha20Rng::from_seed([13; 32]);
+    let pki = ThrowawayPki::new("server.test", "client-1", now(), &mut rng).expect("pki");
+    let client = ClientConfig::builder()
+        .with_server_verifier(Arc::new(pki.server_verifier().expect("verifier")))
+        .with_credential(pki.client.clone())
+        .build()
+        .with_rekey(true);
+    let server = ServerConfig::builder()
+        .with_client_verifier(Arc::new(pki.client_verifier().expect("verifier")))
+        .with_credential(pki.server.clone())
+        .build()
+        .with_rekey(true);
+    let name = ServerName::try_from("server.test")
+        .expect("name")
+        .to_owned();
+    let mut p = Pair::new(
+        client.into(),
+        server.into(),
+        name,
+        SessionConfig::default(),
+        now(),
+        Box::new(rng),
+    )
+    .expect("pair");
+    let mut hello = p.take_flight(Side::Client).expect("ClientHello");
+    // The offered suites follow version, random, X25519 and ML-KEM key.
+    let at = 4 + 4 + 2 + 32 + 32 + 1184;
+    let count = usize::from(hello[at]);
+    let list = at + 1..at + 1 + 2 * count;
+    let pos = hello[list.clone()]
+        .chunks(2)
+        .position(|v| v == CipherSuite::REKEY.0.to_be_bytes())
+        .expect("re-keying offered");
+    // An attacker turns the offer into a capability nobody knows.
+    let i = list.start + 2 * pos;
+    hello[i..i + 2].copy_from_slice(&0xfe7fu16.to_be_bytes());
+    p.deliver(Side::Server, &hello)
+        .expect("the server ignores an unknown capability");
+    let e = p.drive().expect_err("the transcripts differ");
+    assert_eq!((e.side, e.error), (Side::Client, Error::DecryptFailed));
+    assert!(p.client.is_handshaking() && !p.client.has_rekey());
+}
