@@ -10,6 +10,11 @@
 //! its own key and nonce from a one-way chain per direction, salted with the
 //! seed code, and every chain key is erased once used.
 //!
+//! A session whose two ends agreed on it re-keys ([`rekey`], SPEC §15):
+//! fresh X25519 and ML-KEM-768 secrets signed by both identity keys replace
+//! the chains every 120 s or 1 GiB, or on [`Connection::request_rekey`], so a
+//! stolen session state stops working at the next re-key.
+//!
 //! With the `tokio` feature (on by default), [`Connector`] and [`Acceptor`]
 //! run the handshake over any `AsyncRead + AsyncWrite + Unpin` transport
 //! (a `TcpStream`, a `UnixStream`, `tokio::io::duplex`) and return a
