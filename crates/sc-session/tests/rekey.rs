@@ -49,6 +49,18 @@ struct Setup {
 }
 
 fn setup_with(seed: u8, client_rekey: bool, server_rekey: bool, session: SessionConfig) -> Setup {
+    let (mut pair, leak) = unstarted(seed, client_rekey, server_rekey, session);
+    pair.handshake().expect("handshake");
+    Setup { pair, leak }
+}
+
+/// A pair with flight 1 ready, and its key log.
+fn unstarted(
+    seed: u8,
+    client_rekey: bool,
+    server_rekey: bool,
+    session: SessionConfig,
+) -> (Pair, Arc<Leak>) {
     let mut rng = ChaCha20Rng::from_seed([seed; 32]);
     let pki = ThrowawayPki::new("server.test", "client-1", now(), &mut rng).expect("pki");
     let leak = Arc::new(Leak::default());
@@ -66,7 +78,7 @@ fn setup_with(seed: u8, client_rekey: bool, server_rekey: bool, session: Session
     let name = ServerName::try_from("server.test")
         .expect("name")
         .to_owned();
-    let mut pair = Pair::new(
+    let pair = Pair::new(
         client.into(),
         server.into(),
         name,
@@ -75,8 +87,7 @@ fn setup_with(seed: u8, client_rekey: bool, server_rekey: bool, session: Session
         Box::new(rng),
     )
     .expect("pair");
-    pair.handshake().expect("handshake");
-    Setup { pair, leak }
+    (pair, leak)
 }
 
 fn setup(seed: u8) -> Setup {
@@ -625,32 +636,8 @@ fn a_re_key_record_in_a_session_without_re_keying_is_unexpected() {
 
 #[test]
 fn stripping_the_offer_on_the_wire_fails_the_handshake() {
-    // Built by hand so the ClientHello can be rewritten before the server
-    // sees it.
-    let mut rng = ChaCha20Rng::from_seed([13; 32]);
-    let pki = ThrowawayPki::new("server.test", "client-1", now(), &mut rng).expect("pki");
-    let client = ClientConfig::builder()
-        .with_server_verifier(Arc::new(pki.server_verifier().expect("verifier")))
-        .with_credential(pki.client.clone())
-        .build()
-        .with_rekey(true);
-    let server = ServerConfig::builder()
-        .with_client_verifier(Arc::new(pki.client_verifier().expect("verifier")))
-        .with_credential(pki.server.clone())
-        .build()
-        .with_rekey(true);
-    let name = ServerName::try_from("server.test")
-        .expect("name")
-        .to_owned();
-    let mut p = Pair::new(
-        client.into(),
-        server.into(),
-        name,
-        SessionConfig::default(),
-        now(),
-        Box::new(rng),
-    )
-    .expect("pair");
+    // Not driven: the ClientHello is rewritten before the server sees it.
+    let (mut p, _) = unstarted(13, true, true, SessionConfig::default());
     let mut hello = p.take_flight(Side::Client).expect("ClientHello");
     // The offered suites follow version, random, X25519 and ML-KEM key.
     let at = 4 + 4 + 2 + 32 + 32 + 1184;
