@@ -28,7 +28,7 @@ use zeroize::Zeroize;
 
 use crate::error::{Error, RekeyError};
 use crate::record::{Direction, RecordOpener, RecordSealer};
-use crate::rekey::{InitOutcome, Rekey, RekeyDone, RekeyPolicy};
+use crate::rekey::{InitOutcome, Rekey, RekeyDone, RekeyPolicy, Waiting};
 use crate::side::Side;
 use crate::streams::{Events, Read, StreamError, Streams, Writable, DEFAULT_MAX_STREAMS};
 
@@ -630,11 +630,12 @@ impl Connection {
 
     /// Drives re-keying, given the time (any monotonic clock): starts a
     /// re-key that is due (asked for, the epoch older than the interval, or
-    /// a direction past the volume limit), ends the session if the peer left
-    /// ours unanswered for the handshake timeout or sent over twice the
-    /// volume limit in one epoch, and returns the re-keys finished since the
-    /// last call (each also logged). Call it after processing received bytes,
-    /// after writing, and at [`rekey_deadline`](Self::rekey_deadline).
+    /// a direction past the volume limit), ends the session if the peer sent
+    /// over twice the volume limit in one epoch, and returns the re-keys
+    /// finished since the last call (each also logged). Call it after
+    /// processing received bytes, after writing, and at
+    /// [`rekey_deadline`](Self::rekey_deadline). The waits for the peer are
+    /// [`handle_rekey_timeout`](Self::handle_rekey_timeout)'s.
     pub fn poll_rekey(
         &mut self,
         now: Instant,
@@ -661,12 +662,6 @@ impl Connection {
                 },
                 d.duration.as_secs_f64() * 1e3
             );
-        }
-        if let Some(Some(sent)) = rekey.awaiting_reply() {
-            let waited = now.saturating_duration_since(sent);
-            if waited >= self.config.handshake_timeout {
-                return Err(self.fail(Error::Rekey(RekeyError::Unanswered { after: waited })));
-            }
         }
         if self.sent_close || self.received_close || self.write_app.is_none() {
             // A closed direction ends re-keying: the side that closed sends
@@ -713,15 +708,44 @@ impl Connection {
         Ok(done)
     }
 
-    /// When [`poll_rekey`](Self::poll_rekey) next has something to do by
-    /// time alone (the interval, or the wait for an answer), if ever.
+    /// Ends the session if the peer has left a re-key in flight waiting
+    /// for the handshake timeout: no RekeyReply to our RekeyInit
+    /// ([`RekeyError::Unanswered`]), or no RekeySwitch after our RekeyReply
+    /// ([`RekeyError::NoSwitch`]; an attacker holding a stolen state would
+    /// otherwise go on forging the peer's direction under the old epoch).
+    ///
+    /// Call it only when every byte received so far is processed and the
+    /// transport has nothing more to read (a read returned "would block"):
+    /// an answer waiting unread in the transport is not a late one.
+    pub fn handle_rekey_timeout(&mut self, now: Instant) -> Result<(), Error> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let Some((waiting, since)) = self.rekey.as_ref().and_then(Rekey::waiting_since) else {
+            return Ok(());
+        };
+        let after = now.saturating_duration_since(since);
+        if after < self.config.handshake_timeout || self.received.pending() > 0 {
+            return Ok(());
+        }
+        let e = match waiting {
+            Waiting::Reply => RekeyError::Unanswered { after },
+            Waiting::Switch => RekeyError::NoSwitch { after },
+        };
+        Err(self.fail(Error::Rekey(e)))
+    }
+
+    /// When [`poll_rekey`](Self::poll_rekey) or
+    /// [`handle_rekey_timeout`](Self::handle_rekey_timeout) next has
+    /// something to do by time alone (the interval, or a wait for the
+    /// peer), if ever.
     pub fn rekey_deadline(&self) -> Option<Instant> {
         let rekey = self.rekey.as_ref()?;
         if self.failed.is_some() {
             return None;
         }
-        if let Some(Some(sent)) = rekey.awaiting_reply() {
-            return Some(sent + self.config.handshake_timeout);
+        if let Some((_, since)) = rekey.waiting_since() {
+            return since.checked_add(self.config.handshake_timeout);
         }
         if rekey.in_progress() || self.sent_close || self.received_close {
             return None;

@@ -102,6 +102,12 @@ pub enum RekeyError {
         /// How long we waited.
         after: std::time::Duration,
     },
+    /// The peer's RekeySwitch did not follow our RekeyReply.
+    #[error("timeout: no RekeySwitch from the peer {after:?} after our RekeyReply")]
+    NoSwitch {
+        /// How long we waited.
+        after: std::time::Duration,
+    },
     /// The peer went on past twice the volume limit of an epoch without
     /// re-keying.
     #[error("re-key required: the peer sent {records} records ({bytes} bytes) in one epoch, over twice the limit")]
@@ -119,7 +125,7 @@ impl RekeyError {
         match self {
             Self::BadSignature => AlertCode::HANDSHAKE_FAILURE,
             Self::BadShare => AlertCode::ILLEGAL_PARAMETER,
-            Self::Unanswered { .. } => AlertCode::TIMEOUT,
+            Self::Unanswered { .. } | Self::NoSwitch { .. } => AlertCode::TIMEOUT,
             Self::Required { .. } => AlertCode::REKEY_REQUIRED,
         }
     }
@@ -198,7 +204,8 @@ impl Error {
             Self::PeerAlert(_)
             | Self::Handshake(sc_handshake::Error::AlertReceived(_))
             | Self::Aborted(_) => io::ErrorKind::ConnectionAborted,
-            Self::Timeout { .. } | Self::Rekey(RekeyError::Unanswered { .. }) => {
+            Self::Timeout { .. }
+            | Self::Rekey(RekeyError::Unanswered { .. } | RekeyError::NoSwitch { .. }) => {
                 io::ErrorKind::TimedOut
             }
             Self::Closed => io::ErrorKind::BrokenPipe,

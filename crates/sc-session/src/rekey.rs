@@ -92,6 +92,15 @@ enum Pending {
     },
 }
 
+/// What a side in the middle of a re-key waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Waiting {
+    /// The peer's RekeyReply to our RekeyInit.
+    Reply,
+    /// The peer's RekeySwitch after our RekeyReply.
+    Switch,
+}
+
 /// What to do with a RekeyInit from the peer.
 pub(crate) enum InitOutcome {
     /// Ignore it: our own RekeyInit wins (we are the client).
@@ -257,10 +266,14 @@ impl Rekey {
         !matches!(self.pending, Pending::Idle)
     }
 
-    /// Whether we sent a RekeyInit that is not answered yet, and since when.
-    pub(crate) fn awaiting_reply(&self) -> Option<Option<Instant>> {
+    /// What we wait for from the peer, and since when: its RekeyReply to
+    /// our Init, or its RekeySwitch after our Reply.
+    pub(crate) fn waiting_since(&self) -> Option<(Waiting, Instant)> {
         match &self.pending {
-            Pending::Initiated { sent, .. } => Some(*sent),
+            Pending::Initiated { sent: Some(t), .. } => Some((Waiting::Reply, *t)),
+            Pending::Replied {
+                started: Some(t), ..
+            } => Some((Waiting::Switch, *t)),
             _ => None,
         }
     }

@@ -221,6 +221,14 @@ impl State {
         let n = match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, buf) {
             Poll::Ready(n) => n?,
             Poll::Pending => {
+                // Caught up with the transport: a re-key answer not in by
+                // now is late (SPEC §15.5).
+                if self.conn.has_rekey() {
+                    let now = tokio::time::Instant::now().into_std();
+                    if let Err(e) = self.conn.handle_rekey_timeout(now) {
+                        return Poll::Ready(Err(e.into()));
+                    }
+                }
                 self.conn.shrink_buffers();
                 if self.pending_write() == 0 {
                     self.out = Vec::new();

@@ -255,8 +255,14 @@ fn an_unanswered_re_key_times_out_with_a_timeout_alert() {
         p.client.rekey_deadline(),
         Some(t0 + sc_session::DEFAULT_HANDSHAKE_TIMEOUT)
     );
-    poll(&mut p, Side::Client, t0 + Duration::from_secs(29)).expect("within the timeout");
-    let e = poll(&mut p, Side::Client, t0 + Duration::from_secs(30)).expect_err("timeout");
+    poll(&mut p, Side::Client, t0 + Duration::from_secs(31)).expect("poll_rekey does not time out");
+    p.client
+        .handle_rekey_timeout(t0 + Duration::from_secs(29))
+        .expect("within the timeout");
+    let e = p
+        .client
+        .handle_rekey_timeout(t0 + Duration::from_secs(30))
+        .expect_err("timeout");
     assert!(
         matches!(e, Error::Rekey(RekeyError::Unanswered { .. })),
         "{e}"
@@ -266,6 +272,37 @@ fn an_unanswered_re_key_times_out_with_a_timeout_alert() {
     // the alert does not open there, and the session fails closed either way.
     let err = p.transfer(Side::Client).expect_err("server fails");
     assert_eq!(err.side, Side::Server);
+}
+
+#[test]
+fn a_withheld_switch_times_out_at_the_responder() {
+    // A thief with the epoch-0 state could go on forging the initiator's
+    // direction under epoch 0 for as long as the Switch is held back.
+    let t0 = Instant::now();
+    let mut p = setup(14).pair;
+    p.client.request_rekey().expect("request");
+    poll(&mut p, Side::Client, t0).expect("poll");
+    p.transfer(Side::Client).expect("Init");
+    poll(&mut p, Side::Server, t0).expect("the server's clock");
+    p.transfer(Side::Server).expect("Reply");
+    assert_eq!(p.client.rekeys_completed(), 1);
+    let _withheld = p.take_flight(Side::Client).expect("the Switch");
+    assert_eq!(
+        p.server.rekey_deadline(),
+        Some(t0 + sc_session::DEFAULT_HANDSHAKE_TIMEOUT)
+    );
+    p.server
+        .handle_rekey_timeout(t0 + Duration::from_secs(29))
+        .expect("within the timeout");
+    let e = p
+        .server
+        .handle_rekey_timeout(t0 + Duration::from_secs(30))
+        .expect_err("timeout");
+    assert!(
+        matches!(e, Error::Rekey(RekeyError::NoSwitch { .. })),
+        "{e}"
+    );
+    assert_eq!(e.alert(), Some(AlertCode::TIMEOUT));
 }
 
 #[test]
