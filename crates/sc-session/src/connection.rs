@@ -32,6 +32,11 @@ use crate::rekey::{InitOutcome, Rekey, RekeyDone, RekeyPolicy, Waiting};
 use crate::side::Side;
 use crate::streams::{Events, Read, StreamError, Streams, Writable, DEFAULT_MAX_STREAMS};
 
+/// How much later than its interval a server starts a re-key by time (1 s):
+/// with equal intervals, the client's RekeyInit (its epoch clock starts
+/// half a round trip earlier) arrives first.
+pub const SERVER_REKEY_SLACK: Duration = Duration::from_secs(1);
+
 /// Default handshake timeout (30 s).
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -685,13 +690,14 @@ impl Connection {
             .write_app
             .as_ref()
             .map_or((0, 0), |w| (w.seq(), w.bytes()));
+        let interval = self.rekey_interval();
         let Some(rekey) = self.rekey.as_mut() else {
             return Ok(done);
         };
         if rekey.in_progress() {
             return Ok(done);
         }
-        let old = match (policy.interval, rekey.epoch_started()) {
+        let old = match (interval, rekey.epoch_started()) {
             (Some(interval), Some(started)) => now.saturating_duration_since(started) >= interval,
             _ => false,
         };
@@ -706,6 +712,18 @@ impl Connection {
             sealed.map_err(|e| self.fail(e))?;
         }
         Ok(done)
+    }
+
+    /// This side's time trigger: the configured interval, and for the
+    /// server [`SERVER_REKEY_SLACK`] more, so that with equal intervals the
+    /// client's re-key comes first and the server does not make shares it
+    /// must then drop (SPEC §15.5).
+    fn rekey_interval(&self) -> Option<Duration> {
+        let interval = self.config.rekey.interval?;
+        Some(match self.side {
+            Side::Client => interval,
+            Side::Server => interval.saturating_add(SERVER_REKEY_SLACK),
+        })
     }
 
     /// Ends the session if the peer has left a re-key in flight waiting
@@ -754,7 +772,7 @@ impl Connection {
         if rekey.requested() {
             return Some(started);
         }
-        started.checked_add(self.config.rekey.interval?)
+        started.checked_add(self.rekey_interval()?)
     }
 
     // --- Streams (SPEC §14) ------------------------------------------------

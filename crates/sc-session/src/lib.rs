@@ -205,7 +205,7 @@ pub mod streams;
 pub use connect::{Acceptor, Connector};
 pub use connection::{
     Connection, Padding, SessionConfig, Stats, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE_LEN,
-    RECEIVE_CHUNK_LEN,
+    RECEIVE_CHUNK_LEN, SERVER_REKEY_SLACK,
 };
 pub use error::{Error, IoError, RekeyError};
 #[cfg(feature = "tokio")]
