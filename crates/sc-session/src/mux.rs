@@ -220,7 +220,6 @@ impl MuxSession {
             shared: shared.clone(),
             reader,
             shut: false,
-            rekey_timer: None,
         });
         Ok(Self { shared })
     }
@@ -406,8 +405,6 @@ struct Driver<IO> {
     reader: ReadHalf<IO>,
     /// The transport's write side is shut.
     shut: bool,
-    /// Wakes the driver at the session's next re-key deadline (SPEC §15).
-    rekey_timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> Future for Driver<IO> {
@@ -424,15 +421,15 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Future for Driver<IO> {
             Some(w) if w.will_wake(cx.waker()) => {}
             _ => inner.driver = Some(cx.waker().clone()),
         }
-        let mut timer_fired = false;
         loop {
             // Frames owed (window grants, Fin, Reset, Open) go out first.
             if let Err(e) = inner.state.conn.flush_streams() {
                 inner.end(e);
                 return Poll::Ready(());
             }
-            // A re-key that is due (the writers' volume, a request, the
-            // timer below); a failure is handled with the others below.
+            // A re-key that is due (the writers' volume, a request; the
+            // reader's timer wakes this task at the interval and at a wait
+            // for the peer); a failure is handled with the others below.
             let _ = inner.state.drive_rekey();
             // Our Close once the application closes and its streams are
             // let go, or in answer to the peer's (which cut every stream).
@@ -502,25 +499,6 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Future for Driver<IO> {
                 return Poll::Ready(());
             }
             if !progress && !inner.state.conn.has_outgoing() {
-                if let Some(deadline) = inner.state.conn.rekey_deadline() {
-                    let deadline = tokio::time::Instant::from_std(deadline);
-                    let timer = this
-                        .rekey_timer
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                    if timer.deadline() != deadline {
-                        timer.as_mut().reset(deadline);
-                    }
-                    if timer.as_mut().poll(cx).is_ready() {
-                        this.rekey_timer = None;
-                        if !timer_fired {
-                            timer_fired = true;
-                            continue;
-                        }
-                        // Due and still due after one more turn: look again
-                        // on the next poll rather than spin.
-                        cx.waker().wake_by_ref();
-                    }
-                }
                 return Poll::Pending;
             }
         }

@@ -23,7 +23,7 @@
 //! * **Shutdown** sends the authenticated Close for our direction, flushes it
 //!   and shuts down the transport's write side; reading goes on (half-close).
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -125,6 +125,9 @@ pub(crate) struct State {
     msg_pos: usize,
     /// The transport's write side has been shut down.
     write_shut: bool,
+    /// Wakes a reader at the next re-key deadline (SPEC §15): the interval
+    /// of an idle session, a wait for the peer.
+    rekey_timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl core::fmt::Debug for State {
@@ -146,6 +149,7 @@ impl State {
             msg: Vec::new(),
             msg_pos: 0,
             write_shut: false,
+            rekey_timer: None,
         }
     }
 
@@ -221,13 +225,8 @@ impl State {
         let n = match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, buf) {
             Poll::Ready(n) => n?,
             Poll::Pending => {
-                // Caught up with the transport: a re-key answer not in by
-                // now is late (SPEC §15.5).
-                if self.conn.has_rekey() {
-                    let now = tokio::time::Instant::now().into_std();
-                    if let Err(e) = self.conn.handle_rekey_timeout(now) {
-                        return Poll::Ready(Err(e.into()));
-                    }
+                if let Err(e) = self.rekey_idle(cx) {
+                    return Poll::Ready(Err(e.into()));
                 }
                 self.conn.shrink_buffers();
                 if self.pending_write() == 0 {
@@ -260,6 +259,36 @@ impl State {
         }
         let now = tokio::time::Instant::now().into_std();
         self.conn.poll_rekey(now, &mut OsRng).map(drop)
+    }
+
+    /// Re-keying while the transport has nothing to read (SPEC §15): caught
+    /// up, a re-key answer not in by now is late; an idle session's
+    /// interval is checked; and the reader is woken at the next deadline.
+    /// A RekeyInit this seals is the caller's to write.
+    fn rekey_idle(&mut self, cx: &mut Context<'_>) -> Result<(), Error> {
+        if !self.conn.has_rekey() {
+            return Ok(());
+        }
+        let now = tokio::time::Instant::now().into_std();
+        self.conn.handle_rekey_timeout(now)?;
+        self.conn.poll_rekey(now, &mut OsRng)?;
+        let Some(deadline) = self.conn.rekey_deadline() else {
+            self.rekey_timer = None;
+            return Ok(());
+        };
+        let deadline = tokio::time::Instant::from_std(deadline);
+        let timer = self
+            .rekey_timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        if timer.as_mut().poll(cx).is_ready() {
+            // Due, and nothing to do yet (a partial record is still coming
+            // in): the bytes that complete it wake the reader.
+            self.rekey_timer = None;
+        }
+        Ok(())
     }
 
     /// Writes what earlier writes left behind, without waiting: a reader
@@ -312,12 +341,14 @@ impl State {
                 return Poll::Ready(Err(e.clone().into()));
             }
             // 0 (a clean end) means the peer's Close is in: the loop ends.
-            ready!(self.poll_fill(io, cx))?;
+            let filled = self.poll_fill(io, cx);
             if push_writes {
-                // What reading sealed (a RekeyReply or Switch, SPEC §15)
-                // goes out now, not with the next write.
+                // What reading sealed (a RekeyReply or Switch, SPEC §15;
+                // an idle session's RekeyInit) goes out now, not with the
+                // next write.
                 self.push_pending(io, cx);
             }
+            ready!(filled)?;
         }
     }
 
@@ -346,12 +377,14 @@ impl State {
             if let Some(e) = self.conn.error() {
                 return Poll::Ready(Err(e.clone()));
             }
-            ready!(self.poll_fill(io, cx))?;
+            let filled = self.poll_fill(io, cx);
             if push_writes {
-                // What reading sealed (a RekeyReply or Switch, SPEC §15)
-                // goes out now, not with the next write.
+                // What reading sealed (a RekeyReply or Switch, SPEC §15;
+                // an idle session's RekeyInit) goes out now, not with the
+                // next write.
                 self.push_pending(io, cx);
             }
+            ready!(filled)?;
         }
     }
 
@@ -371,6 +404,8 @@ impl State {
             return Poll::Ready(Ok(0));
         }
         if let Err(e) = self.drive_rekey() {
+            // The alert it queued goes out if the transport takes it.
+            let _ = self.poll_write_out(io, cx);
             return Poll::Ready(Err(e.into()));
         }
         if self.waiting() > WRITE_BUFFER_LEN - MAX_RECORD_LEN {
@@ -574,8 +609,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> SecureStream<IO> {
     /// Sends a keepalive record (ignored by the peer's application) and
     /// writes it out.
     pub async fn send_keepalive(&mut self) -> Result<(), Error> {
-        self.state.start_keepalive()?;
-        poll_fn(|cx| self.state.poll_flush(&mut self.io, cx)).await?;
+        let started = self.state.start_keepalive();
+        // Also when it failed: the alert it queued goes out.
+        let flushed = poll_fn(|cx| self.state.poll_flush(&mut self.io, cx)).await;
+        started?;
+        flushed?;
         Ok(())
     }
 
@@ -595,8 +633,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> SecureStream<IO> {
     /// A single stream re-keys by itself (interval, volume) only when it
     /// reads or writes; a [`MuxSession`](crate::MuxSession) also on a timer.
     pub async fn rekey(&mut self) -> Result<(), Error> {
-        self.state.start_rekey()?;
-        poll_fn(|cx| self.state.poll_flush(&mut self.io, cx)).await?;
+        let started = self.state.start_rekey();
+        // Also when it failed: the alert it queued goes out.
+        let flushed = poll_fn(|cx| self.state.poll_flush(&mut self.io, cx)).await;
+        started?;
+        flushed?;
         Ok(())
     }
 
@@ -846,8 +887,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WriteHalf<IO> {
 
     /// As [`SecureStream::send_keepalive`].
     pub async fn send_keepalive(&mut self) -> Result<(), Error> {
-        self.shared.lock().state.start_keepalive()?;
-        self.flush_pending().await
+        let started = self.shared.lock().state.start_keepalive();
+        // Also when it failed: the alert it queued goes out.
+        let flushed = self.flush_pending().await;
+        started?;
+        flushed
     }
 
     /// As [`SecureStream::abort`].

@@ -478,6 +478,44 @@ async fn a_quarter_gib_each_way_with_a_re_key_every_50_ms() {
     assert!(c >= 10 && s >= 10, "re-keys: client {c}, server {s}");
 }
 
+/// An idle single stream whose application waits to read re-keys on its
+/// interval all the same (the reader's timer, SPEC §15.5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_readers_re_key_on_their_interval() {
+    let session = SessionConfig {
+        rekey: RekeyPolicy {
+            interval: Some(Duration::from_millis(200)),
+            ..RekeyPolicy::default()
+        },
+        ..SessionConfig::default()
+    };
+    let s = setup_configured(session, None, true);
+    let (mut client, mut server) = tcp_pair(&s).await;
+    let wait = Duration::from_millis(1100);
+    let (c, sv) = tokio::join!(
+        tokio::time::timeout(wait, client.recv_message()),
+        tokio::time::timeout(wait, server.recv_message())
+    );
+    assert!(
+        c.is_err() && sv.is_err(),
+        "nothing was sent: both reads time out"
+    );
+    let (c, sv) = (
+        client.connection().rekeys_completed(),
+        server.connection().rekeys_completed(),
+    );
+    // Every 200 ms, started by the client (the server's trigger is 1 s later).
+    assert!(
+        c >= 3 && sv >= 3,
+        "re-keys while idle: client {c}, server {sv}"
+    );
+    client.send_message(b"after").await.expect("send");
+    let got = within("message", server.recv_message())
+        .await
+        .expect("recv");
+    assert_eq!(got.as_deref(), Some(&b"after"[..]));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_halves_copy_both_ways_concurrently() {
     let s = setup();
