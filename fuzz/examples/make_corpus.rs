@@ -46,6 +46,7 @@ fn main() {
     let server = sc_fuzz::session_seeds(Side::Server);
     write("session_client", &client);
     write("session_server", &server);
+    write("session_rekey", &sc_fuzz::session_rekey_seeds());
     // The deframer: the same wire bytes, cut after the first record header.
     let records: Vec<Vec<u8>> = client
         .iter()

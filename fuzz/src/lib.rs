@@ -15,7 +15,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -70,6 +70,11 @@ pub struct Fixture {
     pub client_config: Arc<ClientConfig>,
     /// The server's config (insecure provider, anonymous clients allowed).
     pub server_config: Arc<ServerConfig>,
+    /// The client's config with re-keying offered (SPEC §15), for
+    /// `session_rekey`; the other targets run the two above, without it.
+    pub client_rekey_config: Arc<ClientConfig>,
+    /// The server's config with re-keying offered.
+    pub server_rekey_config: Arc<ServerConfig>,
     server_verifier: WebPkiServerVerifier,
     client_verifier: WebPkiClientVerifier,
     /// The handshake records the client received, in order: (level, messages).
@@ -135,8 +140,8 @@ fn build_fixture() -> Fixture {
         .with_crls(vec![crl.clone()])
         .expect("crl");
     let suites = [CipherSuite::AES_256_GCM, CipherSuite::CHACHA20_POLY1305];
-    let client_config = Arc::new(
-        ClientConfig::builder()
+    let client_config = |rekey: bool| {
+        let config = ClientConfig::builder()
             .with_provider(&INSECURE_FUZZING_ONLY)
             .with_server_verifier(Arc::new(
                 WebPkiServerVerifier::new(anchors())
@@ -145,10 +150,11 @@ fn build_fixture() -> Fixture {
             ))
             .with_credential(client.clone())
             .build_with_suites(&suites)
-            .expect("suites"),
-    );
-    let server_config = Arc::new(
-        ServerConfig::builder()
+            .expect("suites");
+        Arc::new(config.with_rekey(rekey))
+    };
+    let server_config = |rekey: bool| {
+        let config = ServerConfig::builder()
             .with_provider(&INSECURE_FUZZING_ONLY)
             .with_client_verifier(Arc::new(
                 WebPkiClientVerifier::new(anchors())
@@ -158,8 +164,11 @@ fn build_fixture() -> Fixture {
             ))
             .with_credential(server.clone())
             .build_with_suites(&suites)
-            .expect("suites"),
-    );
+            .expect("suites");
+        Arc::new(config.with_rekey(rekey))
+    };
+    let (client_rekey_config, server_rekey_config) = (client_config(true), server_config(true));
+    let (client_config, server_config) = (client_config(false), server_config(false));
     let (to_client, to_server) = record_handshake(&client_config, &server_config);
     Fixture {
         root,
@@ -170,6 +179,8 @@ fn build_fixture() -> Fixture {
         crl,
         client_config,
         server_config,
+        client_rekey_config,
+        server_rekey_config,
         server_verifier,
         client_verifier,
         to_client,
@@ -351,6 +362,210 @@ pub fn session_seeds(receiver: Side) -> Vec<Vec<u8>> {
             [vec![round], pair.side(sender).take_outgoing()].concat()
         })
         .collect()
+}
+
+/// States of the `session_rekey` target (SPEC §15.4), as the side fed the
+/// input (the receiver) sees them; the peer's real next flight in each is
+/// its seed:
+///
+/// | state | the receiver | the peer's next flight |
+/// |---|---|---|
+/// | 0 | idle at epoch 0 | its RekeyInit |
+/// | 1 | sent a RekeyInit (delivered), waits for the Reply | RekeyReply, then epoch-1 data |
+/// | 2 | answered the peer's Init with a Reply (delivered), waits for the Switch | RekeySwitch, then epoch-1 data |
+/// | 3 | sent a RekeyInit that crosses the peer's (delivered after the input) | its RekeyInit |
+/// | 4 | idle at epoch 1, after a re-key the peer started | its RekeyInit for epoch 2 |
+/// | 5 | got the Reply to its Init, its Switch not yet delivered | epoch-1 data |
+/// | 6 | sent a RekeyInit and then its Close (delivered) | RekeyReply (the receiver sends no Switch) |
+const REKEY_STATES: u8 = 7;
+
+/// The RNG seed of the `session_rekey` pair.
+const REKEY_PAIR_SEED: u8 = 5;
+
+/// The times `session_rekey` polls both sides at after the input, from the
+/// time of the setup: at once and 1 s later; past the handshake timeout
+/// (30 s: a wait for a Reply or a Switch fails); past the re-key interval
+/// (120 s, of an epoch that started by the 1 s poll: both sides start one
+/// at once, and the client's wins).
+const REKEY_POLLS: [Duration; 4] = [
+    Duration::ZERO,
+    Duration::from_secs(1),
+    Duration::from_secs(31),
+    Duration::from_secs(122),
+];
+
+/// The fixed origin of the monotonic clock `poll_rekey` takes. An `Instant`
+/// cannot be built from a constant; only differences from this one are
+/// used, so the runs replay the same.
+fn rekey_t0() -> Instant {
+    static T0: OnceLock<Instant> = OnceLock::new();
+    *T0.get_or_init(Instant::now)
+}
+
+/// `poll_rekey` on `side`, with the pair's RNG.
+fn poll_rekey(pair: &mut Pair, side: Side, after: Duration) -> Result<(), sc_session::Error> {
+    let Pair {
+        client,
+        server,
+        rng,
+        ..
+    } = pair;
+    let conn = match side {
+        Side::Client => client,
+        Side::Server => server,
+    };
+    conn.poll_rekey(rekey_t0() + after, &mut **rng).map(drop)
+}
+
+/// The re-key clock of `side` at `after`: the waits for the peer
+/// (`handle_rekey_timeout`, for a side that has read everything: in the
+/// pair, everything sent is delivered), then `poll_rekey`.
+fn tick_rekey(pair: &mut Pair, side: Side, after: Duration) {
+    let _ = pair.side(side).handle_rekey_timeout(rekey_t0() + after);
+    let _ = poll_rekey(pair, side, after);
+}
+
+/// `side` asks for a re-key and seals its RekeyInit.
+fn start_rekey(pair: &mut Pair, side: Side) {
+    pair.side(side).request_rekey().expect("the session re-keys");
+    poll_rekey(pair, side, Duration::ZERO).expect("RekeyInit sealed");
+}
+
+/// A completed handshake on the insecure provider with re-keying on both
+/// sides, driven to the re-key state `state` of [`REKEY_STATES`] as seen by
+/// `receiver`. Returns the pair and, in state 3, the receiver's RekeyInit,
+/// held back to reach the peer after the input (the two Inits cross).
+fn rekey_pair(receiver: Side, state: u8) -> (Pair, Option<Vec<u8>>) {
+    let f = fixture();
+    let mut pair = Pair::new(
+        f.client_rekey_config.clone(),
+        f.server_rekey_config.clone(),
+        server_name(),
+        SessionConfig::default(),
+        now(),
+        Box::new(rng(REKEY_PAIR_SEED)),
+    )
+    .expect("pair");
+    pair.handshake().expect("handshake");
+    assert!(pair.client.has_rekey() && pair.server.has_rekey());
+    for side in [Side::Client, Side::Server] {
+        // Starts both epoch clocks.
+        poll_rekey(&mut pair, side, Duration::ZERO).expect("poll");
+    }
+    let peer = other(receiver);
+    let mut held = None;
+    match state % REKEY_STATES {
+        1 => {
+            start_rekey(&mut pair, receiver);
+            pair.transfer(receiver).expect("Init");
+        }
+        2 => {
+            start_rekey(&mut pair, peer);
+            pair.transfer(peer).expect("Init");
+            pair.transfer(receiver).expect("Reply");
+        }
+        3 => {
+            start_rekey(&mut pair, receiver);
+            start_rekey(&mut pair, peer);
+            held = pair.take_flight(receiver);
+        }
+        4 => {
+            start_rekey(&mut pair, peer);
+            pair.drive().expect("re-key");
+            assert_eq!(pair.side(receiver).rekey_epoch(), Some(1));
+        }
+        5 => {
+            start_rekey(&mut pair, receiver);
+            pair.transfer(receiver).expect("Init");
+            pair.transfer(peer).expect("Reply");
+        }
+        6 => {
+            start_rekey(&mut pair, receiver);
+            pair.side(receiver).close().expect("close");
+            pair.transfer(receiver).expect("Init and Close");
+        }
+        _ => {}
+    }
+    (pair, held)
+}
+
+/// Re-keying (SPEC §15) on the sans-I/O connection: a session between
+/// sides that both re-key, at the state the first byte picks (bit 0: the
+/// receiver, 0 the client; the rest: the state of [`REKEY_STATES`]), fed
+/// the rest as the peer's next bytes; then both sides' re-key clocks are
+/// run at later times (the waits for the peer, the interval) and the pair
+/// is driven on.
+///
+/// The input is raw wire bytes, as for `session_client`/`session_server`,
+/// not a content for the peer to seal: the insecure provider's AEAD is the
+/// identity, so a sealed record on the wire is its content in the clear,
+/// then the inner-type trailer and a tag nobody checks. A mutation of a
+/// seed's RekeyInit, Reply or Switch bytes reaches the re-key decoders and
+/// state machine as directly as a sealed content would, and the input can
+/// also be several records: a Switch or Reply with the records of the new
+/// epoch behind it, another inner type, padding, a record cut short.
+///
+/// Besides "no panic": once the pair has gone quiet with neither side
+/// failed, closed or re-keying, both are at the same epoch.
+pub fn session_rekey(data: &[u8]) {
+    let Some((&selector, bytes)) = data.split_first() else {
+        return;
+    };
+    let receiver = if selector & 1 == 0 {
+        Side::Client
+    } else {
+        Side::Server
+    };
+    let (mut pair, held) = rekey_pair(receiver, selector >> 1);
+    let _ = pair.deliver(receiver, bytes);
+    while pair.side(receiver).recv_message().is_some() {}
+    if let Some(init) = held {
+        let _ = pair.deliver(other(receiver), &init);
+    }
+    for after in REKEY_POLLS {
+        for side in [Side::Client, Side::Server] {
+            tick_rekey(&mut pair, side, after);
+        }
+        let _ = pair.drive();
+    }
+    for side in [Side::Client, Side::Server] {
+        let _ = pair.side(side).send_message(b"after");
+    }
+    let _ = pair.drive();
+    let settled = |c: &sc_session::Connection| {
+        c.error().is_none()
+            && !c.sent_close()
+            && !c.peer_closed()
+            && !c.rekey_in_progress()
+            && !c.has_outgoing()
+            && c.pending_received() == 0
+    };
+    if settled(&pair.client) && settled(&pair.server) {
+        assert_eq!(
+            pair.client.rekey_epoch(),
+            pair.server.rekey_epoch(),
+            "a quiet pair with no failure is at one epoch"
+        );
+    }
+}
+
+/// Seeds for `session_rekey`: for every state and receiver, the peer's real
+/// next flight (with a message behind it).
+pub fn session_rekey_seeds() -> Vec<Vec<u8>> {
+    let mut seeds = Vec::new();
+    for state in 0..REKEY_STATES {
+        for receiver in [Side::Client, Side::Server] {
+            let (mut pair, _) = rekey_pair(receiver, state);
+            let peer = other(receiver);
+            if matches!(state, 0 | 4) {
+                start_rekey(&mut pair, peer);
+            }
+            pair.side(peer).send_message(b"peer data").expect("send");
+            let selector = state << 1 | u8::from(receiver == Side::Server);
+            seeds.push([vec![selector], pair.side(peer).take_outgoing()].concat());
+        }
+    }
+    seeds
 }
 
 /// Every handshake message decoder; decoding is strict, so a message that
