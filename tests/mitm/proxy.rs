@@ -48,6 +48,11 @@ pub(crate) enum Manipulation {
     Delay(Duration),
     /// Forward the target twice.
     Duplicate,
+    /// Forward nothing of the target.
+    Drop,
+    /// Forward nothing of the target nor anything its sender sends after it
+    /// (a one-way black hole; the sender's FIN still passes).
+    DropRest,
     /// Forward the first two target records in the opposite order.
     Reorder,
     /// Forward these records (another session's, at the same place) instead.
@@ -144,6 +149,8 @@ struct Lane {
     raw: bool,
     read_closed: bool,
     write_dead: bool,
+    /// Black-holed (`Manipulation::DropRest`): nothing more is forwarded.
+    black_hole: bool,
 }
 
 struct Mitm {
@@ -156,7 +163,7 @@ struct Mitm {
 
 /// Writes `bytes`, remembering (not failing on) a receiver that is gone.
 async fn put<W: AsyncWrite + Unpin + ?Sized>(lane: &mut Lane, w: &mut W, bytes: &[u8]) {
-    if lane.write_dead || bytes.is_empty() {
+    if lane.write_dead || lane.black_hole || bytes.is_empty() {
         return;
     }
     if w.write_all(bytes).await.is_err() || w.flush().await.is_err() {
@@ -312,6 +319,8 @@ async fn apply<W: AsyncWrite + Unpin + ?Sized>(
             put(lane, w, &bytes).await;
             put(lane, w, &bytes).await;
         }
+        Manipulation::Drop => {}
+        Manipulation::DropRest => lane.black_hole = true,
         Manipulation::Reorder => {
             held.swap(0, 1);
             put(lane, w, &held.concat()).await;
