@@ -11,6 +11,10 @@ use sc_wire::{
     SeedCodeSecret, ServerHello,
 };
 
+use sc_wire::messages::{
+    CERT_HASH_LEN, HANDSHAKE_HEADER_LEN, MLKEM768_CT_LEN, ORDER_SEED_LEN, SEED_CODE_LEN,
+    SIGNATURE_LEN,
+};
 use zeroize::Zeroizing;
 
 use crate::config::ServerConfig;
@@ -24,6 +28,14 @@ use crate::schedule::{
     context, signed_content, FinalSecrets, HandshakeSecrets, KeyLogger, Transcript,
 };
 use crate::{Action, HandshakeSummary, Level, RekeyKeys};
+
+/// The server's step-6 flight: SeedCode, KeyExchange1 and KeyConfirm1, each
+/// with its 4-byte header. Its size is fixed, so the buffer holding the seed
+/// code is allocated once, at this size.
+const SEED_FLIGHT_LEN: usize =
+    (HANDSHAKE_HEADER_LEN + SEED_CODE_LEN + ORDER_SEED_LEN + CERT_HASH_LEN)
+        + (HANDSHAKE_HEADER_LEN + MLKEM768_CT_LEN)
+        + (HANDSHAKE_HEADER_LEN + SIGNATURE_LEN);
 
 const ROLE: &str = "server";
 
@@ -301,7 +313,9 @@ impl ExpectClientCert {
             order_seed,
             client_cert_hash,
         };
-        let mut out = Vec::new();
+        // The flight holds the seed code: one zeroizing buffer of its exact
+        // final size, so no reallocation leaves a copy behind unwiped.
+        let mut out = Zeroizing::new(Vec::with_capacity(SEED_FLIGHT_LEN));
         let range = push_message(&mut out, &HandshakeMessage::SeedCode(seed));
         self.transcript.add(&out[range]);
         log_step(ROLE, HandshakeType::SEED_CODE, "sent");
@@ -329,9 +343,10 @@ impl ExpectClientCert {
                 log_step(ROLE, typ, "sent: signature over transcript through step 6");
             }
         }
+        debug_assert_eq!(out.len(), SEED_FLIGHT_LEN, "the flight's size is fixed");
         actions.push(Action::Send {
             level: Level::Handshake,
-            messages: Zeroizing::new(out),
+            messages: out,
         });
         Ok(State::ExpectClientFinish(Box::new(ExpectClientFinish {
             keylog: self.keylog,

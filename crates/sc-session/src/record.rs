@@ -17,7 +17,7 @@ use sc_handshake::schedule::expand_label;
 use sc_handshake::Secret;
 use sc_wire::record::{put_inner_trailer, split_inner, MAX_FRAGMENT_LEN};
 use sc_wire::{CipherSuite, InnerType, RecordHeader, RecordKind};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::Error;
 
@@ -193,6 +193,7 @@ impl RecordSealer {
         }
         .to_bytes();
         let keys = self.ratchet.keys()?;
+        let before = out.len();
         out.reserve(header.len() + len);
         out.extend_from_slice(&header);
         let start = out.len();
@@ -200,10 +201,19 @@ impl RecordSealer {
             out.extend_from_slice(p);
         }
         put_inner_trailer(out, typ, pad);
-        let tag = self
+        let tag = match self
             .aead
             .seal_in_place(&keys.key, &keys.nonce, &header, &mut out[start..])
-            .map_err(|_| Error::Internal("AEAD seal failed"))?;
+        {
+            Ok(tag) => tag,
+            Err(_) => {
+                // Nothing of a record that failed stays behind: not its
+                // header, and not its plaintext (wiped before the cut).
+                out[before..].zeroize();
+                out.truncate(before);
+                return Err(Error::Internal("AEAD seal failed"));
+            }
+        };
         out.extend_from_slice(&tag);
         self.ratchet.advance(keys.next, len)
     }

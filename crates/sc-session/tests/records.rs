@@ -183,3 +183,60 @@ fn a_stolen_later_state_opens_no_earlier_record() {
         assert_eq!(c, b"two");
     }
 }
+
+/// An AEAD that refuses every seal, to show what a failed seal leaves.
+#[derive(Debug)]
+struct RefusingAead;
+
+impl sc_handshake::crypto::Aead for RefusingAead {
+    fn suite(&self) -> CipherSuite {
+        CipherSuite::AES_256_GCM
+    }
+
+    fn seal_in_place(
+        &self,
+        _key: &[u8; sc_handshake::crypto::AEAD_KEY_LEN],
+        _nonce: &[u8; sc_handshake::crypto::NONCE_LEN],
+        _aad: &[u8],
+        _buf: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], sc_handshake::crypto::CryptoError> {
+        Err(sc_handshake::crypto::CryptoError)
+    }
+
+    fn open_in_place(
+        &self,
+        _key: &[u8; sc_handshake::crypto::AEAD_KEY_LEN],
+        _nonce: &[u8; sc_handshake::crypto::NONCE_LEN],
+        _aad: &[u8],
+        _buf: &mut [u8],
+        _tag: &[u8; TAG_LEN],
+    ) -> Result<(), sc_handshake::crypto::CryptoError> {
+        Err(sc_handshake::crypto::CryptoError)
+    }
+}
+
+static REFUSING: sc_handshake::CryptoProvider = sc_handshake::CryptoProvider {
+    name: "refusing (tests only)",
+    aeads: &[&RefusingAead],
+    hash: RUSTCRYPTO.hash,
+    kx: RUSTCRYPTO.kx,
+    kem: RUSTCRYPTO.kem,
+    signature: RUSTCRYPTO.signature,
+};
+
+#[test]
+fn a_failed_seal_leaves_nothing_of_its_record_in_the_output() {
+    let mut s = RecordSealer::new(
+        &REFUSING,
+        CipherSuite::AES_256_GCM,
+        Direction::ClientToServer,
+        chain0(),
+    )
+    .expect("the refusing provider has the suite");
+    let mut out = b"bytes already waiting".to_vec();
+    let secret = [0x5au8; 300];
+    let e = s.seal(InnerType::DATA, &secret, 0, &mut out);
+    assert!(matches!(e, Err(Error::Internal(_))), "{e:?}");
+    assert_eq!(out, b"bytes already waiting", "no header, no plaintext left");
+    assert_eq!(s.seq(), 0, "the chain did not move");
+}
