@@ -1483,3 +1483,196 @@ async fn idle_relayed_session_memory() {
     );
     assert!(per < 64.0, "{per:.1} KiB per idle session");
 }
+
+// ---------------------------------------------------------------------------
+// Backends that fail before answering
+
+/// A plain TCP forwarder to `to` (an L4 hop, like HAProxy in TCP mode): it
+/// accepts whether or not `to` does, so a TCP probe of it always passes.
+/// When `to` is gone it drops the connection it accepted without sending
+/// anything (a reset or a close, depending on whether the relay's bytes
+/// had arrived).
+async fn l4_forwarder(to: SocketAddr) -> Task {
+    let listener = bind().await;
+    let addr = listener.local_addr().expect("addr");
+    let handle = tokio::spawn(async move {
+        let mut conns = JoinSet::new();
+        while let Ok((inbound, _)) = listener.accept().await {
+            conns.spawn(async move {
+                let Ok(outbound) = TcpStream::connect(to).await else {
+                    return;
+                };
+                let (ir, iw) = inbound.into_split();
+                let (or, ow) = outbound.into_split();
+                let ignore = Arc::new(Mutex::new(Vec::new()));
+                tokio::join!(
+                    copy_logged(ir, ow, ignore.clone()),
+                    copy_logged(or, iw, ignore)
+                );
+            });
+            while conns.try_join_next().is_some() {}
+        }
+    });
+    Task { addr, handle }
+}
+
+/// A backend that accepts and sends nothing: with `reset`, it reads the
+/// relay's first bytes and resets the connection (SO_LINGER 0); without,
+/// it closes its side at once (a clean end of stream) and reads until the
+/// relay closes.
+async fn dead_end(reset: bool) -> Task {
+    let listener = bind().await;
+    let addr = listener.local_addr().expect("addr");
+    let handle = tokio::spawn(async move {
+        let mut conns = JoinSet::new();
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            conns.spawn(async move {
+                if reset {
+                    let mut first = [0u8; 64];
+                    let _ = timeout(WAIT, tcp.read(&mut first)).await;
+                    // SO_LINGER 0 does not block on close (the deprecation
+                    // is about non-zero lingers).
+                    #[allow(deprecated)]
+                    let _ = tcp.set_linger(Some(Duration::ZERO));
+                    drop(tcp);
+                } else {
+                    let _ = tcp.shutdown().await;
+                    let _ = read_to_close(&mut tcp).await;
+                }
+            });
+            while conns.try_join_next().is_some() {}
+        }
+    });
+    Task { addr, handle }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_backend_behind_an_l4_hop_costs_no_session() {
+    let pki = Pki::new();
+    let client = pki.client_config();
+    let a = tagged_server(pki.server_config("svc.test"), "A").await;
+    let b = tagged_server(pki.server_config("svc.test"), "B").await;
+    let hop = l4_forwarder(a.addr).await;
+    // Probes often: each one passes (the hop accepts) and makes the hop
+    // "up" again, so sessions keep landing on it.
+    let (proxy, relay) = relay_on_loopback(&[
+        "--route",
+        &format!("svc.test={},{}", hop.addr, b.addr),
+        "--health-interval",
+        "200ms",
+    ])
+    .await;
+    // Both serve, A through the hop.
+    let mut tags = Vec::new();
+    for _ in 0..4 {
+        let mut s = open(relay, &client, "svc.test").await.expect("session");
+        tags.push(tag(&mut s).await);
+        close(s).await;
+    }
+    assert!(count(&tags, "A") > 0 && count(&tags, "B") > 0, "{tags:?}");
+
+    // A dies; the hop still accepts, then drops what it accepted.
+    drop(a);
+    let down = format!("backend {} is down", hop.addr);
+    let up = format!("backend {} is up (probe passed)", hop.addr);
+    let mut downs = 0;
+    for i in 0..20 {
+        // Half way, let a probe bring the hop back (it is up with no
+        // session, so one of the next two sessions tries it again).
+        if i == 10 {
+            downs = proxy.wait_lines(&down, 1).await.len();
+            proxy.wait_lines(&up, downs).await;
+        }
+        let mut s = open(relay, &client, "svc.test")
+            .await
+            .unwrap_or_else(|e| panic!("session {i}: {e:?}; log:\n{}", proxy.log()));
+        assert_eq!(tag(&mut s).await, "B", "session {i}");
+        close(s).await;
+    }
+    // The hop was taken for a session (and marked down) again after the
+    // probe, and no session ended on it.
+    let lines = proxy.wait_lines(&down, downs + 1).await;
+    for line in &lines {
+        assert!(line.contains("before answering"), "{line}");
+    }
+    let ends = proxy.wait_lines("session end", 24).await;
+    let on_hop = ends
+        .iter()
+        .filter(|l| l.contains(&format!("backend={} ", hop.addr)))
+        .count();
+    assert_eq!(on_hop, count(&tags, "A"), "{ends:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backends_that_reset_or_close_before_answering_are_retried_then_no_route() {
+    let pki = Pki::new();
+    let client = pki.client_config();
+    let reset = dead_end(true).await;
+    let closed = dead_end(false).await;
+    let b = tagged_server(pki.server_config("svc.test"), "B").await;
+    let (proxy, relay) = relay_on_loopback(&[
+        "--route",
+        &format!("svc.test={},{},{}", reset.addr, closed.addr, b.addr),
+        "--route",
+        &format!("dead.test={},{}", reset.addr, closed.addr),
+        "--health-interval",
+        "0",
+    ])
+    .await;
+    // Every session reaches B, whichever backend it was sent to first.
+    for i in 0..20 {
+        let mut s = open(relay, &client, "svc.test")
+            .await
+            .unwrap_or_else(|e| panic!("session {i}: {e:?}; log:\n{}", proxy.log()));
+        assert_eq!(tag(&mut s).await, "B", "session {i}");
+        close(s).await;
+    }
+    let down = proxy
+        .wait_line(&format!("backend {} is down", reset.addr))
+        .await;
+    assert!(down.contains("connection reset before answering"), "{down}");
+    let down = proxy
+        .wait_line(&format!("backend {} is down", closed.addr))
+        .await;
+    assert!(
+        down.contains("closed the connection before answering"),
+        "{down}"
+    );
+
+    // A route whose backends all fail that way: the no route alert, at
+    // once (both are down now: each is tried once more, as a last resort).
+    let started = Instant::now();
+    let err = open(relay, &client, "dead.test")
+        .await
+        .expect_err("no session");
+    assert!(
+        matches!(err, Error::PeerAlert(AlertCode::NO_ROUTE)),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let line = proxy.wait_line("no backend reachable").await;
+    assert!(line.contains("route=dead.test"), "{line}");
+    assert!(
+        line.contains(&format!("{} connection reset before answering", reset.addr)),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!(
+            "{} closed the connection before answering",
+            closed.addr
+        )),
+        "{line}"
+    );
+    // The real client names the route.
+    let started = Instant::now();
+    let out = sc_client(&pki, relay, &["--server-name", "dead.test"], b"hello\n").await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        text(&out.stderr).lines().next(),
+        Some("error: no route for dead.test"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

@@ -44,9 +44,10 @@ without a default the client gets the `no route` alert and says
 Load and health: least connections among a route's healthy backends. Every
 --health-interval seconds each backend gets a TCP connect probe; one that
 refuses (or does not accept in time) is down, also when a session's
-connect fails, and gets no new sessions until it passes a probe. A session
-whose backend refuses is retried on the next backend (nothing has reached
-the client yet). When every backend of a route is down, they are tried
+connect fails or it closes or resets before answering, and gets no new
+sessions until it passes a probe. A session whose backend refuses, or
+closes or resets before its first byte, is retried with the same
+ClientHello on the next backend (nothing has reached the client yet). When every backend of a route is down, they are tried
 anyway, each once, before the client gets `no route`.
 
 Port sharing (--fallback): a connection whose first bytes are not a

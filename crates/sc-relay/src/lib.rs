@@ -23,9 +23,9 @@
 //!  none: plaintext `no route` alert)        one rate-limited line   ▼
 //!        │           ▼                                          fallback
 //!  least connections among healthy backends; connect; send
-//!  [PROXY v2 header] + the ClientHello bytes unchanged; a refusal
-//!  marks the backend down and tries the next (nothing has reached
-//!  the client yet)
+//!  [PROXY v2 header] + the ClientHello bytes unchanged; a refusal,
+//!  or a close or reset before the backend's first byte, marks the
+//!  backend down and tries the next (nothing has reached the client yet)
 //!        │
 //!  raw bytes both ways (half-close carried through; idle timeout;
 //!  the backend's first byte within answer_timeout); at debug level the
@@ -52,17 +52,25 @@
 //!   backend; a backend that accepts is up, one that refuses or does not
 //!   accept within `min(interval, 5 s)` is down. Passive: a session whose
 //!   connect fails (refused, not accepted within `connect_timeout`, or the
-//!   first write fails) marks the backend down. A down backend gets no new
-//!   sessions until it passes a probe — except when every backend of the
-//!   route is down: then the down ones are tried (each once), and one that
-//!   accepts is up again. So a single backend that blinked is not shunned
-//!   for a whole interval, and without probes (`health_interval` `None`) a
-//!   route recovers at all.
+//!   first write fails), or whose backend closes or resets the connection
+//!   before its first byte (a dead server behind an L4 forwarder that still
+//!   accepts, and so passes the probes), marks the backend down. A down
+//!   backend gets no new sessions until it passes a probe — except when
+//!   every backend of the route is down: then the down ones are tried (each
+//!   once), and one that takes the session is up again. So a single backend
+//!   that blinked is not shunned for a whole interval, and without probes
+//!   (`health_interval` `None`) a route recovers at all. A probe cannot
+//!   tell a dead server behind a forwarder from a live one, so such a
+//!   backend is up again after each probe and then costs a retry (never a
+//!   session).
 //! * **Retries.** Only while nothing has been forwarded to the client: a
-//!   connect that fails is retried on the next backend (least connections
-//!   among the healthy untried ones); each backend at most once per
-//!   session. When every backend has failed the client gets `no route`.
-//!   Once the backend has accepted the ClientHello the session is the
+//!   session whose connect fails, or whose backend closes or resets the
+//!   connection before its first byte, is retried on the next backend
+//!   (least connections among the healthy untried ones) with the same PROXY
+//!   header and ClientHello; each backend at most once per session. When
+//!   every backend has failed the client gets `no route`. Once the backend
+//!   has sent a byte (or a TCP client moved first: sent more, closed or
+//!   failed, which the relay sees without reading it) the session is the
 //!   backend's; if it dies later, the relay closes both sides (the client
 //!   sees the connection cut without an authenticated close).
 //! * **Port sharing.** With a fallback, a connection is Sovereign-Chain's

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use sc_net::proxy_protocol::ProxyHeader;
 use sc_net::pump::{pump, CloseErrors, End, Observer, Options, Report, Side};
 use sc_net::service::{self, Bound, Conn, Handler, Refusal, Service, ShutdownReport, WhenFull};
-use sc_net::{io_reason, warn_limited, Endpoint, Secs, Stream};
+use sc_net::{io_reason, warn_limited, Endpoint, Replay, Secs, Stream};
 use sc_wire::first::{classify, Verdict, MAX_HELLO_RECORD};
 use sc_wire::{Alert, AlertCode, RouteName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -427,9 +427,10 @@ async fn connection(mut io: Stream, peer: String, l: &ListenerState, conn: &Conn
     }
 }
 
-/// A ClientHello is in: choose the route's backend, connect (retrying the
-/// next backend while none has taken a byte), forward the PROXY header and
-/// the ClientHello, then pump bytes both ways.
+/// A ClientHello is in: choose the route's backend, connect, forward the
+/// PROXY header and the ClientHello and wait for the backend's first byte
+/// (retrying the next backend while nothing has reached the client), then
+/// pump bytes both ways.
 async fn session(
     io: Stream,
     peer: &str,
@@ -467,10 +468,14 @@ async fn session(
     let connected = tokio::select! {
         biased;
         _ = conn.stop().cancelled() => return,
-        c = connect_backend(pool, &l.limits, &preamble) => c,
+        c = connect_backend(pool, &l.limits, &preamble, &io) => c,
     };
     drop(preamble);
-    let (claim, backend) = match connected {
+    let Connected {
+        claim,
+        stream: backend,
+        answer,
+    } = match connected {
         Ok(c) => c,
         Err(why) => {
             warn_limited!(
@@ -486,6 +491,32 @@ async fn session(
         }
     };
     let backend_name = claim.backend().endpoint.to_string();
+    // The backend's first byte, read while waiting for it, goes to the
+    // client first; the pump still waits for an answer only if the client
+    // moved before the backend did.
+    let (head, answer_left) = match answer {
+        Answer::Byte(b) => (vec![b], None),
+        Answer::ClientFirst { left } => (Vec::new(), left),
+        Answer::Silent(limit) => {
+            drop(claim);
+            let report = Report {
+                a_to_b: 0,
+                b_to_a: 0,
+                end: End::NoAnswer(limit),
+            };
+            log_end(
+                l,
+                peer,
+                name,
+                via,
+                &backend_name,
+                hello.len(),
+                &report,
+                started,
+            );
+            return;
+        }
+    };
     // The record trace (debug level only) sees the ClientHello first.
     let mut traces = tracing::enabled!(tracing::Level::DEBUG).then(|| {
         let mut up = RecordTrace::new(peer, Direction::Up);
@@ -497,12 +528,13 @@ async fn session(
             Some((up, down)) => (Some(up), Some(down)),
             None => (None, None),
         };
+    let (backend_read, backend_write) = backend.into_split();
     let report = pump(
         io.into_split(),
-        backend.into_split(),
+        (Replay::new(head, backend_read), backend_write),
         Options {
             idle: l.limits.idle_timeout,
-            answer: l.limits.answer_timeout,
+            answer: answer_left,
             // The other direction tells how a raw connection ended.
             close_errors: CloseErrors::Ignore,
             stop: Some(conn.stop()),
@@ -652,35 +684,58 @@ fn proxy_header(io: &Stream) -> Vec<u8> {
     header.encode().unwrap_or_default()
 }
 
-/// Connects to the pool's best backend and writes `preamble` (PROXY header
-/// and ClientHello). A backend that refuses, does not accept within the
-/// connect timeout, or fails the write is marked down and the next one is
-/// tried: nothing has reached the client yet, so the retry is invisible to
-/// it. Each backend is tried at most once.
+/// A backend that took the preamble and did not fail before answering.
+struct Connected {
+    /// The session's claim on it.
+    claim: Claim,
+    /// The connection to it.
+    stream: Stream,
+    /// What happened first once it had the preamble.
+    answer: Answer,
+}
+
+/// What happened first once a backend had the preamble.
+enum Answer {
+    /// It sent its first byte (read, not yet forwarded to the client).
+    Byte(u8),
+    /// The client sent more, closed or failed before the backend answered:
+    /// the session is this backend's now; `left` of the answer timeout
+    /// remains.
+    ClientFirst { left: Option<Duration> },
+    /// It sent nothing within the answer timeout.
+    Silent(Duration),
+}
+
+/// Connects to the pool's best backend, writes `preamble` (PROXY header
+/// and ClientHello) and waits for its first byte. A backend that refuses,
+/// does not accept within the connect timeout, fails the write, or closes
+/// or resets the connection before its first byte (a dead server behind an
+/// L4 forwarder that still accepts) is marked down and the next one is
+/// tried with the same bytes: nothing has reached the client yet, so the
+/// retry is invisible to it. Each backend is tried at most once.
 async fn connect_backend(
     pool: &Pool,
     limits: &RelayLimits,
     preamble: &[u8],
-) -> Result<(Claim, Stream), String> {
+    client: &Stream,
+) -> Result<Connected, String> {
     let mut tried: Vec<Arc<Backend>> = Vec::new();
     let mut failures: Vec<String> = Vec::new();
     while let Some(claim) = pool.claim(&tried) {
         let b = claim.backend().clone();
         tried.push(b.clone());
-        let attempt = async {
-            let mut s = b.endpoint.connect().await?;
-            s.write_all(preamble).await?;
-            Ok::<Stream, io::Error>(s)
-        };
-        let why = match tokio::time::timeout(limits.connect_timeout, attempt).await {
-            Ok(Ok(s)) => {
+        let why = match attempt(&b.endpoint, limits, preamble, client).await {
+            Ok((stream, answer)) => {
                 if b.mark_up() {
                     tracing::info!(backend = %b.endpoint, "backend {} is up again (a session connected)", b.endpoint);
                 }
-                return Ok((claim, s));
+                return Ok(Connected {
+                    claim,
+                    stream,
+                    answer,
+                });
             }
-            Ok(Err(e)) => io_reason(&e),
-            Err(_) => format!("did not accept within {}", Secs(limits.connect_timeout)),
+            Err(why) => why,
         };
         if b.mark_down() {
             tracing::warn!(
@@ -688,6 +743,8 @@ async fn connect_backend(
                 "backend {} is down ({why}): no new sessions until it passes a probe",
                 b.endpoint
             );
+        } else {
+            tracing::debug!(backend = %b.endpoint, "backend {} failed again ({why})", b.endpoint);
         }
         failures.push(format!("{} {why}", b.endpoint));
     }
@@ -696,6 +753,73 @@ async fn connect_backend(
     } else {
         failures.join("; ")
     })
+}
+
+/// One try of one backend: connect and write `preamble` within the connect
+/// timeout, then wait for the first of: the backend's first byte, a move of
+/// the client, the answer timeout. `Err`: why the backend failed before
+/// answering.
+async fn attempt(
+    to: &Endpoint,
+    limits: &RelayLimits,
+    preamble: &[u8],
+    client: &Stream,
+) -> Result<(Stream, Answer), String> {
+    let connect = async {
+        let mut s = to.connect().await?;
+        s.write_all(preamble).await?;
+        Ok::<Stream, io::Error>(s)
+    };
+    let mut s = match tokio::time::timeout(limits.connect_timeout, connect).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(io_reason(&e)),
+        Err(_) => {
+            return Err(format!(
+                "did not accept within {}",
+                Secs(limits.connect_timeout)
+            ))
+        }
+    };
+    let since = tokio::time::Instant::now();
+    let first = async {
+        let mut byte = [0u8; 1];
+        // Both are cancel-safe: the loser has taken nothing.
+        tokio::select! {
+            read = s.read(&mut byte) => match read {
+                Ok(0) => Err("closed the connection before answering".to_owned()),
+                Ok(_) => Ok(Answer::Byte(byte[0])),
+                Err(e) => Err(format!("{} before answering", io_reason(&e))),
+            },
+            () = client_moves(client) => Ok(Answer::ClientFirst {
+                left: limits.answer_timeout.map(|limit| limit.saturating_sub(since.elapsed())),
+            }),
+        }
+    };
+    let answer = match limits.answer_timeout {
+        Some(limit) => match tokio::time::timeout(limit, first).await {
+            Ok(answer) => answer,
+            Err(_) => Ok(Answer::Silent(limit)),
+        },
+        None => first.await,
+    }?;
+    Ok((s, answer))
+}
+
+/// Returns once the client has sent more bytes, closed or failed — seen
+/// without taking a byte, so they still reach the backend in order. A
+/// Sovereign-Chain client sends nothing after its ClientHello until the
+/// server answers, so this only ends the wait for one that gives up (or
+/// does not follow the protocol). A Unix socket cannot be peeked at: such
+/// a client is not watched (the backend's answer or the answer timeout
+/// ends the wait).
+async fn client_moves(client: &Stream) {
+    match client {
+        Stream::Tcp(tcp) => {
+            let mut byte = [0u8; 1];
+            let _ = tcp.peek(&mut byte).await;
+        }
+        Stream::Unix(_) => std::future::pending().await,
+    }
 }
 
 /// Every `every`, a TCP connect to every backend at once: one that accepts
