@@ -903,7 +903,7 @@ async fn tunnel_small_exchange_and_half_close() {
     let line = &ended[0];
     for part in [
         "local=127.0.0.1:",
-        "server=127.0.0.1",
+        "server=ip:127.0.0.1",
         "cipher=",
         "sent=30",
         "received=30",

@@ -397,7 +397,7 @@ async fn echo_round_trip_through_the_binary() {
     let line = server.wait_line("session end").await;
     for needle in [
         "peer=127.0.0.1:",
-        &format!("id={CLIENT_NAME}"),
+        &format!("id=dns:{CLIENT_NAME}"),
         "cipher=",
         "order=",
         "bytes_in=24",
@@ -877,7 +877,7 @@ async fn json_logs_carry_the_session_fields() {
     let end: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
     assert_eq!(end["message"], "session end");
     assert_eq!(end["level"], "INFO");
-    assert_eq!(end["id"], CLIENT_NAME);
+    assert_eq!(end["id"], format!("dns:{CLIENT_NAME}"));
     assert_eq!(end["bytes_in"], 4);
     assert_eq!(end["bytes_out"], 10);
     assert_eq!(end["reason"], "closed");
@@ -1163,7 +1163,7 @@ async fn certificates_made_by_openssl_are_accepted() {
     echo(&mut stream, "made by openssl").await;
     close(stream).await;
     let line = server.wait_line("session end").await;
-    assert!(line.contains("id=openssl-client"), "{line}");
+    assert!(line.contains("id=dns:openssl-client"), "{line}");
 }
 
 /// Exit-side memory per idle session: 1000 sessions through `sc-server
@@ -1383,13 +1383,16 @@ async fn proxy_v2_from_a_trusted_source_names_the_client_and_is_passed_on_with_t
         got.destination,
         Some("198.51.100.1:443".parse().expect("addr"))
     );
-    assert_eq!(got.tlv(TLV_CLIENT_IDENTITY), Some(CLIENT_NAME.as_bytes()));
+    assert_eq!(
+        got.tlv(TLV_CLIENT_IDENTITY),
+        Some(format!("dns:{CLIENT_NAME}").as_bytes())
+    );
     let line = server.wait_line("session end").await;
     assert!(
         line.contains("peer=203.0.113.7:51234 via=127.0.0.2:"),
         "{line}"
     );
-    assert!(line.contains(&format!("id={CLIENT_NAME}")), "{line}");
+    assert!(line.contains(&format!("id=dns:{CLIENT_NAME}")), "{line}");
 
     // Straight from a client (not a trusted source, no header): the backend
     // learns the TCP peer, and the address the client connected to.
@@ -1406,7 +1409,10 @@ async fn proxy_v2_from_a_trusted_source_names_the_client_and_is_passed_on_with_t
         got.destination.map(|d| d.to_string()),
         Some(addr.to_string())
     );
-    assert_eq!(got.tlv(TLV_CLIENT_IDENTITY), Some(CLIENT_NAME.as_bytes()));
+    assert_eq!(
+        got.tlv(TLV_CLIENT_IDENTITY),
+        Some(format!("dns:{CLIENT_NAME}").as_bytes())
+    );
     let lines = server.wait_lines("session end", 2).await;
     assert!(
         lines[1].contains(&format!("peer={source} id=")),
@@ -1743,4 +1749,253 @@ async fn proxy_protocol_flags_and_keys_are_checked() {
 fn temp_dirs_are_absolute() {
     let d = TempDir::new("sc-server-test");
     assert!(Path::new(&d.str("x")).is_absolute());
+}
+
+// ---------------------------------------------------------------------------
+// Typed allow-lists, anonymous clients next to them, and the identity in the
+// PROXY header.
+
+impl Ca {
+    /// A client configuration for the certificate of `spec`.
+    fn client_for(&self, spec: &LeafSpec) -> Arc<ClientConfig> {
+        let (cert, key) = self.leaf(spec);
+        Arc::new(
+            ClientConfig::builder()
+                .with_server_verifier(Arc::new(WebPkiServerVerifier::new(self.anchors())))
+                .with_credential(Arc::new(Credential::new(vec![cert], key).expect("client")))
+                .build(),
+        )
+    }
+
+    /// An anonymous client (a fresh self-signed certificate per session).
+    fn anonymous_client(&self) -> Arc<ClientConfig> {
+        Arc::new(
+            ClientConfig::builder()
+                .with_server_verifier(Arc::new(WebPkiServerVerifier::new(self.anchors())))
+                .with_anonymous_identity()
+                .build(),
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_client_with_allow_anonymous_is_refused_unless_the_list_names_anonymous() {
+    let s = Setup::new();
+    let in_file = s.dir.write(
+        "anon.toml",
+        "listen = \"127.0.0.1:0\"\nallow_client = [\"dns:app-1\"]\nallow_anonymous = true\n",
+    );
+    let listed_not_allowed = s.dir.write(
+        "listed.toml",
+        "listen = \"127.0.0.1:0\"\nallow_client = [\"dns:app-1\", \"anonymous\"]\n",
+    );
+    let tied_service = s.dir.write(
+        "tied-service.toml",
+        "listen = \"127.0.0.1:0\"\n[[service]]\nname = \"db\"\nforward = \"127.0.0.1:1\"\n\
+         allow_client = [\"dns:ops@Server Test CA\"]\n",
+    );
+    let listen = ["--listen", "127.0.0.1:0"];
+    let with = |more: &[&str]| {
+        let mut a = listen.to_vec();
+        a.extend_from_slice(more);
+        s.args(&a)
+    };
+    let cases: Vec<(Vec<String>, i32, String)> = vec![
+        (
+            with(&["--allow-client", "app-1", "--allow-anonymous"]),
+            2,
+            "error: --allow-anonymous with --allow-client admits every anonymous client, whatever \
+             the list says: add --allow-client anonymous to mean it, or drop --allow-anonymous"
+                .into(),
+        ),
+        (
+            s.args(&["--config", &in_file.display().to_string()]),
+            2,
+            format!(
+                "error: config {}, allow_anonymous: with allow_client, every anonymous client is \
+                 admitted, whatever the list says: add \"anonymous\" to allow_client to mean it, \
+                 or drop allow_anonymous",
+                in_file.display()
+            ),
+        ),
+        (
+            with(&["--allow-client", "anonymous"]),
+            2,
+            "error: --allow-client anonymous needs --allow-anonymous (anonymous clients are not \
+             allowed)"
+                .into(),
+        ),
+        (
+            s.args(&["--config", &listed_not_allowed.display().to_string()]),
+            2,
+            format!(
+                "error: config {}, allow_client: \"anonymous\" needs allow_anonymous = true \
+                 (anonymous clients are not allowed)",
+                listed_not_allowed.display()
+            ),
+        ),
+        (
+            with(&["--allow-client", "ip:app-1"]),
+            2,
+            "error: --allow-client: invalid entry 'ip:app-1': not an IP address after 'ip:'".into(),
+        ),
+        (
+            s.args(&["--config", &tied_service.display().to_string()]),
+            2,
+            format!(
+                "error: config {}, service[1]: 'dns:ops@Server Test CA': a service's allow_client \
+                 cannot name a CA (@ANCHOR); tie the name in the listener's allow_client",
+                tied_service.display()
+            ),
+        ),
+        (
+            with(&["--allow-client", "dns:app-1@Nobody CA"]),
+            1,
+            format!(
+                "error: allow-list entry 'dns:app-1@Nobody CA': no CA certificate in {} has the \
+                 subject CN 'Nobody CA' (it has: 'Server Test CA')\n\
+                 hint: write NAME@CN with the subject CN of a CA certificate of --ca, or NAME@* \
+                 for any of them (a name that contains '@' needs one of the two)",
+                s.dir.str("ca.pem")
+            ),
+        ),
+    ];
+    for (args, code, expected) in cases {
+        let (got, stderr) = run_to_exit(&args).await;
+        assert_eq!(got, Some(code), "sc-server {args:?}: {stderr}");
+        let shown: String = stderr
+            .lines()
+            .take(expected.lines().count())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(shown, expected, "sc-server {args:?}");
+    }
+
+    // Named in the list, anonymous clients and the listed ones get in; an
+    // unlisted client does not.
+    let server = Running::start(&with(&[
+        "--allow-client",
+        "dns:app-1@Server Test CA",
+        "--allow-client",
+        "anonymous",
+        "--allow-anonymous",
+    ]));
+    let addr = server.address().await;
+    let mut stream = connect(&addr, &s.client).await.expect("app-1");
+    echo(&mut stream, "listed").await;
+    let mut anon = connect(&addr, &s.ca.anonymous_client())
+        .await
+        .expect("anonymous");
+    echo(&mut anon, "anonymous").await;
+    let stranger = s.ca.client("app-2");
+    let refused = match connect(&addr, &stranger).await {
+        Ok(mut stream) => next_error(&mut stream).await,
+        Err(e) => e,
+    };
+    assert!(
+        refused.to_string().contains("not authorised")
+            || refused.to_string().contains("not in the allow-list"),
+        "{refused}"
+    );
+    assert_eq!(server.count("has no type"), 0, "{}", server.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untyped_entry_is_logged_with_its_typed_spelling_and_skips_a_cn_beside_sans() {
+    let s = Setup::new();
+    let server = Running::start(&s.args(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--allow-client",
+        "app-1",
+        "--allow-client",
+        "boss",
+    ]));
+    let addr = server.address().await;
+    let line = server.wait_line("has no type").await;
+    assert!(
+        line.contains(
+            "allow-list entry 'app-1' has no type: it matches a DNS, URI or IP name, and the CN \
+             only of a certificate without those; write 'dns:app-1' (or 'cn:app-1' for the CN)"
+        ),
+        "{line}"
+    );
+    let mut stream = connect(&addr, &s.client).await.expect("app-1");
+    echo(&mut stream, "untyped").await;
+    // CN=boss on a certificate for another name: not admitted by `boss`.
+    let impostor = s.ca.client_for(&LeafSpec {
+        common_name: "boss".into(),
+        dns_names: vec!["intern".into()],
+        ..LeafSpec::client("x")
+    });
+    let refused = match connect(&addr, &impostor).await {
+        Ok(mut stream) => next_error(&mut stream).await,
+        Err(e) => e,
+    };
+    assert!(refused.to_string().contains("not authorised"), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_identity_tlv_has_the_type_and_the_name_the_allow_list_matched() {
+    let s = Setup::new();
+    let back = Endpoint::Tcp("127.0.0.1:0".into())
+        .listen()
+        .await
+        .expect("backend");
+    let back_addr = back.local_endpoint().expect("addr").to_string();
+    let (tx, mut headers) = tokio::sync::mpsc::unbounded_channel();
+    let _backend = proxy_backend(back, tx);
+    let server = Running::start(&s.args(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--forward",
+        &back_addr,
+        "--send-proxy-protocol",
+        "--allow-client",
+        "dns:app-1",
+        "--allow-client",
+        "anonymous",
+        "--allow-anonymous",
+    ]));
+    let addr = server.address().await;
+    // The allow-list matched the certificate's second DNS name.
+    let two_names = s.ca.client_for(&LeafSpec {
+        common_name: "anonymous:0123456789abcdef".into(),
+        dns_names: vec!["laptop-7".into(), "app-1".into()],
+        ..LeafSpec::client("x")
+    });
+    let mut anonymous = None;
+    for (client, expected) in [(two_names, "dns:app-1"), (s.ca.anonymous_client(), "")] {
+        let mut stream = connect(&addr, &client).await.expect("session");
+        assert_eq!(through(&mut stream, b"who").await, b"who");
+        let got = timeout(WAIT, headers.recv())
+            .await
+            .expect("in time")
+            .expect("a connection")
+            .expect("our PROXY header decodes");
+        let identity = String::from_utf8(
+            got.tlv(TLV_CLIENT_IDENTITY)
+                .expect("an identity TLV")
+                .to_vec(),
+        )
+        .expect("UTF-8");
+        if expected.is_empty() {
+            anonymous = Some(identity);
+        } else {
+            assert_eq!(identity, expected);
+        }
+    }
+    // An anonymous client: `anonymous:sha256:` and 16 hex digits, which no
+    // CA-issued name (such as the CN above) can produce.
+    let anonymous = anonymous.expect("anonymous identity");
+    let hex = anonymous
+        .strip_prefix("anonymous:sha256:")
+        .unwrap_or_else(|| panic!("{anonymous}"));
+    assert_eq!(hex.len(), 16, "{anonymous}");
+    assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()), "{anonymous}");
+    // The log line's id= is the same text.
+    let lines = server.wait_lines("session end", 2).await;
+    for id in ["id=dns:app-1 ".to_owned(), format!("id={anonymous} ")] {
+        assert!(lines.iter().any(|l| l.contains(&id)), "{id}: {lines:?}");
+    }
 }

@@ -208,7 +208,7 @@ async fn services_route_streams_and_refuse_with_reasons() {
     // Refused streams: the application sees a reset, the entry says why,
     // and the session (and its other streams) go on.
     for (service, why) in [
-        ("admin", "client app-1 may not use service admin"),
+        ("admin", "client dns:app-1 may not use service admin"),
         ("nosuch", "unknown service nosuch"),
         ("gone", "refused the connection"),
     ] {

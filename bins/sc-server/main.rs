@@ -27,16 +27,36 @@ A first session, with sc-ca's files:
   sc-ca issue server db.internal --dir ca
   sc-ca issue client app-1 --dir ca
   sc-server --listen 127.0.0.1:7000 --cert ca/db.internal.pem \\
-      --key ca/db.internal.key --ca ca/ca.pem --allow-client app-1
+      --key ca/db.internal.key --ca ca/ca.pem --allow-client dns:app-1
   printf 'hello\\n' | sc-client --connect 127.0.0.1:7000 \\
       --server-name db.internal --ca ca/ca.pem --cert ca/app-1.pem --key ca/app-1.key
   server: echo: hello
 
 The server logs one line per session when it ends:
 
-  INFO session end listener=127.0.0.1:7000 peer=127.0.0.1:51234 id=app-1
+  INFO session end listener=127.0.0.1:7000 peer=127.0.0.1:51234 id=dns:app-1
        cipher=AES-256-GCM order=7,9,8,10 bytes_in=6 bytes_out=12
        duration=0.004s reason=closed
+
+The allow-list (--allow-client, repeatable; allow_client in the config
+file) names clients by type:
+
+  dns:NAME      a DNS subject alternative name (ASCII case-insensitive)
+  uri:URI       a URI subject alternative name (exactly)
+  ip:ADDRESS    an IP address subject alternative name
+  cn:NAME       the subject common name (exactly), whatever SANs it has
+  ...@ANCHOR    only in a certificate whose chain leads to the CA
+                certificate of --ca whose subject CN is ANCHOR, as in
+                dns:app-1@Example CA; @* is any of them. The entry is split
+                at its last @, so a name with an @ needs @ANCHOR or @*. An
+                ANCHOR that is no CA's CN stops the server.
+  anonymous     anonymous clients: required with --allow-anonymous, which
+                otherwise would admit every anonymous client whatever the
+                list says (a list of only anonymous admits no CA-issued
+                client)
+  NAME          untyped (as before types): a DNS, URI or IP SAN, and the CN
+                only of a certificate without those; logged as a warning
+                naming the typed spelling
 
 A tunnel exit in front of a local Redis (clients reach it through
 `sc-client --listen`):
@@ -88,7 +108,7 @@ Per-service allow-lists, in the config file (within those the listener's
   [[service]]
   name = \"db\"
   forward = \"127.0.0.1:5432\"
-  allow_client = [\"app-1\"]
+  allow_client = [\"dns:app-1\"]
 
 Behind HAProxy or another L4 load balancer (PROXY protocol v2):
 
@@ -112,8 +132,11 @@ Behind HAProxy or another L4 load balancer (PROXY protocol v2):
   --send-proxy-protocol  with --forward: every backend connection starts
                      with a PROXY v2 header carrying the client's address
                      (the balancer's report, else the TCP peer) and, in TLV
-                     0xe0, the identity the handshake verified (as in the
-                     id= of the log line, e.g. app-1 or anonymous:<fp>).
+                     0xe0, the identity the handshake verified, as in the
+                     id= of the log line: its type, a colon, the name
+                     (dns:app-1, uri:..., ip:..., cn:..., the name the
+                     allow-list matched where its type comes first;
+                     anonymous:sha256:<16 hex> for an anonymous client).
                      The backend must expect the header (HAProxy
                      `accept-proxy`, nginx `proxy_protocol`, ...).
 
@@ -143,7 +166,7 @@ file has one listener). Unknown keys are errors.
   [[listener]]
   listen = \"0.0.0.0:7000\"
   echo = true
-  allow_client = [\"app-1\", \"app-2\"]
+  allow_client = [\"dns:app-1\", \"dns:app-2@Example CA\"]
 
   [[listener]]
   listen = \"unix:/run/sc/redis.sock\"
@@ -218,13 +241,17 @@ pub(crate) struct Cli {
     #[arg(long = "service", value_name = "NAME=HOST:PORT", value_parser = settings::parse_service, help_heading = "Listener")]
     pub(crate) services: Vec<settings::ServiceArg>,
 
-    /// Admit only clients with this name (SAN DNS name, URI, IP address, or
-    /// CN); repeat for more. Default: every client the CA certified.
-    #[arg(long = "allow-client", value_name = "NAME", help_heading = "Listener")]
+    /// Admit only clients with this name: dns:NAME, uri:URI, ip:ADDRESS or
+    /// cn:NAME, optionally @ANCHOR (the subject CN of a CA of --ca), or
+    /// anonymous (with --allow-anonymous); untyped NAME is a SAN (the CN
+    /// only without SANs), with a warning. Repeat for more. Default: every
+    /// client the CA certified.
+    #[arg(long = "allow-client", value_name = "ENTRY", help_heading = "Listener")]
     pub(crate) allow_client: Vec<String>,
 
     /// Also admit anonymous clients (a fresh self-signed certificate per
-    /// connection, authenticated only as its key).
+    /// connection, authenticated only as its key). With --allow-client, the
+    /// list must say so too: --allow-client anonymous.
     #[arg(long, help_heading = "Listener")]
     pub(crate) allow_anonymous: bool,
 
@@ -254,7 +281,7 @@ pub(crate) struct Cli {
 
     /// With --forward: start every backend connection with a PROXY protocol
     /// v2 header: the client's address and, in TLV 0xe0, its verified
-    /// identity.
+    /// identity with its type (dns:app-1, anonymous:sha256:<16 hex>, ...).
     #[arg(long, help_heading = "PROXY protocol")]
     pub(crate) send_proxy_protocol: bool,
 
@@ -350,6 +377,9 @@ fn main() -> ExitCode {
 async fn run(cli: &Cli, settings: Settings) -> Result<(), CliError> {
     let mut signals = Signals::install()?;
     let grace = settings.grace;
+    for w in &settings.warnings {
+        tracing::warn!("{w}");
+    }
     let server = Server::bind(settings.listeners)
         .await
         .map_err(CliError::from)?;
@@ -372,6 +402,9 @@ async fn reload(cli: &Cli, server: &Server) {
     }
     match settings::resolve(cli) {
         Ok(settings) => {
+            for w in &settings.warnings {
+                tracing::warn!("{w}");
+            }
             server.reload_from(settings.listeners).await;
         }
         Err(e) => tracing::warn!(

@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sc_net::Endpoint;
+use sc_pki::{AllowEntry, AllowedName, ClientPolicy, PkiError};
 use sc_tunnel::exit::{
-    Cidr, CipherChoice, ClientAccess, CredentialFiles, Credentials, FileCredentials, Limits,
-    ListenerSettings, Mode, ProxyProtocol, Service, DEFAULT_GRACE,
+    Cidr, CipherChoice, ClientAccess, CredentialError, CredentialFiles, Credentials,
+    FileCredentials, Limits, ListenerSettings, Mode, ProxyProtocol, Service, DEFAULT_GRACE,
 };
 use sc_wire::streams::ServiceName;
 use sovereign_chain::cli::config::{self as layering, OneTable, Origin};
@@ -28,6 +29,9 @@ pub(crate) struct Settings {
     pub(crate) grace: Duration,
     pub(crate) verbosity: u8,
     pub(crate) log_format: LogFormat,
+    /// What to log once logging is set up: untyped entries of the services'
+    /// allow-lists (a listener's own are logged as its credentials load).
+    pub(crate) warnings: Vec<String>,
 }
 
 /// Resolves the flags and the config file (read now) into settings.
@@ -83,11 +87,25 @@ pub(crate) fn resolve(cli: &Cli) -> Result<Settings, CliError> {
         (None, Some(f)) => f.parse().map_err(|e: String| top.bad("log_format", &e))?,
         (None, None) => LogFormat::Text,
     };
+    let mut warnings: Vec<String> = Vec::new();
+    for service in listeners.iter().flat_map(|l| &l.services) {
+        let policy = ClientPolicy {
+            allow_names: service.allow_clients.clone(),
+            allow_pins: Vec::new(),
+        };
+        for w in policy.warnings() {
+            let w = format!("service {}: {w}", service.name);
+            if !warnings.contains(&w) {
+                warnings.push(w);
+            }
+        }
+    }
     Ok(Settings {
         listeners,
         grace,
         verbosity,
         log_format,
+        warnings,
     })
 }
 
@@ -224,6 +242,7 @@ fn listener(
         allow_anonymous: cli.allow_anonymous || t.allow_anonymous.unwrap_or(false),
         clock_skew: secs(cli.clock_skew, t.clock_skew).unwrap_or(sc_pki::DEFAULT_CLOCK_SKEW),
     };
+    check_access(cli, &access, at)?;
     let trusted = if cli.accept_proxy_protocol.is_empty() {
         t.accept_proxy_protocol
             .iter()
@@ -273,6 +292,69 @@ fn listener(
     })
 }
 
+/// The allow-list and the anonymous switch, with errors worded for where
+/// they were set (the flags, else the file).
+fn check_access(cli: &Cli, access: &ClientAccess, at: Origin<'_>) -> Result<(), CliError> {
+    let by_flag = !cli.allow_client.is_empty() || at == Origin::Flag;
+    match access.check() {
+        Ok(()) => Ok(()),
+        Err(CredentialError::AllowEntry { entry, reason }) => {
+            let why = format!("invalid entry '{entry}': {reason}");
+            Err(if by_flag {
+                Origin::Flag.bad("allow_client", &why)
+            } else {
+                at.bad("allow_client", &why)
+            })
+        }
+        Err(CredentialError::AnonymousNotListed) => Err(if by_flag || cli.allow_anonymous {
+            CliError::usage(
+                    "--allow-anonymous with --allow-client admits every anonymous client, whatever the list says: \
+                     add --allow-client anonymous to mean it, or drop --allow-anonymous",
+                )
+        } else {
+            at.bad(
+                "allow_anonymous",
+                "with allow_client, every anonymous client is admitted, whatever the list says: \
+                     add \"anonymous\" to allow_client to mean it, or drop allow_anonymous",
+            )
+        }),
+        Err(CredentialError::AnonymousNotAllowed) => Err(if by_flag {
+            CliError::usage(
+                "--allow-client anonymous needs --allow-anonymous (anonymous clients are not allowed)",
+            )
+        } else {
+            at.bad(
+                "allow_client",
+                "\"anonymous\" needs allow_anonymous = true (anonymous clients are not allowed)",
+            )
+        }),
+        Err(other) => Err(CliError::usage(other.to_string())),
+    }
+}
+
+/// A service's allow-list: entries that parse, without `@ANCHOR` (which
+/// only a listener's list can check) and without `anonymous`.
+fn service_allow_list(names: &[String]) -> Result<Vec<String>, String> {
+    for name in names {
+        let entry: AllowEntry = name.parse().map_err(|e| match e {
+            PkiError::InvalidName { reason, .. } => format!("invalid entry '{name}': {reason}"),
+            other => format!("invalid entry '{name}': {other}"),
+        })?;
+        if entry.anchor.is_some() {
+            return Err(format!(
+                "'{name}': a service's allow_client cannot name a CA (@ANCHOR); tie the name in the listener's allow_client"
+            ));
+        }
+        if entry.name == AllowedName::Anonymous {
+            return Err(
+                "a service's allow_client cannot admit anonymous clients; a service without allow_client admits every client of the listener"
+                    .into(),
+            );
+        }
+    }
+    Ok(names.to_vec())
+}
+
 /// `--service NAME=HOST:PORT`.
 #[derive(Clone, Debug)]
 pub(crate) struct ServiceArg(Service);
@@ -315,7 +397,8 @@ fn services(cli: &Cli, t: &Table, at: Origin<'_>) -> Result<Vec<Service>, CliErr
                 .forward
                 .parse::<Endpoint>()
                 .map_err(|e| at.bad(&key, &e.to_string()))?,
-            allow_clients: s.allow_client.clone().unwrap_or_default(),
+            allow_clients: service_allow_list(&s.allow_client.clone().unwrap_or_default())
+                .map_err(|e| at.bad(&key, &e))?,
         });
     }
     let mut from_flags: Vec<&ServiceName> = Vec::new();

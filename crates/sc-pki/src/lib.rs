@@ -11,7 +11,8 @@
 //!   ([`WebPkiServerVerifier::with_crls`]).
 //! * Policy: a clock-skew allowance ([`DEFAULT_CLOCK_SKEW`], 60 s), server key
 //!   pins ([`KeyPin`], [`WebPkiServerVerifier::with_pins`]) and the server's
-//!   client allow-list ([`ClientPolicy`]).
+//!   client allow-list ([`ClientPolicy`] of typed [`AllowEntry`]s: `dns:`,
+//!   `uri:`, `ip:`, `cn:`, optionally tied to one trust anchor).
 //! * Keys: PKCS#8, plain or encrypted under a passphrase (PBES2, scrypt +
 //!   AES-256-CBC; [`KeyPair::to_encrypted_pkcs8_pem`], [`KeyPair::from_pem`]).
 //! * Inspection for people ([`inspect_pem`], [`cert_info`]) and credential
@@ -77,7 +78,7 @@
 //! let name = ServerName::try_from("api.internal")?;
 //! let peer = verifier.verify_server(server.chain(), &name, now)?;
 //! assert_eq!(peer.public_key, server.public_key());
-//! assert_eq!(peer.identity.to_string(), "api.internal");
+//! assert_eq!(peer.identity.to_string(), "dns:api.internal");
 //!
 //! // The same chain does not prove another name.
 //! let other = ServerName::try_from("db.internal")?;
@@ -114,7 +115,7 @@ pub use crate::crl::{
     RevokedEntry,
 };
 pub use crate::error::{CertError, PkiError};
-pub use crate::identity::{KeyPin, PeerIdentity, VerifiedPeer};
+pub use crate::identity::{AllowEntry, AllowedName, KeyPin, PeerIdentity, VerifiedPeer};
 pub use crate::inspect::{cert_info, inspect_pem, CertInfo, CrlInfo, KeyInfo, PemContents};
 pub use crate::issue::{
     anonymous_credential, issue_intermediate, issue_leaf, issue_root, Issuer, LeafSpec, Usage,

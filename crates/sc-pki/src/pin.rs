@@ -1,10 +1,12 @@
 //! Reading a [`KeyPin`]: from a certificate ([`KeyPin::of_cert`]) and from
-//! text ([`FromStr`]).
+//! text ([`FromStr`]); and reading an allow-list entry ([`AllowEntry`]) from
+//! text.
 //!
-//! The type is in `identity.rs`. These two constructors fail with a
+//! The types are in `identity.rs`. These constructors fail with a
 //! [`PkiError`], and `error.rs` names `KeyPin` (`CertError::PinMismatch`), so
 //! they stand here, above both, and the imports run one way.
 
+use std::net::IpAddr;
 use std::str::FromStr;
 
 use base64ct::{Base64, Encoding};
@@ -13,7 +15,7 @@ use rustls_pki_types::CertificateDer;
 use x509_cert::Certificate;
 
 use crate::error::PkiError;
-use crate::identity::KeyPin;
+use crate::identity::{AllowEntry, AllowedName, KeyPin};
 
 impl KeyPin {
     /// The pin of a certificate's key (any key algorithm).
@@ -49,6 +51,59 @@ impl FromStr for KeyPin {
             return Err(invalid());
         }
         Ok(Self(pin))
+    }
+}
+
+impl FromStr for AllowEntry {
+    type Err = PkiError;
+
+    /// Parses `[TYPE:]NAME[@ANCHOR]` or `anonymous` (see [`AllowEntry`]):
+    /// `dns:`, `uri:`, `ip:` or `cn:` and a non-empty name (an address for
+    /// `ip:`); `@*` is any anchor. Nothing is trimmed.
+    fn from_str(s: &str) -> Result<Self, PkiError> {
+        let invalid = |reason| PkiError::InvalidName {
+            name: s.to_owned(),
+            reason,
+        };
+        let (text, anchor) = match s.rsplit_once('@') {
+            Some((_, "")) => {
+                return Err(invalid(
+                    "no trust anchor after '@' (write NAME@ANCHOR, or NAME@* for any anchor)",
+                ))
+            }
+            Some((text, "*")) => (text, None),
+            Some((text, anchor)) => (text, Some(anchor.to_owned())),
+            None => (s, None),
+        };
+        let non_empty = |name: &str| {
+            if name.is_empty() {
+                Err(invalid("the name is empty"))
+            } else {
+                Ok(name.to_owned())
+            }
+        };
+        let name = if let Some(name) = text.strip_prefix("dns:") {
+            AllowedName::Dns(non_empty(name)?)
+        } else if let Some(name) = text.strip_prefix("uri:") {
+            AllowedName::Uri(non_empty(name)?)
+        } else if let Some(addr) = text.strip_prefix("ip:") {
+            AllowedName::Ip(
+                addr.parse::<IpAddr>()
+                    .map_err(|_| invalid("not an IP address after 'ip:'"))?,
+            )
+        } else if let Some(name) = text.strip_prefix("cn:") {
+            AllowedName::Cn(non_empty(name)?)
+        } else if text == "anonymous" {
+            if anchor.is_some() {
+                return Err(invalid(
+                    "anonymous clients have no CA: write 'anonymous' without '@'",
+                ));
+            }
+            AllowedName::Anonymous
+        } else {
+            AllowedName::Untyped(non_empty(text)?)
+        };
+        Ok(Self { name, anchor })
     }
 }
 
@@ -142,5 +197,105 @@ mod tests {
             KeyPin::of_cert(&CertificateDer::from(vec![0x30, 0x00])),
             Err(PkiError::Malformed(_))
         ));
+    }
+}
+
+#[cfg(test)]
+mod allow_entry_tests {
+    use super::*;
+
+    fn entry(name: AllowedName, anchor: Option<&str>) -> AllowEntry {
+        AllowEntry {
+            name,
+            anchor: anchor.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn entries_parse_by_type_and_anchor() {
+        let ip: IpAddr = "fd00::7".parse().expect("ip");
+        for (text, want) in [
+            ("app-1", entry(AllowedName::Untyped("app-1".into()), None)),
+            ("dns:app-1", entry(AllowedName::Dns("app-1".into()), None)),
+            (
+                "uri:spiffe://sc/a",
+                entry(AllowedName::Uri("spiffe://sc/a".into()), None),
+            ),
+            ("ip:fd00::7", entry(AllowedName::Ip(ip), None)),
+            ("cn:App 1", entry(AllowedName::Cn("App 1".into()), None)),
+            (
+                "app-1@Example CA",
+                entry(AllowedName::Untyped("app-1".into()), Some("Example CA")),
+            ),
+            (
+                "dns:app-1@Example CA",
+                entry(AllowedName::Dns("app-1".into()), Some("Example CA")),
+            ),
+            ("dns:app-1@*", entry(AllowedName::Dns("app-1".into()), None)),
+            (
+                "cn:alice@example.com@*",
+                entry(AllowedName::Cn("alice@example.com".into()), None),
+            ),
+            (
+                "cn:alice@example.com",
+                entry(AllowedName::Cn("alice".into()), Some("example.com")),
+            ),
+            (
+                "uri:https://u@h/@Root",
+                entry(AllowedName::Uri("https://u@h/".into()), Some("Root")),
+            ),
+            ("anonymous", entry(AllowedName::Anonymous, None)),
+            (
+                "spiffe://sc/a",
+                entry(AllowedName::Untyped("spiffe://sc/a".into()), None),
+            ),
+            ("::1", entry(AllowedName::Untyped("::1".into()), None)),
+            (
+                "DNS:app-1",
+                entry(AllowedName::Untyped("DNS:app-1".into()), None),
+            ),
+        ] {
+            let got: AllowEntry = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(got, want, "{text}");
+            // Display reads back as the same entry.
+            assert_eq!(got.to_string().parse::<AllowEntry>(), Ok(want), "{text}");
+        }
+        assert_eq!(
+            "cn:alice@example.com@*"
+                .parse::<AllowEntry>()
+                .map(|e| e.to_string()),
+            Ok("cn:alice@example.com@*".to_owned())
+        );
+    }
+
+    #[test]
+    fn bad_entries_are_refused_with_the_reason() {
+        for (text, reason) in [
+            ("", "the name is empty"),
+            ("dns:", "the name is empty"),
+            ("uri:", "the name is empty"),
+            ("cn:@Root", "the name is empty"),
+            ("@Root", "the name is empty"),
+            ("ip:", "not an IP address after 'ip:'"),
+            ("ip:app-1", "not an IP address after 'ip:'"),
+            ("ip:[::1]", "not an IP address after 'ip:'"),
+            (
+                "app-1@",
+                "no trust anchor after '@' (write NAME@ANCHOR, or NAME@* for any anchor)",
+            ),
+            (
+                "anonymous@Root",
+                "anonymous clients have no CA: write 'anonymous' without '@'",
+            ),
+        ] {
+            assert_eq!(
+                text.parse::<AllowEntry>(),
+                Err(PkiError::InvalidName {
+                    name: text.to_owned(),
+                    reason
+                }),
+                "{text:?}"
+            );
+        }
     }
 }

@@ -6,10 +6,20 @@
 //! at least one), so the runtime must have its time driver enabled
 //! (`enable_time`/`enable_all`, as `#[tokio::main]` does). Randomness comes
 //! from the operating system (`OsRng`) and the time from the system clock.
+//!
+//! A server processes what its clients send during the handshake (parsing,
+//! key agreement, checking the client's certificate chain) on tokio's
+//! blocking pool, at most [`Acceptor::handshake_threads`] connections at a
+//! time, so clients with expensive chains cannot hold up the async workers
+//! that serve everyone else. After the handshake everything runs on the
+//! task that drives the stream.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::num::NonZeroUsize;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::Instant;
 
 use rand_core::OsRng;
@@ -17,6 +27,8 @@ use sc_handshake::{ClientConfig, ServerConfig};
 use sc_pki::{ServerName, UnixTime};
 use sc_wire::RouteName;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
 
 use crate::stream::{SecureStream, SessionInfo, State};
 use crate::{Connection, Error, SessionConfig, Side};
@@ -42,11 +54,32 @@ pub struct Connector {
 }
 
 /// Accepts server sessions: an [`Arc<ServerConfig>`] (own credential, whom
-/// to accept) and the [`SessionConfig`] tuning. Cheap to clone.
+/// to accept), the [`SessionConfig`] tuning and the bound on handshakes
+/// processed at once ([`with_handshake_threads`](Self::with_handshake_threads)).
+/// Cheap to clone; clones share the bound.
 #[derive(Clone, Debug)]
 pub struct Acceptor {
     config: Arc<ServerConfig>,
     session: SessionConfig,
+    pool: HandshakePool,
+}
+
+/// Where a server processes handshake messages: tokio's blocking pool, at
+/// most `threads` connections at a time.
+#[derive(Clone, Debug)]
+struct HandshakePool {
+    threads: usize,
+    permits: Arc<Semaphore>,
+}
+
+impl HandshakePool {
+    fn new(threads: usize) -> Self {
+        let threads = threads.clamp(1, Semaphore::MAX_PERMITS);
+        Self {
+            threads,
+            permits: Arc::new(Semaphore::new(threads)),
+        }
+    }
 }
 
 impl Connector {
@@ -150,12 +183,29 @@ impl From<Arc<ClientConfig>> for Connector {
 }
 
 impl Acceptor {
-    /// An acceptor with the default [`SessionConfig`].
+    /// An acceptor with the default [`SessionConfig`], processing at most as
+    /// many handshakes at once as the machine has CPUs.
     pub fn new(config: Arc<ServerConfig>) -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
         Self {
             config,
             session: SessionConfig::default(),
+            pool: HandshakePool::new(cpus),
         }
+    }
+
+    /// Processes the handshake messages of at most `threads` connections at
+    /// once (default: the number of CPUs), on tokio's blocking pool; the
+    /// others wait their turn without holding up an async worker. Clones
+    /// made after this call share the new bound.
+    pub fn with_handshake_threads(mut self, threads: NonZeroUsize) -> Self {
+        self.pool = HandshakePool::new(threads.get());
+        self
+    }
+
+    /// The most connections whose handshake messages are processed at once.
+    pub fn handshake_threads(&self) -> usize {
+        self.pool.threads
     }
 
     /// Uses `session` (maximum message, padding, handshake timeout…).
@@ -182,13 +232,54 @@ impl Acceptor {
     /// The whole handshake must complete within the session's handshake
     /// timeout, counted from this call; on expiry the timeout alert is sent
     /// if the transport takes it and [`Error::Timeout`] is returned.
-    pub async fn accept<IO>(&self, io: IO) -> Result<SecureStream<IO>, Error>
+    ///
+    /// The client's handshake messages are processed on tokio's blocking
+    /// pool (see [`with_handshake_threads`](Self::with_handshake_threads)),
+    /// so the runtime must be one that has it (any tokio runtime).
+    pub async fn accept<IO>(&self, mut io: IO) -> Result<SecureStream<IO>, Error>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
         let started = Instant::now();
         let conn = Connection::server(self.config.clone(), self.session.clone(), UnixTime::now());
-        handshake(conn, io, &self.session, started).await
+        let mut server = ServerHandshake {
+            conn: Some(conn),
+            out: Vec::new(),
+            out_pos: 0,
+            permits: self.pool.permits.clone(),
+            work: None,
+        };
+        let driven = tokio::time::timeout(
+            self.session.handshake_timeout,
+            poll_fn(|cx| server.poll_handshake(&mut io, cx)),
+        )
+        .await;
+        match driven {
+            Ok(Ok(())) => {
+                let conn = server
+                    .conn
+                    .take()
+                    .ok_or(Error::Internal("handshake complete without the connection"))?;
+                // Everything sealed has been written (the server is done
+                // only then): the stream starts with empty buffers.
+                established(State::new(conn), io, started)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_elapsed) => {
+                let Some(conn) = server.conn.as_mut() else {
+                    // Its messages are being processed: the connection is
+                    // dropped when that is done, without an alert.
+                    return Err(Error::Timeout {
+                        after: self.session.handshake_timeout,
+                    });
+                };
+                let error = timed_out(conn, &self.session);
+                // One try to get the alert out; never wait for it.
+                let mut cx = Context::from_waker(Waker::noop());
+                let _ = server.poll_write_out(&mut io, &mut cx);
+                Err(error)
+            }
+        }
     }
 }
 
@@ -216,45 +307,192 @@ where
     )
     .await;
     match driven {
-        Ok(Ok(())) => {
-            let summary = state
-                .conn
-                .summary()
-                .cloned()
-                .ok_or(Error::Internal("handshake complete without a summary"))?;
-            let side = state.conn.side();
-            let took = started.elapsed();
-            tracing::debug!(
-                target: "sc_session",
-                ?side,
-                handshake_us = took.as_micros() as u64,
-                "session established"
-            );
-            let info = SessionInfo::new(side, summary, took);
-            Ok(SecureStream::new(io, state, info))
-        }
+        Ok(Ok(())) => established(state, io, started),
         Ok(Err(e)) => Err(e),
         Err(_elapsed) => {
-            // The timer here is the clock: tell the core its deadline has
-            // come, so it fails with its timeout error and queues the alert.
-            let error = match state.conn.handshake_deadline() {
-                Some(deadline) => state.conn.handle_timeout(deadline).err(),
-                None => state.conn.error().cloned(),
-            };
-            // Report the timeout this layer measured (to the millisecond);
-            // the core counts whole seconds, at least one.
-            let error = match error {
-                None | Some(Error::Timeout { .. }) => Error::Timeout {
-                    after: session.handshake_timeout,
-                },
-                Some(e) => e,
-            };
+            let error = timed_out(&mut state.conn, session);
             // One try to get the alert out; never wait for it.
             let mut cx = Context::from_waker(Waker::noop());
             let _ = state.poll_write_out(&mut io, &mut cx);
             Err(error)
         }
     }
+}
+
+/// The session over `io` once the handshake of `state` is complete.
+fn established<IO>(state: State, io: IO, started: Instant) -> Result<SecureStream<IO>, Error> {
+    let summary = state
+        .conn
+        .summary()
+        .cloned()
+        .ok_or(Error::Internal("handshake complete without a summary"))?;
+    let side = state.conn.side();
+    let took = started.elapsed();
+    tracing::debug!(
+        target: "sc_session",
+        ?side,
+        handshake_us = took.as_micros() as u64,
+        "session established"
+    );
+    let info = SessionInfo::new(side, summary, took);
+    Ok(SecureStream::new(io, state, info))
+}
+
+/// The handshake timer has fired: tells the core its deadline has come, so
+/// it fails with its timeout error and queues the alert, and returns the
+/// error to report.
+fn timed_out(conn: &mut Connection, session: &SessionConfig) -> Error {
+    // The timer here is the clock.
+    let error = match conn.handshake_deadline() {
+        Some(deadline) => conn.handle_timeout(deadline).err(),
+        None => conn.error().cloned(),
+    };
+    // Report the timeout this layer measured (to the millisecond); the core
+    // counts whole seconds, at least one.
+    match error {
+        None | Some(Error::Timeout { .. }) => Error::Timeout {
+            after: session.handshake_timeout,
+        },
+        Some(e) => e,
+    }
+}
+
+/// The server's side of the handshake: as [`poll_handshake`], but what the
+/// client sends is processed on the blocking pool, one batch of received
+/// bytes at a time, while the connection waits here for its turn.
+struct ServerHandshake {
+    /// `None` while its received bytes are being processed.
+    conn: Option<Connection>,
+    /// Sealed bytes not yet taken by the transport: `out[out_pos..]`.
+    out: Vec<u8>,
+    out_pos: usize,
+    permits: Arc<Semaphore>,
+    work: Option<Work>,
+}
+
+/// Received bytes on their way through the blocking pool.
+enum Work {
+    /// Waiting for a turn (the connection is still here).
+    Queued(Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, Error>> + Send>>),
+    /// Being processed.
+    Running(JoinHandle<(Connection, Result<(), Error>)>),
+}
+
+impl ServerHandshake {
+    /// Writes everything sealed so far: `Ready(Ok)` once all of it is
+    /// written, `Pending` when the transport takes no more for now.
+    fn poll_write_out<IO: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut IO,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.out_pos == self.out.len() {
+            self.out.clear();
+            self.out_pos = 0;
+        }
+        if let Some(conn) = self.conn.as_mut() {
+            conn.write_outgoing(&mut self.out);
+        }
+        while self.out_pos < self.out.len() {
+            match ready!(Pin::new(&mut *io).poll_write(cx, &self.out[self.out_pos..])) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => self.out_pos += n,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// One step: write what is ready, move received bytes through the pool,
+    /// read what has come. Done once the handshake is complete and the last
+    /// flight written and flushed.
+    fn poll_handshake<IO: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut IO,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), Error>> {
+        loop {
+            let written = self.poll_write_out(io, cx).map_err(Error::from)?;
+            match self.work.take() {
+                Some(Work::Queued(mut turn)) => {
+                    let Poll::Ready(permit) = turn.as_mut().poll(cx) else {
+                        self.work = Some(Work::Queued(turn));
+                        return Poll::Pending;
+                    };
+                    let permit = permit?;
+                    let mut conn = self
+                        .conn
+                        .take()
+                        .ok_or(Error::Internal("handshake queued without the connection"))?;
+                    self.work = Some(Work::Running(tokio::task::spawn_blocking(move || {
+                        let result = conn.process_received(UnixTime::now(), &mut OsRng);
+                        drop(permit);
+                        (conn, result)
+                    })));
+                    continue;
+                }
+                Some(Work::Running(mut job)) => {
+                    let Poll::Ready(done) = Pin::new(&mut job).poll(cx) else {
+                        self.work = Some(Work::Running(job));
+                        return Poll::Pending;
+                    };
+                    let (mut conn, result) =
+                        done.map_err(|_| Error::Internal("handshake processing panicked"))?;
+                    let result = result.and_then(|()| drive_rekey(&mut conn));
+                    self.conn = Some(conn);
+                    if let Err(e) = result {
+                        // Best effort: the alert the core queued.
+                        let _ = self.poll_write_out(io, cx);
+                        return Poll::Ready(Err(e));
+                    }
+                    continue;
+                }
+                None => {}
+            }
+            let conn = self
+                .conn
+                .as_mut()
+                .ok_or(Error::Internal("handshake without the connection"))?;
+            if !conn.is_handshaking() {
+                return match written {
+                    Poll::Ready(()) => Pin::new(&mut *io).poll_flush(cx).map_err(Error::from),
+                    Poll::Pending => Poll::Pending,
+                };
+            }
+            let buf = conn.receive_buffer();
+            let n = match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, buf) {
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(Error::from(e))),
+                Poll::Pending => {
+                    conn.shrink_buffers();
+                    return Poll::Pending;
+                }
+            };
+            if n == 0 {
+                // A clean end cannot come before the handshake completes.
+                let error = conn.receive_eof().err().unwrap_or(Error::Truncated);
+                let _ = self.poll_write_out(io, cx);
+                return Poll::Ready(Err(error));
+            }
+            let permits = self.permits.clone();
+            self.work = Some(Work::Queued(Box::pin(async move {
+                permits
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| Error::Internal("handshake pool closed"))
+            })));
+        }
+    }
+}
+
+/// Re-keying on the connection's activity, as the stream does after
+/// processing received bytes (nothing is due during a handshake).
+fn drive_rekey(conn: &mut Connection) -> Result<(), Error> {
+    if !conn.has_rekey() {
+        return Ok(());
+    }
+    let now = tokio::time::Instant::now().into_std();
+    conn.poll_rekey(now, &mut OsRng).map(drop)
 }
 
 /// One step of the handshake: write what is ready, read what has come.

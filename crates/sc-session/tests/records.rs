@@ -237,6 +237,9 @@ fn a_failed_seal_leaves_nothing_of_its_record_in_the_output() {
     let secret = [0x5au8; 300];
     let e = s.seal(InnerType::DATA, &secret, 0, &mut out);
     assert!(matches!(e, Err(Error::Internal(_))), "{e:?}");
-    assert_eq!(out, b"bytes already waiting", "no header, no plaintext left");
+    assert_eq!(
+        out, b"bytes already waiting",
+        "no header, no plaintext left"
+    );
     assert_eq!(s.seq(), 0, "the chain did not move");
 }

@@ -204,8 +204,8 @@ fn all_24_orders_complete_with_both_ciphers() {
         assert_eq!(c.order, s.order);
         assert_eq!(c.suite, suite);
         assert_eq!(c.session_hash, s.session_hash);
-        assert_eq!(c.peer.to_string(), "server.test");
-        assert_eq!(s.peer.to_string(), "client-1");
+        assert_eq!(c.peer.to_string(), "dns:server.test");
+        assert_eq!(s.peer.to_string(), "dns:client-1");
         assert_eq!(p.server.recv_message().as_deref(), Some(&b"early"[..]));
         p.server.send_message(b"reply").expect("send");
         p.drive().expect("drive");

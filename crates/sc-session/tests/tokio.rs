@@ -1285,3 +1285,229 @@ async fn transport_errors_pass_through() {
     .expect_err("reset");
     assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
 }
+
+// ---------------------------------------------------------------------------
+// Expensive client chains do not hold up other clients (issue 15)
+
+/// A client credential whose chain is made to be expensive to refuse: a leaf
+/// that names `ca_name` as its issuer but is signed by another key, four
+/// self-signed certificates with that name, and three with that name issued
+/// by CAs nobody trusts, valid only from 10, 20 and 30 s from now.
+fn crafted_client(ca_name: &str) -> Arc<sc_pki::Credential> {
+    use sc_pki::{issue_intermediate, issue_leaf, issue_root, Issuer, KeyPair, LeafSpec, Validity};
+    let mut rng = OsRng;
+    let now = UnixTime::now();
+    let validity = Validity::days_from(now, 1);
+    let impostor_key = KeyPair::generate(&mut rng);
+    let impostor = issue_root(&impostor_key, ca_name, validity, &mut rng).expect("impostor");
+    let issuer = Issuer {
+        cert: &impostor,
+        key: &impostor_key,
+    };
+    let key = KeyPair::generate(&mut rng);
+    let spec = LeafSpec::client("mallory.clients");
+    let leaf = issue_leaf(&issuer, &key.public_key(), &spec, validity, &mut rng).expect("leaf");
+    let mut chain = vec![leaf];
+    for _ in 0..4 {
+        let fake = KeyPair::generate(&mut rng);
+        chain.push(issue_root(&fake, ca_name, validity, &mut rng).expect("self-signed"));
+    }
+    for i in 1..=3u64 {
+        let nowhere_key = KeyPair::generate(&mut rng);
+        let nowhere =
+            issue_root(&nowhere_key, &format!("Nowhere {i}"), validity, &mut rng).expect("nowhere");
+        let issuer = Issuer {
+            cert: &nowhere,
+            key: &nowhere_key,
+        };
+        let later = Validity {
+            not_before: UnixTime::since_unix_epoch(Duration::from_secs(now.as_secs() + 10 * i)),
+            not_after: validity.not_after,
+        };
+        let sub = KeyPair::generate(&mut rng).public_key();
+        chain.push(issue_intermediate(&issuer, &sub, ca_name, later, &mut rng).expect("sub-CA"));
+    }
+    Arc::new(sc_pki::Credential::new(chain, key).expect("credential"))
+}
+
+/// The median of `n` honest handshakes with the server at `addr`, each on
+/// a fresh loopback connection, made from a thread and runtime of their own.
+fn honest_handshake_p50(connector: &Connector, addr: std::net::SocketAddr, n: usize) -> Duration {
+    let connector = connector.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("client runtime");
+        let mut took: Vec<Duration> = rt.block_on(async {
+            let mut took = Vec::with_capacity(n);
+            for _ in 0..n {
+                let started = Instant::now();
+                let tcp = within("connect", TcpStream::connect(addr))
+                    .await
+                    .expect("connect");
+                let stream = within("handshake", connector.connect(server_name(), None, tcp))
+                    .await
+                    .expect("honest handshake");
+                took.push(started.elapsed());
+                drop(stream);
+            }
+            took
+        });
+        took.sort();
+        took[n / 2]
+    })
+    .join()
+    .expect("client thread")
+}
+
+/// While clients send chains made to be expensive to refuse, other
+/// clients' handshakes take at most twice as long as on an idle server:
+/// the server checks chains off its async workers. The attackers run on a
+/// thread and runtime of their own, as do the honest clients; the server
+/// has two workers, over loopback TCP.
+///
+/// A measurement of time, so run alone: `cargo test -p sc-session --test
+/// tokio -- --ignored crafted_chains --nocapture` (beside the other tests, on
+/// a machine with two CPUs, their load swamps it).
+#[test]
+#[ignore = "a latency measurement: run alone, with --ignored"]
+fn crafted_chains_do_not_hold_up_other_handshakes() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    const SAMPLES: usize = 101;
+    // Four streams of crafted chains, each sending the next 20 ms after the
+    // last was refused: at most 200 a second, where one chain used to cost
+    // the server 10-25 ms.
+    const ATTACKERS: usize = 4;
+    const PAUSE: Duration = Duration::from_millis(5);
+    const MAX_ATTACKS: usize = 100_000;
+
+    let s = setup();
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("server runtime");
+    let listener = server_rt
+        .block_on(TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let acceptor = s.acceptor.clone();
+    server_rt.spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(mut stream) = acceptor.accept(tcp).await {
+                    // Until the client hangs up (bounded).
+                    let mut buf = [0u8; 64];
+                    let _ = tokio::time::timeout(WAIT, stream.read(&mut buf)).await;
+                }
+            });
+        }
+    });
+
+    let idle = honest_handshake_p50(&s.connector, addr, SAMPLES);
+
+    let crafted = ClientConfig::builder()
+        .with_server_verifier(Arc::new(s.pki.server_verifier().expect("verifier")))
+        .with_credential(crafted_client("Sovereign-Chain Throwaway CA"))
+        .build();
+    let attacker = Connector::new(Arc::new(crafted));
+    let stop = Arc::new(AtomicBool::new(false));
+    let attacks = Arc::new(AtomicUsize::new(0));
+    let attack = {
+        let (stop, attacks) = (stop.clone(), attacks.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("attacker runtime");
+            rt.block_on(async {
+                let deadline = Instant::now() + WAIT;
+                let mut tasks = Vec::new();
+                for _ in 0..ATTACKERS {
+                    let (attacker, stop, attacks) =
+                        (attacker.clone(), stop.clone(), attacks.clone());
+                    tasks.push(tokio::spawn(async move {
+                        while !stop.load(Ordering::Relaxed)
+                            && Instant::now() < deadline
+                            && attacks.load(Ordering::Relaxed) < MAX_ATTACKS
+                        {
+                            let Ok(tcp) = TcpStream::connect(addr).await else {
+                                continue;
+                            };
+                            let refused =
+                                within("attack", attacker.connect(server_name(), None, tcp))
+                                    .await
+                                    .is_err();
+                            assert!(refused, "a crafted chain was accepted");
+                            attacks.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(PAUSE).await;
+                        }
+                    }));
+                }
+                for task in tasks {
+                    task.await.expect("attacker task");
+                }
+            });
+        })
+    };
+    // The attack is under way before the measurement starts.
+    let started = Instant::now();
+    while attacks.load(Ordering::Relaxed) < ATTACKERS && started.elapsed() < WAIT {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let before = attacks.load(Ordering::Relaxed);
+    let measuring = Instant::now();
+    let under_attack = honest_handshake_p50(&s.connector, addr, SAMPLES);
+    let refused = attacks.load(Ordering::Relaxed) - before;
+    let measured_for = measuring.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    attack.join().expect("attacker thread");
+    drop(server_rt);
+
+    eprintln!(
+        "honest handshake p50: idle {idle:?}, under attack {under_attack:?} ({:.2}x); \
+         {refused} crafted chains refused in the {measured_for:?} measured",
+        under_attack.as_secs_f64() / idle.as_secs_f64()
+    );
+    assert!(refused > 0, "no attack ran during the measurement");
+    assert!(
+        under_attack <= idle * 2,
+        "under attack the p50 is {under_attack:?}, idle {idle:?}"
+    );
+}
+
+/// One handshake processed at a time: concurrent handshakes take turns and
+/// all complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_take_turns_on_a_pool_of_one() {
+    let s = setup();
+    assert!(s.acceptor.handshake_threads() >= 1);
+    let one = std::num::NonZeroUsize::MIN;
+    let acceptor = s.acceptor.clone().with_handshake_threads(one);
+    assert_eq!(acceptor.handshake_threads(), 1);
+    let pairs = (0..8).map(|_| {
+        let (c, sv) = tokio::io::duplex(1024);
+        let (connector, acceptor) = (s.connector.clone(), acceptor.clone());
+        async move {
+            tokio::join!(
+                connector.connect(server_name(), None, c),
+                acceptor.accept(sv)
+            )
+        }
+    });
+    let done = within("eight handshakes", async {
+        let mut done = Vec::new();
+        for pair in pairs.map(tokio::spawn).collect::<Vec<_>>() {
+            done.push(pair.await.expect("task"));
+        }
+        done
+    })
+    .await;
+    for (client, server) in done {
+        client.expect("client handshake");
+        server.expect("server handshake");
+    }
+}

@@ -12,7 +12,22 @@
 //! ```
 //!
 //! Sovereign-Chain adds one TLV in the custom range: [`TLV_CLIENT_IDENTITY`]
-//! (`0xe0`), the client identity a tunnel exit verified, as UTF-8.
+//! (`0xe0`), the client identity a tunnel exit verified, as UTF-8 text
+//! `TYPE:NAME`, the type first so that no name can pass for another kind:
+//!
+//! ```text
+//! dns:app-1                      a DNS subject alternative name
+//! uri:spiffe://example/app-1     a URI subject alternative name
+//! ip:10.0.0.7                    an IP address subject alternative name
+//! cn:app-1                       the subject common name (no SAN above)
+//! sha256:<16 hex digits>         a certificate without any of those names
+//! anonymous:sha256:<16 hex>      an anonymous client (fresh key, self-signed)
+//! ```
+//!
+//! The hex digits are the first 8 bytes of the SHA-256 of the client's
+//! certificate. The name is the one the exit's allow-list matched when its
+//! type is the first the certificate has, else the first name of the first
+//! type present in the order above. A backend splits at the first `:`.
 //!
 //! The codec ([`ProxyHeader`], [`signature`]) is pure functions over bytes;
 //! [`read_header`] reads a trusted source's header off a connection, bounded
@@ -35,7 +50,9 @@ pub const FIXED_LEN: usize = 16;
 /// Longest header this implementation accepts (HAProxy's own recommended
 /// maximum for a first segment is 536 bytes; TLVs beyond are refused).
 pub const MAX_HEADER_LEN: usize = 1024;
-/// TLV carrying the client identity verified by a Sovereign-Chain tunnel exit.
+/// TLV carrying the client identity verified by a Sovereign-Chain tunnel
+/// exit: UTF-8 `TYPE:NAME` (`dns:app-1`, `anonymous:sha256:…`; see the
+/// [module documentation](self)).
 pub const TLV_CLIENT_IDENTITY: u8 = 0xe0;
 
 /// A PROXY v2 header.
@@ -279,7 +296,7 @@ mod tests {
             "192.0.2.1:51000".parse().expect("addr"),
             "198.51.100.7:7000".parse().expect("addr"),
         )
-        .with_tlv(TLV_CLIENT_IDENTITY, b"app-1".to_vec());
+        .with_tlv(TLV_CLIENT_IDENTITY, b"dns:app-1".to_vec());
         let bytes = h.encode().expect("encode");
         assert_eq!(&bytes[..12], &SIGNATURE);
         assert_eq!(ProxyHeader::decode(&bytes), Ok((h.clone(), bytes.len())));

@@ -1,13 +1,14 @@
 //! What both verifiers check a chain against (`ChainPolicy`): a path to a
 //! trust anchor with rustls-webpki, validity within the clock skew (checked
-//! again at a shifted time when only a validity bound is off), revocation
-//! against CRLs, and the leaf's purpose (EKU); and how rustls-webpki's errors
-//! map onto `CertError`.
+//! once more at a shifted time when only a validity bound is off),
+//! revocation against CRLs, and the leaf's purpose (EKU), all under one
+//! signature budget; and how rustls-webpki's errors map onto `CertError`.
 
 use std::time::Duration;
 
 use rustls_pki_types::{
-    CertificateDer, CertificateRevocationListDer, ServerName, TrustAnchor, UnixTime,
+    CertificateDer, CertificateRevocationListDer, ServerName, SignatureVerificationAlgorithm,
+    TrustAnchor, UnixTime,
 };
 use webpki::{
     CertRevocationList, EndEntityCert, ExpirationPolicy, KeyUsage, RevocationCheckDepth,
@@ -15,8 +16,8 @@ use webpki::{
 };
 
 use super::anchors::TrustAnchors;
-use super::ed25519::SUPPORTED_SIG_ALGS;
-use crate::cert::ParsedCert;
+use super::ed25519::SignatureBudget;
+use crate::cert::{parse_certificate, ParsedCert};
 use crate::crl::Crls;
 use crate::error::{CertError, PkiError};
 use crate::identity::{KeyPin, PeerIdentity, VerifiedPeer};
@@ -24,6 +25,13 @@ use crate::identity::{KeyPin, PeerIdentity, VerifiedPeer};
 /// The clock-skew allowance of a new verifier (60 seconds); see
 /// [`WebPkiServerVerifier::with_clock_skew`](crate::WebPkiServerVerifier::with_clock_skew).
 pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(60);
+
+/// The most distinct Ed25519 signature checks one verification makes, over
+/// the check at `now` and the one re-check within the clock skew together.
+/// A chain of this PKI needs one per certificate below the anchor (one or
+/// two) and one per CRL consulted; the rest is room for several anchors of
+/// the same name and deeper chains from other CAs.
+pub(super) const MAX_SIGNATURE_CHECKS: usize = 16;
 
 /// A purpose a leaf certificate must carry in its extended key usage.
 #[derive(Clone, Copy)]
@@ -47,11 +55,8 @@ pub(super) const CLIENT_AUTH: Purpose = Purpose {
 
 impl Purpose {
     /// Checks the path with webpki (and revocation, if `revocation` is given),
-    /// then insists that the leaf itself lists the purpose.
-    ///
-    /// webpki applies the EKU check to every certificate of the path, so it
-    /// must be "required if present" (CA certificates carry no EKU); an EKU
-    /// extension on the leaf is required here, on top.
+    /// then insists that the leaf itself lists the purpose; with a budget of
+    /// its own ([`MAX_SIGNATURE_CHECKS`]).
     pub(super) fn verify<'p>(
         self,
         ee: &'p EndEntityCert<'p>,
@@ -61,16 +66,49 @@ impl Purpose {
         now: UnixTime,
         revocation: Option<RevocationOptions<'_>>,
     ) -> Result<(), CertError> {
-        ee.verify_for_usage(
-            SUPPORTED_SIG_ALGS,
+        let budget = SignatureBudget::new(MAX_SIGNATURE_CHECKS);
+        self.verify_within(ee, info, anchors, intermediates, now, revocation, &budget)
+    }
+
+    /// [`verify`](Self::verify), with its signature checks counted against
+    /// `budget` (shared with other checks of the same chain).
+    ///
+    /// webpki applies the EKU check to every certificate of the path, so it
+    /// must be "required if present" (CA certificates carry no EKU); an EKU
+    /// extension on the leaf is required here, on top.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn verify_within<'p>(
+        self,
+        ee: &'p EndEntityCert<'p>,
+        info: &ParsedCert,
+        anchors: &'p [TrustAnchor<'_>],
+        intermediates: &'p [CertificateDer<'p>],
+        now: UnixTime,
+        revocation: Option<RevocationOptions<'_>>,
+        budget: &SignatureBudget,
+    ) -> Result<(), CertError> {
+        let algorithms: [&dyn SignatureVerificationAlgorithm; 1] = [budget];
+        let verified = ee.verify_for_usage(
+            &algorithms,
             anchors,
             intermediates,
             now,
             self.webpki,
             revocation,
             None,
-        )
-        .map_err(map_webpki_error)?;
+        );
+        if let Err(err) = verified {
+            // A path found within the budget is as good as any; failing
+            // with the budget spent, the search was cut short.
+            return Err(if budget.exhausted() {
+                CertError::Other(format!(
+                    "more than {} signature checks needed",
+                    budget.limit()
+                ))
+            } else {
+                map_webpki_error(err)
+            });
+        }
         if !info.has_purpose(self.oid) {
             return Err(CertError::WrongPurpose);
         }
@@ -153,14 +191,18 @@ impl ChainPolicy {
         let ee = EndEntityCert::try_from(leaf).map_err(map_webpki_error)?;
         let crls = self.crls.as_refs();
         let revocation = revocation_options(&crls);
-        within_skew(now, self.clock_skew, |time| {
-            purpose.verify(
+        let intermediates = path_candidates(intermediates);
+        // One budget for the check at `now` and the re-check within the skew.
+        let budget = SignatureBudget::new(MAX_SIGNATURE_CHECKS);
+        within_skew_of(chain, now, self.clock_skew, |time| {
+            purpose.verify_within(
                 &ee,
                 &info,
                 &self.anchors.anchors,
-                intermediates,
+                &intermediates,
                 time,
                 revocation,
+                &budget,
             )
         })?;
         if let Some(name) = server_name {
@@ -196,70 +238,112 @@ fn revocation_options<'a>(crls: &'a [&'a CertRevocationList<'a>]) -> Option<Revo
     )
 }
 
-/// At most this many re-checks at a time shifted within the clock skew.
-const MAX_SKEW_RETRIES: usize = 8;
+/// The certificates after the leaf that rustls-webpki may build a path
+/// through: all but self-issued ones (issuer = subject).
+///
+/// A self-issued certificate is a root, or a key roll-over link between two
+/// keys of one CA, which this PKI never issues (roots roll over as several
+/// trust anchors). A root the peer sends along is no help: rustls-webpki
+/// tries the trust anchors first at every step. But self-issued
+/// certificates named like a trust anchor each make a dead end that costs a
+/// signature check, for every order of them rustls-webpki tries.
+fn path_candidates<'c>(intermediates: &'c [CertificateDer<'c>]) -> Vec<CertificateDer<'c>> {
+    intermediates
+        .iter()
+        .filter(|der| {
+            // Names compared as rustls-webpki does, byte for byte; one that
+            // does not parse is left to rustls-webpki to refuse.
+            EndEntityCert::try_from(*der).map_or(true, |cert| cert.issuer() != cert.subject())
+        })
+        .map(|der| CertificateDer::from(der.as_ref()))
+        .collect()
+}
 
 /// Runs `check` at `now`. If it fails only because a certificate is not yet
 /// valid, or a certificate or CRL has expired, by no more than `skew`, checks
-/// again at the nearest time within `now ± skew` where that one is valid
-/// (repeatedly, in one direction, for several such certificates). So the chain
-/// is accepted if it is valid at some single time within `now ± skew`.
+/// once more at the nearest time within `now ± skew` where that one is
+/// valid. So a chain is accepted if it is valid at `now`, or at that time.
 ///
 /// Errors report `now`, not the shifted time.
 pub(super) fn within_skew(
     now: UnixTime,
     skew: Duration,
+    check: impl FnMut(UnixTime) -> Result<(), CertError>,
+) -> Result<(), CertError> {
+    within_skew_of(&[], now, skew, check)
+}
+
+/// [`within_skew`] for `chain`: the one re-check is at the time that also
+/// takes in every other validity bound of the chain's certificates within
+/// the skew on the same side of `now` (the latest `notBefore` when moving
+/// forward, the earliest `notAfter` when moving back), so a chain with
+/// several certificates just out of date is also accepted if they are all
+/// valid at that time.
+fn within_skew_of(
+    chain: &[CertificateDer<'_>],
+    now: UnixTime,
+    skew: Duration,
     mut check: impl FnMut(UnixTime) -> Result<(), CertError>,
 ) -> Result<(), CertError> {
+    let first = match check(now) {
+        Ok(()) => return Ok(()),
+        Err(err) => at_time(err, now),
+    };
     let now_secs = now.as_secs();
     let earliest = now_secs.saturating_sub(skew.as_secs());
     let latest = now_secs.saturating_add(skew.as_secs());
-    let mut time = now_secs;
-    // +1 once moved forward (for a notBefore), -1 once moved back.
-    let mut direction = 0i8;
-    let mut first_error: Option<CertError> = None;
-    for _ in 0..MAX_SKEW_RETRIES {
-        let err = match check(unix(time)) {
-            Ok(()) => return Ok(()),
-            Err(err) => at_time(err, now),
-        };
-        let retry = match &err {
-            CertError::NotYetValid { not_before, .. } if direction >= 0 => {
-                Some((not_before.as_secs(), 1))
-            }
-            CertError::Expired { not_after, .. } if direction <= 0 => {
-                Some((not_after.as_secs(), -1))
-            }
-            // webpki refuses a CRL at its nextUpdate instant.
-            CertError::CrlExpired { next_update, .. } if direction <= 0 => {
-                Some((next_update.as_secs().saturating_sub(1), -1))
-            }
-            _ => None,
-        };
-        match retry {
-            Some((to, dir)) if (earliest..=latest).contains(&to) && to != time => {
-                first_error.get_or_insert(err);
-                direction = dir;
-                time = to;
-            }
-            _ => {
-                // Out of range everywhere in `now ± skew`: that is the reason.
-                // Otherwise the validity periods conflict; report what was
-                // wrong at `now`.
-                let out_of_range = match &err {
-                    CertError::NotYetValid { not_before, .. } => not_before.as_secs() > latest,
-                    CertError::Expired { not_after, .. } => not_after.as_secs() < earliest,
-                    CertError::CrlExpired { next_update, .. } => next_update.as_secs() <= earliest,
-                    _ => true,
-                };
-                return Err(match first_error {
-                    Some(first) if !out_of_range => first,
-                    _ => err,
-                });
-            }
+    let ahead = now_secs.saturating_add(1)..=latest;
+    let behind = earliest..=now_secs.saturating_sub(1);
+    let time = match &first {
+        CertError::NotYetValid { not_before, .. } if ahead.contains(&not_before.as_secs()) => {
+            validity_bounds(chain)
+                .map(|(not_before, _)| not_before)
+                .filter(|secs| ahead.contains(secs))
+                .fold(not_before.as_secs(), u64::max)
         }
-    }
-    Err(first_error.unwrap_or_else(|| CertError::Other("clock skew: too many retries".into())))
+        CertError::Expired { not_after, .. } if behind.contains(&not_after.as_secs()) => {
+            validity_bounds(chain)
+                .map(|(_, not_after)| not_after)
+                .filter(|secs| behind.contains(secs))
+                .fold(not_after.as_secs(), u64::min)
+        }
+        // webpki refuses a CRL at its nextUpdate instant.
+        CertError::CrlExpired { next_update, .. }
+            if behind.contains(&next_update.as_secs().saturating_sub(1)) =>
+        {
+            validity_bounds(chain)
+                .map(|(_, not_after)| not_after)
+                .filter(|secs| behind.contains(secs))
+                .fold(next_update.as_secs().saturating_sub(1), u64::min)
+        }
+        // Out of range everywhere in `now ± skew`, or no validity error.
+        _ => return Err(first),
+    };
+    let err = match check(unix(time)) {
+        Ok(()) => return Ok(()),
+        Err(err) => at_time(err, now),
+    };
+    // Out of range everywhere in `now ± skew`: that is the reason. Otherwise
+    // the validity periods conflict; report what was wrong at `now`.
+    let out_of_range = match &err {
+        CertError::NotYetValid { not_before, .. } => not_before.as_secs() > latest,
+        CertError::Expired { not_after, .. } => not_after.as_secs() < earliest,
+        CertError::CrlExpired { next_update, .. } => next_update.as_secs() <= earliest,
+        _ => true,
+    };
+    Err(if out_of_range { err } else { first })
+}
+
+/// `(notBefore, notAfter)` of each certificate of `chain` that parses, in
+/// seconds since the Unix epoch.
+fn validity_bounds<'a>(chain: &'a [CertificateDer<'_>]) -> impl Iterator<Item = (u64, u64)> + 'a {
+    chain.iter().filter_map(|der| {
+        let validity = parse_certificate(der).ok()?.tbs_certificate.validity;
+        Some((
+            validity.not_before.to_unix_duration().as_secs(),
+            validity.not_after.to_unix_duration().as_secs(),
+        ))
+    })
 }
 
 /// `err` with its time fields set to `now`.

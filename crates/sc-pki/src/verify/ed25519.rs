@@ -1,5 +1,9 @@
 //! The one signature algorithm rustls-webpki checks chains and CRLs with:
-//! Ed25519 (RFC 8410), on ed25519-dalek.
+//! Ed25519 (RFC 8410), on ed25519-dalek; and `SignatureBudget`, the same
+//! algorithm with one budget for all the checks of one verification.
+
+use std::fmt;
+use std::sync::{Mutex, PoisonError};
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use rustls_pki_types::{
@@ -21,6 +25,8 @@ impl SignatureVerificationAlgorithm for Ed25519Verify {
         let public_key = <&[u8; 32]>::try_from(public_key).map_err(|_| InvalidSignature)?;
         let key = VerifyingKey::from_bytes(public_key).map_err(|_| InvalidSignature)?;
         let signature = Signature::from_slice(signature).map_err(|_| InvalidSignature)?;
+        #[cfg(test)]
+        CHECKS.with(|checks| checks.set(checks.get() + 1));
         key.verify_strict(message, &signature)
             .map_err(|_| InvalidSignature)
     }
@@ -34,5 +40,131 @@ impl SignatureVerificationAlgorithm for Ed25519Verify {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Ed25519 verifications made on this thread (tests only).
+    static CHECKS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The number of Ed25519 verifications made so far on this thread (tests
+/// only: other builds have no counter).
+#[cfg(test)]
+pub(super) fn signature_checks_for_testing_only() -> u64 {
+    CHECKS.with(std::cell::Cell::get)
+}
+
 /// The signature algorithms accepted in certificate chains (and CRLs): Ed25519 only.
 pub static SUPPORTED_SIG_ALGS: &[&dyn SignatureVerificationAlgorithm] = &[&Ed25519Verify];
+
+/// Ed25519 for the checks of one verification, under one budget.
+///
+/// rustls-webpki's path search asks for the same check (key, message,
+/// signature) once for every candidate path through it, and a re-check at
+/// another time within the clock skew asks again: each distinct check is
+/// made once and its answer remembered. At most `limit` distinct checks are
+/// made; any further one is refused without being made, and
+/// [`exhausted`](Self::exhausted) then says so. rustls-webpki's own budget
+/// (100 checks, asked or answered from memory) applies to each search on
+/// top.
+pub(super) struct SignatureBudget {
+    limit: usize,
+    state: Mutex<BudgetState>,
+}
+
+#[derive(Default)]
+struct BudgetState {
+    made: Vec<Check>,
+    exhausted: bool,
+}
+
+/// A check made, and its answer.
+struct Check {
+    public_key: Vec<u8>,
+    message: Vec<u8>,
+    signature: Vec<u8>,
+    valid: bool,
+}
+
+impl SignatureBudget {
+    /// At most `limit` distinct checks.
+    pub(super) fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            state: Mutex::new(BudgetState::default()),
+        }
+    }
+
+    /// The most distinct checks made.
+    pub(super) fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Whether a check was refused because the budget was spent.
+    pub(super) fn exhausted(&self) -> bool {
+        self.lock().exhausted
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BudgetState> {
+        // Nothing can be left half-updated: every update is one push or one store.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl fmt::Debug for SignatureBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.lock();
+        f.debug_struct("SignatureBudget")
+            .field("limit", &self.limit)
+            .field("made", &state.made.len())
+            .field("exhausted", &state.exhausted)
+            .finish()
+    }
+}
+
+impl SignatureVerificationAlgorithm for SignatureBudget {
+    fn verify_signature(
+        &self,
+        public_key: &[u8],
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), InvalidSignature> {
+        let mut state = self.lock();
+        let known = state.made.iter().find(|check| {
+            check.signature == signature
+                && check.public_key == public_key
+                && check.message == message
+        });
+        let valid = match known {
+            Some(check) => check.valid,
+            None if state.made.len() >= self.limit => {
+                state.exhausted = true;
+                false
+            }
+            None => {
+                let valid = Ed25519Verify
+                    .verify_signature(public_key, message, signature)
+                    .is_ok();
+                state.made.push(Check {
+                    public_key: public_key.to_vec(),
+                    message: message.to_vec(),
+                    signature: signature.to_vec(),
+                    valid,
+                });
+                valid
+            }
+        };
+        if valid {
+            Ok(())
+        } else {
+            Err(InvalidSignature)
+        }
+    }
+
+    fn public_key_alg_id(&self) -> AlgorithmIdentifier {
+        alg_id::ED25519
+    }
+
+    fn signature_alg_id(&self) -> AlgorithmIdentifier {
+        alg_id::ED25519
+    }
+}

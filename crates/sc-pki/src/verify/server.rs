@@ -72,7 +72,10 @@ impl WebPkiServerVerifier {
     /// The chain is accepted if it is valid at some time within `now ± skew`:
     /// a certificate not yet valid by at most the skew, or expired (or a CRL
     /// past its `nextUpdate`) by at most the skew, passes. `Duration::ZERO`
-    /// checks at `now` exactly. Only whole seconds count.
+    /// checks at `now` exactly. Only whole seconds count. The chain is
+    /// checked at `now` and at most once more, at the time within the skew
+    /// that takes in every such bound of its certificates on that side of
+    /// `now`, both checks under one signature budget.
     pub fn with_clock_skew(mut self, skew: Duration) -> Self {
         self.chain.clock_skew = skew;
         self

@@ -2,20 +2,23 @@
 //! clients, CRLs, clock skew, key pins and the client policy.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use der::Decode;
 use rand_chacha::ChaCha20Rng;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
+use webpki::EndEntityCert;
 use x509_cert::Certificate;
 
-use super::chain::{CLIENT_AUTH, SERVER_AUTH};
+use super::chain::{CLIENT_AUTH, MAX_SIGNATURE_CHECKS, SERVER_AUTH};
+use super::ed25519::{signature_checks_for_testing_only, SignatureBudget};
 use super::{
     ClientCertVerifier, ClientPolicy, ServerCertVerifier, TrustAnchors, WebPkiClientVerifier,
     WebPkiServerVerifier, DEFAULT_CLOCK_SKEW,
 };
+use crate::cert::ParsedCert;
 use crate::error::{CertError, PkiError};
-use crate::identity::KeyPin;
+use crate::identity::{KeyPin, VerifiedPeer};
 use crate::issue::{issue_leaf_with_spki, issue_self_signed_leaf};
 use crate::test_util::{at, chain_of, now, rng, Ca, DAY, NOW_SECS, P256_CERT_PEM};
 use crate::{
@@ -59,7 +62,7 @@ fn root_to_leaf_server_chain_verifies() {
     assert_eq!(peer.identity.common_name.as_deref(), Some("api.internal"));
     assert_eq!(peer.identity.fingerprint, server.fingerprint());
     assert!(!peer.identity.anonymous);
-    assert_eq!(peer.identity.to_string(), "api.internal");
+    assert_eq!(peer.identity.to_string(), "dns:api.internal");
 }
 
 #[test]
@@ -89,7 +92,7 @@ fn root_to_intermediate_to_leaf_chain_verifies() {
         peer.identity.uris,
         vec!["spiffe://sc/client/alice".to_owned()]
     );
-    assert_eq!(peer.identity.to_string(), "spiffe://sc/client/alice");
+    assert_eq!(peer.identity.to_string(), "uri:spiffe://sc/client/alice");
 }
 
 #[test]
@@ -110,7 +113,7 @@ fn ip_address_server_names_verify() {
             .verify_server(server.chain(), &ServerName::IpAddress(ip.into()), now())
             .expect("valid for its IP");
         assert_eq!(peer.identity.ip_addrs, vec![v4, v6]);
-        assert_eq!(peer.identity.to_string(), "10.0.0.7");
+        assert_eq!(peer.identity.to_string(), "ip:10.0.0.7");
     }
     let other = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 8));
     assert_eq!(
@@ -460,7 +463,7 @@ fn anonymous_credential_verifies_when_allowed() {
     let fp = crate::util::hex(&anon.fingerprint());
     assert_eq!(
         peer.identity.to_string(),
-        format!("anonymous:{}", &fp[..16])
+        format!("anonymous:sha256:{}", &fp[..16])
     );
 
     // It is no CA-issued certificate.
@@ -1048,7 +1051,9 @@ fn client_policy_admits_by_name_or_pin() {
         allow_names: vec![
             "ALICE.clients".into(),
             "spiffe://sc/client/bob".into(),
-            "Carol".into(),
+            // Carol's certificate has a DNS SAN: only a typed entry names
+            // its CN (an untyped "Carol" no longer does, issue 15).
+            "cn:Carol".into(),
         ],
         allow_pins: vec![KeyPin::of_key(&pinned_client.public_key())],
     };
@@ -1066,15 +1071,15 @@ fn client_policy_admits_by_name_or_pin() {
         .expect_err("not allowed");
     assert_eq!(
         err,
-        CertError::NotAuthorised("client 'mallory.clients' is not in the allow-list".into())
+        CertError::NotAuthorised("client 'dns:mallory.clients' is not in the allow-list".into())
     );
     assert_eq!(
         err.to_string(),
-        "peer is not authorised: client 'mallory.clients' is not in the allow-list"
+        "peer is not authorised: client 'dns:mallory.clients' is not in the allow-list"
     );
     // URIs and common names are matched exactly (case-sensitively).
     let strict = client_verifier(&[&root]).with_policy(ClientPolicy {
-        allow_names: vec!["SPIFFE://sc/client/bob".into(), "carol".into()],
+        allow_names: vec!["SPIFFE://sc/client/bob".into(), "cn:carol".into()],
         allow_pins: Vec::new(),
     });
     assert!(matches!(
@@ -1129,4 +1134,112 @@ fn anonymous_clients_and_the_policy() {
     // The policy never matches an anonymous identity's self-asserted names.
     assert!(!policy.admits(&peer.identity));
     assert!(ClientPolicy::default().admits(&peer.identity));
+}
+
+// ---- What a chain costs to refuse ----
+
+/// Verifies `chain` as a client chain `runs` times: the last result, the
+/// Ed25519 verifications one verification makes, and the mean time it takes.
+fn cost_of(
+    verifier: &WebPkiClientVerifier,
+    chain: &[CertificateDer<'_>],
+    runs: u32,
+) -> (Result<VerifiedPeer, CertError>, u64, Duration) {
+    let before = signature_checks_for_testing_only();
+    let started = Instant::now();
+    let mut result = verifier.verify_client(chain, now());
+    for _ in 1..runs {
+        result = verifier.verify_client(chain, now());
+    }
+    let took = started.elapsed() / runs;
+    let checks = (signature_checks_for_testing_only() - before) / u64::from(runs);
+    (result, checks, took)
+}
+
+/// A chain made to be expensive to refuse (issue 15): a leaf that names the
+/// real CA `ca_name` as its issuer but is signed by the attacker, four
+/// self-signed certificates with the CA's name, and three with the CA's name
+/// issued by CAs nobody trusts, not valid until 10, 20 and 30 s from now
+/// (each a validity error within the clock skew).
+fn crafted_chain(ca_name: &str, rng: &mut ChaCha20Rng) -> Vec<CertificateDer<'static>> {
+    let impostor = Ca::root(ca_name, rng);
+    let leaf = impostor.leaf(&LeafSpec::client("mallory.clients"), rng);
+    let mut chain = leaf.chain().to_vec();
+    for _ in 0..4 {
+        chain.push(Ca::root(ca_name, rng).cert);
+    }
+    for i in 1..=3u64 {
+        let nowhere = Ca::root(&format!("Nowhere {i}"), rng);
+        let validity = Validity {
+            not_before: at(NOW_SECS + 10 * i),
+            not_after: at(NOW_SECS + DAY),
+        };
+        chain.push(ca_with_validity(&nowhere, ca_name, validity, rng).cert);
+    }
+    chain
+}
+
+#[test]
+fn a_crafted_chain_costs_at_most_twice_an_honest_one() {
+    let mut rng = rng(130);
+    let root = Ca::root("Test Root", &mut rng);
+    let verifier = client_verifier(&[&root]);
+    let honest = root.leaf(&LeafSpec::client("alice.clients"), &mut rng);
+    let crafted = crafted_chain("Test Root", &mut rng);
+    assert_eq!(crafted.len(), 8, "the most a CertChain carries");
+
+    let (result, honest_checks, honest_time) = cost_of(&verifier, honest.chain(), 20);
+    assert!(result.is_ok(), "{result:?}");
+    let (result, crafted_checks, crafted_time) = cost_of(&verifier, &crafted, 20);
+    assert!(result.is_err(), "{result:?}");
+    eprintln!(
+        "honest chain: {honest_checks} signature checks, {honest_time:?}; \
+         crafted chain: {crafted_checks} signature checks, {crafted_time:?} \
+         ({:.1}x the time)",
+        crafted_time.as_secs_f64() / honest_time.as_secs_f64()
+    );
+    assert!(
+        crafted_checks <= 2 * honest_checks,
+        "the crafted chain costs {crafted_checks} signature checks, an honest one {honest_checks}"
+    );
+}
+
+/// What the budget does on its own (without leaving out the self-issued
+/// certificates): the crafted chain's checks against the anchor's key are
+/// asked for again for every order of the self-signed certificates, and
+/// again by the re-check within the skew, but each is made once; and a
+/// search that needs more than the budget fails as such.
+#[test]
+fn each_signature_check_is_made_once_within_one_budget() {
+    let mut rng = rng(131);
+    let root = Ca::root("Test Root", &mut rng);
+    let anchors = TrustAnchors::from_der(std::slice::from_ref(&root.cert)).expect("anchors");
+    let crafted = crafted_chain("Test Root", &mut rng);
+    let (leaf, rest) = crafted.split_first().expect("a leaf");
+    let info = ParsedCert::parse(leaf).expect("leaf");
+    let ee = EndEntityCert::try_from(leaf).expect("leaf");
+    let check = |time: UnixTime, budget: &SignatureBudget| {
+        CLIENT_AUTH.verify_within(&ee, &info, &anchors.anchors, rest, time, None, budget)
+    };
+
+    let budget = SignatureBudget::new(MAX_SIGNATURE_CHECKS);
+    let before = signature_checks_for_testing_only();
+    assert!(matches!(
+        check(now(), &budget),
+        Err(CertError::NotYetValid { .. })
+    ));
+    assert!(check(at(NOW_SECS + 10), &budget).is_err());
+    // The leaf and the four self-signed certificates, against the anchor's
+    // key (rustls-webpki asks 65 times in each search).
+    assert_eq!(signature_checks_for_testing_only() - before, 5);
+    assert!(!budget.exhausted());
+
+    let small = SignatureBudget::new(3);
+    assert_eq!(
+        check(now(), &small),
+        Err(CertError::Other(
+            "more than 3 signature checks needed".into()
+        ))
+    );
+    assert!(small.exhausted());
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use sc_handshake::{ConfigError, ServerConfig};
 use sc_net::io_reason;
 use sc_pki::{
-    cert_info, certs_from_pem, crls_from_pem, ClientPolicy, Credential, KeyPair, PkiError,
-    TrustAnchors, UnixTime, WebPkiClientVerifier,
+    cert_info, certs_from_pem, crls_from_pem, Credential, KeyPair, PkiError, TrustAnchors,
+    UnixTime, WebPkiClientVerifier,
 };
 use sc_wire::CipherSuite;
 use zeroize::Zeroizing;
@@ -79,6 +79,46 @@ pub enum CredentialError {
     /// its thread failed.
     #[error("loading the credentials failed: {0}")]
     LoadFailed(String),
+    /// An allow-list entry does not parse.
+    #[error("invalid allow-list entry '{entry}': {reason}")]
+    AllowEntry {
+        /// The entry as given.
+        entry: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Anonymous clients are allowed next to an allow-list that does not
+    /// name them: the list does not apply to them, so every one would get in.
+    #[error("allowing anonymous clients next to an allow-list admits every anonymous client: add 'anonymous' to the allow-list to mean it, or do not allow them")]
+    AnonymousNotListed,
+    /// The allow-list names `anonymous` but anonymous clients are not allowed.
+    #[error("the allow-list names anonymous clients, but anonymous clients are not allowed: allow them, or remove 'anonymous' from the list")]
+    AnonymousNotAllowed,
+    /// An allow-list entry's `@ANCHOR` is the subject CN of no CA certificate
+    /// of the bundle.
+    #[error("allow-list entry '{entry}': no CA certificate in {} has the subject CN '{anchor}' (it has: {})", path.display(), known_anchors(known))]
+    UnknownAnchor {
+        /// The entry as given.
+        entry: String,
+        /// The anchor it names.
+        anchor: String,
+        /// The CA bundle.
+        path: PathBuf,
+        /// The subject CNs of the bundle's certificates.
+        known: Vec<String>,
+    },
+}
+
+fn known_anchors(known: &[String]) -> String {
+    if known.is_empty() {
+        "no certificate with a CN".to_owned()
+    } else {
+        known
+            .iter()
+            .map(|k| format!("'{k}'"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 fn describe_invalid(what: &str, path: &Path, source: &PkiError) -> String {
@@ -123,7 +163,11 @@ impl CredentialError {
             Self::WrongPassphrase { .. } | Self::EmptyPassphrase { .. } => {
                 "the passphrase file's first line must be the key's passphrase".into()
             }
-            Self::Cipher(_) | Self::LoadFailed(_) => return None,
+            Self::Cipher(_) | Self::LoadFailed(_) | Self::AllowEntry { .. } => return None,
+            Self::AnonymousNotListed | Self::AnonymousNotAllowed => return None,
+            Self::UnknownAnchor { .. } => {
+                "write NAME@CN with the subject CN of a CA certificate of --ca, or NAME@* for any of them (a name that contains '@' needs one of the two)".into()
+            }
         })
     }
 }
@@ -161,7 +205,9 @@ pub(crate) fn load(creds: &FileCredentials, now: UnixTime) -> Result<Loaded, Cre
             (e, _) => invalid("key", &files.key)(e),
         },
     )?;
-    let (description, warnings) = match chain.first() {
+    let access = &creds.access;
+    access.check()?;
+    let (description, mut warnings) = match chain.first() {
         Some(leaf) => describe_leaf(leaf, &files.cert, now),
         None => (String::new(), Vec::new()),
     };
@@ -180,14 +226,27 @@ pub(crate) fn load(creds: &FileCredentials, now: UnixTime) -> Result<Loaded, Cre
     }
     .and_then(|certs| TrustAnchors::from_der(&certs))
     .map_err(invalid("CA bundle", &files.ca))?;
-    let access = &creds.access;
+    let policy = access.policy();
     let mut verifier = WebPkiClientVerifier::new(anchors)
         .allow_anonymous(access.allow_anonymous)
-        .with_policy(ClientPolicy {
-            allow_names: access.allow_clients.clone(),
-            allow_pins: Vec::new(),
-        })
+        .with_policy(policy.clone())
         .with_clock_skew(access.clock_skew);
+    let known: Vec<String> = verifier.anchor_names().into_iter().flatten().collect();
+    // `check` parsed every entry already.
+    for entry in policy.entries().unwrap_or_default() {
+        match &entry.anchor {
+            Some(anchor) if !known.contains(anchor) => {
+                return Err(CredentialError::UnknownAnchor {
+                    entry: entry.to_string(),
+                    anchor: anchor.clone(),
+                    path: files.ca.clone(),
+                    known,
+                })
+            }
+            _ => {}
+        }
+    }
+    warnings.extend(policy.warnings());
     if let Some(path) = &files.crl {
         let pem = read_text("CRL", path)?;
         let crls = crls_from_pem(&pem).map_err(invalid("CRL", path))?;

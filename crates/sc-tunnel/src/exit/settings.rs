@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use sc_handshake::ServerConfig;
 use sc_net::Endpoint;
+use sc_pki::{ClientPolicy, PkiError};
 use sc_wire::streams::ServiceName;
 
+use super::credentials::CredentialError;
 use super::proxy::ProxyProtocol;
 
 /// Sessions a listener holds at once, handshaking or established (100).
@@ -112,10 +114,15 @@ pub struct CredentialFiles {
 /// Which clients a listener admits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientAccess {
-    /// Client names to admit (SAN DNS name, URI, IP address or CN); empty
-    /// admits every client with a valid chain.
+    /// Allow-list entries ([`sc_pki::AllowEntry`]: `dns:NAME`, `uri:URI`,
+    /// `ip:ADDRESS`, `cn:NAME`, each optionally `@ANCHOR`, the subject CN
+    /// of a CA certificate of the bundle; `anonymous`; or an untyped `NAME`,
+    /// accepted with a warning); empty admits every client with a valid
+    /// chain.
     pub allow_clients: Vec<String>,
     /// Admit anonymous clients (authenticated only as their fresh key).
+    /// With an allow-list, only if the list says `anonymous` too
+    /// ([`ClientAccess::check`]).
     pub allow_anonymous: bool,
     /// How far certificate validity times may be off our clock.
     pub clock_skew: Duration,
@@ -127,6 +134,42 @@ impl Default for ClientAccess {
             allow_clients: Vec::new(),
             allow_anonymous: false,
             clock_skew: sc_pki::DEFAULT_CLOCK_SKEW,
+        }
+    }
+}
+
+impl ClientAccess {
+    /// The allow-list as a [`ClientPolicy`].
+    pub fn policy(&self) -> ClientPolicy {
+        ClientPolicy {
+            allow_names: self.allow_clients.clone(),
+            allow_pins: Vec::new(),
+        }
+    }
+
+    /// Checks what needs no file: every entry parses; anonymous clients
+    /// allowed next to an allow-list are named in it (`anonymous`), since
+    /// the list does not apply to them; and a list that names them goes
+    /// with `allow_anonymous`. Whether each `@ANCHOR` names a CA of the
+    /// bundle is checked when the bundle is read.
+    pub fn check(&self) -> Result<(), CredentialError> {
+        let policy = self.policy();
+        policy.entries().map_err(|e| match e {
+            PkiError::InvalidName { name, reason } => CredentialError::AllowEntry {
+                entry: name,
+                reason: reason.to_owned(),
+            },
+            other => CredentialError::AllowEntry {
+                entry: String::new(),
+                reason: other.to_string(),
+            },
+        })?;
+        match (self.allow_anonymous, policy.names_anonymous()) {
+            (true, false) if !self.allow_clients.is_empty() => {
+                Err(CredentialError::AnonymousNotListed)
+            }
+            (false, true) => Err(CredentialError::AnonymousNotAllowed),
+            _ => Ok(()),
         }
     }
 }
@@ -256,7 +299,9 @@ pub struct Service {
     /// Where its streams go.
     pub backend: Endpoint,
     /// Client names that may use it (as `allow_clients` of the listener,
-    /// and within those); empty: every client the listener admits.
+    /// and within those, but without `@ANCHOR` or `anonymous`: an anchor
+    /// is checked only when the listener admits a client); empty: every
+    /// client the listener admits.
     pub allow_clients: Vec<String>,
 }
 
@@ -278,4 +323,50 @@ pub struct ListenerSettings {
     /// names one goes to its backend; a stream that names none goes where
     /// the mode says (echo, or the `Forward` backend).
     pub services: Vec<Service>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn access(names: &[&str], allow_anonymous: bool) -> ClientAccess {
+        ClientAccess {
+            allow_clients: names.iter().map(|n| n.to_string()).collect(),
+            allow_anonymous,
+            ..ClientAccess::default()
+        }
+    }
+
+    #[test]
+    fn anonymous_clients_next_to_an_allow_list_must_be_named_in_it() {
+        assert!(matches!(
+            access(&["dns:app-1"], true).check(),
+            Err(CredentialError::AnonymousNotListed)
+        ));
+        assert!(matches!(
+            access(&["dns:app-1", "anonymous"], false).check(),
+            Err(CredentialError::AnonymousNotAllowed)
+        ));
+        for ok in [
+            access(&[], true),
+            access(&[], false),
+            access(&["dns:app-1"], false),
+            access(&["app-1", "anonymous"], true),
+            access(&["anonymous"], true),
+        ] {
+            assert!(ok.check().is_ok(), "{ok:?}");
+        }
+        match access(&["dns:app-1", "ip:nope"], false).check() {
+            Err(CredentialError::AllowEntry { entry, reason }) => {
+                assert_eq!(entry, "ip:nope");
+                assert_eq!(reason, "not an IP address after 'ip:'");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            CredentialError::AnonymousNotListed.to_string(),
+            "allowing anonymous clients next to an allow-list admits every anonymous client: \
+             add 'anonymous' to the allow-list to mean it, or do not allow them"
+        );
+    }
 }
