@@ -11,8 +11,8 @@ use std::time::Duration;
 use sc_net::Endpoint;
 use sc_pki::{AllowEntry, AllowedName, ClientPolicy, PkiError};
 use sc_tunnel::exit::{
-    Cidr, CipherChoice, ClientAccess, CredentialError, CredentialFiles, Credentials,
-    FileCredentials, Limits, ListenerSettings, Mode, ProxyProtocol, Service, DEFAULT_GRACE,
+    AccessError, Cidr, CipherChoice, ClientAccess, CredentialFiles, Credentials, FileCredentials,
+    Limits, ListenerSettings, Mode, ProxyProtocol, Service, DEFAULT_GRACE,
 };
 use sc_wire::streams::ServiceName;
 use sovereign_chain::cli::config::{self as layering, OneTable, Origin};
@@ -298,7 +298,7 @@ fn check_access(cli: &Cli, access: &ClientAccess, at: Origin<'_>) -> Result<(), 
     let by_flag = !cli.allow_client.is_empty() || at == Origin::Flag;
     match access.check() {
         Ok(()) => Ok(()),
-        Err(CredentialError::AllowEntry { entry, reason }) => {
+        Err(AccessError::AllowEntry { entry, reason }) => {
             let why = format!("invalid entry '{entry}': {reason}");
             Err(if by_flag {
                 Origin::Flag.bad("allow_client", &why)
@@ -306,7 +306,7 @@ fn check_access(cli: &Cli, access: &ClientAccess, at: Origin<'_>) -> Result<(), 
                 at.bad("allow_client", &why)
             })
         }
-        Err(CredentialError::AnonymousNotListed) => Err(if by_flag || cli.allow_anonymous {
+        Err(AccessError::AnonymousNotListed) => Err(if by_flag || cli.allow_anonymous {
             CliError::usage(
                     "--allow-anonymous with --allow-client admits every anonymous client, whatever the list says: \
                      add --allow-client anonymous to mean it, or drop --allow-anonymous",
@@ -318,7 +318,7 @@ fn check_access(cli: &Cli, access: &ClientAccess, at: Origin<'_>) -> Result<(), 
                      add \"anonymous\" to allow_client to mean it, or drop allow_anonymous",
             )
         }),
-        Err(CredentialError::AnonymousNotAllowed) => Err(if by_flag {
+        Err(AccessError::AnonymousNotAllowed) => Err(if by_flag {
             CliError::usage(
                 "--allow-client anonymous needs --allow-anonymous (anonymous clients are not allowed)",
             )

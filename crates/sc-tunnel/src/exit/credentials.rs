@@ -14,7 +14,7 @@ use sc_pki::{
 use sc_wire::CipherSuite;
 use zeroize::Zeroizing;
 
-use super::settings::{CipherChoice, FileCredentials};
+use super::settings::{AccessError, CipherChoice, FileCredentials};
 
 /// Largest PEM file read (1 MiB): anything bigger is not a certificate, key,
 /// CA bundle or CRL a server should load.
@@ -79,21 +79,9 @@ pub enum CredentialError {
     /// its thread failed.
     #[error("loading the credentials failed: {0}")]
     LoadFailed(String),
-    /// An allow-list entry does not parse.
-    #[error("invalid allow-list entry '{entry}': {reason}")]
-    AllowEntry {
-        /// The entry as given.
-        entry: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// Anonymous clients are allowed next to an allow-list that does not
-    /// name them: the list does not apply to them, so every one would get in.
-    #[error("allowing anonymous clients next to an allow-list admits every anonymous client: add 'anonymous' to the allow-list to mean it, or do not allow them")]
-    AnonymousNotListed,
-    /// The allow-list names `anonymous` but anonymous clients are not allowed.
-    #[error("the allow-list names anonymous clients, but anonymous clients are not allowed: allow them, or remove 'anonymous' from the list")]
-    AnonymousNotAllowed,
+    /// The allow-list and the anonymous switch do not go together.
+    #[error(transparent)]
+    Access(#[from] AccessError),
     /// An allow-list entry's `@ANCHOR` is the subject CN of no CA certificate
     /// of the bundle.
     #[error("allow-list entry '{entry}': no CA certificate in {} has the subject CN '{anchor}' (it has: {})", path.display(), known_anchors(known))]
@@ -163,8 +151,7 @@ impl CredentialError {
             Self::WrongPassphrase { .. } | Self::EmptyPassphrase { .. } => {
                 "the passphrase file's first line must be the key's passphrase".into()
             }
-            Self::Cipher(_) | Self::LoadFailed(_) | Self::AllowEntry { .. } => return None,
-            Self::AnonymousNotListed | Self::AnonymousNotAllowed => return None,
+            Self::Cipher(_) | Self::LoadFailed(_) | Self::Access(_) => return None,
             Self::UnknownAnchor { .. } => {
                 "write NAME@CN with the subject CN of a CA certificate of --ca, or NAME@* for any of them (a name that contains '@' needs one of the two)".into()
             }

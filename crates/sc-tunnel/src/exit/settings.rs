@@ -11,7 +11,6 @@ use sc_net::Endpoint;
 use sc_pki::{ClientPolicy, PkiError};
 use sc_wire::streams::ServiceName;
 
-use super::credentials::CredentialError;
 use super::proxy::ProxyProtocol;
 
 /// Sessions a listener holds at once, handshaking or established (100).
@@ -111,6 +110,28 @@ pub struct CredentialFiles {
     pub crl: Option<PathBuf>,
 }
 
+/// Why a listener's allow-list and its anonymous switch do not go together
+/// ([`ClientAccess::check`]).
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AccessError {
+    /// An allow-list entry does not parse.
+    #[error("invalid allow-list entry '{entry}': {reason}")]
+    AllowEntry {
+        /// The entry as given.
+        entry: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Anonymous clients are allowed next to an allow-list that does not
+    /// name them: the list does not apply to them, so every one would get in.
+    #[error("allowing anonymous clients next to an allow-list admits every anonymous client: add 'anonymous' to the allow-list to mean it, or do not allow them")]
+    AnonymousNotListed,
+    /// The allow-list names `anonymous` but anonymous clients are not allowed.
+    #[error("the allow-list names anonymous clients, but anonymous clients are not allowed: allow them, or remove 'anonymous' from the list")]
+    AnonymousNotAllowed,
+}
+
 /// Which clients a listener admits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientAccess {
@@ -152,23 +173,21 @@ impl ClientAccess {
     /// the list does not apply to them; and a list that names them goes
     /// with `allow_anonymous`. Whether each `@ANCHOR` names a CA of the
     /// bundle is checked when the bundle is read.
-    pub fn check(&self) -> Result<(), CredentialError> {
+    pub fn check(&self) -> Result<(), AccessError> {
         let policy = self.policy();
         policy.entries().map_err(|e| match e {
-            PkiError::InvalidName { name, reason } => CredentialError::AllowEntry {
+            PkiError::InvalidName { name, reason } => AccessError::AllowEntry {
                 entry: name,
                 reason: reason.to_owned(),
             },
-            other => CredentialError::AllowEntry {
+            other => AccessError::AllowEntry {
                 entry: String::new(),
                 reason: other.to_string(),
             },
         })?;
         match (self.allow_anonymous, policy.names_anonymous()) {
-            (true, false) if !self.allow_clients.is_empty() => {
-                Err(CredentialError::AnonymousNotListed)
-            }
-            (false, true) => Err(CredentialError::AnonymousNotAllowed),
+            (true, false) if !self.allow_clients.is_empty() => Err(AccessError::AnonymousNotListed),
+            (false, true) => Err(AccessError::AnonymousNotAllowed),
             _ => Ok(()),
         }
     }
@@ -341,11 +360,11 @@ mod tests {
     fn anonymous_clients_next_to_an_allow_list_must_be_named_in_it() {
         assert!(matches!(
             access(&["dns:app-1"], true).check(),
-            Err(CredentialError::AnonymousNotListed)
+            Err(AccessError::AnonymousNotListed)
         ));
         assert!(matches!(
             access(&["dns:app-1", "anonymous"], false).check(),
-            Err(CredentialError::AnonymousNotAllowed)
+            Err(AccessError::AnonymousNotAllowed)
         ));
         for ok in [
             access(&[], true),
@@ -357,14 +376,14 @@ mod tests {
             assert!(ok.check().is_ok(), "{ok:?}");
         }
         match access(&["dns:app-1", "ip:nope"], false).check() {
-            Err(CredentialError::AllowEntry { entry, reason }) => {
+            Err(AccessError::AllowEntry { entry, reason }) => {
                 assert_eq!(entry, "ip:nope");
                 assert_eq!(reason, "not an IP address after 'ip:'");
             }
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            CredentialError::AnonymousNotListed.to_string(),
+            AccessError::AnonymousNotListed.to_string(),
             "allowing anonymous clients next to an allow-list admits every anonymous client: \
              add 'anonymous' to the allow-list to mean it, or do not allow them"
         );
