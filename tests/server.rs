@@ -1300,6 +1300,22 @@ fn trusting_the_balancer(s: &Setup, more: &[&str]) -> Running {
     Running::start(&s.args(&args))
 }
 
+/// A backend on a free loopback port that sends every PROXY v2 header it
+/// reads to the returned receiver: its address, the receiver, its task.
+async fn header_backend() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<Result<ProxyHeader, ProxyError>>,
+    Task,
+) {
+    let back = Endpoint::Tcp("127.0.0.1:0".into())
+        .listen()
+        .await
+        .expect("backend");
+    let back_addr = back.local_endpoint().expect("addr").to_string();
+    let (tx, headers) = tokio::sync::mpsc::unbounded_channel();
+    (back_addr, headers, proxy_backend(back, tx))
+}
+
 /// A backend that expects a PROXY v2 header first on every connection
 /// (decoded with `ProxyHeader::decode`), hands it over, then echoes what
 /// follows once the end of stream came.
@@ -1342,13 +1358,7 @@ fn proxy_backend(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_v2_from_a_trusted_source_names_the_client_and_is_passed_on_with_the_identity() {
     let s = Setup::new();
-    let back = Endpoint::Tcp("127.0.0.1:0".into())
-        .listen()
-        .await
-        .expect("backend");
-    let back_addr = back.local_endpoint().expect("addr").to_string();
-    let (tx, mut headers) = tokio::sync::mpsc::unbounded_channel();
-    let _backend = proxy_backend(back, tx);
+    let (back_addr, mut headers, _backend) = header_backend().await;
     let server = Running::start(&s.args(&[
         "--listen",
         "127.0.0.1:0",
@@ -1938,13 +1948,7 @@ async fn an_untyped_entry_is_logged_with_its_typed_spelling_and_skips_a_cn_besid
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_proxy_identity_tlv_has_the_type_and_the_name_the_allow_list_matched() {
     let s = Setup::new();
-    let back = Endpoint::Tcp("127.0.0.1:0".into())
-        .listen()
-        .await
-        .expect("backend");
-    let back_addr = back.local_endpoint().expect("addr").to_string();
-    let (tx, mut headers) = tokio::sync::mpsc::unbounded_channel();
-    let _backend = proxy_backend(back, tx);
+    let (back_addr, mut headers, _backend) = header_backend().await;
     let server = Running::start(&s.args(&[
         "--listen",
         "127.0.0.1:0",
