@@ -39,6 +39,24 @@ pub struct PeerIdentity {
     pub spki_pin: KeyPin,
     /// Whether the peer authenticated with an anonymous (self-signed) certificate.
     pub anonymous: bool,
+    /// Which kind of name a server's allow-list matched (that name is then
+    /// the first of its list): what [`Display`](fmt::Display) shows. `None`
+    /// where no allow-list matched a name.
+    pub matched: Option<NameKind>,
+}
+
+/// A kind of name in a certificate.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameKind {
+    /// A DNS subject alternative name.
+    Dns,
+    /// A URI subject alternative name.
+    Uri,
+    /// An IP address subject alternative name.
+    Ip,
+    /// The subject common name.
+    Cn,
 }
 
 impl fmt::Display for PeerIdentity {
@@ -53,11 +71,28 @@ impl fmt::Display for PeerIdentity {
     ///
     /// A server's [`WebPkiClientVerifier`](crate::WebPkiClientVerifier)
     /// moves the name its allow-list matched to the front of its list, so
-    /// this is that name when its type is the first one present.
+    /// this is the name the allow-list matched, of whatever type.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let short = Hex(&self.fingerprint[..8]);
         if self.anonymous {
             return write!(f, "anonymous:sha256:{short}");
+        }
+        match self.matched {
+            Some(NameKind::Dns) if !self.dns_names.is_empty() => {
+                return write!(f, "dns:{}", self.dns_names[0])
+            }
+            Some(NameKind::Uri) if !self.uris.is_empty() => {
+                return write!(f, "uri:{}", self.uris[0])
+            }
+            Some(NameKind::Ip) if !self.ip_addrs.is_empty() => {
+                return write!(f, "ip:{}", self.ip_addrs[0])
+            }
+            Some(NameKind::Cn) => {
+                if let Some(cn) = &self.common_name {
+                    return write!(f, "cn:{cn}");
+                }
+            }
+            _ => {}
         }
         if let Some(dns) = self.dns_names.first() {
             write!(f, "dns:{dns}")

@@ -115,7 +115,7 @@ pub use crate::crl::{
     RevokedEntry,
 };
 pub use crate::error::{CertError, PkiError};
-pub use crate::identity::{AllowEntry, AllowedName, KeyPin, PeerIdentity, VerifiedPeer};
+pub use crate::identity::{AllowEntry, AllowedName, KeyPin, NameKind, PeerIdentity, VerifiedPeer};
 pub use crate::inspect::{cert_info, inspect_pem, CertInfo, CrlInfo, KeyInfo, PemContents};
 pub use crate::issue::{
     anonymous_credential, issue_intermediate, issue_leaf, issue_root, Issuer, LeafSpec, Usage,

@@ -130,6 +130,7 @@ pub(super) fn verified_peer(info: ParsedCert, anonymous: bool) -> VerifiedPeer {
             fingerprint: info.fingerprint,
             spki_pin,
             anonymous,
+            matched: None,
         }
     } else {
         PeerIdentity {
@@ -140,6 +141,7 @@ pub(super) fn verified_peer(info: ParsedCert, anonymous: bool) -> VerifiedPeer {
             fingerprint: info.fingerprint,
             spki_pin,
             anonymous,
+            matched: None,
         }
     };
     VerifiedPeer {

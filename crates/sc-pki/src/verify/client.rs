@@ -15,7 +15,9 @@ use super::anchors::TrustAnchors;
 use super::chain::{map_webpki_error, verified_peer, within_skew, ChainPolicy, CLIENT_AUTH};
 use crate::cert::{common_name, ParsedCert};
 use crate::error::{CertError, PkiError};
-use crate::identity::{AllowEntry, AllowedName, KeyPin, NameAt, PeerIdentity, VerifiedPeer};
+use crate::identity::{
+    AllowEntry, AllowedName, KeyPin, NameAt, NameKind, PeerIdentity, VerifiedPeer,
+};
 use crate::issue::{ANONYMOUS_LIFETIME_SECS, VALIDITY_BACKDATE_SECS};
 
 /// The longest `notAfter - notBefore` accepted for an anonymous certificate:
@@ -132,15 +134,25 @@ impl ClientPolicy {
     }
 }
 
-/// Moves the matched name to the front of its list, so that the identity's
-/// [`Display`](fmt::Display) shows it where its type comes first.
+/// Moves the matched name to the front of its list and records its kind,
+/// so that the identity's [`Display`](fmt::Display) shows it, whatever other
+/// names the certificate has.
 fn put_first(identity: &mut PeerIdentity, at: NameAt) {
-    match at {
-        NameAt::Dns(i) => identity.dns_names[..=i].rotate_right(1),
-        NameAt::Uri(i) => identity.uris[..=i].rotate_right(1),
-        NameAt::Ip(i) => identity.ip_addrs[..=i].rotate_right(1),
-        NameAt::Cn => {}
-    }
+    identity.matched = Some(match at {
+        NameAt::Dns(i) => {
+            identity.dns_names[..=i].rotate_right(1);
+            NameKind::Dns
+        }
+        NameAt::Uri(i) => {
+            identity.uris[..=i].rotate_right(1);
+            NameKind::Uri
+        }
+        NameAt::Ip(i) => {
+            identity.ip_addrs[..=i].rotate_right(1);
+            NameKind::Ip
+        }
+        NameAt::Cn => NameKind::Cn,
+    });
 }
 
 /// Verifies client chains with rustls-webpki: path to one of the anchors,
@@ -384,6 +396,7 @@ mod tests {
             fingerprint: [7; 32],
             spki_pin: KeyPin::of_key(&[1; 32]),
             anonymous: false,
+            matched: None,
         }
     }
 
@@ -544,6 +557,10 @@ mod tests {
         assert_eq!(shown(&["dns:a.clients"]), "dns:a.clients");
         assert_eq!(shown(&["dns:b.clients"]), "dns:b.clients");
         assert_eq!(shown(&["nobody", "B.clients"]), "dns:b.clients");
+        // A matched name of a type that is not the certificate's first one
+        // is what the backend is told, not the first DNS name.
+        assert_eq!(shown(&["uri:spiffe://sc/b"]), "uri:spiffe://sc/b");
+        assert_eq!(shown(&["cn:x"]), "cn:x");
         let err = verifier(&[&root], &["dns:c.clients"])
             .verify_client(two.chain(), now())
             .expect_err("refused");
