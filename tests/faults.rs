@@ -691,7 +691,22 @@ async fn a_thousand_sessions_with_traffic_for_60_s_without_error_and_with_flat_m
     // by the same call, as its child inherits ours).
     ensure_nofile(4096);
     let pki = Pki::new("concurrent");
-    let (mut server, addr) = echo_server(&pki, &["--max-connections", "1100"]).await;
+    // All 1,000 from one loopback address: the per-source caps (tested in
+    // tests/server.rs) are raised with the global limit.
+    let (mut server, addr) = echo_server(
+        &pki,
+        &[
+            "--max-connections",
+            "1100",
+            "--max-connections-per-source",
+            "1100",
+            // They open at once: beyond the 50 handshakes that run, the
+            // rest wait for a slot, as before the per-source caps.
+            "--max-handshakes-per-source",
+            "1100",
+        ],
+    )
+    .await;
     let client = pki.client_config();
 
     let opened = Instant::now();
@@ -896,6 +911,16 @@ async fn flood_leaves_legitimate_clients_served(silent: usize, trickling: usize)
             "500",
             "--max-handshakes",
             "50",
+            // The flood and the legitimate clients share one loopback
+            // address: this measures the global limits, so the per-source
+            // caps (tests/server.rs) are raised to them, and so is the wait
+            // for a ClientHello (the trickling clients take their time).
+            "--max-connections-per-source",
+            "500",
+            "--max-handshakes-per-source",
+            "50",
+            "--hello-timeout",
+            &timeout_secs,
             "--handshake-timeout",
             &timeout_secs,
         ],

@@ -531,6 +531,10 @@ async fn five_hundred_concurrent_sessions_echo_in_process() {
         credentials: Credentials::Fixed(ca.server_config()),
         limits: Limits {
             max_connections: SESSIONS + 10,
+            // All from one loopback address: the per-source caps would
+            // refuse most of them.
+            max_connections_per_source: SESSIONS + 10,
+            max_handshakes_per_source: SESSIONS,
             ..Limits::default()
         },
         proxy_protocol: ProxyProtocol::default(),
@@ -1193,7 +1197,18 @@ async fn idle_session_memory() {
         }
     }));
     for mode in [vec!["--forward", back_addr.as_str()], vec!["--echo"]] {
-        let mut args = vec!["--listen", "127.0.0.1:0", "--max-connections", "2000"];
+        // Every session from one loopback address: the per-source caps go
+        // up with the global limit.
+        let mut args = vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--max-connections",
+            "2000",
+            "--max-connections-per-source",
+            "2000",
+            "--max-handshakes-per-source",
+            "2000",
+        ];
         args.extend(mode.iter().copied());
         let server = Running::start(&s.args(&args));
         let addr = server.address().await;
@@ -2002,4 +2017,144 @@ async fn the_proxy_identity_tlv_has_the_type_and_the_name_the_allow_list_matched
     for id in ["id=dns:app-1 ".to_owned(), format!("id={anonymous} ")] {
         assert!(lines.iter().any(|l| l.contains(&id)), "{id}: {lines:?}");
     }
+}
+
+/// What a raw connection reads until the server closes it, within 5 s.
+async fn read_until_closed(tcp: &mut Stream) -> Vec<u8> {
+    let mut got = Vec::new();
+    timeout(Duration::from_secs(5), tcp.read_to_end(&mut got))
+        .await
+        .expect("closed in time")
+        .expect("read");
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_source_cannot_take_every_connection_slot() {
+    let s = Setup::new();
+    let server = Running::start(&s.args(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--max-connections",
+        "6",
+        "--max-connections-per-source",
+        "3",
+        "--hello-timeout",
+        "30s",
+    ]));
+    let addr = server.address().await;
+    // Four silent connections from 127.0.0.3: three hold its share (which
+    // three depends on the order the server's tasks run), the fourth is
+    // refused at once with `going away`.
+    let mut conns = Vec::new();
+    for _ in 0..4 {
+        conns.push(tcp_from("127.0.0.3", &addr).await);
+    }
+    let mut silent = Vec::new();
+    let mut refused = 0;
+    for mut tcp in conns {
+        let mut got = [0u8; 5];
+        match timeout(Duration::from_secs(2), tcp.read_exact(&mut got)).await {
+            Ok(Ok(_)) => {
+                assert_eq!(got, [0xc2, 0, 0, 1, AlertCode::GOING_AWAY.0]);
+                refused += 1;
+            }
+            Ok(Err(e)) => panic!("read: {e}"),
+            Err(_) => silent.push(tcp),
+        }
+    }
+    assert_eq!((refused, silent.len()), (1, 3), "one refused, three held");
+    let line = server.wait_line("per-source limit").await;
+    assert!(
+        line.contains("127.0.0.3 already holds 3 connections"),
+        "{line}"
+    );
+    // Another source is served.
+    let mut stream = connect(&addr, &s.client).await.expect("another source");
+    echo(&mut stream, "served").await;
+    close(stream).await;
+    // A place given back is taken again.
+    drop(silent.pop());
+    let mut again = None;
+    for _ in 0..50 {
+        let mut tcp = tcp_from("127.0.0.3", &addr).await;
+        let mut byte = [0u8; 1];
+        match timeout(Duration::from_millis(200), tcp.read(&mut byte)).await {
+            Err(_) => {
+                again = Some(tcp);
+                break;
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    assert!(again.is_some(), "the freed place was not taken again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_sends_no_client_hello_is_cut_at_the_hello_timeout() {
+    let s = Setup::new();
+    let server = Running::start(&s.args(&["--listen", "127.0.0.1:0", "--hello-timeout", "1"]));
+    let addr = server.address().await;
+    let started = Instant::now();
+    let mut silent = tcp_from("127.0.0.4", &addr).await;
+    let got = read_until_closed(&mut silent).await;
+    let waited = started.elapsed();
+    assert_eq!(got, [0xc2, 0, 0, 1, AlertCode::TIMEOUT.0]);
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "cut after {waited:?} (the handshake timeout is 30 s)"
+    );
+    let line = server.wait_line("handshake failed").await;
+    assert!(line.contains("no complete ClientHello within 1s"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_source_cannot_take_every_handshake_slot() {
+    let s = Setup::new();
+    let server = Running::start(&s.args(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--max-handshakes-per-source",
+        "2",
+    ]));
+    let addr = server.address().await;
+    // A real ClientHello, replayed: each costs the server a flight 2 and
+    // then stalls, holding a handshake slot.
+    let name = ServerName::try_from(SERVER_NAME).expect("name").to_owned();
+    let hello = sc_session::Connection::client(
+        s.client.clone(),
+        name,
+        None,
+        sc_session::SessionConfig::default(),
+        sc_pki::UnixTime::now(),
+        &mut rand_core::OsRng,
+    )
+    .expect("client")
+    .take_outgoing();
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut tcp = tcp_from("127.0.0.5", &addr).await;
+        tcp.write_all(&hello).await.expect("hello");
+        // Its flight 2 shows the server took it up.
+        let mut head = [0u8; 4];
+        timeout(WAIT, tcp.read_exact(&mut head))
+            .await
+            .expect("flight 2 in time")
+            .expect("read");
+        stalled.push(tcp);
+    }
+    let mut third = tcp_from("127.0.0.5", &addr).await;
+    third.write_all(&hello).await.expect("hello");
+    assert_eq!(
+        read_until_closed(&mut third).await,
+        [0xc2, 0, 0, 1, AlertCode::GOING_AWAY.0]
+    );
+    let line = server.wait_line("per-source limit").await;
+    assert!(
+        line.contains("127.0.0.5 already holds 2 handshakes"),
+        "{line}"
+    );
+    let mut stream = connect(&addr, &s.client).await.expect("another source");
+    echo(&mut stream, "served").await;
+    close(stream).await;
 }

@@ -294,14 +294,30 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Limits")]
     pub(crate) handshake_timeout: Option<Duration>,
 
-    /// Connections held at once, per listener [default: 100].
+    /// Connections held at once, per listener [default: 1000].
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub(crate) max_connections: Option<usize>,
+
+    /// Connections one source address (the PROXY v2 source from a trusted
+    /// balancer, else the TCP peer) may hold at once, per listener; one more
+    /// is refused with `going away` [default: 32].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub(crate) max_connections_per_source: Option<usize>,
 
     /// Handshakes run at once, per listener (a connection takes a slot once
     /// its ClientHello is in) [default: 50].
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub(crate) max_handshakes: Option<usize>,
+
+    /// Handshakes one source address may run at once, per listener; one
+    /// more is refused with `going away` at once [default: 8].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub(crate) max_handshakes_per_source: Option<usize>,
+
+    /// From the TCP connection to a complete ClientHello, within the
+    /// handshake timeout (5, 5s) [default: 5s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Limits")]
+    pub(crate) hello_timeout: Option<Duration>,
 
     /// Re-key every session this often (120, 2m): fresh X25519 + ML-KEM-768
     /// secrets signed by both identity keys, so a stolen session state

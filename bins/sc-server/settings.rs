@@ -212,12 +212,24 @@ fn listener(
             Some(d) => optional(d),
             None => defaults.rekey_interval,
         },
+        hello_timeout: secs(cli.hello_timeout, t.hello_timeout).unwrap_or(defaults.hello_timeout),
+        max_connections_per_source: cli
+            .max_connections_per_source
+            .or(t.max_connections_per_source)
+            .unwrap_or(defaults.max_connections_per_source),
+        max_handshakes_per_source: cli
+            .max_handshakes_per_source
+            .or(t.max_handshakes_per_source)
+            .unwrap_or(defaults.max_handshakes_per_source),
     };
     limits.check().map_err(|e| {
         let flag_given = match e.field {
             "handshake_timeout" => cli.handshake_timeout.is_some(),
             "max_connections" => cli.max_connections.is_some(),
             "max_handshakes" => cli.max_handshakes.is_some(),
+            "hello_timeout" => cli.hello_timeout.is_some(),
+            "max_connections_per_source" => cli.max_connections_per_source.is_some(),
+            "max_handshakes_per_source" => cli.max_handshakes_per_source.is_some(),
             "max_streams" => cli.max_streams.is_some(),
             "max_message" => cli.max_message.is_some(),
             _ => false,

@@ -12,6 +12,8 @@
 //!   cancellable, with an idle timeout and a per-chunk observer;
 //! * [`proxy_protocol`]: the PROXY v2 codec, trusted-source ranges
 //!   ([`Cidr`]), and reading a trusted source's header;
+//! * [`PerSource`]: how many connections or handshakes one source address
+//!   may hold at once;
 //! * [`RateLimiter`] and [`warn_limited!`]: warnings a flood cannot flood;
 //! * [`io_reason`] and [`Secs`]: one way to say what went wrong with I/O and
 //!   to print a duration.
@@ -28,6 +30,7 @@
 
 mod describe;
 mod endpoint;
+mod per_source;
 pub mod proxy_protocol;
 pub mod pump;
 mod ratelimit;
@@ -35,6 +38,7 @@ pub mod service;
 
 pub use describe::{io_reason, Secs};
 pub use endpoint::{Endpoint, EndpointError, Listener, ReadHalf, Replay, Stream, WriteHalf};
+pub use per_source::{PerSource, SourceSlot};
 pub use proxy_protocol::{Cidr, CidrError};
 pub use ratelimit::RateLimiter;
 

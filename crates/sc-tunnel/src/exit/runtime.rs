@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use sc_handshake::ServerConfig;
 use sc_net::proxy_protocol::{self, read_header, sends_something, HeaderRead, Signature};
 use sc_net::service::{self, Bound, Conn, Handler, Refusal, Service, WhenFull};
-use sc_net::{io_reason, warn_limited, Endpoint, Replay, Secs, Stream};
+use sc_net::{io_reason, warn_limited, Endpoint, PerSource, Replay, Secs, SourceSlot, Stream};
 use sc_pki::{CredentialStore, UnixTime};
 use sc_session::{Acceptor, MuxSession, RekeyPolicy, SessionConfig};
 use sc_wire::first::{classify, Verdict, MAX_HELLO_RECORD};
@@ -134,6 +134,10 @@ struct ListenerState {
     proxy: ProxyProtocol,
     services: Vec<super::settings::Service>,
     store: CredentialStore<Snapshot>,
+    /// Connections each source holds ([`Limits::max_connections_per_source`]).
+    per_source_connections: Arc<PerSource>,
+    /// Handshakes each source runs ([`Limits::max_handshakes_per_source`]).
+    per_source_handshakes: Arc<PerSource>,
 }
 
 /// A running server: `sc-net`'s listener lifecycle with one handler per
@@ -197,6 +201,8 @@ impl Server {
                 listen: s.listen,
                 local: local.clone(),
                 mode: s.mode,
+                per_source_connections: PerSource::new(s.limits.max_connections_per_source),
+                per_source_handshakes: PerSource::new(s.limits.max_handshakes_per_source),
                 limits: s.limits,
                 proxy: s.proxy_protocol,
                 services: s.services,
@@ -461,6 +467,35 @@ async fn read_hello(
     }
 }
 
+/// A place for `source` in `caps` (`Some(None)` for a source that is not
+/// capped: a Unix socket's peer), or `None`, logged, when it holds its share.
+fn take_source(
+    caps: &Arc<PerSource>,
+    source: Option<std::net::IpAddr>,
+    what: &str,
+    state: &ListenerState,
+    log: &sc_net::RateLimiter,
+    peer: &str,
+) -> Option<Option<SourceSlot>> {
+    let Some(ip) = source else {
+        return Some(None);
+    };
+    match caps.try_take(ip) {
+        Some(slot) => Some(Some(slot)),
+        None => {
+            warn_limited!(
+                log,
+                "per-source",
+                listener = %state.local,
+                peer = %peer,
+                "per-source limit: {ip} already holds {} {what} here: refused with going away",
+                caps.max()
+            );
+            None
+        }
+    }
+}
+
 /// One connection: its PROXY header (from a trusted source) or the check
 /// that it sends none (from any other), the ClientHello, a handshake slot,
 /// the handshake, then the session; log its end.
@@ -537,7 +572,25 @@ async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, con
     }
     let peer = origin.peer();
     let via = origin.via().map(tracing::field::display);
-    let head = match read_hello(&mut io, deadline, !trusted, stop).await {
+    // One source (the balancer's report, else the TCP peer; a Unix socket's
+    // peers are one local source, not capped here) holds at most its share.
+    let source = origin
+        .client
+        .map(|a| a.ip())
+        .or_else(|| origin.tcp_peer.parse::<SocketAddr>().ok().map(|a| a.ip()));
+    let Some(_source_connection) = take_source(
+        &state.per_source_connections,
+        source,
+        "connections",
+        state,
+        log,
+        &peer,
+    ) else {
+        service::refuse(io, &alert_record(AlertCode::GOING_AWAY)).await;
+        return;
+    };
+    let hello_deadline = deadline.min(started + state.limits.hello_timeout);
+    let head = match read_hello(&mut io, hello_deadline, !trusted, stop).await {
         Hello::Ready(head) => head,
         Hello::Stopped => return,
         Hello::UntrustedProxyHeader => {
@@ -557,7 +610,7 @@ async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, con
                 "handshake",
                 listener = %state.local,
                 peer = %peer,
-                reason = %format!("timeout: no complete ClientHello within {}", Secs(state.limits.handshake_timeout)),
+                reason = %format!("timeout: no complete ClientHello within {}", Secs(state.limits.hello_timeout.min(state.limits.handshake_timeout))),
                 "handshake failed"
             );
             service::refuse(io, &alert_record(AlertCode::TIMEOUT)).await;
@@ -566,6 +619,19 @@ async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, con
     };
     let io: Inbound = Replay::new(head, io);
 
+    // A source over its handshake share is refused at once: its ClientHellos
+    // cost ML-KEM and X25519 work each, and waiting would hold slots.
+    let Some(source_handshake) = take_source(
+        &state.per_source_handshakes,
+        source,
+        "handshakes",
+        state,
+        log,
+        &peer,
+    ) else {
+        service::refuse(io, &alert_record(AlertCode::GOING_AWAY)).await;
+        return;
+    };
     let slot = tokio::select! {
         biased;
         _ = stop.cancelled() => return,
@@ -601,6 +667,7 @@ async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, con
         r = acceptor.accept(io) => r,
     };
     drop(slot);
+    drop(source_handshake);
     let stream = match accepted {
         Ok(stream) => stream,
         Err(e) => {

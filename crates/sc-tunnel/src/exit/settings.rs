@@ -13,10 +13,19 @@ use sc_wire::streams::ServiceName;
 
 use super::proxy::ProxyProtocol;
 
-/// Sessions a listener holds at once, handshaking or established (100).
-pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
+/// Sessions a listener holds at once, handshaking or established (1,000; a
+/// connection waiting for its ClientHello holds a task and a 2 KiB buffer,
+/// and the per-source caps keep one host from taking them all).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1000;
 /// Handshakes a listener runs at once (50).
 pub const DEFAULT_MAX_HANDSHAKES: usize = 50;
+/// Default connections one source address may hold at once, per listener.
+pub const DEFAULT_MAX_CONNECTIONS_PER_SOURCE: usize = 32;
+/// Default handshakes one source address may run at once, per listener.
+pub const DEFAULT_MAX_HANDSHAKES_PER_SOURCE: usize = 8;
+/// Default wait for a complete ClientHello (5 s), within the handshake
+/// timeout: a connection that sends nothing gives its slot back soon.
+pub const DEFAULT_HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time a client has, from its TCP connection, to complete the handshake
 /// (30 s), waiting for a handshake slot included.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = sc_session::DEFAULT_HANDSHAKE_TIMEOUT;
@@ -242,6 +251,17 @@ pub struct Limits {
     /// Re-key a session this often (SPEC §15), if the client offers it;
     /// `None`: not by time (the volume limits still apply).
     pub rekey_interval: Option<Duration>,
+    /// From the TCP connection (or its PROXY header) to a complete
+    /// ClientHello; within the handshake timeout. A connection that takes
+    /// longer gets the timeout alert.
+    pub hello_timeout: Duration,
+    /// Connections one source address (the PROXY v2 source from a trusted
+    /// balancer, else the TCP peer) may hold at once; one more is refused
+    /// with `going away`.
+    pub max_connections_per_source: usize,
+    /// Handshakes one source address may run at once; one more is refused
+    /// with `going away` at once (it does not wait for a slot).
+    pub max_handshakes_per_source: usize,
 }
 
 impl Default for Limits {
@@ -255,6 +275,9 @@ impl Default for Limits {
             keepalive: Some(DEFAULT_KEEPALIVE),
             max_streams: sc_session::streams::DEFAULT_MAX_STREAMS,
             rekey_interval: Some(sc_session::rekey::DEFAULT_REKEY_INTERVAL),
+            hello_timeout: DEFAULT_HELLO_TIMEOUT,
+            max_connections_per_source: DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
+            max_handshakes_per_source: DEFAULT_MAX_HANDSHAKES_PER_SOURCE,
         }
     }
 }
@@ -284,6 +307,24 @@ impl Limits {
         }
         if self.max_handshakes == 0 {
             return err("max_handshakes", "the handshake limit must be at least 1");
+        }
+        if self.hello_timeout.is_zero() {
+            return err(
+                "hello_timeout",
+                "the ClientHello timeout must be more than 0 seconds",
+            );
+        }
+        if self.max_connections_per_source == 0 {
+            return err(
+                "max_connections_per_source",
+                "the per-source connection limit must be at least 1",
+            );
+        }
+        if self.max_handshakes_per_source == 0 {
+            return err(
+                "max_handshakes_per_source",
+                "the per-source handshake limit must be at least 1",
+            );
         }
         if self.max_streams == 0 {
             return err("max_streams", "the stream limit must be at least 1");
