@@ -1447,6 +1447,9 @@ async fn idle_relayed_session_memory() {
         &format!("svc.test={}", a.addr),
         "--max-connections",
         "2000",
+        // All from one loopback address.
+        "--max-connections-per-source",
+        "2000",
         "--health-interval",
         "0",
     ])

@@ -45,6 +45,7 @@ sovereign_chain::config_file! {
         fallback: String,
         proxy_protocol: String,
         max_connections: usize,
+        max_connections_per_source: usize,
         hello_timeout: Seconds,
         peek_timeout: Seconds,
         connect_timeout: Seconds,

@@ -164,6 +164,12 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub(crate) max_connections: Option<usize>,
 
+    /// Connections one client address may hold at once, per listener; one
+    /// more is refused with `going away` (closed, with a fallback)
+    /// [default: 32].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub(crate) max_connections_per_source: Option<usize>,
+
     /// Time a client has to send its whole ClientHello [default: 10s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Limits")]
     pub(crate) hello_timeout: Option<Duration>,

@@ -207,6 +207,10 @@ fn listener(cli: &Cli, t: &Table, at: Origin<'_>) -> Result<RelayListenerSetting
             .max_connections
             .or(t.max_connections)
             .unwrap_or(d.max_connections),
+        max_connections_per_source: cli
+            .max_connections_per_source
+            .or(t.max_connections_per_source)
+            .unwrap_or(d.max_connections_per_source),
         hello_timeout: secs(cli.hello_timeout, t.hello_timeout).unwrap_or(d.hello_timeout),
         peek_timeout: secs(cli.peek_timeout, t.peek_timeout).unwrap_or(d.peek_timeout),
         connect_timeout: secs(cli.connect_timeout, t.connect_timeout).unwrap_or(d.connect_timeout),
@@ -230,6 +234,7 @@ fn listener(cli: &Cli, t: &Table, at: Origin<'_>) -> Result<RelayListenerSetting
     if let Err(e) = settings.limits.check() {
         let flag_given = match e.field {
             "max_connections" => cli.max_connections.is_some(),
+            "max_connections_per_source" => cli.max_connections_per_source.is_some(),
             "hello_timeout" => cli.hello_timeout.is_some(),
             "peek_timeout" => cli.peek_timeout.is_some(),
             "connect_timeout" => cli.connect_timeout.is_some(),

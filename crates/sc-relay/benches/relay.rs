@@ -236,6 +236,8 @@ async fn bed(relay_side: Option<tokio::runtime::Handle>) -> Result<Bed, BoxError
         backends: vec![to(fake_addr)],
     });
     settings.limits.max_connections = 10_000;
+    // Every client here is on one loopback address.
+    settings.limits.max_connections_per_source = 10_000;
     let relay = relay_side
         .spawn(Relay::bind(RelaySettings {
             listeners: vec![settings],

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use sc_net::proxy_protocol::ProxyHeader;
 use sc_net::pump::{pump, CloseErrors, End, Observer, Options, Report, Side};
 use sc_net::service::{self, Bound, Conn, Handler, Refusal, Service, ShutdownReport, WhenFull};
-use sc_net::{io_reason, warn_limited, Endpoint, Replay, Secs, Stream};
+use sc_net::{io_reason, warn_limited, Endpoint, PerSource, Replay, Secs, Stream};
 use sc_wire::first::{classify, Verdict, MAX_HELLO_RECORD};
 use sc_wire::{Alert, AlertCode, RouteName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -97,6 +97,8 @@ struct ListenerState {
     fallback: Option<Endpoint>,
     send_proxy_v2: bool,
     limits: RelayLimits,
+    /// Connections each client address holds.
+    per_source: Arc<PerSource>,
 }
 
 impl Handler for ListenerState {
@@ -181,6 +183,7 @@ impl Relay {
                 default,
                 fallback: s.fallback.clone(),
                 send_proxy_v2: s.send_proxy_v2,
+                per_source: PerSource::new(s.limits.max_connections_per_source),
                 limits: s.limits.clone(),
             };
             bound.push((listener, local, Arc::new(state), s));
@@ -373,6 +376,28 @@ async fn read_first(io: &mut Stream, l: &ListenerState) -> First {
 /// passthrough, or a refusal; one log line at its end.
 async fn connection(mut io: Stream, peer: String, l: &ListenerState, conn: &Conn) {
     let started = Instant::now();
+    // One client address holds at most its share (a Unix socket's peers are
+    // one local source, not capped here).
+    let source = peer.parse::<std::net::SocketAddr>().ok().map(|a| a.ip());
+    let _source_slot = match source.map(|ip| (ip, l.per_source.try_take(ip))) {
+        Some((ip, None)) => {
+            warn_limited!(
+                conn.log(),
+                "per-source",
+                listener = %l.local,
+                client = %peer,
+                "per-source limit: {ip} already holds {} connections here: {}",
+                l.per_source.max(),
+                if l.fallback.is_none() { "refused with going away" } else { "closed" }
+            );
+            if l.fallback.is_none() {
+                refuse(io, AlertCode::GOING_AWAY).await;
+            }
+            return;
+        }
+        Some((_, slot)) => slot,
+        None => None,
+    };
     let first = tokio::select! {
         biased;
         _ = conn.stop().cancelled() => return,

@@ -10,6 +10,9 @@ use sc_net::Endpoint;
 /// Connections a relay listener holds at once (1,000): each costs a task and
 /// two sockets, and copy buffers only while bytes flow.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1000;
+/// Connections one client address may hold at once on a relay listener
+/// (32): one host cannot take every slot.
+pub const DEFAULT_MAX_CONNECTIONS_PER_SOURCE: usize = 32;
 /// Time a client has, from its TCP connection, to send its whole
 /// ClientHello record (10 s).
 pub const DEFAULT_HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,6 +46,9 @@ pub struct RelayLimits {
     /// Connections held at once; one more is closed at once (with the
     /// plaintext `going away` alert when the listener has no fallback).
     pub max_connections: usize,
+    /// Connections one client address may hold at once; one more is
+    /// closed at once, as above.
+    pub max_connections_per_source: usize,
     /// From the TCP connection to the whole ClientHello record; then the
     /// client gets the plaintext `timeout` alert.
     pub hello_timeout: Duration,
@@ -64,6 +70,7 @@ impl Default for RelayLimits {
     fn default() -> Self {
         Self {
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_source: DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
             hello_timeout: DEFAULT_HELLO_TIMEOUT,
             peek_timeout: DEFAULT_PEEK_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
@@ -90,6 +97,12 @@ impl RelayLimits {
         let err = |field, reason| Err(RelayLimitError { field, reason });
         if self.max_connections == 0 {
             return err("max_connections", "the connection limit must be at least 1");
+        }
+        if self.max_connections_per_source == 0 {
+            return err(
+                "max_connections_per_source",
+                "the per-source connection limit must be at least 1",
+            );
         }
         if self.hello_timeout.is_zero() {
             return err(

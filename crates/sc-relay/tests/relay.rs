@@ -322,3 +322,65 @@ async fn a_client_that_half_closes_before_the_answer_is_carried_through() {
     assert_eq!(read_to_close(&mut c).await.expect("read"), b"BYE");
     relay.shutdown(WAIT).await;
 }
+
+/// A TCP connection to `addr` from the loopback source address `from`.
+async fn tcp_from(from: &str, addr: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(format!("{from}:0").parse().expect("source"))
+        .expect("bind the source address");
+    timeout(WAIT, socket.connect(addr.parse().expect("address")))
+        .await
+        .expect("connect in time")
+        .expect("connect")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_address_cannot_take_every_connection_slot() {
+    let answers = Backend::start(hello("svc.test").len(), Then::Answer).await;
+    let mut listener = RelayListenerSettings::new(Endpoint::Tcp("127.0.0.1:0".into()));
+    listener.routes.push(Route {
+        name: RouteName::new("svc.test").expect("route"),
+        backends: vec![answers.endpoint.clone()],
+    });
+    listener.limits.max_connections_per_source = 2;
+    let relay = Relay::bind(RelaySettings {
+        listeners: vec![listener],
+        health_interval: None,
+    })
+    .await
+    .expect("relay");
+    let Endpoint::Tcp(addr) = relay.local_endpoints().remove(0) else {
+        panic!("a TCP listener");
+    };
+    // Three silent connections from 127.0.0.6: two hold its share (which
+    // two depends on the order the relay's tasks run), one is refused at
+    // once with `going away`.
+    let mut conns = Vec::new();
+    for _ in 0..3 {
+        conns.push(tcp_from("127.0.0.6", &addr).await);
+    }
+    let mut refused = 0;
+    let mut held = Vec::new();
+    for mut c in conns {
+        let mut got = [0u8; 5];
+        match timeout(Duration::from_secs(2), c.read_exact(&mut got)).await {
+            Ok(Ok(_)) => {
+                assert_eq!(got, [0xc2, 0, 0, 1, AlertCode::GOING_AWAY.0]);
+                refused += 1;
+            }
+            Ok(Err(e)) => panic!("read: {e}"),
+            Err(_) => held.push(c),
+        }
+    }
+    assert_eq!((refused, held.len()), (1, 2), "one refused, two held");
+    // Another address is relayed.
+    let mut other = tcp_from("127.0.0.7", &addr).await;
+    other.write_all(&hello("svc.test")).await.expect("hello");
+    let mut ok = [0u8; 2];
+    timeout(WAIT, other.read_exact(&mut ok))
+        .await
+        .expect("answer in time")
+        .expect("read");
+    assert_eq!(&ok, b"OK");
+}
