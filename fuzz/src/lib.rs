@@ -404,17 +404,7 @@ fn rekey_t0() -> Instant {
 
 /// `poll_rekey` on `side`, with the pair's RNG.
 fn poll_rekey(pair: &mut Pair, side: Side, after: Duration) -> Result<(), sc_session::Error> {
-    let Pair {
-        client,
-        server,
-        rng,
-        ..
-    } = pair;
-    let conn = match side {
-        Side::Client => client,
-        Side::Server => server,
-    };
-    conn.poll_rekey(rekey_t0() + after, &mut **rng).map(drop)
+    pair.poll_rekey(side, rekey_t0() + after).map(drop)
 }
 
 /// The re-key clock of `side` at `after`: the waits for the peer

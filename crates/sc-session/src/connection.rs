@@ -18,12 +18,14 @@ use std::time::{Duration, Instant};
 use rand_core::CryptoRngCore;
 use sc_handshake::{
     Action, ClientConfig, ClientHandshake, CryptoProvider, HandshakeSummary, Level, RekeyKeys,
-    ServerConfig, ServerHandshake,
+    Secret, ServerConfig, ServerHandshake,
 };
 use sc_pki::{ServerName, UnixTime};
 use sc_wire::record::{MAX_FRAGMENT_LEN, RECORD_HEADER_LEN};
 use sc_wire::streams::{ResetCode, ServiceName, StreamId};
-use sc_wire::{Alert, AlertCode, Codec, InnerType, RecordHeader, RecordKind, RouteName};
+use sc_wire::{
+    Alert, AlertCode, CipherSuite, Codec, InnerType, RecordHeader, RecordKind, RouteName,
+};
 use zeroize::Zeroize;
 
 use crate::error::{Error, RekeyError};
@@ -706,8 +708,7 @@ impl Connection {
             || read_bytes >= policy.max_bytes
             || write_bytes >= policy.max_bytes;
         if rekey.requested() || old || volume {
-            let started = rekey.start(rng);
-            rekey.tick(now);
+            let started = rekey.start(now, rng);
             let sealed = started.and_then(|init| self.seal_app(InnerType::REKEY_INIT, &init));
             sealed.map_err(|e| self.fail(e))?;
         }
@@ -1246,50 +1247,46 @@ impl Connection {
                     InitOutcome::Reply { reply, write_chain } => {
                         // The Reply is our last record of the old epoch.
                         self.seal_app(InnerType::REKEY_REPLY, &reply)?;
-                        self.write_app = Some(RecordSealer::new(
-                            self.provider,
-                            suite,
-                            self.direction(true),
-                            write_chain,
-                        )?);
-                        Ok(())
+                        self.switch_write(suite, write_chain)
                     }
                 }
             }
             InnerType::REKEY_REPLY => {
                 let out = rekey.on_reply(content)?;
                 // Every record of the peer's after its Reply is of the new
-                // epoch; the old chain is dropped (zeroized) here.
-                self.read = ReadState::Sealed {
-                    level: Level::Application,
-                    opener: RecordOpener::new(
-                        self.provider,
-                        suite,
-                        self.direction(false),
-                        out.read_chain,
-                    )?,
-                };
+                // epoch.
+                self.switch_read(suite, out.read_chain)?;
                 if !self.sent_close {
                     // The Switch is our last record of the old epoch.
                     self.seal_app(InnerType::REKEY_SWITCH, &out.switch)?;
-                    self.write_app = Some(RecordSealer::new(
-                        self.provider,
-                        suite,
-                        self.direction(true),
-                        out.write_chain,
-                    )?);
+                    self.switch_write(suite, out.write_chain)?;
                 }
                 Ok(())
             }
             _ => {
                 let chain = rekey.on_switch(content)?;
-                self.read = ReadState::Sealed {
-                    level: Level::Application,
-                    opener: RecordOpener::new(self.provider, suite, self.direction(false), chain)?,
-                };
-                Ok(())
+                self.switch_read(suite, chain)
             }
         }
+    }
+
+    /// Opens the peer's records from now on with `chain` (a new epoch's);
+    /// the old opener and its chain key are dropped and zeroized.
+    fn switch_read(&mut self, suite: CipherSuite, chain: Secret) -> Result<(), Error> {
+        let opener = RecordOpener::new(self.provider, suite, self.direction(false), chain)?;
+        self.read = ReadState::Sealed {
+            level: Level::Application,
+            opener,
+        };
+        Ok(())
+    }
+
+    /// Seals our records from now on with `chain` (a new epoch's); the old
+    /// sealer and its chain key are dropped and zeroized.
+    fn switch_write(&mut self, suite: CipherSuite, chain: Secret) -> Result<(), Error> {
+        let sealer = RecordSealer::new(self.provider, suite, self.direction(true), chain)?;
+        self.write_app = Some(sealer);
+        Ok(())
     }
 
     fn handshake_input(

@@ -29,13 +29,14 @@
 //! ```
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use rand_core::CryptoRngCore;
 use sc_handshake::{ClientConfig, ServerConfig};
 use sc_pki::{ServerName, UnixTime};
 use sc_wire::RouteName;
 
-use crate::{Connection, Error, SessionConfig, Side};
+use crate::{Connection, Error, RekeyDone, SessionConfig, Side};
 
 /// One write from one side: every byte it had ready.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,6 +150,16 @@ impl Pair {
         };
         conn.receive(bytes, now, &mut **rng)
             .map_err(|error| PairError { side: to, error })
+    }
+
+    /// Drives re-keying on `side` at `now`: [`Connection::poll_rekey`] with
+    /// the pair's RNG; the re-keys finished since the last call.
+    pub fn poll_rekey(&mut self, side: Side, now: Instant) -> Result<Vec<RekeyDone>, Error> {
+        let (conn, rng) = match side {
+            Side::Client => (&mut self.client, &mut self.rng),
+            Side::Server => (&mut self.server, &mut self.rng),
+        };
+        conn.poll_rekey(now, &mut **rng)
     }
 
     /// Moves everything `from` has to send to the other side. Returns whether

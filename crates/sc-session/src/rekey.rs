@@ -81,7 +81,7 @@ enum Pending {
         kx: Box<dyn KxSecret>,
         kem: Box<dyn KemSecret>,
         init: Vec<u8>,
-        sent: Option<Instant>,
+        sent: Instant,
     },
     /// We answered the peer's RekeyInit and wait for its Switch, after
     /// which its records open with `read_chain`.
@@ -270,7 +270,7 @@ impl Rekey {
     /// our Init, or its RekeySwitch after our Reply.
     pub(crate) fn waiting_since(&self) -> Option<(Waiting, Instant)> {
         match &self.pending {
-            Pending::Initiated { sent: Some(t), .. } => Some((Waiting::Reply, *t)),
+            Pending::Initiated { sent, .. } => Some((Waiting::Reply, *sent)),
             Pending::Replied {
                 started: Some(t), ..
             } => Some((Waiting::Switch, *t)),
@@ -291,17 +291,11 @@ impl Rekey {
     }
 
     /// Notes the time: starts the epoch clock if a switch reset it, stamps
-    /// an exchange in flight, and returns the re-keys finished since.
+    /// the peer's re-key we answered, and returns the re-keys finished since.
     pub(crate) fn tick(&mut self, now: Instant) -> Vec<RekeyDone> {
         self.epoch_started.get_or_insert(now);
-        match &mut self.pending {
-            Pending::Initiated { sent, .. } => {
-                sent.get_or_insert(now);
-            }
-            Pending::Replied { started, .. } => {
-                started.get_or_insert(now);
-            }
-            Pending::Idle => {}
+        if let Pending::Replied { started, .. } = &mut self.pending {
+            started.get_or_insert(now);
         }
         self.finished
             .drain(..)
@@ -320,8 +314,13 @@ impl Rekey {
         self.requested = false;
     }
 
-    /// Starts a re-key: the RekeyInit to send under the current epoch.
-    pub(crate) fn start(&mut self, rng: &mut dyn CryptoRngCore) -> Result<Vec<u8>, Error> {
+    /// Starts a re-key at `now`: the RekeyInit to send under the current
+    /// epoch.
+    pub(crate) fn start(
+        &mut self,
+        now: Instant,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<Vec<u8>, Error> {
         if self.in_progress() {
             return Err(Error::Internal("a re-key is already in flight"));
         }
@@ -347,7 +346,7 @@ impl Rekey {
             kx,
             kem,
             init: encoded.clone(),
-            sent: None,
+            sent: now,
         };
         self.requested = false;
         Ok(encoded)
@@ -507,7 +506,7 @@ impl Rekey {
         drop(kem);
         let (c, s) = self.advance(epoch, &dh, &ss, &init, body)?;
         let (write_chain, read_chain) = self.ours_then_theirs(c, s);
-        self.finish(epoch, self.side, sent);
+        self.finish(epoch, self.side, Some(sent));
         Ok(ReplyOutcome {
             read_chain,
             write_chain,

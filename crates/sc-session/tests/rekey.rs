@@ -94,20 +94,6 @@ fn setup(seed: u8) -> Setup {
     setup_with(seed, true, true, SessionConfig::default())
 }
 
-fn poll(pair: &mut Pair, side: Side, at: Instant) -> Result<Vec<sc_session::RekeyDone>, Error> {
-    let Pair {
-        client,
-        server,
-        rng,
-        ..
-    } = pair;
-    let conn = match side {
-        Side::Client => client,
-        Side::Server => server,
-    };
-    conn.poll_rekey(at, &mut **rng)
-}
-
 fn messages(conn: &mut sc_session::Connection) -> Vec<Vec<u8>> {
     std::iter::from_fn(|| conn.recv_message()).collect()
 }
@@ -144,7 +130,7 @@ fn either_side_re_keys_while_data_flows_and_both_reach_the_same_epoch() {
         let mut p = setup(2).pair;
         for epoch in 1..=3u32 {
             p.side(initiator).request_rekey().expect("request");
-            assert!(poll(&mut p, initiator, t0).expect("poll").is_empty());
+            assert!(p.poll_rekey(initiator, t0).expect("poll").is_empty());
             // Data keeps flowing in both directions while the re-key is in
             // flight: before, between and after its three messages.
             p.client.send_message(b"c1").expect("send");
@@ -158,7 +144,9 @@ fn either_side_re_keys_while_data_flows_and_both_reach_the_same_epoch() {
             for side in [Side::Client, Side::Server] {
                 assert_eq!(p.side(side).rekey_epoch(), Some(epoch), "{side:?}");
                 assert!(!p.side(side).rekey_in_progress());
-                let done = poll(&mut p, side, t0 + Duration::from_millis(3)).expect("poll");
+                let done = p
+                    .poll_rekey(side, t0 + Duration::from_millis(3))
+                    .expect("poll");
                 assert_eq!(done.len(), 1, "{side:?} finished one re-key");
                 assert_eq!((done[0].epoch, done[0].initiator), (epoch, initiator));
             }
@@ -179,8 +167,8 @@ fn simultaneous_re_keys_resolve_to_the_clients() {
     let mut p = setup(3).pair;
     p.client.request_rekey().expect("request");
     p.server.request_rekey().expect("request");
-    poll(&mut p, Side::Client, t0).expect("poll");
-    poll(&mut p, Side::Server, t0).expect("poll");
+    p.poll_rekey(Side::Client, t0).expect("poll");
+    p.poll_rekey(Side::Server, t0).expect("poll");
     assert!(p.client.rekey_in_progress() && p.server.rekey_in_progress());
     // Both Inits cross on the wire.
     let c = p.take_flight(Side::Client).expect("client Init");
@@ -193,7 +181,7 @@ fn simultaneous_re_keys_resolve_to_the_clients() {
     for side in [Side::Client, Side::Server] {
         assert_eq!(p.side(side).rekey_epoch(), Some(1));
         assert_eq!(p.side(side).rekeys_completed(), 1);
-        let done = poll(&mut p, side, t0).expect("poll");
+        let done = p.poll_rekey(side, t0).expect("poll");
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].initiator, Side::Client, "{side:?}");
     }
@@ -217,27 +205,32 @@ fn the_interval_and_the_volume_start_a_re_key() {
     };
     let mut p = setup_with(4, true, true, session).pair;
     // The epoch clock starts at the first poll.
-    poll(&mut p, Side::Client, t0).expect("poll");
+    p.poll_rekey(Side::Client, t0).expect("poll");
     assert_eq!(
         p.client.rekey_deadline(),
         Some(t0 + Duration::from_secs(120))
     );
-    poll(&mut p, Side::Client, t0 + Duration::from_secs(119)).expect("poll");
+    p.poll_rekey(Side::Client, t0 + Duration::from_secs(119))
+        .expect("poll");
     assert!(!p.client.rekey_in_progress());
-    poll(&mut p, Side::Client, t0 + Duration::from_secs(120)).expect("poll");
+    p.poll_rekey(Side::Client, t0 + Duration::from_secs(120))
+        .expect("poll");
     assert!(p.client.rekey_in_progress(), "the interval started one");
     p.drive().expect("drive");
     assert_eq!(p.server.rekey_epoch(), Some(1));
 
     // Volume: the server's own direction reaches 10 records.
-    poll(&mut p, Side::Server, t0 + Duration::from_secs(121)).expect("poll");
+    p.poll_rekey(Side::Server, t0 + Duration::from_secs(121))
+        .expect("poll");
     for _ in 0..9 {
         p.server.send_message(b"x").expect("send");
     }
-    poll(&mut p, Side::Server, t0 + Duration::from_secs(121)).expect("poll");
+    p.poll_rekey(Side::Server, t0 + Duration::from_secs(121))
+        .expect("poll");
     assert!(!p.server.rekey_in_progress(), "9 records");
     p.server.send_message(b"x").expect("send");
-    poll(&mut p, Side::Server, t0 + Duration::from_secs(121)).expect("poll");
+    p.poll_rekey(Side::Server, t0 + Duration::from_secs(121))
+        .expect("poll");
     assert!(p.server.rekey_in_progress(), "10 records started one");
     p.drive().expect("drive");
     assert_eq!(p.client.rekey_epoch(), Some(2));
@@ -248,14 +241,15 @@ fn an_unanswered_re_key_times_out_with_a_timeout_alert() {
     let t0 = Instant::now();
     let mut p = setup(5).pair;
     p.client.request_rekey().expect("request");
-    poll(&mut p, Side::Client, t0).expect("poll");
+    p.poll_rekey(Side::Client, t0).expect("poll");
     // The Init is lost (an attacker drops it).
     let _ = p.take_flight(Side::Client);
     assert_eq!(
         p.client.rekey_deadline(),
         Some(t0 + sc_session::DEFAULT_HANDSHAKE_TIMEOUT)
     );
-    poll(&mut p, Side::Client, t0 + Duration::from_secs(31)).expect("poll_rekey does not time out");
+    p.poll_rekey(Side::Client, t0 + Duration::from_secs(31))
+        .expect("poll_rekey does not time out");
     p.client
         .handle_rekey_timeout(t0 + Duration::from_secs(29))
         .expect("within the timeout");
@@ -281,9 +275,9 @@ fn a_withheld_switch_times_out_at_the_responder() {
     let t0 = Instant::now();
     let mut p = setup(14).pair;
     p.client.request_rekey().expect("request");
-    poll(&mut p, Side::Client, t0).expect("poll");
+    p.poll_rekey(Side::Client, t0).expect("poll");
     p.transfer(Side::Client).expect("Init");
-    poll(&mut p, Side::Server, t0).expect("the server's clock");
+    p.poll_rekey(Side::Server, t0).expect("the server's clock");
     p.transfer(Side::Server).expect("Reply");
     assert_eq!(p.client.rekeys_completed(), 1);
     let _withheld = p.take_flight(Side::Client).expect("the Switch");
@@ -323,7 +317,7 @@ fn a_peer_that_ignores_a_required_re_key_is_ended_with_rekey_required() {
         p.client.send_message(b"x").expect("send");
     }
     p.transfer(Side::Client).expect("deliver");
-    poll(&mut p, Side::Server, t0).expect("poll");
+    p.poll_rekey(Side::Server, t0).expect("poll");
     assert!(
         p.server.rekey_in_progress(),
         "the server asked for a re-key"
@@ -334,7 +328,9 @@ fn a_peer_that_ignores_a_required_re_key_is_ended_with_rekey_required() {
         p.client.send_message(b"x").expect("send");
     }
     p.transfer(Side::Client).expect("deliver");
-    let e = poll(&mut p, Side::Server, t0).expect_err("over twice the limit");
+    let e = p
+        .poll_rekey(Side::Server, t0)
+        .expect_err("over twice the limit");
     assert!(
         matches!(e, Error::Rekey(RekeyError::Required { records: 9, .. })),
         "{e}"
@@ -348,7 +344,7 @@ fn a_re_key_during_a_half_close_loses_nothing() {
     // The client starts a re-key and closes its side before the Reply.
     let mut p = setup(7).pair;
     p.client.request_rekey().expect("request");
-    poll(&mut p, Side::Client, t0).expect("poll");
+    p.poll_rekey(Side::Client, t0).expect("poll");
     p.client.send_message(b"last").expect("send");
     p.client.close().expect("close");
     p.transfer(Side::Client).expect("Init, data, Close");
@@ -375,13 +371,14 @@ fn a_re_key_during_a_half_close_loses_nothing() {
     let mut p = setup(8).pair;
     p.client.close().expect("close");
     p.server.request_rekey().expect("request");
-    poll(&mut p, Side::Server, t0).expect("poll");
+    p.poll_rekey(Side::Server, t0).expect("poll");
     p.server.send_message(b"still here").expect("send");
     p.drive().expect("drive");
     assert_eq!(messages(&mut p.client), [b"still here".to_vec()]);
     assert!(!p.server.rekey_in_progress());
     assert_eq!(p.server.rekey_deadline(), None);
-    poll(&mut p, Side::Server, t0 + Duration::from_secs(60)).expect("no timeout after a Close");
+    p.poll_rekey(Side::Server, t0 + Duration::from_secs(60))
+        .expect("no timeout after a Close");
 }
 
 /// An attacker holding a stolen epoch-0 state: the chain keys from the key
@@ -490,7 +487,7 @@ fn a_stolen_epoch_0_state_opens_epoch_0_records_and_nothing_after_the_re_key() {
     // The re-key, watched by the thief: Init, Reply and Switch are epoch-0
     // records it can read (and that is all it gets from them).
     p.client.request_rekey().expect("request");
-    poll(p, Side::Client, t0).expect("poll");
+    p.poll_rekey(Side::Client, t0).expect("poll");
     let init = p.take_flight(Side::Client).expect("Init");
     assert_eq!(
         c_thief.read(&init)[0].as_ref().map(|r| r.0),
@@ -577,7 +574,7 @@ fn tampered(seed: u8, message: InnerType, at: usize) -> Error {
     let (mut c_thief, mut s_thief) = thieves(p, &leak);
     s_thief.read(&handshake_tail(p));
     p.client.request_rekey().expect("request");
-    poll(p, Side::Client, t0).expect("poll");
+    p.poll_rekey(Side::Client, t0).expect("poll");
     let init = p.take_flight(Side::Client).expect("Init");
     let flip = |typ: InnerType, content: &mut Vec<u8>| {
         if typ == message {
