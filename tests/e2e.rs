@@ -140,6 +140,20 @@ fn spawn(bin: &str, args: &[String]) -> Child {
         .expect("spawn")
 }
 
+/// `bin` with `args`, its standard streams piped (to feed its input and
+/// read what it printed), killed when dropped.
+fn spawn_piped(bin: &str, args: &[String]) -> Child {
+    Command::new(bin)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn")
+}
+
 /// Waits until something accepts connections on `port`.
 async fn listening(port: u16) {
     timeout(WAIT, async {
@@ -164,14 +178,10 @@ async fn an_echo_round_trip_through_both_binaries() {
         .concat(),
     );
     listening(port).await;
-    let mut client = Command::new(env!("CARGO_BIN_EXE_sc-client"))
-        .args(pki.client_args(&format!("127.0.0.1:{port}")))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn sc-client");
+    let mut client = spawn_piped(
+        env!("CARGO_BIN_EXE_sc-client"),
+        &pki.client_args(&format!("127.0.0.1:{port}")),
+    );
     let mut stdin = client.stdin.take().expect("stdin");
     stdin
         .write_all(b"hello\nthe quick brown fox\n")
@@ -308,27 +318,25 @@ async fn a_tunnel_through_both_binaries() {
 async fn re_keys_every_second_and_each_shows_in_the_verbose_log() {
     let pki = Pki::new("rekey");
     let port = free_port();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_sc-server"))
-        .args(pki.server_args(&format!("127.0.0.1:{port}")))
-        .args(["--echo", "--rekey-interval", "1", "-v"])
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn sc-server");
+    let mut server = spawn_piped(
+        env!("CARGO_BIN_EXE_sc-server"),
+        &[
+            pki.server_args(&format!("127.0.0.1:{port}")),
+            ["--echo", "--rekey-interval", "1", "-v"]
+                .map(String::from)
+                .to_vec(),
+        ]
+        .concat(),
+    );
     listening(port).await;
-    let mut client = Command::new(env!("CARGO_BIN_EXE_sc-client"))
-        .args(pki.client_args(&format!("127.0.0.1:{port}")))
-        .args(["--rekey-interval", "1s", "-v"])
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn sc-client");
+    let mut client = spawn_piped(
+        env!("CARGO_BIN_EXE_sc-client"),
+        &[
+            pki.client_args(&format!("127.0.0.1:{port}")),
+            ["--rekey-interval", "1s", "-v"].map(String::from).to_vec(),
+        ]
+        .concat(),
+    );
     let mut stdin = client.stdin.take().expect("stdin");
     for i in 0..5 {
         stdin

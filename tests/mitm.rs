@@ -104,7 +104,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use logs::SecretLog;
+use logs::{Finding, SecretLog};
 use proxy::{Dir, Manipulation, Numbering, Plan, Pos, Recording};
 
 /// The handshake timeout of both ends: short, so stalls end quickly.
@@ -1833,16 +1833,7 @@ async fn every_flight_and_first_records_under_attack() {
     println!("{t}");
 
     tally.check(&Unit::ALL, &Kind::ALL);
-    assert!(
-        found.is_empty(),
-        "key material in the logs:\n{}",
-        found
-            .iter()
-            .take(10)
-            .map(|f| format!("{}: {}", f.form, f.line(&log)))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    assert_no_key_material(&found, &log);
     // The capture saw the handshakes and the failures, on every thread.
     for needle in [
         "Step 1/13",
@@ -2083,16 +2074,7 @@ async fn re_key_records_under_attack() {
     println!("{t}");
 
     tally.check(&Unit::REKEY, &Kind::REKEY);
-    assert!(
-        found.is_empty(),
-        "key material in the logs:\n{}",
-        found
-            .iter()
-            .take(10)
-            .map(|f| format!("{}: {}", f.form, f.line(&log)))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    assert_no_key_material(&found, &log);
     assert!(
         text.contains("re-key complete"),
         "the re-keys are in the logs"
@@ -2199,4 +2181,19 @@ async fn the_judge_flags_sessions_that_do_not_meet_the_requirement() {
             v.violations
         );
     }
+}
+
+/// Fails with the first findings (and their log lines) if the scan found key
+/// material in the captured log.
+fn assert_no_key_material(found: &[Finding], log: &[u8]) {
+    assert!(
+        found.is_empty(),
+        "key material in the logs:\n{}",
+        found
+            .iter()
+            .take(10)
+            .map(|f| format!("{}: {}", f.form, f.line(log)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }

@@ -94,7 +94,12 @@ impl Ca {
 
     /// A client configuration with a certificate for `name`.
     fn client(&self, name: &str) -> Arc<ClientConfig> {
-        let (cert, key) = self.leaf(&LeafSpec::client(name));
+        self.client_for(&LeafSpec::client(name))
+    }
+
+    /// A client configuration for the certificate of `spec`.
+    fn client_for(&self, spec: &LeafSpec) -> Arc<ClientConfig> {
+        let (cert, key) = self.leaf(spec);
         Arc::new(
             ClientConfig::builder()
                 .with_server_verifier(Arc::new(WebPkiServerVerifier::new(self.anchors())))
@@ -1781,17 +1786,6 @@ fn temp_dirs_are_absolute() {
 // PROXY header.
 
 impl Ca {
-    /// A client configuration for the certificate of `spec`.
-    fn client_for(&self, spec: &LeafSpec) -> Arc<ClientConfig> {
-        let (cert, key) = self.leaf(spec);
-        Arc::new(
-            ClientConfig::builder()
-                .with_server_verifier(Arc::new(WebPkiServerVerifier::new(self.anchors())))
-                .with_credential(Arc::new(Credential::new(vec![cert], key).expect("client")))
-                .build(),
-        )
-    }
-
     /// An anonymous client (a fresh self-signed certificate per session).
     fn anonymous_client(&self) -> Arc<ClientConfig> {
         Arc::new(

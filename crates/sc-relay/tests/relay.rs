@@ -153,12 +153,20 @@ fn reset(tcp: TcpStream) {
 /// A relay with one route, `svc.test`, to `backends` (in that order), no
 /// health probes (only the passive checks).
 async fn relay(backends: &[&Backend], proxy_v2: bool) -> (Relay, RelayAddr) {
+    relay_with(backends, |l| l.send_proxy_v2 = proxy_v2).await
+}
+
+/// As [`relay`], with `edit` applied to the listener's settings.
+async fn relay_with(
+    backends: &[&Backend],
+    edit: impl FnOnce(&mut RelayListenerSettings),
+) -> (Relay, RelayAddr) {
     let mut listener = RelayListenerSettings::new(Endpoint::Tcp("127.0.0.1:0".into()));
     listener.routes.push(Route {
         name: RouteName::new("svc.test").expect("route"),
         backends: backends.iter().map(|b| b.endpoint.clone()).collect(),
     });
-    listener.send_proxy_v2 = proxy_v2;
+    edit(&mut listener);
     let relay = Relay::bind(RelaySettings {
         listeners: vec![listener],
         health_interval: None,
@@ -338,21 +346,8 @@ async fn tcp_from(from: &str, addr: &str) -> TcpStream {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_client_address_cannot_take_every_connection_slot() {
     let answers = Backend::start(hello("svc.test").len(), Then::Answer).await;
-    let mut listener = RelayListenerSettings::new(Endpoint::Tcp("127.0.0.1:0".into()));
-    listener.routes.push(Route {
-        name: RouteName::new("svc.test").expect("route"),
-        backends: vec![answers.endpoint.clone()],
-    });
-    listener.limits.max_connections_per_source = 2;
-    let relay = Relay::bind(RelaySettings {
-        listeners: vec![listener],
-        health_interval: None,
-    })
-    .await
-    .expect("relay");
-    let Endpoint::Tcp(addr) = relay.local_endpoints().remove(0) else {
-        panic!("a TCP listener");
-    };
+    let (_relay, RelayAddr(addr)) =
+        relay_with(&[&answers], |l| l.limits.max_connections_per_source = 2).await;
     // Three silent connections from 127.0.0.6: two hold its share (which
     // two depends on the order the relay's tasks run), one is refused at
     // once with `going away`.
