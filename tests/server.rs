@@ -371,6 +371,7 @@ async fn help_teaches_an_example_session_the_limits_and_the_signals() {
         "session end",
         "--max-connections",
         "--max-handshakes",
+        "--max-anonymous-sessions",
         "going away",
         "no route",
         "SIGHUP",
@@ -925,6 +926,10 @@ async fn startup_errors_are_one_line_with_a_hint_and_exit_non_zero() {
     let bad_config = s
         .dir
         .write("bad.toml", "listen = \"127.0.0.1:0\"\nmax_conections = 5\n");
+    let over_quota = s.dir.write(
+        "over-quota.toml",
+        "listen = \"127.0.0.1:0\"\nmax_connections = 8\nmax_anonymous_sessions = 9\n",
+    );
     let d = |name: &str| s.dir.str(name);
     let with = |cert: &str, key: &str, extra: &[&str]| -> Vec<String> {
         let mut args: Vec<String> = [
@@ -1022,6 +1027,37 @@ async fn startup_errors_are_one_line_with_a_hint_and_exit_non_zero() {
             with(&d("cert.pem"), &d("key.pem"), &["--max-connections", "0"]),
             2,
             "error: --max-connections: the connection limit must be at least 1".into(),
+        ),
+        (
+            with(&d("cert.pem"), &d("key.pem"), &["--max-anonymous-sessions", "0"]),
+            2,
+            "error: --max-anonymous-sessions: the anonymous-session quota must be at least 1 (to \
+             admit no anonymous client, do not allow them)"
+                .into(),
+        ),
+        (
+            with(
+                &d("cert.pem"),
+                &d("key.pem"),
+                &["--max-connections", "8", "--max-anonymous-sessions", "9"],
+            ),
+            2,
+            "error: --max-anonymous-sessions: the anonymous-session quota (9) cannot be more than \
+             the connection limit (8)"
+                .into(),
+        ),
+        (
+            {
+                let mut a = with(&d("cert.pem"), &d("key.pem"), &[]);
+                a.extend(["--config".into(), over_quota.display().to_string()]);
+                a
+            },
+            2,
+            format!(
+                "error: config {}, max_anonymous_sessions: the anonymous-session quota (9) cannot \
+                 be more than the connection limit (8)",
+                over_quota.display()
+            ),
         ),
     ];
     for (args, code, expected) in cases {
@@ -2151,4 +2187,80 @@ async fn one_source_cannot_take_every_handshake_slot() {
     let mut stream = connect(&addr, &s.client).await.expect("another source");
     echo(&mut stream, "served").await;
     close(stream).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_sessions_hold_at_most_their_quota_and_certified_clients_are_not_counted() {
+    let s = Setup::new();
+    let server = Running::start(&s.args(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--allow-anonymous",
+        "--max-anonymous-sessions",
+        "2",
+    ]));
+    let addr = server.address().await;
+    let anonymous = s.ca.anonymous_client();
+    // Two anonymous sessions open and stay.
+    let mut first = connect(&addr, &anonymous).await.expect("first anonymous");
+    echo(&mut first, "one").await;
+    let mut second = connect(&addr, &anonymous).await.expect("second anonymous");
+    echo(&mut second, "two").await;
+
+    // A third is closed as its handshake completes: the sealed `going away`
+    // may come with the server's last flight, or just after it.
+    let refused = match connect(&addr, &anonymous).await {
+        Ok(mut third) => next_error(&mut third).await,
+        Err(e) => e,
+    };
+    assert_eq!(
+        refused,
+        Error::PeerAlert(AlertCode::GOING_AWAY),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("going away"), "{refused}");
+    let line = server.wait_line("anonymous-session quota").await;
+    assert!(
+        line.contains(
+            "anonymous-session quota: 2 anonymous sessions already open: refused with going away"
+        ),
+        "{line}"
+    );
+    assert!(line.contains("id=anonymous:sha256:"), "{line}");
+
+    // sc-client, anonymous too, says so.
+    let mut client = Command::new(env!("CARGO_BIN_EXE_sc-client"));
+    client
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .args(["--connect", &addr.to_string(), "--server-name", SERVER_NAME])
+        .args(["--ca", &s.dir.str("ca.pem"), "--anonymous"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let out = timeout(
+        WAIT,
+        client.spawn().expect("spawn sc-client").wait_with_output(),
+    )
+    .await
+    .expect("sc-client did not exit in time")
+    .expect("sc-client output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("going away"), "{stderr}");
+
+    // A certified client is not counted.
+    let mut certified = connect(&addr, &s.client).await.expect("certified");
+    echo(&mut certified, "certified").await;
+    echo(&mut first, "the anonymous ones still work").await;
+
+    // A place comes back when an anonymous session ends.
+    close(second).await;
+    server.wait_line("session end").await;
+    let mut again = connect(&addr, &anonymous).await.expect("after one closed");
+    echo(&mut again, "in again").await;
+    close(again).await;
+    close(first).await;
+    close(certified).await;
 }

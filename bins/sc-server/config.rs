@@ -35,6 +35,7 @@ sovereign_chain::config_file! {
         max_handshakes: usize,
         max_connections_per_source: usize,
         max_handshakes_per_source: usize,
+        max_anonymous_sessions: usize,
         hello_timeout: Seconds,
         max_message: Size,
         idle_timeout: Seconds,

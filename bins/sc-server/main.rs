@@ -76,6 +76,15 @@ Limits (each per listener):
                      only once its whole ClientHello has arrived (silent or
                      slow clients hold none), more wait for a slot, within
                      their handshake timeout
+  --max-anonymous-sessions  with --allow-anonymous, anonymous sessions held
+                     at once (a quarter of --max-connections unless given):
+                     anonymous keys cost nothing to make, so without it
+                     anonymous clients that send a KeepAlive now and then
+                     could hold every slot. One more is closed as its
+                     handshake completes, with the sealed `going away`
+                     alert (logged, rate-limited); certified clients are
+                     never counted, and a place comes back when its session
+                     ends. It costs one counter per listener.
   --handshake-timeout  from the TCP connection to a complete handshake,
                      waiting included; then the `timeout` alert
   --idle-timeout     an echo session from which nothing (no message, no
@@ -313,6 +322,13 @@ pub(crate) struct Cli {
     /// more is refused with `going away` at once [default: 8].
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub(crate) max_handshakes_per_source: Option<usize>,
+
+    /// With --allow-anonymous: established anonymous sessions held at once,
+    /// per listener, from 1 to --max-connections; one more is closed as its
+    /// handshake completes, with `going away`. Certified clients are not
+    /// counted [default: a quarter of --max-connections, 250 of 1000].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub(crate) max_anonymous_sessions: Option<usize>,
 
     /// From the TCP connection to a complete ClientHello, within the
     /// handshake timeout (5, 5s) [default: 5s].

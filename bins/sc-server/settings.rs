@@ -221,6 +221,8 @@ fn listener(
             .max_handshakes_per_source
             .or(t.max_handshakes_per_source)
             .unwrap_or(defaults.max_handshakes_per_source),
+        // Unset: a quarter of max_connections (Limits::anonymous_quota).
+        max_anonymous_sessions: cli.max_anonymous_sessions.or(t.max_anonymous_sessions),
     };
     limits.check().map_err(|e| {
         let flag_given = match e.field {
@@ -230,6 +232,7 @@ fn listener(
             "hello_timeout" => cli.hello_timeout.is_some(),
             "max_connections_per_source" => cli.max_connections_per_source.is_some(),
             "max_handshakes_per_source" => cli.max_handshakes_per_source.is_some(),
+            "max_anonymous_sessions" => cli.max_anonymous_sessions.is_some(),
             "max_streams" => cli.max_streams.is_some(),
             "max_message" => cli.max_message.is_some(),
             _ => false,

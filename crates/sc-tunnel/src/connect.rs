@@ -252,7 +252,10 @@ pub fn alert_sentence(code: AlertCode, route: Option<&str>) -> String {
                 None => "no route for this session (no route name sent)".to_owned(),
             }
         }
-        AlertCode::GOING_AWAY => "the server is shutting down",
+        AlertCode::GOING_AWAY => {
+            "the server sent going away: it is shutting down, or at one of its limits \
+             (connections, per source, anonymous sessions)"
+        }
         AlertCode::INTERNAL_ERROR => "the server failed internally",
         AlertCode::HANDSHAKE_FAILURE => {
             "the server reports a handshake failure (a signature or MAC did not verify)"
@@ -319,6 +322,7 @@ fn handshake_hint(e: &SessionError, addr: &Endpoint) -> Option<String> {
             "ask the server's operator to admit this client (sc-server --allow-client NAME)"
         }
         AlertCode::NO_COMMON_CIPHER => "try --cipher auto",
+        AlertCode::GOING_AWAY => "try again later; the server's log says which limit, if any",
         AlertCode::NO_ROUTE => {
             "the relay (or the server's tunnel exit) could not route this session: check \
              --route (default: --server-name) against the relay's routes; its log says why"
@@ -357,6 +361,7 @@ mod tests {
             "no route for db"
         );
         assert!(alert_sentence(AlertCode(0xee), None).starts_with("the server ended the session"));
+        assert!(alert_sentence(AlertCode::GOING_AWAY, None).contains("going away"));
     }
 
     #[test]

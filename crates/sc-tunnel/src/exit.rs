@@ -31,6 +31,12 @@
 //!   from the TCP connection, waiting included: a connection that gets no
 //!   slot in time is refused with `going away`, one that does not complete
 //!   its handshake in time gets the `timeout` alert.
+//! * **Anonymous-session quota**: with anonymous clients allowed, at most
+//!   [`Limits::anonymous_quota`] established anonymous sessions at once (a
+//!   quarter of `max_connections` by default); an anonymous client whose
+//!   handshake completes while they are all taken is closed at once with the
+//!   sealed `going away` alert, logged, rate-limited. Certified clients are
+//!   not counted; a place comes back when its session ends.
 //! * **Idle timeout**: an echo session from which nothing (no message, no
 //!   KeepAlive) has come for the idle timeout gets the `timeout` alert; a
 //!   tunnel in which no byte moved either way is closed.
@@ -97,6 +103,7 @@
 
 mod credentials;
 mod proxy;
+mod quota;
 mod runtime;
 mod session;
 mod settings;
@@ -108,8 +115,9 @@ pub use runtime::{ReloadOutcome, Server, ShutdownReport, StartError};
 pub use sc_net::{Cidr, CidrError};
 pub use settings::{
     AccessError, CipherChoice, ClientAccess, CredentialFiles, Credentials, FileCredentials,
-    LimitError, Limits, ListenerSettings, Mode, Service, BACKEND_CONNECT_TIMEOUT, DEFAULT_GRACE,
-    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_HELLO_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_KEEPALIVE,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_SOURCE, DEFAULT_MAX_HANDSHAKES,
-    DEFAULT_MAX_HANDSHAKES_PER_SOURCE, DEFAULT_MAX_MESSAGE, MAX_MESSAGE_LIMIT,
+    LimitError, Limits, ListenerSettings, Mode, Service, BACKEND_CONNECT_TIMEOUT,
+    DEFAULT_ANONYMOUS_SHARE, DEFAULT_GRACE, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_HELLO_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_KEEPALIVE, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_SOURCE, DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_HANDSHAKES_PER_SOURCE,
+    DEFAULT_MAX_MESSAGE, MAX_MESSAGE_LIMIT,
 };

@@ -22,7 +22,8 @@ pub use sc_net::service::ShutdownReport;
 
 use super::credentials::{load, CredentialError};
 use super::proxy::{Origin, ProxyProtocol, PROXY_HEADER_TIMEOUT};
-use super::session::{echo, forward, Counts, Inbound, SessionEnd};
+use super::quota::Quota;
+use super::session::{abort, echo, forward, Counts, Inbound, SessionEnd};
 use super::settings::{Credentials, LimitError, Limits, ListenerSettings, Mode};
 use super::streams::{self, StreamContext};
 
@@ -138,6 +139,8 @@ struct ListenerState {
     per_source_connections: Arc<PerSource>,
     /// Handshakes each source runs ([`Limits::max_handshakes_per_source`]).
     per_source_handshakes: Arc<PerSource>,
+    /// Established anonymous sessions ([`Limits::anonymous_quota`]).
+    anonymous: Arc<Quota>,
 }
 
 /// A running server: `sc-net`'s listener lifecycle with one handler per
@@ -203,6 +206,7 @@ impl Server {
                 mode: s.mode,
                 per_source_connections: PerSource::new(s.limits.max_connections_per_source),
                 per_source_handshakes: PerSource::new(s.limits.max_handshakes_per_source),
+                anonymous: Quota::new(s.limits.anonymous_quota()),
                 limits: s.limits,
                 proxy: s.proxy_protocol,
                 services: s.services,
@@ -237,6 +241,15 @@ impl Server {
                     "{}: every backend connection starts with a PROXY v2 header (client address and verified identity)",
                     state.local
                 );
+            }
+            if let Credentials::Files(f) = &state.store.current().source {
+                if f.access.allow_anonymous {
+                    tracing::info!(
+                        "{}: anonymous clients allowed, at most {} anonymous sessions at once",
+                        state.local,
+                        state.anonymous.max()
+                    );
+                }
             }
             for w in warnings {
                 tracing::warn!("{w}");
@@ -668,7 +681,7 @@ async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, con
     };
     drop(slot);
     drop(source_handshake);
-    let stream = match accepted {
+    let mut stream = match accepted {
         Ok(stream) => stream,
         Err(e) => {
             let reason = e.to_string();
@@ -686,6 +699,30 @@ async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, con
         }
     };
     let info = stream.info().clone();
+    // An anonymous client holds one of the listener's anonymous places for
+    // the whole session (certified clients are not counted); none free:
+    // closed at once, sealed, with `going away`.
+    let _anonymous = if info.peer().anonymous {
+        match state.anonymous.try_take() {
+            Some(place) => Some(place),
+            None => {
+                warn_limited!(
+                    log,
+                    "anonymous",
+                    listener = %state.local,
+                    peer = %peer,
+                    via,
+                    id = %info.peer(),
+                    "anonymous-session quota: {} anonymous sessions already open: refused with going away",
+                    state.anonymous.max()
+                );
+                abort(&mut stream, AlertCode::GOING_AWAY).await;
+                return;
+            }
+        }
+    } else {
+        None
+    };
     tracing::debug!(
         listener = %state.local,
         peer = %peer,

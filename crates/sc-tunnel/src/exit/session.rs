@@ -78,7 +78,7 @@ fn failed(e: &sc_session::Error) -> SessionEnd {
 }
 
 /// Sends an alert, waiting at most [`CLOSE_WRITE_TIMEOUT`].
-async fn abort(stream: &mut SecureStream<Inbound>, code: AlertCode) {
+pub(crate) async fn abort(stream: &mut SecureStream<Inbound>, code: AlertCode) {
     let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, stream.abort(code)).await;
 }
 

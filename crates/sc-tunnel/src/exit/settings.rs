@@ -23,6 +23,10 @@ pub const DEFAULT_MAX_HANDSHAKES: usize = 50;
 pub const DEFAULT_MAX_CONNECTIONS_PER_SOURCE: usize = 32;
 /// Default handshakes one source address may run at once, per listener.
 pub const DEFAULT_MAX_HANDSHAKES_PER_SOURCE: usize = 8;
+/// Default share of the connection limit anonymous sessions may hold: a
+/// quarter (250 of the default 1,000), so anonymous clients cannot take the
+/// slots certified ones need.
+pub const DEFAULT_ANONYMOUS_SHARE: usize = 4;
 /// Default wait for a complete ClientHello (5 s), within the handshake
 /// timeout: a connection that sends nothing gives its slot back soon.
 pub const DEFAULT_HELLO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -262,6 +266,13 @@ pub struct Limits {
     /// Handshakes one source address may run at once; one more is refused
     /// with `going away` at once (it does not wait for a slot).
     pub max_handshakes_per_source: usize,
+    /// Established anonymous sessions held at once (with
+    /// [`ClientAccess::allow_anonymous`]); an anonymous session that
+    /// completes its handshake while they are all taken is closed at once
+    /// with the sealed `going away` alert. Certified clients are not
+    /// counted. `None`: a quarter of `max_connections`, at least 1
+    /// ([`Limits::anonymous_quota`]).
+    pub max_anonymous_sessions: Option<usize>,
 }
 
 impl Default for Limits {
@@ -278,6 +289,7 @@ impl Default for Limits {
             hello_timeout: DEFAULT_HELLO_TIMEOUT,
             max_connections_per_source: DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
             max_handshakes_per_source: DEFAULT_MAX_HANDSHAKES_PER_SOURCE,
+            max_anonymous_sessions: None,
         }
     }
 }
@@ -287,6 +299,13 @@ impl Default for Limits {
 pub const MAX_MESSAGE_LIMIT: usize = 64 * 1024 * 1024;
 
 impl Limits {
+    /// Established anonymous sessions held at once: `max_anonymous_sessions`,
+    /// else a quarter of `max_connections` (at least 1).
+    pub fn anonymous_quota(&self) -> usize {
+        self.max_anonymous_sessions
+            .unwrap_or((self.max_connections / DEFAULT_ANONYMOUS_SHARE).max(1))
+    }
+
     /// Checks the limits are usable: the first one that is not, by its name
     /// (`max_connections`, …), and why.
     pub fn check(&self) -> Result<(), LimitError> {
@@ -325,6 +344,24 @@ impl Limits {
                 "max_handshakes_per_source",
                 "the per-source handshake limit must be at least 1",
             );
+        }
+        match self.max_anonymous_sessions {
+            Some(0) => {
+                return err(
+                    "max_anonymous_sessions",
+                    "the anonymous-session quota must be at least 1 (to admit no anonymous client, do not allow them)",
+                )
+            }
+            Some(n) if n > self.max_connections => {
+                return err(
+                    "max_anonymous_sessions",
+                    &format!(
+                        "the anonymous-session quota ({n}) cannot be more than the connection limit ({})",
+                        self.max_connections
+                    ),
+                )
+            }
+            _ => {}
         }
         if self.max_streams == 0 {
             return err("max_streams", "the stream limit must be at least 1");
@@ -388,6 +425,40 @@ pub struct ListenerSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_anonymous_quota_is_a_quarter_by_default_and_from_1_to_the_connection_limit() {
+        let limits = |max_connections, max_anonymous_sessions| Limits {
+            max_connections,
+            max_anonymous_sessions,
+            ..Limits::default()
+        };
+        assert_eq!(Limits::default().anonymous_quota(), 250);
+        assert_eq!(limits(100, None).anonymous_quota(), 25);
+        assert_eq!(limits(3, None).anonymous_quota(), 1, "at least 1");
+        assert_eq!(limits(1000, Some(7)).anonymous_quota(), 7);
+        for ok in [limits(1, None), limits(10, Some(1)), limits(10, Some(10))] {
+            assert_eq!(ok.check(), Ok(()), "{ok:?}");
+        }
+        assert_eq!(
+            limits(10, Some(0)).check(),
+            Err(LimitError {
+                field: "max_anonymous_sessions",
+                reason: "the anonymous-session quota must be at least 1 \
+                         (to admit no anonymous client, do not allow them)"
+                    .into(),
+            })
+        );
+        assert_eq!(
+            limits(10, Some(11)).check(),
+            Err(LimitError {
+                field: "max_anonymous_sessions",
+                reason: "the anonymous-session quota (11) cannot be more than the connection \
+                         limit (10)"
+                    .into(),
+            })
+        );
+    }
 
     fn access(names: &[&str], allow_anonymous: bool) -> ClientAccess {
         ClientAccess {
