@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use rand_core::CryptoRngCore;
 use sc_pki::{anonymous_credential, Credential, ServerName, UnixTime, VerifiedPeer};
-use sc_wire::messages::MLKEM768_CT_LEN;
+use sc_wire::messages::{HANDSHAKE_HEADER_LEN, MLKEM768_CT_LEN};
 use sc_wire::{
     ClientCertKind, ClientCertSend, ClientHello, Codec, HandshakeMessage, HandshakeType,
     MlKemEncapsulationKey, ProtocolVersion, Random, RouteName, Signature,
@@ -90,7 +90,9 @@ impl ClientHandshake {
         let mut flight = Vec::new();
         let range = push_message(&mut flight, &HandshakeMessage::ClientHello(hello));
         let mut transcript = Transcript::new(provider);
-        transcript.add(&flight[range]);
+        transcript.add(&flight[range.clone()]);
+        // Kept for a cookie retry, which repeats it byte for byte.
+        let hello = config.cookie_retry.then(|| flight[range].to_vec());
         log_step(
             ROLE,
             HandshakeType::CLIENT_HELLO,
@@ -105,6 +107,7 @@ impl ClientHandshake {
             kx,
             kem,
             transcript,
+            hello,
         }));
         Ok((
             Self { state },
@@ -178,12 +181,50 @@ struct ExpectServerHello {
     kx: Box<dyn KxSecret>,
     kem: Box<dyn KemSecret>,
     transcript: Transcript,
+    /// The ClientHello message, while a cookie retry may still come (the
+    /// capability offered, no retry yet).
+    hello: Option<Vec<u8>>,
 }
 
 impl ExpectServerHello {
     fn handle(mut self, payload: &[u8], actions: &mut Vec<Action>) -> Result<State, Error> {
         let provider = self.config.provider;
         let mut flight = FlightReader::new(payload);
+        if flight.peek() == Some(HandshakeType::HELLO_RETRY) {
+            // SPEC §4.5: at most once, and only when offered.
+            let Some(hello) = self.hello.take() else {
+                return Err(PeerMisbehaved::UnexpectedMessage {
+                    expected: "ServerHello",
+                    got: HandshakeType::HELLO_RETRY,
+                }
+                .into());
+            };
+            let (msg, raw) = flight.expect(HandshakeType::HELLO_RETRY)?;
+            flight.finish(HandshakeType::HELLO_RETRY)?;
+            let cookie = payload!(msg, HelloRetry);
+            self.transcript.add(raw);
+            log_step(
+                ROLE,
+                HandshakeType::HELLO_RETRY,
+                &format!(
+                    "received: the server is busy and asks for its {}-byte cookie back",
+                    cookie.as_bytes().len()
+                ),
+            );
+            let mut again = Vec::with_capacity(HANDSHAKE_HEADER_LEN + 65 + hello.len());
+            push_message(&mut again, &HandshakeMessage::CookieEcho(cookie));
+            again.extend_from_slice(&hello);
+            log_step(
+                ROLE,
+                HandshakeType::COOKIE_ECHO,
+                "sent: the cookie, then the same ClientHello",
+            );
+            actions.push(Action::Send {
+                level: Level::Plaintext,
+                messages: Zeroizing::new(again),
+            });
+            return Ok(State::ExpectServerHello(Box::new(self)));
+        }
         let (msg, raw) = flight.expect(HandshakeType::SERVER_HELLO)?;
         flight.finish(HandshakeType::SERVER_HELLO)?;
         let sh = payload!(msg, ServerHello);
@@ -657,6 +698,9 @@ fn offered_suites(config: &ClientConfig) -> Vec<sc_wire::CipherSuite> {
     }
     if config.rekey {
         suites.push(sc_wire::CipherSuite::REKEY);
+    }
+    if config.cookie_retry {
+        suites.push(sc_wire::CipherSuite::COOKIE);
     }
     suites
 }

@@ -63,6 +63,7 @@ pub struct ClientConfig {
     pub(crate) key_log: Option<Arc<dyn KeyLog>>,
     pub(crate) streams: bool,
     pub(crate) rekey: bool,
+    pub(crate) cookie_retry: bool,
 }
 
 impl ClientConfig {
@@ -102,6 +103,21 @@ impl ClientConfig {
     /// keys, so a stolen session state stops working.
     pub fn with_rekey(mut self, on: bool) -> Self {
         self.rekey = on;
+        self
+    }
+
+    /// Whether the client offers to answer a cookie retry (SPEC §4.5).
+    pub fn cookie_retry(&self) -> bool {
+        self.cookie_retry
+    }
+
+    /// Offers to answer a server's cookie retry (on by default): a server
+    /// under load then asks for a cookie back before its expensive work,
+    /// which costs one more round trip, instead of refusing the client.
+    /// Off, the ClientHello is as without the capability (the v1 test
+    /// vectors are recorded so).
+    pub fn with_cookie_retry(mut self, on: bool) -> Self {
+        self.cookie_retry = on;
         self
     }
 
@@ -235,6 +251,7 @@ impl ConfigBuilder<ClientReady> {
             key_log: self.state.key_log,
             streams: false,
             rekey: false,
+            cookie_retry: true,
         }
     }
 }

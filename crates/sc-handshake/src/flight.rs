@@ -46,6 +46,11 @@ impl<'a> FlightReader<'a> {
         Ok((msg, &rest[..len]))
     }
 
+    /// The type of the next message, if there is one.
+    pub(crate) fn peek(&self) -> Option<HandshakeType> {
+        self.buf.get(self.pos).map(|t| HandshakeType(*t))
+    }
+
     /// Fails if anything is left after the flight's last message.
     pub(crate) fn finish(self, after: HandshakeType) -> Result<(), Error> {
         if self.pos != self.buf.len() {

@@ -88,6 +88,7 @@
 
 mod client;
 mod config;
+pub mod cookie;
 pub mod crypto;
 mod error;
 mod flight;

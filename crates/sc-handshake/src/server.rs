@@ -145,6 +145,16 @@ fn handle_client_hello(
 ) -> Result<State, Error> {
     let provider = config.provider;
     let mut flight = FlightReader::new(payload);
+    // After a cookie retry (SPEC §4.5) the ClientHello comes behind a
+    // CookieEcho. The driver checked the cookie before the handshake
+    // started; here it is bound into the transcript.
+    let retry = match flight.peek() {
+        Some(HandshakeType::COOKIE_ECHO) => {
+            let (msg, _) = flight.expect(HandshakeType::COOKIE_ECHO)?;
+            Some(payload!(msg, CookieEcho))
+        }
+        _ => None,
+    };
     let (msg, raw1) = flight.expect(HandshakeType::CLIENT_HELLO)?;
     flight.finish(HandshakeType::CLIENT_HELLO)?;
     let ch = payload!(msg, ClientHello);
@@ -169,6 +179,15 @@ fn handle_client_hello(
         HandshakeType::CLIENT_HELLO,
         &format!("received: offered {:?}, route {:?}", ch.suites, ch.route),
     );
+    if let Some(cookie) = &retry {
+        // The HelloRetry as it was sent: the cookie is all it holds.
+        transcript.add(&crate::cookie::retry_message(cookie));
+        log_step(
+            ROLE,
+            HandshakeType::COOKIE_ECHO,
+            "received: the cookie of our HelloRetry, bound into the transcript",
+        );
+    }
 
     let mut random = [0u8; 32];
     rng.fill_bytes(&mut random);

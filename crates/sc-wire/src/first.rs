@@ -86,7 +86,9 @@ pub fn classify(bytes: &[u8]) -> Verdict {
         return Verdict::NeedMore;
     };
     let typ = HandshakeType(first);
-    if typ != HandshakeType::CLIENT_HELLO {
+    // After a cookie retry (SPEC §4.5) the first flight is CookieEcho ‖
+    // ClientHello; the server reads it as a first record again.
+    if typ != HandshakeType::CLIENT_HELLO && typ != HandshakeType::COOKIE_ECHO {
         return Verdict::Foreign {
             reason: format!("the first handshake message is {typ}, not a ClientHello"),
             alert: AlertCode::UNEXPECTED_MESSAGE,
@@ -105,7 +107,13 @@ pub fn classify(bytes: &[u8]) -> Verdict {
         }
         return Verdict::NeedMore;
     }
-    match HandshakeMessage::decode(&body[..header.len]) {
+    let mut flight = Reader::new(&body[..header.len]);
+    let first = match HandshakeMessage::read(&mut flight) {
+        Ok(HandshakeMessage::CookieEcho(_)) => HandshakeMessage::read(&mut flight),
+        other => other,
+    };
+    let whole = first.and_then(|m| flight.expect_empty("message").map(|()| m));
+    match whole {
         Ok(HandshakeMessage::ClientHello(ch)) => Verdict::Hello {
             len: RECORD_HEADER_LEN + header.len,
             route: ch.route,

@@ -40,7 +40,7 @@ pub use codec::{Codec, LengthWidth, Reader};
 pub use error::InvalidMessage;
 pub use messages::{
     CertChain, CertificateBytes, CipherSuite, ClientCertKind, ClientCertRequest, ClientCertSend,
-    ClientHello, DistinguishedName, HandshakeMessage, HandshakeType, Mac, MlKemCiphertext,
+    ClientHello, Cookie, DistinguishedName, HandshakeMessage, HandshakeType, Mac, MlKemCiphertext,
     MlKemEncapsulationKey, OrderSeed, ProtocolVersion, Random, RouteName, SeedCode, SeedCodeSecret,
     ServerHello, Signature, X25519Public,
 };

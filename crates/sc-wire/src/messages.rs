@@ -73,6 +73,9 @@ wire_enum! {
         STREAMS = 0xfe01 => "streams (capability)",
         /// Not an AEAD: the client offers in-session re-keying (SPEC §15).
         REKEY = 0xfe02 => "re-keying (capability)",
+        /// Not an AEAD: the client can answer a HelloRetry with a
+        /// CookieEcho (SPEC §4.5).
+        COOKIE = 0xfe03 => "cookie retry (capability)",
     }
 }
 
@@ -85,7 +88,8 @@ impl CipherSuite {
 }
 
 wire_enum! {
-    /// The handshake message type, equal to the message's step number.
+    /// The handshake message type: the message's step number (1–13), or
+    /// one of the two messages of the cookie retry, which are not steps.
     HandshakeType(u8) {
         /// Step 1.
         CLIENT_HELLO = 1 => "ClientHello",
@@ -113,13 +117,73 @@ wire_enum! {
         SERVER_AUTH = 12 => "ServerAuth",
         /// Step 13.
         SECURE_ACK = 13 => "SecureAck",
+        /// Not a step: a server under load asks for its cookie back
+        /// (SPEC §4.5).
+        HELLO_RETRY = 0x81 => "HelloRetry",
+        /// Not a step: the client returns the cookie, before its
+        /// ClientHello again.
+        COOKIE_ECHO = 0x82 => "CookieEcho",
     }
 }
 
 impl HandshakeType {
-    /// The step number (1–13).
+    /// The step number (1–13); for the retry messages, their type.
     pub fn step(self) -> u8 {
         self.0
+    }
+}
+
+/// The most bytes a cookie may have.
+pub const MAX_COOKIE_LEN: usize = 64;
+
+/// The opaque cookie of a HelloRetry and its CookieEcho (1–64 bytes). Only
+/// the server that made it reads it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Cookie(Vec<u8>);
+
+impl Cookie {
+    /// Wraps a cookie, checking its length.
+    pub fn new(bytes: Vec<u8>) -> Result<Self, InvalidMessage> {
+        Self::check(&bytes)?;
+        Ok(Self(bytes))
+    }
+
+    fn check(bytes: &[u8]) -> Result<(), InvalidMessage> {
+        match bytes.len() {
+            0 => Err(InvalidMessage::TooShort {
+                what: "cookie",
+                len: 0,
+                min: 1,
+            }),
+            n if n > MAX_COOKIE_LEN => Err(InvalidMessage::TooLong {
+                what: "cookie",
+                len: n,
+                max: MAX_COOKIE_LEN,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The cookie's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Cookie {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Cookie({} bytes)", self.0.len())
+    }
+}
+
+impl Codec for Cookie {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_bytes(out, LengthWidth::U8, &self.0);
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, InvalidMessage> {
+        let bytes = r.bytes(LengthWidth::U8, 1, MAX_COOKIE_LEN, "cookie")?;
+        Ok(Self(bytes.to_vec()))
     }
 }
 
@@ -690,6 +754,11 @@ pub enum HandshakeMessage {
     /// Step 13: the server's MAC over the transcript through step 12,
     /// sent under the final record keys.
     SecureAck(Mac),
+    /// Not a step: the server's answer to a ClientHello under load (SPEC
+    /// §4.5), in place of the ServerHello.
+    HelloRetry(Cookie),
+    /// Not a step: the client's cookie, before its ClientHello again.
+    CookieEcho(Cookie),
 }
 
 impl HandshakeMessage {
@@ -709,6 +778,8 @@ impl HandshakeMessage {
             Self::ClientAuth(_) => HandshakeType::CLIENT_AUTH,
             Self::ServerAuth(_) => HandshakeType::SERVER_AUTH,
             Self::SecureAck(_) => HandshakeType::SECURE_ACK,
+            Self::HelloRetry(_) => HandshakeType::HELLO_RETRY,
+            Self::CookieEcho(_) => HandshakeType::COOKIE_ECHO,
         }
     }
 
@@ -723,6 +794,7 @@ impl HandshakeMessage {
             Self::KeyExchange1(ct) | Self::KeyExchange2(ct) => ct.encode(out),
             Self::KeyConfirm1(s) | Self::ClientAuth(s) | Self::ServerAuth(s) => s.encode(out),
             Self::KeyConfirm2(m) | Self::SecureAck(m) => m.encode(out),
+            Self::HelloRetry(c) | Self::CookieEcho(c) => c.encode(out),
         }
     }
 
@@ -748,6 +820,7 @@ impl HandshakeMessage {
             | HandshakeType::CLIENT_AUTH
             | HandshakeType::SERVER_AUTH => SIGNATURE_LEN,
             HandshakeType::KEY_CONFIRM_2 | HandshakeType::SECURE_ACK => MAC_LEN,
+            HandshakeType::HELLO_RETRY | HandshakeType::COOKIE_ECHO => 1 + MAX_COOKIE_LEN,
             _ => 0,
         }
     }
@@ -804,6 +877,8 @@ impl Codec for HandshakeMessage {
             HandshakeType::CLIENT_AUTH => Self::ClientAuth(Signature::read(&mut body)?),
             HandshakeType::SERVER_AUTH => Self::ServerAuth(Signature::read(&mut body)?),
             HandshakeType::SECURE_ACK => Self::SecureAck(Mac::read(&mut body)?),
+            HandshakeType::HELLO_RETRY => Self::HelloRetry(Cookie::read(&mut body)?),
+            HandshakeType::COOKIE_ECHO => Self::CookieEcho(Cookie::read(&mut body)?),
             _ => {
                 return Err(InvalidMessage::UnknownType {
                     what: "handshake type",
