@@ -1027,11 +1027,15 @@ async fn proxy_protocol_v2_gives_the_backend_the_client_address() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sc_server_behind_the_relay_learns_the_client_address() {
+async fn sc_server_behind_the_relay_learns_the_client_address_and_its_cookie_retry_runs_through() {
     let pki = Pki::new();
+    // Every ClientHello gets a cookie retry (SPEC §4.5): the relay routes
+    // on the first one and carries the retry end to end; the cookie binds
+    // the client's address from the PROXY header.
     let server = Running::server(&{
         let mut a = pki.server_args("b.test");
         a.extend(["--accept-proxy-protocol".into(), "127.0.0.1/32".into()]);
+        a.extend(["--cookies".into(), "always".into(), "-v".into()]);
         a
     });
     let server_addr = server.address().await;
@@ -1057,6 +1061,8 @@ async fn sc_server_behind_the_relay_learns_the_client_address() {
         line.contains(&format!("peer={client_addr} via=127.0.0.1:")),
         "{line}"
     );
+    let line = server.wait_line("cookie valid").await;
+    assert!(line.contains(&format!("peer={client_addr}")), "{line}");
 }
 
 // ---------------------------------------------------------------------------

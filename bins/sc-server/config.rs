@@ -37,6 +37,7 @@ sovereign_chain::config_file! {
         max_handshakes_per_source: usize,
         max_anonymous_sessions: usize,
         hello_timeout: Seconds,
+        cookies: String,
         max_message: Size,
         idle_timeout: Seconds,
         keepalive: Seconds,

@@ -335,6 +335,14 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Limits")]
     pub(crate) hello_timeout: Option<Duration>,
 
+    /// When to answer a ClientHello with a cookie retry before any
+    /// expensive work: auto (when half of the handshake slots are taken),
+    /// always, off. A client that echoes the cookie costs one more round
+    /// trip; a blind flood of ClientHellos costs an HMAC each [default:
+    /// auto].
+    #[arg(long, value_enum, value_name = "WHEN", help_heading = "Limits")]
+    pub(crate) cookies: Option<CookiesArg>,
+
     /// Re-key every session this often (120, 2m): fresh X25519 + ML-KEM-768
     /// secrets signed by both identity keys, so a stolen session state
     /// stops working; 0: not by time (a session still re-keys after 1 GiB
@@ -373,6 +381,17 @@ pub(crate) struct Cli {
     /// Log lines as text or as JSON objects (one per line) [default: text].
     #[arg(long, value_enum, value_name = "FORMAT", help_heading = "Logging")]
     pub(crate) log_format: Option<LogFormatArg>,
+}
+
+/// `--cookies`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CookiesArg {
+    /// When half of the handshake slots are taken.
+    Auto,
+    /// For every ClientHello.
+    Always,
+    /// Never.
+    Off,
 }
 
 /// `--cipher`.

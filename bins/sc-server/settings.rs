@@ -11,8 +11,8 @@ use std::time::Duration;
 use sc_net::Endpoint;
 use sc_pki::{AllowEntry, AllowedName, ClientPolicy, PkiError};
 use sc_tunnel::exit::{
-    AccessError, Cidr, CipherChoice, ClientAccess, CredentialFiles, Credentials, FileCredentials,
-    Limits, ListenerSettings, Mode, ProxyProtocol, Service, DEFAULT_GRACE,
+    AccessError, Cidr, CipherChoice, ClientAccess, CookieMode, CredentialFiles, Credentials,
+    FileCredentials, Limits, ListenerSettings, Mode, ProxyProtocol, Service, DEFAULT_GRACE,
 };
 use sc_wire::streams::ServiceName;
 use sovereign_chain::cli::config::{self as layering, OneTable, Origin};
@@ -20,7 +20,7 @@ use sovereign_chain::cli::units::Seconds;
 use sovereign_chain::cli::{CliError, LogFormat};
 
 use crate::config::{self, FileConfig, Table};
-use crate::{CipherArg, Cli, LogFormatArg};
+use crate::{CipherArg, Cli, CookiesArg, LogFormatArg};
 
 /// Everything a run needs, checked.
 #[derive(Debug)]
@@ -223,6 +223,13 @@ fn listener(
             .unwrap_or(defaults.max_handshakes_per_source),
         // Unset: a quarter of max_connections (Limits::anonymous_quota).
         max_anonymous_sessions: cli.max_anonymous_sessions.or(t.max_anonymous_sessions),
+        cookies: match (cli.cookies, &t.cookies) {
+            (Some(CookiesArg::Auto), _) => CookieMode::Auto,
+            (Some(CookiesArg::Always), _) => CookieMode::Always,
+            (Some(CookiesArg::Off), _) => CookieMode::Off,
+            (None, Some(mode)) => mode.parse().map_err(|e: String| at.bad("cookies", &e))?,
+            (None, None) => defaults.cookies,
+        },
     };
     limits.check().map_err(|e| {
         let flag_given = match e.field {

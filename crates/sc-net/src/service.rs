@@ -154,6 +154,13 @@ impl Conn {
         self.log.clone()
     }
 
+    /// The listener's handshake slots free now (`None` when it has no
+    /// handshake limit): how busy it is, for a server that asks for a
+    /// cookie under load.
+    pub fn handshake_slots_free(&self) -> Option<usize> {
+        self.handshakes.as_ref().map(|s| s.available_permits())
+    }
+
     /// Waits for one of the listener's handshake slots (at once when it has
     /// no handshake limit).
     pub async fn handshake_slot(&self) -> HandshakeSlot {

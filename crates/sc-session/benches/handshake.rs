@@ -15,6 +15,13 @@
 //! Reply, then the Switch). The table gives each as a ratio of the full
 //! handshake on the same side and on the other side (target ≤ 0.60).
 //!
+//! And the cookie retry (SPEC §4.5), the server's whole answer to a
+//! ClientHello when it is under load: `cookie/retry` decides about a real
+//! ClientHello record and makes the HelloRetry (a SHA-256 of the hello, an
+//! HMAC); `cookie/check` checks the echo that comes back. The interleaved
+//! table gives the retry as a share of the server's handshake (target
+//! ≤ 5 %, issue 15).
+//!
 //! `cargo bench -p sc-session --bench handshake`
 
 #![forbid(unsafe_code)]
@@ -27,6 +34,7 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
+use sc_handshake::cookie::{CookieJar, CookieSource, Decision};
 use sc_handshake::{ClientConfig, ServerConfig};
 use sc_pki::{throwaway::ThrowawayPki, ServerName, UnixTime};
 use sc_session::pair::MAX_ROUNDS;
@@ -40,6 +48,10 @@ const TARGET_US: f64 = 600.0;
 /// Target for one re-key, as a share of a full handshake's CPU (issue 14).
 const REKEY_TARGET: f64 = 0.60;
 
+/// Target for a cookie retry, as a share of the server's handshake CPU
+/// (issue 15).
+const COOKIE_TARGET: f64 = 0.05;
+
 /// What every handshake shares: made once.
 struct Fixture {
     client: Arc<ClientConfig>,
@@ -50,6 +62,63 @@ struct Fixture {
     server_rng: ChaCha20Rng,
     /// An established session that re-keys, for the re-key benchmarks.
     rekeying: (Connection, Connection),
+    /// A real first flight, its cookie echo, and the server's jar.
+    cookie: CookieBench,
+}
+
+/// What the cookie benchmarks feed the jar.
+struct CookieBench {
+    jar: CookieJar,
+    hello: Vec<u8>,
+    echo: Vec<u8>,
+    source: CookieSource,
+}
+
+impl CookieBench {
+    fn new(client: &Arc<ClientConfig>, now: UnixTime, rng: &mut ChaCha20Rng) -> Self {
+        let mut c = Connection::client(
+            client.clone(),
+            ServerName::try_from("server.test").expect("valid DNS name"),
+            None,
+            SessionConfig::default(),
+            now,
+            rng,
+        )
+        .expect("client starts");
+        let hello = c.take_outgoing();
+        let source = CookieSource::Ip(std::net::SocketAddr::from(([192, 0, 2, 9], 50_000)));
+        let mut jar = CookieJar::new();
+        let Decision::Retry(retry) = jar.first_flight(&hello, &source, now, true, false, rng)
+        else {
+            panic!("a busy jar asks for a cookie");
+        };
+        c.receive(&retry, now, rng).expect("the client answers");
+        let echo = c.take_outgoing();
+        Self {
+            jar,
+            hello,
+            echo,
+            source,
+        }
+    }
+
+    /// The server's answer to a ClientHello under load.
+    fn retry(&mut self, now: UnixTime, rng: &mut ChaCha20Rng) -> Decision {
+        let d = self
+            .jar
+            .first_flight(&self.hello, &self.source, now, true, false, rng);
+        assert!(matches!(d, Decision::Retry(_)));
+        d
+    }
+
+    /// The check of the echo that comes back.
+    fn check(&mut self, now: UnixTime, rng: &mut ChaCha20Rng) -> Decision {
+        let d = self
+            .jar
+            .first_flight(&self.echo, &self.source, now, true, true, rng);
+        assert_eq!(d, Decision::Proceed { retried: true });
+        d
+    }
 }
 
 impl Fixture {
@@ -84,14 +153,17 @@ impl Fixture {
             now,
             &mut rng,
         );
+        let client = Arc::new(client);
+        let cookie = CookieBench::new(&client, now, &mut rng);
         Self {
-            client: Arc::new(client),
+            client,
             server: Arc::new(server),
             server_name: ServerName::try_from("server.test").expect("valid DNS name"),
             now,
             client_rng: ChaCha20Rng::from_seed([2; 32]),
             server_rng: ChaCha20Rng::from_seed([3; 32]),
             rekeying,
+            cookie,
         }
     }
 
@@ -275,6 +347,16 @@ fn bench(c: &mut Criterion, fixture: &mut Fixture) {
     });
     group.finish();
 
+    let mut group = c.benchmark_group("cookie");
+    let now = fixture.now;
+    group.bench_function("retry", |b| {
+        b.iter(|| fixture.cookie.retry(now, &mut fixture.server_rng))
+    });
+    group.bench_function("check", |b| {
+        b.iter(|| fixture.cookie.check(now, &mut fixture.server_rng))
+    });
+    group.finish();
+
     let mut group = c.benchmark_group("rekey");
     let at = Instant::now();
     for (name, side) in [("initiator", "client"), ("responder", "server")] {
@@ -320,7 +402,16 @@ fn interleaved(fixture: &mut Fixture) {
     let at = Instant::now();
     let mut hs: [Vec<Duration>; 2] = Default::default();
     let mut rk: [Vec<Duration>; 2] = Default::default();
+    let mut cookie: [Vec<Duration>; 2] = Default::default();
+    let now = fixture.now;
     for _ in 0..ROUNDS {
+        let t = Instant::now();
+        let retry = fixture.cookie.retry(now, &mut fixture.server_rng);
+        cookie[0].push(t.elapsed());
+        drop(retry);
+        let t = Instant::now();
+        fixture.cookie.check(now, &mut fixture.server_rng);
+        cookie[1].push(t.elapsed());
         let (t, client, server) = fixture.handshake();
         drop((client, server));
         hs[0].push(t.client);
@@ -337,7 +428,7 @@ fn interleaved(fixture: &mut Fixture) {
     let (ri, rr) = (median(&mut rk[0]), median(&mut rk[1]));
     println!();
     println!(
-        "Interleaved, {ROUNDS} rounds of one handshake and one re-key (client initiates), medians:"
+        "Interleaved, {ROUNDS} rounds of one handshake, one re-key (client initiates), one cookie retry and its check, medians:"
     );
     println!("  handshake: client {hc:.1} µs, server {hsv:.1} µs");
     for (role, us, same, other) in [("initiator", ri, hc, hsv), ("responder", rr, hsv, hc)] {
@@ -347,6 +438,18 @@ fn interleaved(fixture: &mut Fixture) {
             if a.max(b) <= REKEY_TARGET { "met" } else { "MISSED" }
         );
     }
+    let (retry, check) = (median(&mut cookie[0]), median(&mut cookie[1]));
+    let share = retry / hsv;
+    println!(
+        "  cookie retry (the server's answer to a ClientHello under load): {retry:.2} µs = {:.2} % of the server's handshake (target ≤ {:.0} %: {})",
+        share * 100.0,
+        COOKIE_TARGET * 100.0,
+        if share <= COOKIE_TARGET { "met" } else { "MISSED" }
+    );
+    println!(
+        "  cookie check (the echo that comes back): {check:.2} µs = {:.2} % of the server's handshake",
+        check / hsv * 100.0
+    );
 }
 
 fn print_wire(client: &Stats, server: &Stats) {

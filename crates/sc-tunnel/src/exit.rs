@@ -114,8 +114,8 @@ pub use proxy::{ProxyProtocol, PROXY_HEADER_TIMEOUT};
 pub use runtime::{ReloadOutcome, Server, ShutdownReport, StartError};
 pub use sc_net::{Cidr, CidrError};
 pub use settings::{
-    AccessError, CipherChoice, ClientAccess, CredentialFiles, Credentials, FileCredentials,
-    LimitError, Limits, ListenerSettings, Mode, Service, BACKEND_CONNECT_TIMEOUT,
+    AccessError, CipherChoice, ClientAccess, CookieMode, CredentialFiles, Credentials,
+    FileCredentials, LimitError, Limits, ListenerSettings, Mode, Service, BACKEND_CONNECT_TIMEOUT,
     DEFAULT_ANONYMOUS_SHARE, DEFAULT_GRACE, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_HELLO_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT, DEFAULT_KEEPALIVE, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_CONNECTIONS_PER_SOURCE, DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_HANDSHAKES_PER_SOURCE,

