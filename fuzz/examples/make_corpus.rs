@@ -47,6 +47,22 @@ fn main() {
     write("session_client", &client);
     write("session_server", &server);
     write("session_rekey", &sc_fuzz::session_rekey_seeds());
+    // The cookie check: the first flight as it comes, busy or not, retried
+    // or not (selectors 0-3), and the echo unchanged (selector 3, no edits).
+    let hello = &f.to_server[0].1;
+    let mut hello_record = sc_wire::RecordHeader {
+        kind: sc_wire::RecordKind::HANDSHAKE,
+        len: hello.len(),
+    }
+    .encoded();
+    hello_record.extend_from_slice(hello);
+    write(
+        "cookie_first_flight",
+        &(0u8..4)
+            .map(|sel| [&[sel][..], &hello_record].concat())
+            .chain([vec![3u8]])
+            .collect::<Vec<_>>(),
+    );
     // The deframer: the same wire bytes, cut after the first record header.
     let records: Vec<Vec<u8>> = client
         .iter()

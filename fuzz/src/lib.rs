@@ -301,7 +301,69 @@ pub fn handshake_seeds(side: Side) -> Vec<Vec<u8>> {
     if let Some((_, last)) = records.last() {
         seeds.push([&[records.len() as u8][..], last].concat());
     }
+    // The cookie retry (SPEC §4.5): a HelloRetry in place of the
+    // ServerHello; a CookieEcho in front of the ClientHello.
+    let cookie = sc_wire::Cookie::new(vec![0x5c; sc_handshake::cookie::COOKIE_LEN])
+        .expect("a 36-byte cookie");
+    match side {
+        Side::Client => {
+            seeds.push([&[0u8][..], &HandshakeMessage::HelloRetry(cookie).encoded()].concat());
+        }
+        Side::Server => {
+            if let Some((_, hello)) = records.first() {
+                let echo = HandshakeMessage::CookieEcho(cookie).encoded();
+                seeds.push([&[0u8][..], &echo, hello].concat());
+            }
+        }
+    }
     seeds
+}
+
+/// The reference server's cookie logic (SPEC §4.5) fed attacker bytes as a
+/// first flight: the first byte picks busy / already retried, the rest is
+/// the record. A second round echoes the jar's own cookie for a real
+/// ClientHello with the attacker's bytes appended or flipped in, so the
+/// check itself is reached, not only the decoding.
+pub fn cookie_first_flight(data: &[u8]) {
+    use sc_handshake::cookie::{CookieJar, CookieSource, Decision};
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let f = fixture();
+    let source = CookieSource::Ip(std::net::SocketAddr::from(([192, 0, 2, 1], 4242)));
+    let mut rng = rng(SERVER_SEED);
+    let mut jar = CookieJar::new();
+    let (busy, retried) = (selector & 1 == 1, selector & 2 == 2);
+    let _ = jar.first_flight(rest, &source, now(), busy, retried, &mut rng);
+    // A real ClientHello, retried: the attacker's bytes then edit the echo.
+    let Some((_, hello)) = f.to_server.first() else {
+        return;
+    };
+    let record = |body: &[u8]| {
+        let mut r = sc_wire::RecordHeader {
+            kind: sc_wire::RecordKind::HANDSHAKE,
+            len: body.len(),
+        }
+        .encoded();
+        r.extend_from_slice(body);
+        r
+    };
+    let Decision::Retry(_) = jar.first_flight(&record(hello), &source, now(), true, false, &mut rng)
+    else {
+        return;
+    };
+    let cookie = jar.make(&source, hello, now(), &mut rng);
+    let mut echo = HandshakeMessage::CookieEcho(cookie).encoded();
+    echo.extend_from_slice(hello);
+    for (i, b) in rest.iter().enumerate().take(64) {
+        let at = (usize::from(selector) * 31 + i * 97) % echo.len();
+        echo[at] ^= b;
+    }
+    let d = jar.first_flight(&record(&echo), &source, now(), busy, true, &mut rng);
+    // Unchanged bytes are the one input that must pass.
+    if rest.iter().take(64).all(|b| *b == 0) {
+        assert_eq!(d, Decision::Proceed { retried: true });
+    }
 }
 
 /// Rounds of a session target: 0 (fresh) to 3 (handshake complete).
