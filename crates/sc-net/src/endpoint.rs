@@ -80,7 +80,7 @@ impl Endpoint {
     /// file at that path is left alone (and binding fails).
     pub async fn listen(&self) -> io::Result<Listener> {
         match self {
-            Self::Tcp(a) => Ok(Listener::Tcp(TcpListener::bind(a.as_str()).await?)),
+            Self::Tcp(a) => Ok(Listener::Tcp(listen_tcp(a).await?)),
             Self::Unix(p) => {
                 if let Ok(meta) = std::fs::symlink_metadata(p) {
                     use std::os::unix::fs::FileTypeExt;
@@ -112,6 +112,37 @@ impl Endpoint {
             Self::Unix(p) => Ok(Stream::Unix(UnixStream::connect(p).await?)),
         }
     }
+}
+
+/// Connections the kernel queues for a TCP listener before it accepts them
+/// (the kernel caps it at `net.core.somaxconn`, 4,096 on current Linux).
+/// The standard library's 128 overflows under a flood of connections, and
+/// the kernel then drops handshakes or falls back to SYN cookies for
+/// everyone; nginx uses 511, Go the kernel's maximum.
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds a TCP listener on the first address `addr` resolves to that
+/// binds (as `TcpListener::bind` does), with [`LISTEN_BACKLOG`].
+async fn listen_tcp(addr: &str) -> io::Result<TcpListener> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = match a {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        // As TcpListener::bind: a restarted server rebinds at once.
+        socket.set_reuseaddr(true)?;
+        match socket.bind(a).and_then(|()| socket.listen(LISTEN_BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "could not resolve to any address",
+        )
+    }))
 }
 
 /// A bound listener.
@@ -378,6 +409,27 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A listener that accepts nothing still completes 600 TCP handshakes
+    /// at once: its kernel queue is [`LISTEN_BACKLOG`], not the standard
+    /// library's 128 (with 128, connection 130 or so waits for a SYN retry,
+    /// a second or more).
+    #[tokio::test]
+    async fn the_kernel_queues_many_connections_before_they_are_accepted() {
+        let (listener, local) = Endpoint::Tcp("127.0.0.1:0".into())
+            .bind()
+            .await
+            .expect("bind");
+        let mut held = Vec::new();
+        for i in 0..600 {
+            let conn = tokio::time::timeout(std::time::Duration::from_millis(500), local.connect())
+                .await
+                .unwrap_or_else(|_| panic!("connection {i} waited: the accept queue is full"))
+                .expect("connect");
+            held.push(conn);
+        }
+        drop(listener);
+    }
 
     #[test]
     fn endpoints_parse() {

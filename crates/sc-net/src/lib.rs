@@ -37,7 +37,9 @@ mod ratelimit;
 pub mod service;
 
 pub use describe::{io_reason, Secs};
-pub use endpoint::{Endpoint, EndpointError, Listener, ReadHalf, Replay, Stream, WriteHalf};
+pub use endpoint::{
+    Endpoint, EndpointError, Listener, ReadHalf, Replay, Stream, WriteHalf, LISTEN_BACKLOG,
+};
 pub use per_source::{PerSource, SourceSlot};
 pub use proxy_protocol::{Cidr, CidrError};
 pub use ratelimit::RateLimiter;
