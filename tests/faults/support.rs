@@ -1,12 +1,14 @@
 //! What the fault and load tests share: certificates in a temporary
 //! directory, the real binaries as child processes with their logs, a
 //! network namespace with a shaped and lossy link (removed on drop), a sink
-//! backend process, and the server's memory from /proc.
+//! backend process, the server's memory and CPU time from /proc, and
+//! connections from a chosen loopback source address.
 //!
 //! Every wait is bounded; every child is spawned with `kill_on_drop`, and
 //! every namespace is deleted by a guard, so a failing test leaves nothing
 //! behind.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use sovereign_chain::pki::{
     ServerName, TrustAnchors, UnixTime, Validity, WebPkiClientVerifier, WebPkiServerVerifier,
 };
 use sovereign_chain::session::{Connector, Error, SecureStream};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::process::{Child, Command};
 use tokio::time::timeout;
 
@@ -191,10 +194,59 @@ pub(crate) async fn connect(
     let io = timeout(WAIT, addr.connect())
         .await
         .map_err(|_| Error::Internal("connect timed out"))??;
+    handshake(io, config).await
+}
+
+/// A session to `addr` from the loopback address `source` (Linux routes
+/// all of 127.0.0.0/8 to `lo`, so any of them can be bound without set-up):
+/// TCP connection and handshake, each within [`WAIT`].
+#[allow(dead_code)] // tests/streams.rs
+pub(crate) async fn connect_from(
+    source: IpAddr,
+    addr: &Endpoint,
+    config: &Arc<ClientConfig>,
+) -> Result<SecureStream<Stream>, Error> {
+    let io = tcp_from(source, socket_addr(addr), WAIT).await?;
+    handshake(Stream::Tcp(io), config).await
+}
+
+/// The client's side of a handshake on `io`, within [`WAIT`].
+async fn handshake(io: Stream, config: &Arc<ClientConfig>) -> Result<SecureStream<Stream>, Error> {
     let name = ServerName::try_from(SERVER_NAME).expect("name");
     timeout(WAIT, Connector::new(config.clone()).connect(name, None, io))
         .await
         .map_err(|_| Error::Internal("handshake did not end in time"))?
+}
+
+/// The socket address of a TCP endpoint given as `IP:PORT` (as the servers
+/// print it).
+#[allow(dead_code)] // tests/streams.rs
+pub(crate) fn socket_addr(addr: &Endpoint) -> SocketAddr {
+    addr.to_string()
+        .parse()
+        .unwrap_or_else(|_| panic!("{addr} is not IP:PORT"))
+}
+
+/// A TCP connection to `to` from `source` (port chosen by the kernel;
+/// SO_REUSEADDR, so ports in TIME_WAIT can be bound again), TCP_NODELAY,
+/// within `within`.
+#[allow(dead_code)] // tests/streams.rs
+pub(crate) async fn tcp_from(
+    source: IpAddr,
+    to: SocketAddr,
+    within: Duration,
+) -> std::io::Result<TcpStream> {
+    let socket = match source {
+        IpAddr::V4(_) => TcpSocket::new_v4()?,
+        IpAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(SocketAddr::new(source, 0))?;
+    let stream = timeout(within, socket.connect(to))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }
 
 // ---------------------------------------------------------------------------
@@ -311,16 +363,65 @@ impl Proc {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// CPU time (user and system) the process has used so far, in seconds.
+    #[allow(dead_code)] // tests/streams.rs
+    pub(crate) fn cpu_secs(&self) -> f64 {
+        cpu_secs(self.pid())
+    }
+
+    /// Its threads now, from /proc.
+    #[allow(dead_code)] // tests/streams.rs
+    pub(crate) fn threads(&self) -> u64 {
+        self.status_field("Threads:")
+    }
+
     /// Resident memory (VmRSS) in KiB, from /proc.
     pub(crate) fn rss_kib(&self) -> u64 {
+        self.status_field("VmRSS:")
+    }
+
+    /// A number of /proc/PID/status (its unit, if any, dropped).
+    fn status_field(&self, name: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
             .expect("/proc/PID/status");
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(name))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS")
+            .unwrap_or_else(|| panic!("{name} in /proc/PID/status"))
     }
+}
+
+/// CPU time (user and system, all threads) process `pid` has used so far,
+/// in seconds, from /proc/PID/stat.
+#[allow(dead_code)] // tests/streams.rs
+pub(crate) fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    // The command name (field 2) is in parentheses and may hold spaces:
+    // the fields are counted from the last ')', where field 3 starts.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15, in clock ticks.
+    let tick = |i: usize| -> u64 {
+        fields
+            .get(i - 3)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("field {i} of /proc/{pid}/stat: {stat}"))
+    };
+    (tick(14) + tick(15)) as f64 / clock_ticks_per_second()
+}
+
+/// The unit of /proc's CPU times (`getconf CLK_TCK`, 100 on Linux).
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        let out = run("getconf", &["CLK_TCK"]);
+        let ticks: f64 = out.trim().parse().expect("CLK_TCK is a number");
+        assert!(ticks > 0.0, "CLK_TCK {ticks}");
+        ticks
+    })
 }
 
 pub(crate) fn sc_server(args: &[String], netns: Option<&str>) -> Proc {
@@ -747,6 +848,42 @@ fn nofile_soft() -> u64 {
         .and_then(|l| l.split_whitespace().nth(3))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// TCP connections in state ESTABLISHED whose local end is `local` and
+/// whose remote address is `remote` (any port), from the kernel (`ss`):
+/// a server's side of a client's connections, whether the server has
+/// accepted them yet or not.
+#[allow(dead_code)] // tests/streams.rs
+pub(crate) fn established(local: SocketAddr, remote: IpAddr) -> usize {
+    let out = run(
+        "ss",
+        &[
+            "-Htn",
+            "state",
+            "established",
+            "src",
+            &local.to_string(),
+            "dst",
+            &remote.to_string(),
+        ],
+    );
+    out.lines().filter(|l| !l.trim().is_empty()).count()
+}
+
+/// A counter of the kernel's TCP statistics (`TcpExt` in /proc/net/netstat,
+/// e.g. `ListenOverflows`), for the whole network namespace.
+#[allow(dead_code)] // tests/streams.rs
+pub(crate) fn tcp_ext(name: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/net/netstat").expect("/proc/net/netstat");
+    let mut rows = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (rows.next().unwrap_or(""), rows.next().unwrap_or(""));
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or_else(|| panic!("TcpExt {name} in /proc/net/netstat"))
 }
 
 /// The median of `v` (sorted in place).
