@@ -1461,14 +1461,7 @@ async fn idle_relayed_session_memory() {
     ])
     .await;
     let pid = proxy.child.id().expect("pid");
-    let rss = || {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .expect("VmRSS")
-    };
+    let rss = || common::rss_kib(pid);
     // Warm up (thread stacks, allocator arenas), then measure.
     let mut warm = Vec::new();
     for _ in 0..20 {

@@ -1256,14 +1256,7 @@ async fn waiting_connection_memory() {
     ]));
     let addr = server.address().await;
     let pid = server.child.id().expect("pid");
-    let rss = || {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .expect("VmRSS")
-    };
+    let rss = || common::rss_kib(pid);
     // Warm up (thread stacks, allocator arenas): sessions and silent
     // connections, closed again.
     for _ in 0..20 {
@@ -1347,14 +1340,7 @@ async fn idle_session_memory() {
         let server = Running::start(&s.args(&args));
         let addr = server.address().await;
         let pid = server.child.id().expect("pid");
-        let rss = || {
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                .expect("VmRSS")
-        };
+        let rss = || common::rss_kib(pid);
         let is_echo = mode[0] == "--echo";
         let ping = |mut stream: SecureStream<Stream>| async move {
             if is_echo {

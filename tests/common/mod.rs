@@ -253,3 +253,13 @@ pub(crate) fn spawn_logged(cmd: &mut Command, stdout: bool) -> std::io::Result<(
     lines.capture(child.stderr.take().expect("stderr"));
     Ok((child, lines))
 }
+
+/// The resident memory (VmRSS) of process `pid` in KiB, from /proc.
+pub(crate) fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmRSS")
+}
