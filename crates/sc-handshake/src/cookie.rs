@@ -78,6 +78,9 @@ pub enum Decision {
     /// Send this HelloRetry record, keep nothing, and wait for the client's
     /// first flight again (at most once per connection).
     Retry(Vec<u8>),
+    /// The client sent this plaintext alert instead of a first flight:
+    /// close without answering (SPEC §10.1: an alert is never answered).
+    PeerAlert(AlertCode),
     /// Refuse the connection with this plaintext alert.
     Refuse {
         /// The alert to send.
@@ -125,6 +128,17 @@ fn split(record: &[u8]) -> Option<FirstFlight<'_>> {
         hello,
         offers_retry: ch.suites.contains(&CipherSuite::COOKIE),
     })
+}
+
+/// The code of a plaintext alert record, if `record` is one.
+fn peer_alert(record: &[u8]) -> Option<AlertCode> {
+    let mut r = Reader::new(record);
+    let header = RecordHeader::read(&mut r).ok()?;
+    if header.kind != RecordKind::ALERT {
+        return None;
+    }
+    let alert = sc_wire::Alert::decode(r.take(header.len, "alert").ok()?).ok()?;
+    Some(alert.code)
 }
 
 /// The rotating keys cookies are made with.
@@ -176,6 +190,9 @@ impl CookieJar {
         retried_already: bool,
         rng: &mut dyn CryptoRngCore,
     ) -> Decision {
+        if let Some(code) = peer_alert(record) {
+            return Decision::PeerAlert(code);
+        }
         let Some(flight) = split(record) else {
             return if retried_already {
                 Decision::Refuse {
@@ -250,16 +267,17 @@ impl CookieJar {
         if made > now + 1 {
             return Err(invalid);
         }
-        let expired = Decision::Refuse {
-            alert: AlertCode::TIMEOUT,
-            reason: "the cookie has expired (the client took more than 10 s to echo it)",
-        };
         if made + COOKIE_LIFETIME_SECS < now {
-            return Err(expired);
+            return Err(Decision::Refuse {
+                alert: AlertCode::TIMEOUT,
+                reason: "the cookie has expired (made more than 10 s ago)",
+            });
         }
+        // Recent, but no key for its window: not made here (or before a
+        // restart).
         let window = made / COOKIE_WINDOW_SECS;
         let Some((_, key)) = self.keys.iter().flatten().find(|(w, _)| *w == window) else {
-            return Err(expired);
+            return Err(invalid);
         };
         // verify_slice compares in constant time.
         hmac(key, t, source, hello)
@@ -470,6 +488,11 @@ mod tests {
             let d = jar.first_flight(&bad, &src(1), at(1001), true, true, &mut OsRng);
             assert!(matches!(d, Decision::Refuse { .. }), "byte {i}: {d:?}");
         }
+        // A jar that never made a cookie (a restarted server): no key.
+        refused(
+            CookieJar::new().first_flight(&good, &src(1), at(1001), true, true, &mut OsRng),
+            AlertCode::HANDSHAKE_FAILURE,
+        );
         // Another server's jar (another key).
         let mut other = CookieJar::new();
         let _ = retry(&mut other, &hello, &src(1), 1000);
@@ -541,6 +564,21 @@ mod tests {
             jar.first_flight(&junk, &src(1), at(5), true, false, &mut OsRng),
             Decision::Proceed { retried: false }
         );
+    }
+
+    #[test]
+    fn a_client_alert_is_reported_not_answered() {
+        let mut jar = CookieJar::new();
+        let alert = sc_wire::Alert {
+            code: AlertCode::TOO_LARGE,
+        }
+        .plaintext_record();
+        for retried in [false, true] {
+            assert_eq!(
+                jar.first_flight(&alert, &src(1), at(5), true, retried, &mut OsRng),
+                Decision::PeerAlert(AlertCode::TOO_LARGE)
+            );
+        }
     }
 
     #[test]

@@ -690,6 +690,17 @@ async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, con
                     return;
                 }
             }
+            Decision::PeerAlert(code) => {
+                warn_limited!(
+                    log,
+                    "handshake",
+                    listener = %state.local,
+                    peer = %peer,
+                    reason = %format!("the client sent alert {code}"),
+                    "handshake failed"
+                );
+                return;
+            }
             Decision::Retry(_) | Decision::Refuse { .. } => {
                 let (alert, reason) = match decision {
                     Decision::Refuse { alert, reason } => (alert, reason),
