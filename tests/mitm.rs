@@ -69,9 +69,48 @@
 //! With the Switch black-holed, the client's FIN after its Close ends the
 //! server's wait first: a truncated session.
 //!
+//! **The cookie retry (SPEC §4.5).** A third table attacks the two records
+//! of the retry, in sessions whose server runs a `CookieJar` in front of
+//! its `Acceptor` as the reference server's driver does
+//! (`tests/mitm/cookie.rs`, after `connection()` in
+//! `sc-tunnel/src/exit/runtime.rs`): busy for every connection, it reads
+//! the first record, asks the jar, sends the HelloRetry, reads the answer,
+//! asks again, then hands the bytes read to the `Acceptor` through
+//! `sc_net::Replay`; a refusal is a plaintext alert. The jar is one for all
+//! sessions, as one server's. The client is a plain `Connector` (it answers
+//! a retry by default). The wire: C[CH] S[**HelloRetry**] C[**CookieEcho +
+//! the same CH**] S[SH, 3+4] ..., so the targets are flights 2 and 3. The
+//! suite checks itself that they are what it thinks: in every session the
+//! HelloRetry is a 45-byte plaintext handshake record of type 0x81 and the
+//! answer a plaintext handshake record that starts with a CookieEcho (0x82)
+//! of a 36-byte cookie with a ClientHello behind it; in the reference
+//! session the answer repeats the ClientHello byte for byte; and the donor
+//! session's answer is valid from the donor's source port and refused from
+//! another one. Every byte of both is flipped once (no sampling); besides
+//! the manipulations of the first table (no reorder: nothing of either
+//! direction follows before the peer answers) and the drop, three are the
+//! cookie's own: the answer of another session replayed into this one (its
+//! cookie is bound to another source port: `handshake failure`), the
+//! answer forwarded without its CookieEcho (`handshake failure`: the answer
+//! to a retry has no cookie), and a session whose server is not busy, where
+//! the attacker drops the ClientHello and answers it with a forged
+//! HelloRetry (the server gets a CookieEcho it never asked for, with a MAC
+//! it never made: `handshake failure`). The row with no manipulation, the
+//! 1-byte writes and the delay must succeed with every message delivered;
+//! every other session fails closed as above, the driver's refusals
+//! counting as the server's typed failure with the alert they send. The
+//! driver reads the client's plaintext alert as a first flight and refuses
+//! it (counted as the alert delivered). A dropped record leaves both ends
+//! waiting: the handshake timeout decides, and where both run out together
+//! the two timeout alerts cross. The cookie sessions listen on 127.0.0.2
+//! where the system has it, so that their TIME_WAIT connections do not take
+//! the ports the other tables bind on 127.0.0.1.
+//!
 //! `cargo test --test mitm -- --nocapture` prints the tables. Set
 //! `MITM_DEBUG_LOG=<file>` to keep the captured logs.
 
+#[path = "mitm/cookie.rs"]
+mod cookie;
 #[path = "mitm/logs.rs"]
 mod logs;
 #[path = "mitm/proxy.rs"]
@@ -84,12 +123,15 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use rand_chacha::rand_core::{OsRng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
+use sc_handshake::cookie::{
+    retry_record, CookieJar, CookieSource, Decision, COOKIE_LEN, RETRY_RECORD_LEN,
+};
 use sc_handshake::crypto::{CryptoProvider, TAG_LEN};
 use sc_handshake::{ClientConfig, ServerConfig};
 use sc_pki::{
@@ -99,7 +141,7 @@ use sc_pki::{
 use sc_session::{Acceptor, Connector, Error, RekeyError, SecureStream, SessionConfig};
 use sc_wire::record::{INNER_TRAILER_LEN, RECORD_HEADER_LEN};
 use sc_wire::rekey::{INIT_LEN, REPLY_LEN};
-use sc_wire::{AlertCode, Codec, InnerType, RecordHeader, RecordKind};
+use sc_wire::{AlertCode, Codec, Cookie, HandshakeType, InnerType, RecordHeader, RecordKind};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -155,6 +197,8 @@ enum Unit {
     RekeyInit,
     RekeyReply,
     RekeySwitch,
+    HelloRetry,
+    CookieAnswer,
 }
 
 impl Unit {
@@ -174,6 +218,9 @@ impl Unit {
     /// The re-key records, in the re-key sessions.
     const REKEY: [Self; 3] = [Self::RekeyInit, Self::RekeyReply, Self::RekeySwitch];
 
+    /// The cookie retry's records, in the cookie sessions.
+    const COOKIE: [Self; 2] = [Self::HelloRetry, Self::CookieAnswer];
+
     fn short(self) -> &'static str {
         match self {
             Self::F1 => "F1",
@@ -189,6 +236,8 @@ impl Unit {
             Self::RekeyInit => "Init",
             Self::RekeyReply => "Reply",
             Self::RekeySwitch => "Switch",
+            Self::HelloRetry => "Retry",
+            Self::CookieAnswer => "Answer",
         }
     }
 
@@ -207,6 +256,8 @@ impl Unit {
             Self::RekeyInit => "C->S record 4: RekeyInit (after d1)",
             Self::RekeyReply => "S->C record 5: RekeyReply (after 13)",
             Self::RekeySwitch => "C->S record 7: RekeySwitch (after d3)",
+            Self::HelloRetry => "S->C flight 2: plaintext HelloRetry (the cookie)",
+            Self::CookieAnswer => "C->S flight 3: plaintext CookieEcho + the same ClientHello",
         }
     }
 
@@ -218,7 +269,8 @@ impl Unit {
             | Self::ClientData1
             | Self::ClientData2
             | Self::RekeyInit
-            | Self::RekeySwitch => Dir::ClientToServer,
+            | Self::RekeySwitch
+            | Self::CookieAnswer => Dir::ClientToServer,
             _ => Dir::ServerToClient,
         }
     }
@@ -234,6 +286,9 @@ impl Unit {
             Self::RekeyInit => vec![p(0, 4)],
             Self::RekeyReply => vec![p(0, 5)],
             Self::RekeySwitch => vec![p(0, 7)],
+            // C[CH] S[HelloRetry] C[CookieEcho+CH] S[SH, 3+4] ...
+            Self::HelloRetry => vec![p(2, 0)],
+            Self::CookieAnswer => vec![p(3, 0)],
             Self::F1 => vec![p(1, 0)],
             Self::F2 => vec![p(2, 0), p(2, 1)],
             Self::F3 => vec![p(3, 0)],
@@ -255,7 +310,7 @@ impl Unit {
     fn reorder_targets(self) -> Option<Vec<Pos>> {
         let p = |flight, index| Pos { flight, index };
         match self {
-            Self::F1 | Self::F3 | Self::F4 => None,
+            Self::F1 | Self::F3 | Self::F4 | Self::HelloRetry | Self::CookieAnswer => None,
             Self::F2 | Self::F6 => Some(self.records()),
             Self::F5 => Some(vec![p(5, 0), p(5, 1)]),
             Self::ClientData1 => Some(vec![p(5, 1), p(7, 0)]),
@@ -278,6 +333,35 @@ impl Unit {
 
     fn is_rekey(self) -> bool {
         Self::REKEY.contains(&self)
+    }
+
+    fn is_cookie(self) -> bool {
+        Self::COOKIE.contains(&self)
+    }
+
+    /// Whether `record` is what a cookie unit's target must be: a
+    /// plaintext handshake record holding a reference HelloRetry (45
+    /// bytes, type 0x81), or one starting with a CookieEcho (0x82) of a
+    /// reference cookie and holding a ClientHello after it. Other units:
+    /// always.
+    fn looks_right(self, record: &[u8]) -> bool {
+        let handshake = record.first() == Some(&RecordKind::HANDSHAKE.0);
+        let typ = record.get(RECORD_HEADER_LEN).copied();
+        match self {
+            Self::HelloRetry => {
+                handshake
+                    && record.len() == RETRY_RECORD_LEN
+                    && typ == Some(HandshakeType::HELLO_RETRY.0)
+            }
+            Self::CookieAnswer => {
+                // header, CookieEcho (header, length, cookie), ClientHello
+                let hello_at = RECORD_HEADER_LEN + 4 + 1 + COOKIE_LEN;
+                handshake
+                    && typ == Some(HandshakeType::COOKIE_ECHO.0)
+                    && record.get(hello_at) == Some(&HandshakeType::CLIENT_HELLO.0)
+            }
+            _ => true,
+        }
     }
 
     /// How the proxy numbers the unit's records: by flight, or, for the
@@ -368,6 +452,11 @@ enum Kind {
     Untouched,
     Drop,
     DropRest,
+    /// The cookie sessions: the server is not busy; the attacker drops
+    /// the ClientHello and answers it with a forged HelloRetry.
+    ForgedRetry,
+    /// The cookie sessions: the answer is forwarded without its CookieEcho.
+    StripEcho,
 }
 
 /// The code of the forged plaintext alert.
@@ -404,6 +493,23 @@ impl Kind {
         Self::Reset,
     ];
 
+    /// The rows of the cookie table.
+    const COOKIE: [Self; 13] = [
+        Self::Untouched,
+        Self::Flip,
+        Self::Truncate,
+        Self::Split,
+        Self::Delay,
+        Self::Duplicate,
+        Self::Drop,
+        Self::Replay,
+        Self::Inject,
+        Self::InjectAlert,
+        Self::Reset,
+        Self::ForgedRetry,
+        Self::StripEcho,
+    ];
+
     fn name(self) -> &'static str {
         match self {
             Self::Flip => "flip (every byte)",
@@ -419,6 +525,8 @@ impl Kind {
             Self::Untouched => "none [ok]",
             Self::Drop => "drop",
             Self::DropRest => "drop + black-hole rest",
+            Self::ForgedRetry => "forged retry (not busy)",
+            Self::StripEcho => "strip the CookieEcho",
         }
     }
 
@@ -444,6 +552,25 @@ struct Scenario {
     /// timeout can end the session. Every other failure must be detected
     /// from the bytes themselves.
     may_stall: bool,
+    /// A cookie session's server does not see the connection come from
+    /// this address (the donor's, whose answer a replay carries).
+    not_from: Option<SocketAddr>,
+}
+
+impl Scenario {
+    /// What runs at the two ends of the scenario's session.
+    fn ends(&self) -> Ends {
+        if self.unit.is_rekey() {
+            Ends::Rekey
+        } else if self.unit.is_cookie() {
+            Ends::Cookie {
+                busy: self.kind != Kind::ForgedRetry,
+                not_from: self.not_from,
+            }
+        } else {
+            Ends::Plain
+        }
+    }
 }
 
 /// Whether XOR-ing `mask` into byte `at` of the records `records` (in
@@ -493,6 +620,7 @@ fn scenarios(reference: &Recording, donor: &Recording, units: &[Unit]) -> Vec<Sc
                 numbering: unit.numbering(),
             },
             may_stall,
+            not_from: None,
         });
     };
     for &unit in units {
@@ -507,6 +635,14 @@ fn scenarios(reference: &Recording, donor: &Recording, units: &[Unit]) -> Vec<Sc
                 (Kind::Untouched, Manipulation::Forward),
                 (Kind::Drop, Manipulation::Drop),
                 (Kind::DropRest, Manipulation::DropRest),
+            ] {
+                push(unit, kind, String::new(), targets.clone(), manipulation);
+            }
+        }
+        if unit.is_cookie() {
+            for (kind, manipulation) in [
+                (Kind::Untouched, Manipulation::Forward),
+                (Kind::Drop, Manipulation::Drop),
             ] {
                 push(unit, kind, String::new(), targets.clone(), manipulation);
             }
@@ -612,6 +748,36 @@ fn scenarios(reference: &Recording, donor: &Recording, units: &[Unit]) -> Vec<Sc
                 Manipulation::Reset { keep },
             );
         }
+        match unit {
+            Unit::HelloRetry => {
+                // The ClientHello (C->S flight 1) never reaches the server;
+                // the client gets a HelloRetry with a cookie of the right
+                // form and time, and a MAC the server never made.
+                let mut forged = UnixTime::now().as_secs().to_be_bytes()[4..].to_vec();
+                let mut mac = [0u8; 32];
+                OsRng.fill_bytes(&mut mac);
+                forged.extend_from_slice(&mac);
+                let cookie = Cookie::new(forged).expect("a 36-byte cookie");
+                push(
+                    unit,
+                    Kind::ForgedRetry,
+                    "for the ClientHello, which is dropped".to_owned(),
+                    vec![Pos {
+                        flight: 1,
+                        index: 0,
+                    }],
+                    Manipulation::AnswerFor(retry_record(&cookie)),
+                );
+            }
+            Unit::CookieAnswer => push(
+                unit,
+                Kind::StripEcho,
+                String::new(),
+                targets.clone(),
+                Manipulation::StripFirstMessage,
+            ),
+            _ => {}
+        }
     }
     out
 }
@@ -627,6 +793,10 @@ struct World {
     /// timeout.
     rekey_connector: Connector,
     rekey_acceptor: Acceptor,
+    /// The cookie sessions' jar: one server's, shared by all its
+    /// connections, so a cookie is valid in another session but for its
+    /// source and ClientHello.
+    cookies: Arc<Mutex<CookieJar>>,
     secrets: Arc<SecretLog>,
     /// The Ed25519 private keys (seeds) of the CA, the server and the client.
     long_term: Vec<[u8; 32]>,
@@ -698,6 +868,7 @@ impl World {
                 .with_session_config(rekey_session.clone()),
             rekey_acceptor: Acceptor::new(Arc::new(server().with_rekey(true)))
                 .with_session_config(rekey_session),
+            cookies: Arc::new(Mutex::new(CookieJar::new())),
             secrets,
             long_term: vec![ca_seed, server_seed, client_seed],
         }
@@ -748,6 +919,14 @@ enum Ending {
     Hang,
     /// The task panicked.
     Panicked,
+    /// The cookie sessions' server driver refused the connection before
+    /// the handshake, with this plaintext alert.
+    Refused {
+        alert: AlertCode,
+        reason: &'static str,
+        /// The first flight it refused was the peer's plaintext alert.
+        peer_alert: Option<AlertCode>,
+    },
 }
 
 #[derive(Debug)]
@@ -852,7 +1031,7 @@ impl AsyncWrite for Counted {
 /// up with the transport), and it has no timer of its own: when that
 /// deadline passes while nothing comes, the application reads again, once
 /// per deadline.
-async fn receive(s: &mut SecureStream<Counted>) -> Received {
+async fn receive<IO: AsyncRead + AsyncWrite + Unpin>(s: &mut SecureStream<IO>) -> Received {
     let idle = tokio::time::Instant::now() + IDLE_TIMEOUT;
     let mut looked = None;
     loop {
@@ -946,7 +1125,7 @@ async fn server_side(
     m: Arc<Markers>,
     one_byte_reads: Arc<AtomicUsize>,
 ) -> SideReport {
-    let mut r = SideReport::new();
+    let r = SideReport::new();
     let mut op = Instant::now();
     let tcp = match listener.accept().await {
         Ok((tcp, _)) => tcp,
@@ -959,10 +1138,20 @@ async fn server_side(
         one_byte_reads,
     };
     op = Instant::now();
-    let mut s = match acceptor.accept(tcp).await {
-        Ok(s) => s,
-        Err(e) => return r.ended(Ending::Failed(e), op),
-    };
+    match acceptor.accept(tcp).await {
+        Ok(s) => serve(s, m, r).await,
+        Err(e) => r.ended(Ending::Failed(e), op),
+    }
+}
+
+/// The server's application once its handshake is done: reads the client's
+/// messages, answers, waits for its Close and closes.
+async fn serve<IO: AsyncRead + AsyncWrite + Unpin>(
+    mut s: SecureStream<IO>,
+    m: Arc<Markers>,
+    mut r: SideReport,
+) -> SideReport {
+    let mut op;
     r.handshake_done = true;
     for _ in 0..MESSAGES {
         op = Instant::now();
@@ -994,6 +1183,14 @@ async fn bounded(f: impl Future<Output = SideReport>) -> SideReport {
         .unwrap_or_else(|_| SideReport::only(Ending::Hang))
 }
 
+async fn bounded_with_source(
+    f: impl Future<Output = (SideReport, Option<SocketAddr>)>,
+) -> (SideReport, Option<SocketAddr>) {
+    tokio::time::timeout(HANG, f)
+        .await
+        .unwrap_or_else(|_| (SideReport::only(Ending::Hang), None))
+}
+
 struct Session {
     client: SideReport,
     server: SideReport,
@@ -1003,37 +1200,112 @@ struct Session {
     /// Reads of exactly one byte by the client and by the server.
     client_one_byte_reads: usize,
     server_one_byte_reads: usize,
+    /// The server's TCP peer (the proxy's outbound port), which a cookie
+    /// binds; cookie sessions only.
+    source: Option<SocketAddr>,
+}
+
+/// What runs at the two ends of a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ends {
+    Plain,
+    /// Both ends re-key and the client starts one.
+    Rekey,
+    /// The server runs the reference server's cookie driver in front of
+    /// its `Acceptor` (`busy`: every ClientHello without a cookie gets a
+    /// HelloRetry; else none does), and sees the connection come from
+    /// another address than `not_from`.
+    Cookie {
+        busy: bool,
+        not_from: Option<SocketAddr>,
+    },
 }
 
 /// One session: a server, a proxy and a client on fresh loopback ports;
 /// with `rekey`, both ends re-key and the client starts one.
 async fn run_session(world: &World, id: u64, plan: Plan, rekey: bool) -> Session {
+    let ends = if rekey { Ends::Rekey } else { Ends::Plain };
+    run_session_with(world, id, plan, ends).await
+}
+
+/// A listener on a fresh loopback port. The cookie sessions listen on
+/// 127.0.0.2 where the system has it (Linux: all of 127/8 is loopback):
+/// the connections the tables leave in TIME_WAIT hold ports of their
+/// listeners' address, and the three tables together run about 10,000
+/// sessions within a minute, near the 28,000 ephemeral ports of Linux's
+/// default range.
+async fn bind(ends: Ends) -> io::Result<TcpListener> {
+    if matches!(ends, Ends::Cookie { .. }) {
+        if let Ok(l) = TcpListener::bind("127.0.0.2:0").await {
+            return Ok(l);
+        }
+    }
+    TcpListener::bind("127.0.0.1:0").await
+}
+
+/// Connects to `to` from a port that is not `not_from`'s: a cookie is bound
+/// to its client's address and port, and the system may give a new
+/// connection the port an earlier one had.
+async fn connect_from_another(
+    to: SocketAddr,
+    not_from: Option<SocketAddr>,
+) -> io::Result<TcpStream> {
+    let Some(avoid) = not_from else {
+        return TcpStream::connect(to).await;
+    };
+    // Held while the next is bound, so that one gets another port.
+    let mut taken = Vec::new();
+    loop {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        if socket.local_addr()? != avoid {
+            return socket.connect(to).await;
+        }
+        taken.push(socket);
+    }
+}
+
+async fn run_session_with(world: &World, id: u64, plan: Plan, ends: Ends) -> Session {
+    let rekey = ends == Ends::Rekey;
+    let not_from = match ends {
+        Ends::Cookie { not_from, .. } => not_from,
+        Ends::Plain | Ends::Rekey => None,
+    };
     let (connector, acceptor) = if rekey {
         (&world.rekey_connector, &world.rekey_acceptor)
     } else {
         (&world.connector, &world.acceptor)
     };
     let markers = Arc::new(Markers::new(id));
-    let server_l = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind the server");
-    let proxy_l = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind the proxy");
+    let server_l = bind(ends).await.expect("bind the server");
+    let proxy_l = bind(ends).await.expect("bind the proxy");
     let server_addr = server_l.local_addr().expect("server address");
     let proxy_addr = proxy_l.local_addr().expect("proxy address");
     let client_reads = Arc::new(AtomicUsize::new(0));
     let server_reads = Arc::new(AtomicUsize::new(0));
-    let server = tokio::spawn(bounded(server_side(
-        acceptor.clone(),
-        server_l,
-        markers.clone(),
-        server_reads.clone(),
-    )));
+    let server = match ends {
+        Ends::Cookie { busy, .. } => tokio::spawn(bounded_with_source(cookie::server_side(
+            acceptor.clone(),
+            world.cookies.clone(),
+            busy,
+            server_l,
+            markers.clone(),
+            server_reads.clone(),
+        ))),
+        Ends::Plain | Ends::Rekey => {
+            let plain = server_side(
+                acceptor.clone(),
+                server_l,
+                markers.clone(),
+                server_reads.clone(),
+            );
+            tokio::spawn(bounded_with_source(async move { (plain.await, None) }))
+        }
+    };
     let mut proxy = tokio::spawn(async move {
         let (c, _) = proxy_l.accept().await.ok()?;
         drop(proxy_l);
-        let s = TcpStream::connect(server_addr).await.ok()?;
+        let s = connect_from_another(server_addr, not_from).await.ok()?;
         Some(proxy::run(c, s, plan).await)
     });
     let client = tokio::spawn(bounded(client_side(
@@ -1046,9 +1318,9 @@ async fn run_session(world: &World, id: u64, plan: Plan, rekey: bool) -> Session
     let client = client
         .await
         .unwrap_or_else(|_| SideReport::only(Ending::Panicked));
-    let server = server
+    let (server, source) = server
         .await
-        .unwrap_or_else(|_| SideReport::only(Ending::Panicked));
+        .unwrap_or_else(|_| (SideReport::only(Ending::Panicked), None));
     let rec = match tokio::time::timeout(HANG, &mut proxy).await {
         Ok(Ok(rec)) => rec,
         _ => {
@@ -1063,6 +1335,7 @@ async fn run_session(world: &World, id: u64, plan: Plan, rekey: bool) -> Session
         markers,
         client_one_byte_reads: client_reads.load(Ordering::Relaxed),
         server_one_byte_reads: server_reads.load(Ordering::Relaxed),
+        source,
     }
 }
 
@@ -1108,6 +1381,16 @@ fn ending_kind(e: &Ending) -> String {
         Ending::ExtraMessage => "EXTRA MESSAGE".into(),
         Ending::Hang => "HANG".into(),
         Ending::Panicked => "PANIC".into(),
+        Ending::Refused {
+            alert,
+            reason,
+            peer_alert,
+        } => {
+            let read = peer_alert.map_or_else(String::new, |a| {
+                format!(" (what it read: the peer's plaintext alert {a})")
+            });
+            format!("driver refused with {alert}: {reason}{read}")
+        }
     }
 }
 
@@ -1116,6 +1399,7 @@ fn alert_sent(e: &Ending) -> Option<AlertCode> {
     match e {
         Ending::Failed(e) => e.alert(),
         Ending::IdleTimeout => Some(AlertCode::TIMEOUT),
+        Ending::Refused { alert, .. } => Some(*alert),
         _ => None,
     }
 }
@@ -1123,6 +1407,7 @@ fn alert_sent(e: &Ending) -> Option<AlertCode> {
 fn alert_got(e: &Ending) -> Option<AlertCode> {
     match e {
         Ending::Failed(e) => alert_received(e),
+        Ending::Refused { peer_alert, .. } => *peer_alert,
         _ => None,
     }
 }
@@ -1134,6 +1419,7 @@ fn timed_out(e: &Ending) -> bool {
     match e {
         Ending::IdleTimeout => true,
         Ending::Failed(e) => e.io_kind() == io::ErrorKind::TimedOut,
+        Ending::Refused { reason, .. } => *reason == cookie::HELLO_TIMED_OUT,
         _ => false,
     }
 }
@@ -1173,15 +1459,30 @@ fn alert_outcome(sc: &Scenario, client: &Ending, server: &Ending) -> &'static st
     {
         return "S->C black-holed from the Reply on: both re-key waits timed out, the server's alert cannot pass";
     }
+    // A dropped cookie record leaves both ends waiting (the handshake is a
+    // ping-pong), each until its own handshake timeout, which run out
+    // together: the alerts cross, each after its receiver stopped reading.
+    if sc.kind == Kind::Drop && sc.unit.is_cookie() && timed_out(client) && timed_out(server) {
+        return "dropped: both ends waited out their timeouts, the two timeout alerts crossed";
+    }
     // A lengthened record stalls its receiver. Whichever side times out
     // first sends its timeout alert; if that is the stalled side, the alert
     // was delivered (above). If it is the other, its alert (and its FIN)
     // become the awaited body: the stalled side reads a cut record, or, when
     // they fill the lengthened record, a record that does not open.
+    // The cookie driver, stalled on the answer, reads the client's alert and
+    // FIN as the rest of it: a cut record, which it refuses as no answer.
     let stalled = |a: &Ending, b: &Ending| {
         timed_out(a)
             && (timed_out(b)
-                || matches!(b, Ending::Failed(Error::Truncated | Error::DecryptFailed)))
+                || matches!(b, Ending::Failed(Error::Truncated | Error::DecryptFailed))
+                || matches!(
+                    b,
+                    Ending::Refused {
+                        peer_alert: None,
+                        ..
+                    }
+                ))
     };
     if sc.may_stall && (stalled(client, server) || stalled(server, client)) {
         return "stalled on a lengthened record, ended by a timeout";
@@ -1253,7 +1554,21 @@ fn judge(sc: &Scenario, s: &Session) -> Verdict {
         .as_ref()
         .and_then(|rec| sc.unit.bytes_in(rec, own))
         .map(|r| r[0].len());
-    let target_seen = sc.unit.sealed_len().is_none_or(|len| seen == Some(len));
+    let target_seen = if sc.kind == Kind::ForgedRetry {
+        // The client answered the forged retry: a CookieEcho and its
+        // ClientHello, right after the ClientHello the proxy dropped.
+        let rec = s.rec.as_ref();
+        let at = |index| rec.and_then(|r| r.record(Pos { flight: 1, index }));
+        at(0).is_some_and(|r| r.get(RECORD_HEADER_LEN) == Some(&HandshakeType::CLIENT_HELLO.0))
+            && at(1).is_some_and(|r| Unit::CookieAnswer.looks_right(r))
+    } else if sc.unit.is_cookie() {
+        s.rec
+            .as_ref()
+            .and_then(|rec| sc.unit.bytes_in(rec, own))
+            .is_some_and(|r| sc.unit.looks_right(r[0]))
+    } else {
+        sc.unit.sealed_len().is_none_or(|len| seen == Some(len))
+    };
     if !target_seen {
         v.push(format!(
             "the record at {own:?} is not the {}: {seen:?} bytes",
@@ -1314,7 +1629,11 @@ fn judge(sc: &Scenario, s: &Session) -> Verdict {
             }
         }
         // A black hole may leave nothing to detect: a timeout may end it.
-        let may_time_out = sc.may_stall || sc.kind == Kind::DropRest;
+        // So may a dropped cookie record: the handshake is a ping-pong, so
+        // nothing follows it but the two ends' waits.
+        let may_time_out = sc.may_stall
+            || sc.kind == Kind::DropRest
+            || (sc.kind == Kind::Drop && sc.unit.is_cookie());
         if !may_time_out && (timed_out(&receiver.ending) || timed_out(&sender.ending)) {
             v.push(format!(
                 "ended by a timeout, not detected: receiver {}, sender {}",
@@ -1322,7 +1641,10 @@ fn judge(sc: &Scenario, s: &Session) -> Verdict {
                 ending_kind(&sender.ending)
             ));
         }
-        if !matches!(receiver.ending, Ending::Failed(_) | Ending::IdleTimeout) {
+        if !matches!(
+            receiver.ending,
+            Ending::Failed(_) | Ending::IdleTimeout | Ending::Refused { .. }
+        ) {
             v.push(format!(
                 "receiver has no typed error: {}",
                 ending_kind(&receiver.ending)
@@ -1467,7 +1789,7 @@ async fn run_all(world: &Arc<World>, list: Vec<Scenario>, parallel: usize) -> Ve
         let gate = gate.clone();
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await.expect("semaphore");
-            let session = run_session(&world, sc.id, sc.plan.clone(), sc.unit.is_rekey()).await;
+            let session = run_session_with(&world, sc.id, sc.plan.clone(), sc.ends()).await;
             judge(&sc, &session)
         }));
     }
@@ -1706,7 +2028,12 @@ impl Tally {
                 .join("\n")
         );
         for (kind, unit) in kinds.iter().flat_map(|k| units.iter().map(|u| (*k, *u))) {
-            let applicable = kind != Kind::Reorder || unit.reorder_targets().is_some();
+            let applicable = match kind {
+                Kind::Reorder => unit.reorder_targets().is_some(),
+                Kind::ForgedRetry => unit == Unit::HelloRetry,
+                Kind::StripEcho => unit == Unit::CookieAnswer,
+                _ => true,
+            };
             assert_eq!(
                 self.cells.contains_key(&(kind, unit)),
                 applicable,
@@ -2081,6 +2408,246 @@ async fn re_key_records_under_attack() {
     );
 }
 
+/// A cookie session without manipulation (the server busy): its recording
+/// and the source its cookie is bound to. Both ends finished, every message
+/// delivered; the flights are those of a session with the HelloRetry and
+/// the answer between the ClientHello and the ServerHello, and the answer
+/// repeats the ClientHello byte for byte. The server does not see it come
+/// from `not_from`.
+async fn record_cookie(
+    world: &World,
+    id: u64,
+    not_from: Option<SocketAddr>,
+) -> (Recording, SocketAddr) {
+    let forward = Plan {
+        targets: Vec::new(),
+        manipulation: Manipulation::Forward,
+        numbering: Numbering::Flights,
+    };
+    let ends = Ends::Cookie {
+        busy: true,
+        not_from,
+    };
+    let s = run_session_with(world, id, forward, ends).await;
+    assert!(
+        matches!(
+            (&s.client.ending, &s.server.ending),
+            (Ending::Clean, Ending::Clean)
+        ),
+        "clean cookie session: client {:?}, server {:?}",
+        s.client.ending,
+        s.server.ending
+    );
+    assert_eq!(s.server.delivered, s.markers.client);
+    assert_eq!(s.client.delivered, s.markers.server);
+    let rec = s.rec.expect("recording");
+    // C[CH] S[HelloRetry] C[CookieEcho+CH] S[SH, 3+4] C[5] S[6+7/9]
+    // C[8/10+11, d1] S[12, 13] C[d2, d3] S[d1, d2, d3] C[Close] S[Close]
+    let shape: Vec<(Dir, usize)> = rec
+        .flights
+        .iter()
+        .map(|f| (f.dir, f.records.len()))
+        .collect();
+    let (c, v) = (Dir::ClientToServer, Dir::ServerToClient);
+    assert_eq!(
+        shape,
+        [
+            (c, 1),
+            (v, 1),
+            (c, 1),
+            (v, 2),
+            (c, 1),
+            (v, 1),
+            (c, 2),
+            (v, 2),
+            (c, 2),
+            (v, 3),
+            (c, 1),
+            (v, 1)
+        ],
+        "the flights of a retried session"
+    );
+    for unit in Unit::COOKIE {
+        let r = unit.bytes_in(&rec, &unit.records()).expect("recorded")[0];
+        assert!(unit.looks_right(r), "{unit:?}: {:02x?}", &r[..8]);
+    }
+    let hello = rec.record(Pos {
+        flight: 1,
+        index: 0,
+    });
+    let answer = rec.record(Pos {
+        flight: 3,
+        index: 0,
+    });
+    let (hello, answer) = (hello.expect("hello"), answer.expect("answer"));
+    assert_eq!(
+        answer[answer.len() - (hello.len() - RECORD_HEADER_LEN)..],
+        hello[RECORD_HEADER_LEN..],
+        "the answer repeats the ClientHello"
+    );
+    (rec, s.source.expect("the server's peer"))
+}
+
+/// The cookie retry (SPEC §4.5) under attack: the third table of the
+/// module doc.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookie_retry_under_attack() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let captured = logs::capture();
+    let log_start = captured.snapshot().len();
+    let started = Instant::now();
+    let world = Arc::new(World::new());
+
+    let (reference, reference_source) = record_cookie(&world, 1, None).await;
+    let (donor, donor_source) = record_cookie(&world, 2, Some(reference_source)).await;
+    for unit in Unit::COOKIE {
+        let a = unit
+            .bytes_in(&reference, &unit.records())
+            .expect("reference");
+        let b = unit.bytes_in(&donor, &unit.records()).expect("donor");
+        assert_eq!(a[0].len(), b[0].len(), "{unit:?}: record sizes are fixed");
+        assert_ne!(a, b, "{unit:?}: two sessions differ");
+    }
+    assert_ne!(reference_source, donor_source, "two source ports");
+
+    let list = scenarios(&reference, &donor, &Unit::COOKIE);
+    // Every byte of both records flipped once.
+    let mut flips_cover = 0;
+    for unit in Unit::COOKIE {
+        let len = unit
+            .bytes_in(&reference, &unit.records())
+            .expect("recorded")[0]
+            .len();
+        let mut flipped: Vec<usize> = list
+            .iter()
+            .filter(|sc| sc.unit == unit)
+            .filter_map(|sc| match sc.plan.manipulation {
+                Manipulation::Flip { at, .. } => Some(at),
+                _ => None,
+            })
+            .collect();
+        flipped.sort_unstable();
+        assert!(
+            flipped.iter().copied().eq(0..len),
+            "{unit:?}: every byte flipped once"
+        );
+        flips_cover += len;
+    }
+    let n = list.len();
+    let lengthening = list.iter().filter(|sc| sc.may_stall).count();
+    let (quiet, mut flood): (Vec<_>, Vec<_>) = list.into_iter().partition(|sc| sc.kind.succeeds());
+    for sc in &mut flood {
+        if sc.kind == Kind::Replay && sc.unit == Unit::CookieAnswer {
+            sc.not_from = Some(donor_source);
+        }
+    }
+    // The replays and the forged cookie first: their cookies are to be
+    // refused for their source, ClientHello or MAC, not as too old.
+    flood.sort_by_key(|sc| !matches!(sc.kind, Kind::Replay | Kind::ForgedRetry));
+    // The donor's answer is a valid cookie for the donor's source, not for
+    // another one: what the replay into another connection tests.
+    let donor_answer = Unit::CookieAnswer
+        .bytes_in(&donor, &Unit::CookieAnswer.records())
+        .expect("donor")[0]
+        .to_vec();
+    let decide = |source| {
+        world.cookies.lock().expect("the jar").first_flight(
+            &donor_answer,
+            &CookieSource::Ip(source),
+            UnixTime::now(),
+            true,
+            true,
+            &mut OsRng,
+        )
+    };
+    assert_eq!(
+        decide(donor_source),
+        Decision::Proceed { retried: true },
+        "the donor's answer, from the donor"
+    );
+    assert!(
+        matches!(
+            decide(reference_source),
+            Decision::Refuse {
+                alert: AlertCode::HANDSHAKE_FAILURE,
+                ..
+            }
+        ),
+        "the donor's answer, from another port"
+    );
+    let mut verdicts = run_all(&world, flood, PARALLEL).await;
+    verdicts.extend(run_all(&world, quiet, PARALLEL_QUIET).await);
+    let elapsed = started.elapsed();
+
+    let tally = Tally::new(&verdicts);
+    let slowest = tally.slowest;
+    let mut t = String::new();
+    writeln!(
+        t,
+        "\n{n} cookie sessions over loopback TCP in {elapsed:.1?} (the server busy: a HelloRetry \
+         for every ClientHello without a cookie; the failing rows first, {PARALLEL} at once, \
+         the replays and the forged cookie before the rest, then the [ok] rows, \
+         {PARALLEL_QUIET} at once; handshake timeout {HANDSHAKE_TIMEOUT:?} from the accept, \
+         hello included; slowest failing operation {slowest:.2?}); {lengthening} flips \
+         lengthen a record"
+    )
+    .expect("write");
+    writeln!(
+        t,
+        "targets (checked in every session: the HelloRetry is a {RETRY_RECORD_LEN}-byte \
+         plaintext handshake record of type 0x81; the answer starts with a CookieEcho, 0x82, \
+         its ClientHello behind it):"
+    )
+    .expect("write");
+    for unit in Unit::COOKIE {
+        let len = unit
+            .bytes_in(&reference, &unit.records())
+            .expect("recorded")[0]
+            .len();
+        writeln!(
+            t,
+            "  {:7} {:5} bytes  {}",
+            unit.short(),
+            len,
+            unit.describe()
+        )
+        .expect("write");
+    }
+    tally.write(&mut t, &Unit::COOKIE, &Kind::COOKIE);
+
+    let log = captured.snapshot().split_off(log_start);
+    let logged = world.secrets.entries();
+    let long_term: Vec<&[u8]> = world.long_term.iter().map(|k| &k[..]).collect();
+    let material = logs::key_material(world.provider(), &logged, &long_term);
+    let found = logs::Index::new(&material).scan(&log);
+    let text = String::from_utf8_lossy(&log);
+    writeln!(
+        t,
+        "\nlogs: {} lines scanned for the key-log secrets of both ends, their first record \
+         keys and the long-term keys; found: {}",
+        text.lines().count(),
+        found.len()
+    )
+    .expect("write");
+    writeln!(
+        t,
+        "every byte of the HelloRetry and the answer ({flips_cover} bytes) flipped once; \
+         wall time {:.1?}",
+        started.elapsed()
+    )
+    .expect("write");
+    println!("{t}");
+
+    tally.check(&Unit::COOKIE, &Kind::COOKIE);
+    assert_no_key_material(&found, &log);
+    for needle in [
+        "asks for its 36-byte cookie back",
+        "bound into the transcript",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from the logs");
+    }
+}
+
 /// The scan finds a secret in each form it looks for (its negative control).
 #[test]
 fn the_log_scan_finds_planted_secrets() {
@@ -2117,6 +2684,7 @@ async fn the_judge_flags_sessions_that_do_not_meet_the_requirement() {
             numbering: Numbering::Flights,
         },
         may_stall: false,
+        not_from: None,
     };
 
     let untouched = scenario(Kind::Flip, Manipulation::Forward);
@@ -2153,6 +2721,7 @@ async fn the_judge_flags_sessions_that_do_not_meet_the_requirement() {
             numbering: Unit::RekeyReply.numbering(),
         },
         may_stall: false,
+        not_from: None,
     };
     let forwarded = rekey(Kind::DropRest, Manipulation::Forward);
     let session = run_session(&world, 3, forwarded.plan.clone(), true).await;

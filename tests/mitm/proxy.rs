@@ -11,7 +11,8 @@
 use std::io;
 use std::time::Duration;
 
-use sc_wire::{Codec, RecordHeader};
+use sc_wire::record::RECORD_HEADER_LEN;
+use sc_wire::{Codec, HandshakeMessage, Reader, RecordHeader, RecordKind};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -61,6 +62,12 @@ pub(crate) enum Manipulation {
     Inject(Vec<u8>),
     /// Forward the first `keep` bytes, then reset both connections (RST).
     Reset { keep: usize },
+    /// Forward the target (plaintext handshake records) without the first
+    /// handshake message of each.
+    StripFirstMessage,
+    /// Forward nothing of the target, and send these bytes back to its
+    /// sender instead: the attacker answers for the receiver.
+    AnswerFor(Vec<u8>),
 }
 
 /// How a plan's targets are numbered.
@@ -159,6 +166,8 @@ struct Mitm {
     last: Option<Dir>,
     held: Vec<Vec<u8>>,
     done: bool,
+    /// Bytes for the sender of the record just handled (`AnswerFor`).
+    back: Vec<u8>,
 }
 
 /// Writes `bytes`, remembering (not failing on) a receiver that is gone.
@@ -225,6 +234,10 @@ impl Mitm {
         self.done = true;
         self.rec.applied = true;
         let held = core::mem::take(&mut self.held);
+        if let Manipulation::AnswerFor(answer) = &self.plan.manipulation {
+            self.back = answer.clone();
+            return None;
+        }
         apply(&self.plan.manipulation, held, lane, w).await
     }
 
@@ -326,6 +339,25 @@ async fn apply<W: AsyncWrite + Unpin + ?Sized>(
             put(lane, w, &held.concat()).await;
         }
         Manipulation::Replay(other) => put(lane, w, &other.concat()).await,
+        Manipulation::StripFirstMessage => {
+            for r in &held {
+                let body = &r[RECORD_HEADER_LEN..];
+                let mut reader = Reader::new(body);
+                let rest = match HandshakeMessage::read(&mut reader) {
+                    Ok(_) => &body[body.len() - reader.left()..],
+                    Err(_) => body,
+                };
+                let mut out = RecordHeader {
+                    kind: RecordKind::HANDSHAKE,
+                    len: rest.len(),
+                }
+                .encoded();
+                out.extend_from_slice(rest);
+                put(lane, w, &out).await;
+            }
+        }
+        // Handled where the target is complete (`Mitm::on_record`).
+        Manipulation::AnswerFor(_) => {}
         Manipulation::Inject(forged) => {
             put(lane, w, forged).await;
             put(lane, w, &bytes).await;
@@ -345,6 +377,7 @@ pub(crate) async fn run(mut client: TcpStream, mut server: TcpStream, plan: Plan
         last: None,
         held: Vec::new(),
         done: false,
+        back: Vec::new(),
     };
     let end = {
         let (mut cr, mut cw) = client.split();
@@ -372,6 +405,11 @@ pub(crate) async fn run(mut client: TcpStream, mut server: TcpStream, plan: Plan
                         break end;
                     }
                 }
+            }
+            let back = core::mem::take(&mut mitm.back);
+            match dir {
+                Dir::ClientToServer => put(&mut s2c, &mut cw, &back).await,
+                Dir::ServerToClient => put(&mut c2s, &mut sw, &back).await,
             }
         }
     };
