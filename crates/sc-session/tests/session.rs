@@ -609,7 +609,10 @@ fn a_downgrade_of_the_offer_or_the_choice_fails() {
     let mut p = mk();
     let mut ch = p.take_flight(Side::Client).expect("hello");
     let suites_at = 4 + 4 + 2 + 32 + 32 + 1184;
-    assert_eq!(ch[suites_at], 3, "two suites and the cookie capability offered");
+    assert_eq!(
+        ch[suites_at], 3,
+        "two suites and the cookie capability offered"
+    );
     ch[suites_at + 1..suites_at + 3].copy_from_slice(&CHACHA.0.to_be_bytes());
     ch[suites_at + 3..suites_at + 5].copy_from_slice(&CHACHA.0.to_be_bytes());
     p.deliver(Side::Server, &ch)
