@@ -2452,3 +2452,53 @@ async fn a_busy_server_asks_for_a_cookie_and_only_a_valid_echo_gets_a_handshake(
     let server_hello = read_record(&mut blind).await;
     assert_eq!(server_hello[4], 2, "a ServerHello");
 }
+
+// ---------------------------------------------------------------------------
+// What the client is told when the tunnel exit cannot reach its backend.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_the_server_cannot_reach_is_named_as_such_not_as_a_relay_route() {
+    let s = Setup::new();
+    // A port nothing listens on.
+    let dead = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let server = Running::start(&s.args(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--forward",
+        &dead.to_string(),
+        "--allow-anonymous",
+    ]));
+    let addr = server.address().await;
+    let mut client = Command::new(env!("CARGO_BIN_EXE_sc-client"));
+    client
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .args(["--connect", &addr.to_string(), "--server-name", SERVER_NAME])
+        .args(["--ca", &s.dir.str("ca.pem"), "--anonymous"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = client.spawn().expect("spawn sc-client");
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(b"hello\n").await;
+    }
+    let out = timeout(WAIT, child.wait_with_output())
+        .await
+        .expect("sc-client did not exit in time")
+        .expect("sc-client output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("error: the server could not reach its backend"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("no route name sent"), "{stderr}");
+    let line = server.wait_line("backend").await;
+    assert!(line.contains(&dead.to_string()), "{line}");
+}

@@ -340,6 +340,13 @@ pub fn session_error_sentence(e: &SessionError) -> String {
              (data may have been cut off)"
                 .to_owned()
         }
+        // After the handshake only the authenticated server can send an
+        // alert (a plaintext one is refused then): `no route` is its tunnel
+        // exit failing to reach its backend, not a relay's missing route.
+        SessionError::PeerAlert(AlertCode::NO_ROUTE) => {
+            "the server could not reach its backend (no route); the server's log says why"
+                .to_owned()
+        }
         SessionError::PeerAlert(code) => alert_sentence(*code, None),
         SessionError::Io(io) => format!("connection lost: {}", io_reason(io.get_ref())),
         other => format!("session failed: {other}"),
@@ -362,6 +369,12 @@ mod tests {
         );
         assert!(alert_sentence(AlertCode(0xee), None).starts_with("the server ended the session"));
         assert!(alert_sentence(AlertCode::GOING_AWAY, None).contains("going away"));
+        // During the handshake `no route` is a relay's; after it, the
+        // server's own backend.
+        assert_eq!(
+            session_error_sentence(&SessionError::PeerAlert(AlertCode::NO_ROUTE)),
+            "the server could not reach its backend (no route); the server's log says why"
+        );
     }
 
     #[test]
