@@ -81,16 +81,21 @@ macro_rules! payload {
 pub(crate) use payload;
 
 /// Logs one step as the seed did: `Step 9/13: KeyConfirm1 verified`.
+/// The two messages of the cookie retry are not steps: `Retry: HelloRetry
+/// received …`.
 pub(crate) fn log_step(role: &'static str, typ: HandshakeType, what: &str) {
-    tracing::debug!(
-        target: "sc_handshake",
-        role,
-        step = typ.step(),
-        "Step {}/13: {} {}",
-        typ.step(),
-        typ.name().unwrap_or("?"),
-        what
-    );
+    let name = typ.name().unwrap_or("?");
+    if (1..=13).contains(&typ.step()) {
+        tracing::debug!(
+            target: "sc_handshake",
+            role,
+            step = typ.step(),
+            "Step {}/13: {name} {what}",
+            typ.step(),
+        );
+    } else {
+        tracing::debug!(target: "sc_handshake", role, "Retry: {name} {what}");
+    }
 }
 
 /// Encodes a message, appends it to `out` and returns its encoding's range.
