@@ -8,9 +8,9 @@ use std::path::Path;
 use rand_core::OsRng;
 use sc_pki::{
     cert_info, cert_to_pem, issue_intermediate, issue_leaf, issue_root, CertError, CertInfo,
-    CertificateDer, ClientCertVerifier, ClientPolicy, Issuer, KeyPair, LeafSpec, PemContents,
-    RevokedEntry, ServerCertVerifier, ServerName, TrustAnchors, UnixTime, Usage, Validity,
-    WebPkiClientVerifier, WebPkiServerVerifier,
+    CertRequest, CertificateDer, ClientCertVerifier, ClientPolicy, Issuer, KeyPair, LeafSpec,
+    PemContents, RequestError, RevokedEntry, ServerCertVerifier, ServerName, TrustAnchors,
+    UnixTime, Usage, Validity, WebPkiClientVerifier, WebPkiServerVerifier,
 };
 
 use crate::dir::{
@@ -20,7 +20,9 @@ use crate::dir::{
 use crate::fsutil::{create_dir, read_text, write_atomic, KEY_MODE, PUBLIC_MODE};
 use crate::pass::Passphrase;
 use crate::time::{self, date, expiry, minute, rfc3339, unix, DAY};
-use crate::{Command, CrlArgs, InitArgs, IssueKind, Purpose, RenewArgs, RevokeArgs, VerifyArgs};
+use crate::{
+    Command, CrlArgs, InitArgs, IssueKind, Purpose, RenewArgs, RequestArgs, RevokeArgs, VerifyArgs,
+};
 use sovereign_chain::cli::CliError;
 
 /// Longest an intermediate is valid, in days.
@@ -32,6 +34,7 @@ pub(crate) fn run(command: Command) -> Result<(), CliError> {
         Command::Issue { kind } => issue(kind),
         Command::Renew(a) => renew(a),
         Command::Revoke(a) => revoke(a),
+        Command::Request(a) => request(a),
         Command::Crl(a) => crl(a),
         Command::List(a) => list(&a.dir),
         Command::Inspect { file } => inspect(&file),
@@ -243,7 +246,13 @@ fn issue(kind: IssueKind) -> Result<(), CliError> {
         }
     };
     check_name(&name)?;
+    // A request is read and checked before the CA is opened or its
+    // passphrase asked for.
+    let request = common.csr.as_deref().map(read_request).transpose()?;
     let mut ca = CaDir::open(&dir)?;
+    if let Some(req) = &request {
+        refuse_ca_key(&ca, req)?;
+    }
     if let Some(e) = ca.index.current(&name) {
         if !common.force {
             return Err(CliError::new(format!(
@@ -262,10 +271,18 @@ fn issue(kind: IssueKind) -> Result<(), CliError> {
     let now = time::now();
     let pass = Passphrase::new(common.pass.passphrase_file);
     let signer = ca.signer(&pass, now)?;
-    let key = KeyPair::generate(&mut OsRng);
+    // With a request, the key is the requester's and stays with them.
+    let (key, public_key) = match &request {
+        Some(req) => (None, req.public_key()),
+        None => {
+            let key = KeyPair::generate(&mut OsRng);
+            let public_key = key.public_key();
+            (Some(key), public_key)
+        }
+    };
     let (cert, chain) = sign_leaf(
         &signer,
-        &key,
+        &public_key,
         &spec,
         leaf_validity(&signer, now, common.days)?,
     )?;
@@ -280,16 +297,188 @@ fn issue(kind: IssueKind) -> Result<(), CliError> {
         }
     }
     let entry = entry_for(&name, k, &cert, now)?;
-    write_key(&ca, &format!("{name}.key"), &key, None)?;
+    if let Some(key) = &key {
+        write_key(&ca, &format!("{name}.key"), key, None)?;
+    }
     write_chain(&ca, &format!("{name}.pem"), &chain)?;
     ca.index.certs.push(entry.clone());
     ca.save()?;
-    print_issued("issued", &ca, &entry, &cert, now, true)
+    match (&request, &common.csr) {
+        (Some(req), Some(path)) => {
+            if let Some(note) = ignored_names(req, &spec) {
+                eprintln!(
+                    "note: {}: the request's names ({note}) were ignored: the certificate names {}",
+                    path.display(),
+                    spec_names(&spec)
+                );
+            }
+            print_issued("issued", &ca, &entry, &cert, now, KeyFile::Elsewhere)
+        }
+        _ => print_issued("issued", &ca, &entry, &cert, now, KeyFile::New),
+    }
+}
+
+/// Reads and checks a certification request: one line naming what is wrong
+/// with it otherwise.
+fn read_request(path: &Path) -> Result<CertRequest, CliError> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        CliError::io(format!("cannot read the request {}", path.display()), &e)
+            .hint("the host makes it with: sc-ca request NAME --out DIR (DIR/NAME.csr)")
+    })?;
+    CertRequest::from_pem_or_der(&bytes).map_err(|e| {
+        let hint = match e {
+            RequestError::NotRequest | RequestError::WrongPemLabel(_) => {
+                "give the .csr file made by `sc-ca request` or `openssl req -new`"
+            }
+            RequestError::Malformed(_) | RequestError::BadSignature => {
+                "the file is damaged or was changed: ask the host for a new request"
+            }
+            RequestError::UnsupportedKey(_) | RequestError::UnsupportedSignature(_) => {
+                "make an Ed25519 key: sc-ca request NAME --out DIR, or openssl genpkey -algorithm ed25519"
+            }
+            _ => "ask the host for a new request",
+        };
+        CliError::new(format!("{}: {e}", path.display())).hint(hint)
+    })
+}
+
+/// Refuses a request for one of this CA's own keys (the root's or the
+/// intermediate's, read from their public certificates).
+fn refuse_ca_key(ca: &CaDir, req: &CertRequest) -> Result<(), CliError> {
+    let theirs = sc_pki::KeyPin::of_key(&req.public_key());
+    for file in [ROOT_CERT, INTER_CERT] {
+        if !ca.path(file).exists() {
+            continue;
+        }
+        if sc_pki::KeyPin::of_cert(&ca.read_cert(file)?)? == theirs {
+            return Err(CliError::new(format!(
+                "the request's key is this CA's own key ({})",
+                ca.path(file).display()
+            ))
+            .hint("a host makes a key of its own: sc-ca request NAME --out DIR on that host"));
+        }
+    }
+    Ok(())
+}
+
+/// The request's names, if it carries any and they differ from `spec`'s.
+fn ignored_names(req: &CertRequest, spec: &LeafSpec) -> Option<String> {
+    let mut asked: Vec<String> = req
+        .common_name()
+        .map(|c| format!("CN={c}"))
+        .into_iter()
+        .collect();
+    asked.extend(req.dns_names().iter().map(|d| format!("DNS:{d}")));
+    asked.extend(req.ip_addrs().iter().map(|i| format!("IP:{i}")));
+    asked.extend(req.uris().iter().map(|u| format!("URI:{u}")));
+    if asked.is_empty() {
+        return None;
+    }
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v.dedup();
+        v
+    };
+    let same_sans = sorted(
+        req.dns_names()
+            .iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect(),
+    ) == sorted(
+        spec.dns_names
+            .iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect(),
+    ) && sorted(req.ip_addrs().iter().map(ToString::to_string).collect())
+        == sorted(spec.ip_addrs.iter().map(ToString::to_string).collect())
+        && sorted(req.uris().to_vec()) == sorted(spec.uris.clone());
+    let no_sans = req.dns_names().is_empty() && req.ip_addrs().is_empty() && req.uris().is_empty();
+    let same_cn = req.common_name().is_none_or(|c| c == spec.common_name);
+    if same_cn && (same_sans || no_sans) {
+        None
+    } else {
+        Some(asked.join(", "))
+    }
+}
+
+fn spec_names(spec: &LeafSpec) -> String {
+    let mut n: Vec<String> = spec.dns_names.iter().map(|d| format!("DNS:{d}")).collect();
+    n.extend(spec.ip_addrs.iter().map(|i| format!("IP:{i}")));
+    n.extend(spec.uris.iter().map(|u| format!("URI:{u}")));
+    n.join(", ")
+}
+
+/// `sc-ca request`: the host's key and a request for the CA.
+fn request(a: RequestArgs) -> Result<(), CliError> {
+    check_name(&a.name)?;
+    let mut spec = if a.dns.is_empty() && a.ip.is_empty() {
+        LeafSpec::client(&a.name)
+    } else {
+        LeafSpec {
+            common_name: a.name.clone(),
+            dns_names: a.dns.clone(),
+            ip_addrs: a.ip.clone(),
+            uris: Vec::new(),
+            usage: Usage::Server,
+        }
+    };
+    spec.uris.extend(a.uri.iter().cloned());
+    let key_path = a.out.join(format!("{}.key", a.name));
+    let csr_path = a.out.join(format!("{}.csr", a.name));
+    for p in [&key_path, &csr_path] {
+        if p.exists() {
+            return Err(CliError::new(format!("{} already exists", p.display()))
+                .hint("keep it, or remove it (and its .key/.csr pair) to make a new key"));
+        }
+    }
+    let key = KeyPair::generate(&mut OsRng);
+    let csr = sc_pki::make_request_pem(&key, &spec)?;
+    let secret = if a.encrypt {
+        let pass = Passphrase::new(a.passphrase_file);
+        Some(pass.get(&format!("new passphrase for {}", key_path.display()), true)?)
+    } else {
+        None
+    };
+    let pem = match &secret {
+        Some(p) => key.to_encrypted_pkcs8_pem(p.as_bytes(), &mut OsRng)?,
+        None => key.to_pkcs8_pem()?,
+    };
+    create_dir(&a.out)?;
+    write_atomic(&key_path, pem.as_bytes(), KEY_MODE)?;
+    write_atomic(&csr_path, csr.as_bytes(), PUBLIC_MODE)?;
+    let enc = if a.encrypt {
+        "encrypted"
+    } else {
+        "not encrypted"
+    };
+    let mut out = format!(
+        "made a key and a request for '{}'
+",
+        a.name
+    );
+    let _ = writeln!(
+        out,
+        "  names    {} (asked for: the CA decides)",
+        spec_names(&spec)
+    );
+    let _ = writeln!(
+        out,
+        "  {} private key (mode 0600, {enc}): it stays on this host",
+        key_path.display()
+    );
+    let _ = writeln!(out, "  {} request: send it to the CA", csr_path.display());
+    let _ = write!(
+        out,
+        "next, at the CA: sc-ca issue server|client {} --dir CA --csr {}.csr",
+        a.name, a.name
+    );
+    println!("{out}");
+    Ok(())
 }
 
 fn sign_leaf(
     signer: &Signer,
-    key: &KeyPair,
+    public_key: &[u8; 32],
     spec: &LeafSpec,
     validity: Validity,
 ) -> Result<(CertificateDer<'static>, Vec<CertificateDer<'static>>), CliError> {
@@ -297,10 +486,21 @@ fn sign_leaf(
         cert: &signer.cert,
         key: &signer.key,
     };
-    let cert = issue_leaf(&issuer, &key.public_key(), spec, validity, &mut OsRng)?;
+    let cert = issue_leaf(&issuer, public_key, spec, validity, &mut OsRng)?;
     let mut chain = vec![cert.clone()];
     chain.extend(signer.chain_tail.iter().cloned());
     Ok((cert, chain))
+}
+
+/// Where the key of an issued certificate is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KeyFile {
+    /// Made now, written next to the certificate.
+    New,
+    /// The one already there, kept.
+    Kept,
+    /// On the host that made the request: no key file here.
+    Elsewhere,
 }
 
 fn print_issued(
@@ -309,7 +509,7 @@ fn print_issued(
     e: &Entry,
     cert: &CertificateDer<'_>,
     now: UnixTime,
-    new_key: bool,
+    key: KeyFile,
 ) -> Result<(), CliError> {
     let info = cert_info(cert, now)?;
     let mut out = format!(
@@ -331,14 +531,30 @@ fn print_issued(
         ca.path(&format!("{}.pem", e.name)).display()
     );
     let key_path = ca.path(&format!("{}.key", e.name));
-    if new_key {
-        let _ = write!(
-            out,
-            "  {} private key (mode 0600): move it to where it is used",
-            key_path.display()
-        );
-    } else {
-        let _ = write!(out, "  {} key kept", key_path.display());
+    match key {
+        KeyFile::New => {
+            let _ = write!(
+                out,
+                "  {} private key (mode 0600): move it to where it is used",
+                key_path.display()
+            );
+        }
+        KeyFile::Kept => {
+            let _ = write!(out, "  {} key kept", key_path.display());
+        }
+        KeyFile::Elsewhere => {
+            let _ = write!(
+                out,
+                "  no key file: the key stays on the host that made the request"
+            );
+            if key_path.exists() {
+                let _ = write!(
+                    out,
+                    "\n  {} is an older key: it does not belong to this certificate",
+                    key_path.display()
+                );
+            }
+        }
     }
     println!("{out}");
     Ok(())
@@ -404,7 +620,12 @@ fn renew(a: RenewArgs) -> Result<(), CliError> {
             Usage::Server
         },
     };
-    let (cert, chain) = sign_leaf(&signer, &key, &spec, leaf_validity(&signer, now, a.days)?)?;
+    let (cert, chain) = sign_leaf(
+        &signer,
+        &key.public_key(),
+        &spec,
+        leaf_validity(&signer, now, a.days)?,
+    )?;
     let entry = entry_for(&a.name, old.kind, &cert, now)?;
     if let Some(e) = ca.index.by_serial_mut(&old.serial) {
         e.status = Status::Superseded;
@@ -415,7 +636,8 @@ fn renew(a: RenewArgs) -> Result<(), CliError> {
     write_chain(&ca, &format!("{}.pem", a.name), &chain)?;
     ca.index.certs.push(entry.clone());
     ca.save()?;
-    print_issued("renewed", &ca, &entry, &cert, now, a.rekey)?;
+    let key_file = if a.rekey { KeyFile::New } else { KeyFile::Kept };
+    print_issued("renewed", &ca, &entry, &cert, now, key_file)?;
     println!(
         "  the old certificate (serial {}) stays valid until {} unless revoked",
         old.serial,

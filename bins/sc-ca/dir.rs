@@ -8,7 +8,8 @@
 //! DIR/intermediate.key   intermediate key: signs leaves and CRLs
 //! DIR/index.toml         the CA's state: every certificate issued, its status
 //! DIR/NAME.pem           a leaf and its intermediate, ready to present
-//! DIR/NAME.key           the leaf's key (0600)
+//! DIR/NAME.key           the leaf's key (0600); none for a certificate issued
+//!                        from a request (`issue --csr`): that key stays on its host
 //! DIR/crl.pem            the latest CRL
 //! ```
 //!

@@ -29,6 +29,15 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 ///   sc-ca list --dir ca
 ///   sc-ca revoke --dir ca --cert ca/app-1.pem --reason key-compromise
 ///   sc-ca verify --ca ca/ca.pem --crl ca/crl.pem --purpose client ca/app-1.pem
+///
+/// Keys that never travel: the host makes its key and a request, the CA
+/// signs the request (with the names of its own command line), and only
+/// public files move:
+///
+///   db.internal$ sc-ca request db.internal --out tls
+///   (copy tls/db.internal.csr to the CA)
+///   ca$ sc-ca issue server db.internal --dir ca --csr db.internal.csr
+///   (copy ca/db.internal.pem and ca/ca.pem back to the host)
 #[derive(Debug, Parser)]
 #[command(name = "sc-ca", version, verbatim_doc_comment, max_term_width = 100)]
 struct Cli {
@@ -42,11 +51,17 @@ enum Command {
     /// that does the day-to-day signing (the root key can then go offline).
     Init(InitArgs),
     /// Issue a server or client certificate: writes DIR/NAME.pem (the
-    /// certificate and its intermediate, ready to present) and DIR/NAME.key.
+    /// certificate and its intermediate, ready to present) and DIR/NAME.key;
+    /// with --csr FILE, for the key of a request (see `sc-ca request`) and no
+    /// key file.
     Issue {
         #[command(subcommand)]
         kind: IssueKind,
     },
+    /// On the host that will use the certificate: make its key (DIR/NAME.key,
+    /// mode 0600) and a certification request (DIR/NAME.csr) to send to the
+    /// CA, which signs it with `sc-ca issue server|client NAME --csr FILE`.
+    Request(RequestArgs),
     /// Issue a new certificate for NAME with the same names, replacing
     /// DIR/NAME.pem (and with --rekey DIR/NAME.key). The old certificate
     /// stays valid until it expires unless you revoke it.
@@ -107,6 +122,7 @@ struct InitArgs {
 enum IssueKind {
     /// A server certificate (EKU serverAuth). Without --dns or --ip, NAME is
     /// its DNS name.
+    #[command(after_help = ISSUE_SERVER_EXAMPLES)]
     Server {
         /// The certificate's name (file DIR/NAME.pem).
         name: String,
@@ -122,6 +138,7 @@ enum IssueKind {
         common: IssueCommon,
     },
     /// A client certificate (EKU clientAuth), named NAME.
+    #[command(after_help = ISSUE_CLIENT_EXAMPLES)]
     Client {
         /// The client's name (file DIR/NAME.pem).
         name: String,
@@ -143,8 +160,62 @@ struct IssueCommon {
     /// Replace a current certificate of the same name.
     #[arg(long)]
     force: bool,
+    /// Certify the key of this PKCS#10 request (PEM or DER; made by `sc-ca
+    /// request` or `openssl req -new -key ed25519.key`) instead of making a
+    /// key: its signature must verify and its key be Ed25519. The names are
+    /// the ones of this command line; names in the request are ignored.
+    #[arg(long, value_name = "FILE")]
+    csr: Option<PathBuf>,
     #[command(flatten)]
     pass: PassArgs,
+}
+
+const ISSUE_SERVER_EXAMPLES: &str = "\
+Examples:
+  sc-ca issue server db.internal --dir ca --ip 10.0.0.7 --dns db.internal
+  sc-ca issue server db.internal --dir ca --csr db.internal.csr
+      (the key stays on the host that ran: sc-ca request db.internal --out DIR)";
+
+const ISSUE_CLIENT_EXAMPLES: &str = "\
+Examples:
+  sc-ca issue client app-1 --dir ca --uri spiffe://example/app-1
+  sc-ca issue client app-1 --dir ca --csr app-1.csr
+      (the key stays on the host that ran: sc-ca request app-1 --out DIR)";
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Example: keys that never travel
+  on the host:  sc-ca request db.internal --out /etc/sovereign-chain
+                (writes db.internal.key, mode 0600, and db.internal.csr)
+  at the CA:    sc-ca issue server db.internal --dir ca --csr db.internal.csr
+                (writes ca/db.internal.pem; the names are the CA's)
+  on the host:  sc-server --cert db.internal.pem --key db.internal.key --ca ca.pem ...")]
+struct RequestArgs {
+    /// The name (file names DIR/NAME.key and DIR/NAME.csr; the requested
+    /// common name, and the requested DNS name, IP address or URI without
+    /// --dns or --ip).
+    name: String,
+    /// Where to write the key and the request (created if missing).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// A DNS name to ask for (repeatable). The CA decides what it certifies.
+    #[arg(long = "dns", value_name = "NAME")]
+    dns: Vec<String>,
+    /// An IP address to ask for (repeatable).
+    #[arg(long = "ip", value_name = "IP")]
+    ip: Vec<IpAddr>,
+    /// A URI to ask for, e.g. spiffe://example/app-1 (repeatable).
+    #[arg(long = "uri", value_name = "URI")]
+    uri: Vec<String>,
+    /// Encrypt the key with a passphrase (sc-server and sc-client then need
+    /// it: see their --help).
+    #[arg(long)]
+    encrypt: bool,
+    /// With --encrypt: read the passphrase from the first line of FILE (else
+    /// the SC_CA_PASSPHRASE environment variable, else a prompt on the
+    /// terminal).
+    #[arg(long, value_name = "FILE", requires = "encrypt")]
+    passphrase_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -118,13 +118,21 @@ impl ParsedCert {
 pub(crate) fn subject_alt_names(
     tbs: &TbsCertificate,
 ) -> Result<(Vec<String>, Vec<IpAddr>, Vec<String>), ParseError> {
-    let mut dns_names = Vec::new();
-    let mut ip_addrs = Vec::new();
-    let mut uris = Vec::new();
     let san = tbs
         .get::<SubjectAltName>()
         .map_err(|e| ParseError::Malformed(format!("subjectAltName: {e}")))?;
-    for name in san.map(|(_, san)| san.0).unwrap_or_default() {
+    split_names(san.map(|(_, san)| san.0).unwrap_or_default())
+}
+
+/// The DNS names, IP addresses and URIs among `names` (others are skipped).
+#[allow(clippy::type_complexity)]
+pub(crate) fn split_names(
+    names: Vec<GeneralName>,
+) -> Result<(Vec<String>, Vec<IpAddr>, Vec<String>), ParseError> {
+    let mut dns_names = Vec::new();
+    let mut ip_addrs = Vec::new();
+    let mut uris = Vec::new();
+    for name in names {
         match name {
             GeneralName::DnsName(dns) => dns_names.push(dns.to_string()),
             GeneralName::UniformResourceIdentifier(uri) => uris.push(uri.to_string()),

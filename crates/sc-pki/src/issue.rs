@@ -174,7 +174,7 @@ impl LeafSpec {
         spec
     }
 
-    fn subject_alt_name(&self) -> Result<SubjectAltName, PkiError> {
+    pub(crate) fn subject_alt_name(&self) -> Result<SubjectAltName, PkiError> {
         let mut names = Vec::new();
         for dns in &self.dns_names {
             check_dns_name(dns)?;
@@ -397,7 +397,7 @@ fn ca_name(common_name: &str) -> Result<Name, PkiError> {
 }
 
 /// `CN=<common_name>` (UTF8String), or the empty name for an empty string.
-fn leaf_name(common_name: &str) -> Result<Name, PkiError> {
+pub(crate) fn leaf_name(common_name: &str) -> Result<Name, PkiError> {
     if common_name.is_empty() {
         return Ok(RdnSequence::default());
     }
@@ -457,10 +457,10 @@ fn invalid(name: &str, reason: &'static str) -> PkiError {
 
 /// Adapts an Ed25519 `SigningKey` to x509-cert's builder, which needs a
 /// signature type with a BIT STRING encoding.
-struct CertSigner<'k>(&'k SigningKey);
+pub(crate) struct CertSigner<'k>(pub(crate) &'k SigningKey);
 
 /// An Ed25519 signature as x509-cert's builder wants it.
-struct CertSignature(ed25519_dalek::Signature);
+pub(crate) struct CertSignature(ed25519_dalek::Signature);
 
 impl SignatureBitStringEncoding for CertSignature {
     fn to_bitstring(&self) -> der::Result<BitString> {

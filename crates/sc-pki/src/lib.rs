@@ -15,6 +15,9 @@
 //!   `uri:`, `ip:`, `cn:`, optionally tied to one trust anchor).
 //! * Keys: PKCS#8, plain or encrypted under a passphrase (PBES2, scrypt +
 //!   AES-256-CBC; [`KeyPair::to_encrypted_pkcs8_pem`], [`KeyPair::from_pem`]).
+//! * Requests: [`make_request_pem`] makes a PKCS#10 request on the host that
+//!   keeps the key; [`CertRequest::from_pem_or_der`] checks one (OpenSSL's
+//!   too) for the CA, which issues for its key with names of its own.
 //! * Inspection for people ([`inspect_pem`], [`cert_info`]) and credential
 //!   snapshots a server can rebuild on reload ([`ServerCredentials`],
 //!   [`ClientCredentials`]).
@@ -99,6 +102,7 @@ mod issue;
 mod key;
 mod pem;
 mod pin;
+mod request;
 mod snapshot;
 pub mod throwaway;
 mod util;
@@ -123,6 +127,7 @@ pub use crate::issue::{
 };
 pub use crate::key::{KeyPair, KEY_SCRYPT_LOG_N, KEY_SCRYPT_P, KEY_SCRYPT_R};
 pub use crate::pem::{cert_to_pem, certs_from_pem};
+pub use crate::request::{make_request_pem, CertRequest, RequestError};
 pub use crate::snapshot::{ClientCredentials, CredentialStore, ServerCredentials};
 pub use crate::verify::{
     ClientCertVerifier, ClientPolicy, ServerCertVerifier, TrustAnchors, WebPkiClientVerifier,

@@ -23,5 +23,6 @@ pub use chain::DEFAULT_CLOCK_SKEW;
 pub use client::{
     ClientCertVerifier, ClientPolicy, WebPkiClientVerifier, ANONYMOUS_MAX_LIFETIME_SECS,
 };
+pub(crate) use ed25519::verify_ed25519;
 pub use ed25519::SUPPORTED_SIG_ALGS;
 pub use server::{ServerCertVerifier, WebPkiServerVerifier};

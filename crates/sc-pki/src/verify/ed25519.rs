@@ -22,13 +22,11 @@ impl SignatureVerificationAlgorithm for Ed25519Verify {
         message: &[u8],
         signature: &[u8],
     ) -> Result<(), InvalidSignature> {
-        let public_key = <&[u8; 32]>::try_from(public_key).map_err(|_| InvalidSignature)?;
-        let key = VerifyingKey::from_bytes(public_key).map_err(|_| InvalidSignature)?;
-        let signature = Signature::from_slice(signature).map_err(|_| InvalidSignature)?;
-        #[cfg(test)]
-        CHECKS.with(|checks| checks.set(checks.get() + 1));
-        key.verify_strict(message, &signature)
-            .map_err(|_| InvalidSignature)
+        if verify_ed25519(public_key, message, signature) {
+            Ok(())
+        } else {
+            Err(InvalidSignature)
+        }
     }
 
     fn public_key_alg_id(&self) -> AlgorithmIdentifier {
@@ -38,6 +36,24 @@ impl SignatureVerificationAlgorithm for Ed25519Verify {
     fn signature_alg_id(&self) -> AlgorithmIdentifier {
         alg_id::ED25519
     }
+}
+
+/// Whether `signature` is a valid Ed25519 signature of `message` by
+/// `public_key` (ed25519-dalek's `verify_strict`): the one check behind
+/// certificate chains, CRLs and certification requests.
+pub(crate) fn verify_ed25519(public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    let Ok(public_key) = <&[u8; 32]>::try_from(public_key) else {
+        return false;
+    };
+    let Ok(key) = VerifyingKey::from_bytes(public_key) else {
+        return false;
+    };
+    let Ok(signature) = Signature::from_slice(signature) else {
+        return false;
+    };
+    #[cfg(test)]
+    CHECKS.with(|checks| checks.set(checks.get() + 1));
+    key.verify_strict(message, &signature).is_ok()
 }
 
 #[cfg(test)]
