@@ -520,6 +520,9 @@ async fn client_side(world: Arc<World>, addr: SocketAddr, m: Arc<Markers>, play:
         match session.open_stream_with(None, msg) {
             Ok((s, n)) if n == msg.len() => streams.push(s),
             Ok(_) => return r.ended(Ending::StreamEnded("first message cut".into())),
+            // The handshake completed and the session failed right behind
+            // it (the same read brought the bad record): its error.
+            Err(StreamError::Session(err)) => return r.ended(Ending::Failed(err)),
             Err(e) => return r.ended(Ending::StreamEnded(e.to_string())),
         }
     }

@@ -248,6 +248,7 @@ impl Acceptor {
             out_pos: 0,
             permits: self.pool.permits.clone(),
             work: None,
+            started,
         };
         let driven = tokio::time::timeout(
             self.session.handshake_timeout,
@@ -303,7 +304,7 @@ where
     let mut state = State::new(conn);
     let driven = tokio::time::timeout(
         session.handshake_timeout,
-        poll_fn(|cx| poll_handshake(&mut state, &mut io, cx)),
+        poll_fn(|cx| poll_handshake(&mut state, &mut io, cx, started)),
     )
     .await;
     match driven {
@@ -320,7 +321,7 @@ where
 }
 
 /// The session over `io` once the handshake of `state` is complete.
-fn established<IO>(state: State, io: IO, started: Instant) -> Result<SecureStream<IO>, Error> {
+fn established<IO>(mut state: State, io: IO, started: Instant) -> Result<SecureStream<IO>, Error> {
     let summary = state
         .conn
         .summary()
@@ -334,7 +335,8 @@ fn established<IO>(state: State, io: IO, started: Instant) -> Result<SecureStrea
         handshake_us = took.as_micros() as u64,
         "session established"
     );
-    let info = SessionInfo::new(side, summary, took);
+    let trace = state.conn.take_handshake_trace();
+    let info = SessionInfo::new(side, summary, took, trace);
     Ok(SecureStream::new(io, state, info))
 }
 
@@ -368,6 +370,8 @@ struct ServerHandshake {
     out_pos: usize,
     permits: Arc<Semaphore>,
     work: Option<Work>,
+    /// When `accept` was called: the trace's times count from it.
+    started: Instant,
 }
 
 /// Received bytes on their way through the blocking pool.
@@ -412,6 +416,9 @@ impl ServerHandshake {
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), Error>> {
         loop {
+            if let Some(conn) = self.conn.as_mut() {
+                trace_time(conn, self.started);
+            }
             let written = self.poll_write_out(io, cx).map_err(Error::from)?;
             match self.work.take() {
                 Some(Work::Queued(mut turn)) => {
@@ -459,6 +466,9 @@ impl ServerHandshake {
                     Poll::Pending => Poll::Pending,
                 };
             }
+            // What is read now arrives now (the write above may have taken
+            // a while).
+            trace_time(conn, self.started);
             let buf = conn.receive_buffer();
             let n = match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, buf) {
                 Poll::Ready(Ok(n)) => n,
@@ -506,11 +516,13 @@ fn poll_handshake<IO>(
     state: &mut State,
     io: &mut IO,
     cx: &mut Context<'_>,
+    started: Instant,
 ) -> Poll<Result<(), Error>>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
     loop {
+        trace_time(&mut state.conn, started);
         let written = state.poll_write_out(io, cx).map_err(Error::from)?;
         if !state.conn.is_handshaking() {
             match (state.conn.side(), written) {
@@ -523,6 +535,9 @@ where
                 (Side::Server, Poll::Pending) => return Poll::Pending,
             }
         }
+        // What is read now arrives now (the write above may have taken a
+        // while, or the thread been preempted).
+        trace_time(&mut state.conn, started);
         match state.poll_fill(io, cx) {
             // A clean end cannot come before the handshake completes (a
             // Close is refused until then); never spin on it.
@@ -530,8 +545,30 @@ where
                 return Poll::Ready(Err(Error::Truncated))
             }
             Poll::Ready(Ok(_)) => {}
+            // The client's handshake completed and the same read brought
+            // the session's end (an alert sealed under the new keys right
+            // behind SecureAck, say): the session was established, and its
+            // first read or write reports the error (the core keeps it).
+            // So a caller tells "the handshake failed" from "the server
+            // ended the session" however the bytes were cut into reads.
+            Poll::Ready(Err(_))
+                if state.conn.side() == Side::Client
+                    && !state.conn.is_handshaking()
+                    && state.conn.summary().is_some() =>
+            {
+                return Poll::Ready(Ok(()))
+            }
             Poll::Ready(Err(e)) => return Poll::Ready(Err(Error::from(e))),
             Poll::Pending => return Poll::Pending,
         }
+    }
+}
+
+/// The trace's clock (when the session records one): what was sealed since
+/// the last call goes to the transport now, what is read next arrives now.
+/// Called before each write and before each read.
+fn trace_time(conn: &mut Connection, started: Instant) {
+    if conn.handshake_trace().is_some() {
+        conn.set_trace_time(started.elapsed());
     }
 }

@@ -33,6 +33,7 @@ use crate::record::{Direction, RecordOpener, RecordSealer};
 use crate::rekey::{InitOutcome, Rekey, RekeyDone, RekeyPolicy, Waiting};
 use crate::side::Side;
 use crate::streams::{Events, Read, StreamError, Streams, Writable, DEFAULT_MAX_STREAMS};
+use crate::trace::HandshakeTrace;
 
 /// How much later than its interval a server starts a re-key by time (1 s):
 /// with equal intervals, the client's RekeyInit (its epoch clock starts
@@ -82,6 +83,11 @@ pub struct SessionConfig {
     /// In a session that re-keys (SPEC §15): when this side starts a
     /// re-key by itself. Default every 120 s, 1 GiB or 2²⁴ records.
     pub rekey: RekeyPolicy,
+    /// Record the handshake as it runs ([`HandshakeTrace`]: each record's
+    /// handshake messages in the order processed, its size on the wire and,
+    /// from the I/O layer, its time), for a picture or a test. Default off:
+    /// then nothing is recorded.
+    pub trace: bool,
 }
 
 impl Default for SessionConfig {
@@ -93,6 +99,7 @@ impl Default for SessionConfig {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_streams: DEFAULT_MAX_STREAMS,
             rekey: RekeyPolicy::default(),
+            trace: false,
         }
     }
 }
@@ -207,6 +214,8 @@ pub struct Connection {
     rekey_keys: Option<Box<RekeyKeys>>,
     /// Set when the handshake agreed on re-keying.
     rekey: Option<Rekey>,
+    /// The handshake as it ran, when [`SessionConfig::trace`] asks for it.
+    trace: Option<HandshakeTrace>,
 }
 
 impl core::fmt::Debug for Connection {
@@ -256,6 +265,7 @@ impl Connection {
     ) -> Self {
         config.max_fragment_len = config.max_fragment_len.clamp(1, MAX_FRAGMENT_LEN);
         config.handshake_timeout = config.handshake_timeout.max(Duration::from_secs(1));
+        let trace = config.trace.then(|| HandshakeTrace::new(side));
         Self {
             side,
             provider,
@@ -280,6 +290,7 @@ impl Connection {
             streams: None,
             rekey_keys: None,
             rekey: None,
+            trace,
         }
     }
 
@@ -301,6 +312,29 @@ impl Connection {
     /// Byte and message counts (see [`Stats`] for what each one counts).
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+
+    /// The handshake as it ran so far, when [`SessionConfig::trace`] is on.
+    pub fn handshake_trace(&self) -> Option<&HandshakeTrace> {
+        self.trace.as_ref()
+    }
+
+    /// Takes the handshake trace out of the connection (for an I/O layer
+    /// that keeps it with what the handshake established).
+    pub fn take_handshake_trace(&mut self) -> Option<HandshakeTrace> {
+        self.trace.take()
+    }
+
+    /// For the trace ([`SessionConfig::trace`]): the I/O layer's time, from
+    /// the start of the handshake. Records sent and not yet stamped are
+    /// stamped with it (call it as they are handed to the transport), and
+    /// records received from now on carry it (call it before processing
+    /// what was read). Does nothing when the trace is off.
+    pub fn set_trace_time(&mut self, since_start: Duration) {
+        if let Some(trace) = &mut self.trace {
+            trace.stamp_sent(since_start);
+            trace.set_clock(since_start);
+        }
     }
 
     /// The error that ended the session, if one did.
@@ -1081,6 +1115,9 @@ impl Connection {
     ) -> Result<(), Error> {
         // The caller may have shortened the buffer it was lent.
         received.start = received.start.min(received.buf.len());
+        // Application records that arrive with a handshake flight are part
+        // of it in the trace.
+        let traced_flight = self.trace.is_some() && self.is_handshaking();
         loop {
             let avail = &received.buf[received.start..];
             let Some(header_bytes) = avail.get(..RECORD_HEADER_LEN) else {
@@ -1109,6 +1146,9 @@ impl Connection {
                             what: "plaintext handshake record after keys were set",
                         });
                     }
+                    if let Some(trace) = &mut self.trace {
+                        trace.received(Level::Plaintext, body, RECORD_HEADER_LEN + header.len);
+                    }
                     self.handshake_input(Level::Plaintext, body, now, rng)?;
                 }
                 RecordKind::ALERT => {
@@ -1132,6 +1172,15 @@ impl Connection {
                     };
                     let level = *level;
                     let (typ, content) = opener.open(header, &mut *body)?;
+                    if let Some(trace) = &mut self.trace {
+                        let wire_len = RECORD_HEADER_LEN + header.len;
+                        if typ == InnerType::HANDSHAKE && !matches!(self.handshake, Handshake::Done)
+                        {
+                            trace.received(level, content, wire_len);
+                        } else if traced_flight {
+                            trace.received_data(wire_len);
+                        }
+                    }
                     let result = self.sealed_input(level, typ, content, now, rng);
                     if typ == InnerType::HANDSHAKE {
                         // Decrypted in place: wipe it (step 6 holds the seed code).
@@ -1350,7 +1399,11 @@ impl Connection {
                             s.seal(InnerType::HANDSHAKE, &messages, pad, &mut self.outgoing)?;
                         }
                     }
-                    self.stats.handshake_bytes_sent += self.count_sent(before);
+                    let sent = self.count_sent(before);
+                    self.stats.handshake_bytes_sent += sent;
+                    if let Some(trace) = &mut self.trace {
+                        trace.sent(level, &messages, sent as usize);
+                    }
                 }
                 Action::SetReadKey {
                     level,
@@ -1409,7 +1462,11 @@ impl Connection {
             }
         }
         if flush {
+            let before = self.outgoing.len();
             self.flush_queued()?;
+            if let Some(trace) = &mut self.trace {
+                trace.sent_data(self.outgoing.len() - before);
+            }
         }
         Ok(())
     }

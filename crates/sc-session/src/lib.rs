@@ -15,6 +15,11 @@
 //! the chains every 120 s or 1 GiB, or on [`Connection::request_rekey`], so a
 //! stolen session state stops working at the next re-key.
 //!
+//! With [`SessionConfig::trace`] on, a connection records its handshake
+//! ([`trace`]): each record's handshake messages in the order processed and
+//! its size on the wire, and over tokio when it was sent or received
+//! ([`SecureStream::handshake_trace`]); `sc-client --trace` draws it.
+//!
 //! With the `tokio` feature (on by default), [`Connector`] and [`Acceptor`]
 //! run the handshake over any `AsyncRead + AsyncWrite + Unpin` transport
 //! (a `TcpStream`, a `UnixStream`, `tokio::io::duplex`) and return a
@@ -200,6 +205,7 @@ mod side;
 #[cfg(feature = "tokio")]
 pub mod stream;
 pub mod streams;
+pub mod trace;
 
 #[cfg(feature = "tokio")]
 pub use connect::{Acceptor, Connector};
@@ -214,3 +220,4 @@ pub use rekey::{RekeyDone, RekeyPolicy};
 pub use side::Side;
 #[cfg(feature = "tokio")]
 pub use stream::{ReadHalf, SecureStream, SessionInfo, WriteHalf};
+pub use trace::HandshakeTrace;

@@ -37,7 +37,7 @@ use sc_wire::record::{INNER_TRAILER_LEN, MAX_FRAGMENT_LEN, RECORD_HEADER_LEN, TA
 use sc_wire::{AlertCode, CipherSuite, RouteName};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::{Connection, Error, Side, Stats};
+use crate::{Connection, Error, HandshakeTrace, Side, Stats};
 
 /// Most ciphertext a stream holds that the transport has not yet taken
 /// (256 KiB). `poll_write` accepts data only while a whole record still fits.
@@ -59,14 +59,21 @@ pub struct SessionInfo {
     side: Side,
     summary: HandshakeSummary,
     handshake_duration: Duration,
+    trace: Option<HandshakeTrace>,
 }
 
 impl SessionInfo {
-    pub(crate) fn new(side: Side, summary: HandshakeSummary, handshake_duration: Duration) -> Self {
+    pub(crate) fn new(
+        side: Side,
+        summary: HandshakeSummary,
+        handshake_duration: Duration,
+        trace: Option<HandshakeTrace>,
+    ) -> Self {
         Self {
             side,
             summary,
             handshake_duration,
+            trace,
         }
     }
 
@@ -111,6 +118,13 @@ impl SessionInfo {
     /// Everything the handshake established.
     pub fn summary(&self) -> &HandshakeSummary {
         &self.summary
+    }
+
+    /// The handshake as it ran, with times from the start of
+    /// `connect`/`accept`, when [`SessionConfig::trace`](crate::SessionConfig::trace)
+    /// asked for it.
+    pub fn handshake_trace(&self) -> Option<&HandshakeTrace> {
+        self.trace.as_ref()
     }
 }
 
@@ -558,6 +572,12 @@ impl<IO> SecureStream<IO> {
     /// Time from the start of `connect`/`accept` to the completed handshake.
     pub fn handshake_duration(&self) -> Duration {
         self.info.handshake_duration()
+    }
+
+    /// The handshake as it ran, when
+    /// [`SessionConfig::trace`](crate::SessionConfig::trace) asked for it.
+    pub fn handshake_trace(&self) -> Option<&HandshakeTrace> {
+        self.info.handshake_trace()
     }
 
     /// The transcript hash through step 12, the same on both sides.

@@ -15,7 +15,8 @@ use sc_handshake::{ClientConfig, Error as HsError, ServerConfig};
 use sc_pki::throwaway::ThrowawayPki;
 use sc_pki::{CertError, ServerName, UnixTime};
 use sc_session::{
-    Acceptor, Connector, Error, RekeyPolicy, SecureStream, SessionConfig, Side, RECEIVE_CHUNK_LEN,
+    Acceptor, Connection, Connector, Error, RekeyPolicy, SecureStream, SessionConfig, Side,
+    RECEIVE_CHUNK_LEN,
 };
 use sc_wire::{AlertCode, CipherSuite};
 use sha2::{Digest, Sha256};
@@ -1510,4 +1511,49 @@ async fn handshakes_take_turns_on_a_pool_of_one() {
         client.expect("client handshake");
         server.expect("server handshake");
     }
+}
+
+/// A server whose handshake completes and which ends the session at once:
+/// its last flight and a sealed alert reach the client in one read. The
+/// client's handshake succeeded, so `connect` returns the session and its
+/// first read reports the server's alert (not a handshake failure).
+#[tokio::test]
+async fn an_alert_right_behind_the_last_flight_ends_an_established_session() {
+    let s = setup();
+    let server_config = Arc::new(
+        ServerConfig::builder()
+            .with_client_verifier(Arc::new(s.pki.client_verifier().expect("verifier")))
+            .with_credential(s.pki.server.clone())
+            .build(),
+    );
+    let (c, mut sv) = tokio::io::duplex(64 * 1024);
+    let server = tokio::spawn(async move {
+        let mut conn = Connection::server(server_config, SessionConfig::default(), UnixTime::now());
+        let mut buf = vec![0u8; 64 * 1024];
+        while conn.is_handshaking() {
+            let n = sv.read(&mut buf).await.expect("read");
+            assert!(n > 0, "the client went away");
+            conn.receive(&buf[..n], UnixTime::now(), &mut OsRng)
+                .expect("server handshake");
+            if conn.is_handshaking() {
+                let out = conn.take_outgoing();
+                sv.write_all(&out).await.expect("write");
+            }
+        }
+        // Flight 6 and the alert, in one write.
+        conn.abort(AlertCode::NO_ROUTE);
+        let out = conn.take_outgoing();
+        sv.write_all(&out).await.expect("write");
+        sv
+    });
+    let mut stream = tokio::time::timeout(WAIT, s.connector.connect(server_name(), None, c))
+        .await
+        .expect("in time")
+        .expect("the handshake completed");
+    let err = tokio::time::timeout(WAIT, stream.recv_message())
+        .await
+        .expect("in time")
+        .expect_err("the server's alert");
+    assert_eq!(err, Error::PeerAlert(AlertCode::NO_ROUTE));
+    drop(server.await.expect("server"));
 }
