@@ -3,7 +3,8 @@
 //! each was processed, three echoed messages with their round-trip times, two
 //! TCP exchanges carried through a tunnel (entry → streams of one secure
 //! session → exit → plaintext backend: the first opens the session, the
-//! second costs no handshake), and a summary.
+//! second costs no handshake), and a summary; it draws the first handshake
+//! as a sequence diagram in `handshake.svg` (what `sc-client --trace` draws).
 //!
 //! ```text
 //! cargo run --example demo
@@ -25,6 +26,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::field::{Field, Visit};
 use tracing_subscriber::fmt::{format::Writer, FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
+
+// The sequence diagram `sc-client --trace` draws, for `handshake.svg`.
+#[path = "../bins/sc-client/trace.rs"]
+mod trace;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -84,7 +89,8 @@ async fn run() -> Result<()> {
     };
     let server_config = Arc::new(server_builder()?);
     let acceptor = Acceptor::new(server_config);
-    let connector = Connector::new(client_config);
+    // The first session records its handshake for `handshake.svg`.
+    let connector = trace::traced(Connector::new(client_config));
     let name = ServerName::try_from("demo.server")?;
 
     // The echo server: answers every message m with "echo: m", as the
@@ -125,6 +131,9 @@ async fn run() -> Result<()> {
     // Let the server's last log line land, then keep later sessions quiet.
     tokio::time::sleep(Duration::from_millis(5)).await;
     STEPS_SHOWN.store(true, std::sync::atomic::Ordering::Relaxed);
+    let svg = std::path::Path::new("handshake.svg");
+    trace::save(svg, &info, &format!("{} at {echo_addr}", info.peer()))?;
+    println!("\n  the handshake as a sequence diagram: handshake.svg (open it in a browser)");
 
     println!("\nmessages (the server answers each with \"echo: \"):");
     let mut rtts = Vec::new();

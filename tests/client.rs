@@ -1350,9 +1350,158 @@ fn help_names_every_flag_of_the_issue() {
         "--max-message",
         "--idle-timeout",
         "--clock-skew",
+        "--trace",
         "chacha20-poly1305",
         "aes-256-gcm",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
+}
+
+/// `--trace FILE`: the handshake's sequence diagram, a self-contained SVG
+/// that a real XML parser accepts, with the six flights (their sizes on the
+/// wire and times), one element per step 1–13, and steps 7–10 in the order
+/// the session printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interactive_trace_draws_the_handshake() {
+    let pki = Pki::new();
+    let client = pki.client("app-1");
+    let server = secure_server(pki.server_config("127.0.0.1"), Serve::Echo).await;
+    let svg_path = pki.dir.path("handshake.svg");
+    let mut a = identity(&pki, &client);
+    a.extend(args(&["--connect", &server.addr.to_string(), "--trace"]));
+    a.push(svg_path.clone().into());
+    let out = run_with_input(a, b"hello\n").await;
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "stderr: {stderr}");
+    assert_eq!(text(&out.stdout), "server: echo: hello\n");
+    assert!(
+        stderr.contains(&format!(
+            "handshake diagram written to {}",
+            svg_path.display()
+        )),
+        "stderr: {stderr}"
+    );
+    // "steps 7-10: 8 → 9 → 10 → 7" from the one-line summary.
+    let order: Vec<u8> = stderr
+        .split("steps 7-10: ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .expect("the order in the summary")
+        .split(" → ")
+        .map(|s| s.trim().parse().expect("a step number"))
+        .collect();
+    assert_eq!(order.len(), 4, "stderr: {stderr}");
+
+    let svg = std::fs::read_to_string(&svg_path).expect("the trace file");
+    let doc = roxmltree::Document::parse(&svg).expect("well-formed XML");
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "svg");
+    assert_eq!(
+        root.tag_name().namespace(),
+        Some("http://www.w3.org/2000/svg")
+    );
+    // Self-contained: no script, no embedded document or image, no
+    // reference outside the file.
+    for node in doc.descendants().filter(|n| n.is_element()) {
+        let name = node.tag_name().name();
+        assert!(
+            !["script", "image", "foreignObject", "iframe"].contains(&name),
+            "<{name}> in the SVG"
+        );
+        for attr in node.attributes() {
+            if attr.name() == "href" {
+                assert!(attr.value().starts_with('#'), "href {}", attr.value());
+            }
+            assert!(!attr.value().contains("url(http"), "{}", attr.value());
+        }
+    }
+    assert!(!svg.contains("@import") && !svg.contains("@font-face"));
+
+    // The six flights, alternating, with their bytes; 4 and 5 have the
+    // fixed sizes of SPEC §4.3.
+    let flights: Vec<roxmltree::Node<'_, '_>> = doc
+        .descendants()
+        .filter(|n| n.attribute("data-flight").is_some())
+        .collect();
+    let numbers: Vec<&str> = flights
+        .iter()
+        .filter_map(|f| f.attribute("data-flight"))
+        .collect();
+    assert_eq!(numbers, ["1", "2", "3", "4", "5", "6"]);
+    let bytes: Vec<usize> = flights
+        .iter()
+        .map(|f| {
+            f.attribute("data-bytes")
+                .expect("bytes")
+                .parse()
+                .expect("a number")
+        })
+        .collect();
+    assert_eq!(bytes[3], 1_315, "flight 4");
+    assert_eq!(bytes[4], 1_219, "flight 5");
+    assert!(bytes.iter().all(|&b| b > 0));
+    let label = |f: &roxmltree::Node<'_, '_>| {
+        f.descendants()
+            .find(|n| n.attribute("class") == Some("label"))
+            .and_then(|n| n.text())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(label(&flights[0]).contains("client → server"));
+    assert!(label(&flights[1]).contains("server → client"));
+    assert!(label(&flights[3]).contains("1,315 bytes"));
+    for f in &flights {
+        let l = label(f);
+        assert!(l.contains(" ms"), "no time in {l:?}");
+    }
+
+    // One element per step, each with its number and name, in the order
+    // processed: 7 and 9 (flight 4), 8 and 10 (flight 5) as ordered.
+    let steps_of = |f: &roxmltree::Node<'_, '_>| -> Vec<u8> {
+        f.descendants()
+            .filter_map(|n| n.attribute("data-step"))
+            .map(|s| s.parse().expect("a step number"))
+            .collect()
+    };
+    let all: Vec<u8> = flights.iter().flat_map(steps_of).collect();
+    assert_eq!(all.len(), 13);
+    let mut sorted = all.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (1..=13).collect::<Vec<u8>>());
+    let mine = |odd: bool| -> Vec<u8> {
+        order
+            .iter()
+            .copied()
+            .filter(|s| (s % 2 == 1) == odd)
+            .collect()
+    };
+    assert_eq!(steps_of(&flights[3]), [vec![6], mine(true)].concat());
+    assert_eq!(steps_of(&flights[4]), [mine(false), vec![11]].concat());
+    assert_eq!(steps_of(&flights[5]), [12, 13]);
+    let seven = doc
+        .descendants()
+        .find(|n| n.attribute("data-step") == Some("7"))
+        .and_then(|n| n.text())
+        .expect("step 7's text");
+    assert_eq!(seven, "7 KeyExchange1");
+    let order_text = order
+        .iter()
+        .map(u8::to_string)
+        .collect::<Vec<_>>()
+        .join(" → ");
+    assert!(svg.contains(&format!("steps 7–10 in the order {order_text}")));
+
+    // A tunnel has no one session to draw: a mistake in the flags.
+    let mut a = identity(&pki, &client);
+    a.extend(args(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--connect",
+        &server.addr.to_string(),
+        "--trace",
+        "t.svg",
+    ]));
+    let out = run_with_input(a, b"").await;
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", text(&out.stderr));
 }

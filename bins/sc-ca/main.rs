@@ -297,6 +297,10 @@ struct VerifyArgs {
 }
 
 fn main() -> ExitCode {
+    // `--generate-to DIR`: man pages and completions (dist/generate.sh).
+    if let Some(code) = sovereign_chain::cli::generate::generate_if_asked::<Cli>() {
+        return code;
+    }
     let cli = Cli::parse();
     sovereign_chain::cli::finish(commands::run(cli.command).map(|()| ExitCode::SUCCESS))
 }

@@ -12,6 +12,7 @@
 //! [`QUIET`] passes without one (at most [`LINGER`] in all).
 
 use std::io::{self, BufRead, IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -118,8 +119,16 @@ fn with_output(out: &Shared, f: impl FnOnce(&mut Output)) {
     f(&mut guard);
 }
 
-/// Runs an interactive session with `target`.
-pub(crate) async fn run(target: Target, max_message: usize) -> Result<ExitCode, CliError> {
+/// Runs an interactive session with `target`; with `trace`, its handshake's
+/// sequence diagram is written there (SVG) once the session is up.
+pub(crate) async fn run(
+    mut target: Target,
+    max_message: usize,
+    trace: Option<PathBuf>,
+) -> Result<ExitCode, CliError> {
+    if trace.is_some() {
+        target.connector = crate::trace::traced(target.connector);
+    }
     let stream = target.connect().await?;
     eprintln!(
         "connected to {} (cipher {}, steps 7-10: {}, handshake {:.1} ms)",
@@ -128,6 +137,11 @@ pub(crate) async fn run(target: Target, max_message: usize) -> Result<ExitCode, 
         stream.step_order(),
         stream.handshake_duration().as_secs_f64() * 1e3
     );
+    if let Some(path) = &trace {
+        let peer = format!("{} at {}", stream.peer(), target.connect);
+        crate::trace::save(path, stream.info(), &peer).map_err(CliError::new)?;
+        eprintln!("handshake diagram written to {}", path.display());
+    }
     let (reader, mut writer) = stream.into_split();
 
     let (tx, mut rx) = mpsc::channel::<Input>(16);

@@ -6,6 +6,7 @@
 mod creds;
 mod interactive;
 mod settings;
+mod trace;
 mod tunnel;
 
 use std::path::PathBuf;
@@ -146,6 +147,19 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
 
+    /// With --listen: do not restrict the tunnel entry's own file system
+    /// access with Landlock (by default, where the kernel has it, once its
+    /// credentials are loaded it keeps only its Unix sockets' directories
+    /// and what name resolution reads).
+    #[arg(long)]
+    pub(crate) no_sandbox: bool,
+
+    /// With --listen (or tunnels in the config file): serve plain HTTP here
+    /// (HOST:PORT, [IPv6]:PORT or unix:/path): GET /healthz, /readyz (a
+    /// session to each server is up or can be made) and /metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) status: Option<sc_net::Endpoint>,
+
     /// Give up on a server that has not completed the handshake (TCP
     /// connection included) after this long (30, 30s, 1m) [default: 30s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -207,6 +221,12 @@ pub(crate) struct Cli {
     #[arg(long, alias = "grace", value_name = "DURATION", value_parser = parse_duration)]
     pub(crate) shutdown_grace: Option<Duration>,
 
+    /// Interactive mode: write the handshake's sequence diagram to FILE
+    /// (SVG, for a browser): its flights between client and server, each
+    /// with its steps in the order processed, bytes on the wire and times.
+    #[arg(long, value_name = "FILE", conflicts_with = "listen")]
+    pub(crate) trace: Option<PathBuf>,
+
     /// Log more: -v shows the 13 steps of each handshake, their order and
     /// timing; -vv everything.
     #[arg(short, long, action = ArgAction::Count)]
@@ -231,10 +251,16 @@ pub(crate) enum CipherChoice {
 }
 
 fn main() -> ExitCode {
+    // `--generate-to DIR`: man pages and completions (dist/generate.sh).
+    if let Some(code) = sovereign_chain::cli::generate::generate_if_asked::<Cli>() {
+        return code;
+    }
     sovereign_chain::cli::finish(run(Cli::parse()))
 }
 
 fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    let sandboxed = !cli.no_sandbox;
+    let trace = cli.trace.clone();
     let settings = settings::resolve(cli)?;
     // Tunnel mode logs sessions and problems (info); -v adds the 13 steps
     // of each handshake. Interactive mode prints its own one-line summary,
@@ -246,14 +272,42 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         interactive,
         settings.log_format,
     );
+    if settings.status.is_some() && interactive {
+        return Err(CliError::usage(
+            "--status serves tunnels' health: it needs --listen (or [[tunnel]] tables)",
+        ));
+    }
+    let status = settings.status.clone();
     let creds = creds::load(&settings.creds)?;
+    if let Mode::Tunnels { tunnels, .. } = &settings.mode {
+        // The credentials are loaded: a tunnel entry keeps only its Unix
+        // sockets' directories and name resolution. Before the runtime
+        // starts its threads, so they all inherit it.
+        let mut sandbox = sc_host::sandbox::Sandbox::new().with_name_resolution();
+        for t in tunnels {
+            if let sc_net::Endpoint::Unix(path) = &t.listen {
+                sandbox = sandbox.sockets_in(path);
+            }
+        }
+        // `--status unix:/path` (sc-status).
+        if let Some(sc_net::Endpoint::Unix(path)) = &status {
+            sandbox = sandbox.sockets_in(path);
+        }
+        sovereign_chain::cli::host::sandbox(sandboxed, &sandbox)?;
+    }
     let runtime = sovereign_chain::cli::runtime()?;
     match settings.mode {
         Mode::Interactive(session) => {
             let target = creds.target(&session, false)?;
-            runtime.block_on(interactive::run(target, session.max_message))
+            runtime.block_on(interactive::run(target, session.max_message, trace))
         }
         Mode::Tunnels { tunnels, grace } => {
+            if trace.is_some() {
+                // Tunnels from the config file: no one session to draw.
+                return Err(CliError::usage(
+                    "--trace draws an interactive session's handshake, not tunnels",
+                ));
+            }
             // Tunnels to the same server with the same settings share their
             // sessions: one session carries every service they name.
             let mut pools = std::collections::HashMap::new();
@@ -269,7 +323,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 }
                 configs.push(config);
             }
-            runtime.block_on(tunnel::run(configs, grace))?;
+            runtime.block_on(tunnel::run(configs, grace, status))?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -40,6 +40,8 @@ pub(crate) struct Settings {
     pub(crate) log_format: LogFormat,
     pub(crate) creds: CredSettings,
     pub(crate) mode: Mode,
+    /// `--status ADDR` (or `status` in the file): tunnels only.
+    pub(crate) status: Option<Endpoint>,
 }
 
 /// Where the client's identity and trust come from.
@@ -112,6 +114,7 @@ sovereign_chain::config_file! {
         shutdown_grace: Seconds,
         verbose: u8,
         log_format: String,
+        status: String,
     }
     table {
         listen: String,
@@ -197,6 +200,14 @@ pub(crate) fn resolve(cli: Cli) -> Result<Settings, CliError> {
         file.verbose.unwrap_or(0)
     };
 
+    let status = match (&cli.status, &file.status) {
+        (Some(addr), _) => Some(addr.clone()),
+        (None, Some(s)) => Some(
+            s.parse::<Endpoint>()
+                .map_err(|e| top.bad("status", &e.to_string()))?,
+        ),
+        (None, None) => None,
+    };
     let creds = cred_settings(&cli, &file, top)?;
     let grace = cli
         .shutdown_grace
@@ -298,6 +309,7 @@ pub(crate) fn resolve(cli: Cli) -> Result<Settings, CliError> {
         log_format,
         creds,
         mode,
+        status,
     })
 }
 

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod sandbox;
 mod settings;
 
 use std::path::PathBuf;
@@ -15,7 +16,7 @@ use clap::{ArgAction, Parser, ValueEnum};
 use sc_net::Endpoint;
 use sc_relay::Relay;
 use sovereign_chain::cli::units::parse_duration;
-use sovereign_chain::cli::{init_logging, CliError, Signals};
+use sovereign_chain::cli::{init_logging, CliError, Host, Signals};
 
 use crate::settings::{BackendList, RouteArg, Settings};
 
@@ -76,6 +77,19 @@ Limits (each per listener):
   --connect-timeout  a backend must accept within this (also the probe's)
   --answer-timeout   a backend must send its first byte within this
   --idle-timeout     a session in which no byte moved for this long is closed
+
+Watch and supervise it:
+  --status ADDR      plain HTTP on ADDR (127.0.0.1:9100, unix:/path; no
+                     authentication, so bind it to loopback): GET /healthz,
+                     GET /readyz (503 with JSON naming what is not ready),
+                     GET /metrics (Prometheus, names sovereign_chain_*).
+  systemd            Type=notify (READY=1, RELOADING=1 around SIGHUP,
+                     STOPPING=1, WATCHDOG=1 with WatchdogSec=); listening
+                     sockets from socket activation (LISTEN_FDS; the one
+                     named `status` is --status). Units: dist/systemd/.
+  sandbox            after start the process restricts its own file access
+                     with Landlock to the files it needs (one log line says
+                     so); --no-sandbox turns that off.
 
 Signals:
   SIGTERM, SIGINT  stop accepting, let sessions finish within
@@ -160,6 +174,18 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
 
+    /// Do not restrict the relay's own file system access with Landlock
+    /// (by default, where the kernel has it, the relay keeps only its Unix
+    /// sockets' directories and what name resolution reads).
+    #[arg(long)]
+    pub(crate) no_sandbox: bool,
+
+    /// Serve plain HTTP here (HOST:PORT, [IPv6]:PORT or unix:/path):
+    /// GET /healthz, /readyz (listeners bound, every route has a healthy
+    /// backend) and /metrics (Prometheus: backend health per route).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) status: Option<Endpoint>,
+
     /// Connections held at once, per listener [default: 1000].
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub(crate) max_connections: Option<usize>,
@@ -216,17 +242,78 @@ pub(crate) enum ProxyVersion {
 }
 
 fn main() -> ExitCode {
+    // `--generate-to DIR`: man pages and completions (dist/generate.sh).
+    if let Some(code) = sovereign_chain::cli::generate::generate_if_asked::<Cli>() {
+        return code;
+    }
     let cli = Cli::parse();
     sovereign_chain::cli::finish(settings::resolve(&cli).and_then(|settings| {
         init_logging("sc-proxy", settings.verbosity, false, settings.log_format);
+        // Before the runtime starts its threads, so they all inherit it.
+        sovereign_chain::cli::host::sandbox(!cli.no_sandbox, &sandbox::for_settings(&settings))?;
         sovereign_chain::cli::runtime()?.block_on(run(settings))?;
         Ok(ExitCode::SUCCESS)
     }))
 }
 
+/// `/readyz` and `backend_up` of a running relay: every route has a healthy
+/// backend; the gauges follow the health probes (copied every second; the
+/// labels are configured names only). The task ends when dropped.
+fn watch_routes(started: &sovereign_chain::cli::status::Started, relay: &Relay) -> AbortOnDrop {
+    let health = relay.health();
+    let check = health.clone();
+    started.status.add_check("routes", move || {
+        let down: Vec<String> = check
+            .routes()
+            .into_iter()
+            .filter(|r| !r.backends.iter().any(|(_, up)| *up))
+            .map(|r| format!("route {}: no healthy backend", r.route))
+            .collect();
+        let result = if down.is_empty() {
+            Ok(())
+        } else {
+            Err(down.join("; "))
+        };
+        async move { result }
+    });
+    sovereign_chain::cli::status::listeners_bound(&started.status);
+    let metrics = started.metrics.clone();
+    AbortOnDrop(tokio::spawn(async move {
+        loop {
+            for r in health.routes() {
+                for (backend, up) in &r.backends {
+                    metrics.backend_health(&r.route, &backend.to_string(), *up);
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }))
+}
+
+/// A task stopped when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 async fn run(settings: Settings) -> Result<(), CliError> {
     let mut signals = Signals::install()?;
-    let relay = Relay::bind(settings.relay).await.map_err(CliError::from)?;
+    // Socket activation's sockets, before any bind.
+    let mut host = Host::start()?;
+    // The status endpoint first: /readyz then tells "not bound yet".
+    let status = match &settings.status {
+        Some(addr) => Some(sovereign_chain::cli::status::start(addr).await?),
+        None => None,
+    };
+    let relay =
+        Relay::bind_with_metrics(settings.relay, status.as_ref().map(|s| s.metrics.clone()))
+            .await
+            .map_err(CliError::from)?;
+    let _health = status.as_ref().map(|s| watch_routes(s, &relay));
+    host.ready("relaying sessions")?;
     tracing::info!(
         "sc-proxy {} running (pid {})",
         env!("CARGO_PKG_VERSION"),
@@ -237,6 +324,7 @@ async fn run(settings: Settings) -> Result<(), CliError> {
             tracing::warn!("SIGHUP: sc-proxy does not reload its routes; restart it to change them")
         })
         .await;
+    host.stopping();
     signals.drain(relay.shutdown(settings.grace)).await;
     Ok(())
 }

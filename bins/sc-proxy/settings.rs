@@ -29,6 +29,8 @@ pub(crate) struct Settings {
     pub(crate) grace: Duration,
     pub(crate) verbosity: u8,
     pub(crate) log_format: LogFormat,
+    /// `--status ADDR` (or `status` in the file).
+    pub(crate) status: Option<Endpoint>,
 }
 
 /// `--route NAME=HOST:PORT[,HOST:PORT...]`.
@@ -123,7 +125,16 @@ pub(crate) fn resolve(cli: &Cli) -> Result<Settings, CliError> {
         }
         (None, None) => LogFormat::Text,
     };
+    let status = match (&cli.status, &file.status) {
+        (Some(addr), _) => Some(addr.clone()),
+        (None, Some(s)) => Some(
+            s.parse::<Endpoint>()
+                .map_err(|e| top.bad("status", &e.to_string()))?,
+        ),
+        (None, None) => None,
+    };
     Ok(Settings {
+        status,
         relay: RelaySettings {
             listeners,
             health_interval: (!health_interval.is_zero()).then_some(health_interval),

@@ -16,6 +16,7 @@ sovereign_chain::config_file! {
         shutdown_grace: Seconds,
         log_format: String,
         verbose: u8,
+        status: String,
     }
     table {
         listen: String,

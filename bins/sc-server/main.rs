@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod sandbox;
 mod settings;
 
 use std::path::PathBuf;
@@ -14,7 +15,7 @@ use clap::{ArgAction, Parser, ValueEnum};
 use sc_net::{Cidr, Endpoint};
 use sc_tunnel::exit::Server;
 use sovereign_chain::cli::units::{parse_duration, parse_size};
-use sovereign_chain::cli::{init_logging, CliError, Signals};
+use sovereign_chain::cli::{init_logging, CliError, Host, Signals};
 
 use crate::settings::Settings;
 
@@ -150,6 +151,19 @@ Behind HAProxy or another L4 load balancer (PROXY protocol v2):
                      `accept-proxy`, nginx `proxy_protocol`, ...).
 
 In HAProxy (mode tcp):  server s1 10.0.0.7:7000 send-proxy-v2 check
+
+Watch and supervise it:
+  --status ADDR      plain HTTP on ADDR (127.0.0.1:9100, unix:/path; no
+                     authentication, so bind it to loopback): GET /healthz,
+                     GET /readyz (503 with JSON naming what is not ready),
+                     GET /metrics (Prometheus, names sovereign_chain_*).
+  systemd            Type=notify (READY=1, RELOADING=1 around SIGHUP,
+                     STOPPING=1, WATCHDOG=1 with WatchdogSec=); listening
+                     sockets from socket activation (LISTEN_FDS; the one
+                     named `status` is --status). Units: dist/systemd/.
+  sandbox            after start the process restricts its own file access
+                     with Landlock to the files it needs (one log line says
+                     so); --no-sandbox turns that off.
 
 Signals:
   SIGHUP           reload the certificate, key, CA bundle, CRL and, with
@@ -298,6 +312,18 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
 
+    /// Do not restrict the server's own file system access with Landlock
+    /// (by default, where the kernel has it, the server can read only the
+    /// directories of its credential and config files once it starts).
+    #[arg(long)]
+    pub(crate) no_sandbox: bool,
+
+    /// Serve plain HTTP here (HOST:PORT, [IPv6]:PORT or unix:/path):
+    /// GET /healthz, /readyz (listeners bound, credentials valid, the
+    /// --forward backend reachable) and /metrics (Prometheus).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) status: Option<Endpoint>,
+
     /// From the TCP connection to a complete handshake (30, 30s, 1m)
     /// [default: 30s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Limits")]
@@ -417,9 +443,18 @@ pub(crate) enum LogFormatArg {
 }
 
 fn main() -> ExitCode {
+    // `--generate-to DIR`: man pages and completions (dist/generate.sh).
+    if let Some(code) = sovereign_chain::cli::generate::generate_if_asked::<Cli>() {
+        return code;
+    }
     let cli = Cli::parse();
     sovereign_chain::cli::finish(settings::resolve(&cli).and_then(|settings| {
         init_logging("sc-server", settings.verbosity, false, settings.log_format);
+        // Before the runtime starts its threads, so they all inherit it.
+        sovereign_chain::cli::host::sandbox(
+            !cli.no_sandbox,
+            &sandbox::for_settings(&cli, &settings),
+        )?;
         sovereign_chain::cli::runtime()?.block_on(run(&cli, settings))?;
         Ok(ExitCode::SUCCESS)
     }))
@@ -431,17 +466,60 @@ async fn run(cli: &Cli, settings: Settings) -> Result<(), CliError> {
     for w in &settings.warnings {
         tracing::warn!("{w}");
     }
-    let server = Server::bind(settings.listeners)
-        .await
-        .map_err(CliError::from)?;
+    // Socket activation's sockets, before any bind.
+    let mut host = Host::start()?;
+    // The status endpoint first: /readyz then tells "not bound yet".
+    let status = match &settings.status {
+        Some(addr) => Some(sovereign_chain::cli::status::start(addr).await?),
+        None => None,
+    };
+    let server = Server::bind_with_metrics(
+        settings.listeners,
+        status.as_ref().map(|s| s.metrics.clone()),
+    )
+    .await
+    .map_err(CliError::from)?;
+    if let Some(s) = &status {
+        ready_checks(&s.status, &server);
+    }
+    host.ready("accepting sessions")?;
     tracing::info!(
         "sc-server {} running (pid {})",
         env!("CARGO_PKG_VERSION"),
         std::process::id()
     );
-    signals.until_stop(|| reload(cli, &server)).await;
+    signals
+        .until_stop(|| {
+            let (host, server) = (&host, &server);
+            async move {
+                host.reloading();
+                reload(cli, server).await;
+                host.reloaded("accepting sessions");
+            }
+        })
+        .await;
+    host.stopping();
     signals.drain(server.shutdown(grace)).await;
     Ok(())
+}
+
+/// `/readyz` of a running server: its listeners are bound, every
+/// certificate in force is valid, and every --forward backend accepts a
+/// connection.
+fn ready_checks(status: &sc_status::Status, server: &Server) {
+    use sovereign_chain::cli::status;
+    let readiness = server.readiness();
+    for backend in readiness.backends() {
+        status::backend_check(status, backend);
+    }
+    status.add_check("credentials", move || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let result = readiness.credentials(now);
+        async move { result }
+    });
+    status::listeners_bound(status);
 }
 
 /// SIGHUP: re-read the config file (if any) and every credential file.

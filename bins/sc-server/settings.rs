@@ -29,6 +29,8 @@ pub(crate) struct Settings {
     pub(crate) grace: Duration,
     pub(crate) verbosity: u8,
     pub(crate) log_format: LogFormat,
+    /// `--status ADDR` (or `status` in the file).
+    pub(crate) status: Option<Endpoint>,
     /// What to log once logging is set up: untyped entries of the services'
     /// allow-lists (a listener's own are logged as its credentials load).
     pub(crate) warnings: Vec<String>,
@@ -87,6 +89,14 @@ pub(crate) fn resolve(cli: &Cli) -> Result<Settings, CliError> {
         (None, Some(f)) => f.parse().map_err(|e: String| top.bad("log_format", &e))?,
         (None, None) => LogFormat::Text,
     };
+    let status = match (&cli.status, &file.status) {
+        (Some(addr), _) => Some(addr.clone()),
+        (None, Some(s)) => Some(
+            s.parse::<Endpoint>()
+                .map_err(|e| top.bad("status", &e.to_string()))?,
+        ),
+        (None, None) => None,
+    };
     let mut warnings: Vec<String> = Vec::new();
     for service in listeners.iter().flat_map(|l| &l.services) {
         let policy = ClientPolicy {
@@ -105,6 +115,7 @@ pub(crate) fn resolve(cli: &Cli) -> Result<Settings, CliError> {
         grace,
         verbosity,
         log_format,
+        status,
         warnings,
     })
 }

@@ -2,15 +2,20 @@
 //! end with (exit status 1, or 2 for a usage mistake), the config file and
 //! its one-line errors, flag-over-file layering, durations and sizes with
 //! the same units everywhere, logging set up from the binary's own name,
-//! and the signal loop of the daemons.
+//! the signal loop of the daemons, and the man pages and shell completions
+//! made from their clap definitions.
 
 pub mod config;
 mod error;
+pub mod generate;
+pub mod host;
 mod logging;
 mod signals;
+pub mod status;
 pub mod units;
 
 pub use error::CliError;
+pub use host::Host;
 pub use logging::{init_logging, LogFormat};
 pub use signals::Signals;
 

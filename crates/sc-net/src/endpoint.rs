@@ -94,9 +94,26 @@ impl Endpoint {
     }
 
     /// Binds a listener ([`listen`](Self::listen)) and names the address it
-    /// is bound to (with the real port when 0 was asked for).
+    /// is bound to (with the real port when 0 was asked for). When the
+    /// process was given sockets (socket activation, [`inherited`](crate::inherited)),
+    /// it takes the one bound to this address instead, and binds nothing.
     pub async fn bind(&self) -> io::Result<(Listener, Endpoint)> {
-        let listener = self.listen().await?;
+        let listener = match crate::inherited::take_for(self).await {
+            Some(inherited) => inherited?,
+            None => self.listen().await?,
+        };
+        let local = listener.local_endpoint()?;
+        Ok((listener, local))
+    }
+
+    /// As [`bind`](Self::bind), for a listener that socket activation
+    /// names (`status`, [`STATUS_NAME`](crate::inherited::STATUS_NAME)):
+    /// when the process was given sockets, it takes the one named `name`.
+    pub async fn bind_as(&self, name: &str) -> io::Result<(Listener, Endpoint)> {
+        let listener = match crate::inherited::take_named(name, self) {
+            Some(inherited) => inherited?,
+            None => self.listen().await?,
+        };
         let local = listener.local_endpoint()?;
         Ok((listener, local))
     }
@@ -152,6 +169,9 @@ pub enum Listener {
     Tcp(TcpListener),
     /// A Unix socket, and its path (removed when the listener is dropped).
     Unix(UnixListener, PathBuf),
+    /// A Unix socket the service manager passed, and its path (left in
+    /// place: the service manager owns it).
+    UnixInherited(UnixListener, PathBuf),
 }
 
 impl Listener {
@@ -163,7 +183,7 @@ impl Listener {
                 s.set_nodelay(true)?;
                 Ok((Stream::Tcp(s), addr.to_string()))
             }
-            Self::Unix(l, path) => {
+            Self::Unix(l, path) | Self::UnixInherited(l, path) => {
                 let (s, _) = l.accept().await?;
                 Ok((Stream::Unix(s), format!("unix:{}", path.display())))
             }
@@ -174,7 +194,7 @@ impl Listener {
     pub fn local_endpoint(&self) -> io::Result<Endpoint> {
         match self {
             Self::Tcp(l) => Ok(Endpoint::Tcp(l.local_addr()?.to_string())),
-            Self::Unix(_, p) => Ok(Endpoint::Unix(p.clone())),
+            Self::Unix(_, p) | Self::UnixInherited(_, p) => Ok(Endpoint::Unix(p.clone())),
         }
     }
 }

@@ -5,6 +5,8 @@
 //! * [`Endpoint`], [`Listener`], [`Stream`] (and its owned halves):
 //!   TCP over IPv4 or IPv6 and Unix sockets, to listen on and connect to;
 //!   [`Replay`] hands back bytes already read;
+//! * [`inherited`]: sockets a service manager passed (socket activation),
+//!   which [`Endpoint::bind`] takes in place of binding;
 //! * [`service`]: one listener lifecycle (connection and handshake limits,
 //!   refusal, backlog drain, graceful shutdown) into which the server, the
 //!   relay and the tunnel entry each plug a [`Handler`](service::Handler);
@@ -30,6 +32,7 @@
 
 mod describe;
 mod endpoint;
+pub mod inherited;
 mod per_source;
 pub mod proxy_protocol;
 pub mod pump;

@@ -101,6 +101,10 @@ pub trait Handler: Send + Sync + 'static {
     fn refusal(&self) -> Option<Refusal> {
         None
     }
+
+    /// Told of every connection refused (or closed) because the listener
+    /// holds its maximum of connections: for a metric. It must be cheap.
+    fn refused_at_limit(&self) {}
 }
 
 /// A listener bound for a [`Service`].
@@ -417,6 +421,7 @@ fn admit<H: Handler>(
     let slot = match slot.map_or_else(|| state.connections.clone().try_acquire_owned(), Ok) {
         Ok(slot) => slot,
         Err(_) => {
+            state.handler.refused_at_limit();
             let refusal = match state.limits.when_full {
                 WhenFull::Refuse => state.handler.refusal(),
                 // Only while draining the backlog: no slot is free.

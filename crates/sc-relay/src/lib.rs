@@ -176,7 +176,7 @@ mod runtime;
 mod settings;
 mod trace;
 
-pub use runtime::{BackendStatus, Relay, RelayStartError};
+pub use runtime::{BackendStatus, Relay, RelayHealth, RelayStartError, RouteHealth, DEFAULT_ROUTE};
 pub use settings::{
     RelayLimitError, RelayLimits, RelayListenerSettings, RelaySettings, Route,
     DEFAULT_ANSWER_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEALTH_INTERVAL,

@@ -99,6 +99,17 @@ struct ListenerState {
     limits: RelayLimits,
     /// Connections each client address holds.
     per_source: Arc<PerSource>,
+    /// Where to count (`--status`); `None`: nothing is counted.
+    metrics: Option<Arc<sc_status::Metrics>>,
+}
+
+impl ListenerState {
+    /// Records into the metrics, if there are any.
+    fn count(&self, record: impl FnOnce(&sc_status::Metrics)) {
+        if let Some(m) = &self.metrics {
+            record(m);
+        }
+    }
 }
 
 impl Handler for ListenerState {
@@ -117,6 +128,10 @@ impl Handler for ListenerState {
             name: "going away",
         })
     }
+
+    fn refused_at_limit(&self) {
+        self.count(|m| m.connection_refused(sc_status::RefusalReason::connection_limit));
+    }
 }
 
 /// A running relay: `sc-net`'s listener lifecycle with one handler per
@@ -134,12 +149,59 @@ pub struct Relay {
     service: Service<ListenerState>,
     backends: Vec<Arc<Backend>>,
     health: Option<JoinHandle<()>>,
+    routes: RelayHealth,
+}
+
+/// The route name [`RelayHealth`] gives the default backends (no route
+/// name can be `*`).
+pub const DEFAULT_ROUTE: &str = "*";
+
+/// Every configured route and the health of its backends, as a handle
+/// that lives on its own ([`Relay::health`]): for a status endpoint.
+#[derive(Clone, Debug)]
+pub struct RelayHealth {
+    routes: Vec<(String, Vec<Arc<Backend>>)>,
+}
+
+/// One route's backends and whether each is healthy now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteHealth {
+    /// The configured route name ([`DEFAULT_ROUTE`] for the default
+    /// backends).
+    pub route: String,
+    /// Each backend and whether it is healthy.
+    pub backends: Vec<(Endpoint, bool)>,
+}
+
+impl RelayHealth {
+    /// Every route of every listener, in configuration order.
+    pub fn routes(&self) -> Vec<RouteHealth> {
+        self.routes
+            .iter()
+            .map(|(route, backends)| RouteHealth {
+                route: route.clone(),
+                backends: backends
+                    .iter()
+                    .map(|b| (b.endpoint.clone(), b.is_healthy()))
+                    .collect(),
+            })
+            .collect()
+    }
 }
 
 impl Relay {
     /// Starts every listener and the health probes. Must be called within a
     /// tokio runtime with time and I/O enabled.
     pub async fn bind(settings: RelaySettings) -> Result<Self, RelayStartError> {
+        Self::bind_with_metrics(settings, None).await
+    }
+
+    /// As [`bind`](Self::bind), counting connections (accepted, refused by
+    /// reason), relayed sessions and their bytes into `metrics`.
+    pub async fn bind_with_metrics(
+        settings: RelaySettings,
+        metrics: Option<Arc<sc_status::Metrics>>,
+    ) -> Result<Self, RelayStartError> {
         if settings.listeners.is_empty() {
             return Err(RelayStartError::NoListeners);
         }
@@ -155,7 +217,20 @@ impl Relay {
             b
         };
         let mut bound = Vec::new();
+        let mut health_routes: Vec<(String, Vec<Arc<Backend>>)> = Vec::new();
         for s in &settings.listeners {
+            for r in &s.routes {
+                health_routes.push((
+                    r.name.to_string(),
+                    r.backends.iter().map(&mut backend).collect(),
+                ));
+            }
+            if !s.default.is_empty() {
+                health_routes.push((
+                    DEFAULT_ROUTE.to_owned(),
+                    s.default.iter().map(&mut backend).collect(),
+                ));
+            }
             s.check().map_err(|reason| RelayStartError::Invalid {
                 listen: s.listen.clone(),
                 reason,
@@ -185,6 +260,7 @@ impl Relay {
                 send_proxy_v2: s.send_proxy_v2,
                 per_source: PerSource::new(s.limits.max_connections_per_source),
                 limits: s.limits.clone(),
+                metrics: metrics.clone(),
             };
             bound.push((listener, local, Arc::new(state), s));
         }
@@ -227,7 +303,15 @@ impl Relay {
             service,
             backends,
             health,
+            routes: RelayHealth {
+                routes: health_routes,
+            },
         })
+    }
+
+    /// Every route's backends and their health, as a handle of its own.
+    pub fn health(&self) -> RelayHealth {
+        self.routes.clone()
     }
 
     /// The bound addresses, in the order given (with the real port where 0
@@ -376,11 +460,13 @@ async fn read_first(io: &mut Stream, l: &ListenerState) -> First {
 /// passthrough, or a refusal; one log line at its end.
 async fn connection(mut io: Stream, peer: String, l: &ListenerState, conn: &Conn) {
     let started = Instant::now();
+    l.count(sc_status::Metrics::connection_accepted);
     // One client address holds at most its share (a Unix socket's peers are
     // one local source, not capped here).
     let source = peer.parse::<std::net::SocketAddr>().ok().map(|a| a.ip());
     let _source_slot = match source.map(|ip| (ip, l.per_source.try_take(ip))) {
         Some((ip, None)) => {
+            l.count(|m| m.connection_refused(sc_status::RefusalReason::source_connection_limit));
             warn_limited!(
                 conn.log(),
                 "per-source",
@@ -471,6 +557,7 @@ async fn session(
         None => match &l.default {
             Some(pool) => (pool, "default"),
             None => {
+                l.count(|m| m.connection_refused(sc_status::RefusalReason::no_route));
                 warn_limited!(
                     conn.log(),
                     "no-route",
@@ -503,6 +590,7 @@ async fn session(
     } = match connected {
         Ok(c) => c,
         Err(why) => {
+            l.count(|m| m.connection_refused(sc_status::RefusalReason::no_route));
             warn_limited!(
                 conn.log(),
                 "backend",
@@ -516,6 +604,7 @@ async fn session(
         }
     };
     let backend_name = claim.backend().endpoint.to_string();
+    let _open = l.metrics.as_ref().map(|m| m.session_open());
     // The backend's first byte, read while waiting for it, goes to the
     // client first; the pump still waits for an answer only if the client
     // moved before the backend did.
@@ -656,6 +745,7 @@ fn log_end(
     report: &Report,
     started: Instant,
 ) {
+    l.count(|m| m.bytes(sent_ahead as u64 + report.a_to_b, report.b_to_a));
     tracing::info!(
         listener = %l.local,
         client = %peer,

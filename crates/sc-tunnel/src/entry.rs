@@ -302,6 +302,15 @@ impl SessionPool {
         })
     }
 
+    /// Whether a kept session to the server is up now (for a readiness
+    /// check; a slot being opened right now does not count).
+    pub fn is_up(&self) -> bool {
+        self.slots.iter().any(|slot| {
+            slot.try_lock()
+                .is_ok_and(|s| matches!(&*s, Slot::Live(s) if s.ended().is_none()))
+        })
+    }
+
     /// Opens every slot's session now and reopens it as soon as it fails
     /// (with a backoff), until `stop` (once per pool).
     fn keep_open(self: &Arc<Self>, stop: CancellationToken) {

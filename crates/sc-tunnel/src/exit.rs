@@ -111,7 +111,7 @@ mod streams;
 
 pub use credentials::CredentialError;
 pub use proxy::{ProxyProtocol, PROXY_HEADER_TIMEOUT};
-pub use runtime::{ReloadOutcome, Server, ShutdownReport, StartError};
+pub use runtime::{Readiness, ReloadOutcome, Server, ShutdownReport, StartError};
 pub use sc_net::{Cidr, CidrError};
 pub use settings::{
     AccessError, CipherChoice, ClientAccess, CookieMode, CredentialFiles, Credentials,

@@ -167,6 +167,11 @@ pub(crate) struct Loaded {
     pub(crate) description: String,
     /// Things that will make clients refuse the certificate.
     pub(crate) warnings: Vec<String>,
+    /// The leaf certificate's notAfter (Unix time), if it parses.
+    pub(crate) not_after: Option<u64>,
+    /// The (first) CRL's nextUpdate (Unix time), if there is a CRL that
+    /// names one.
+    pub(crate) crl_next_update: Option<u64>,
 }
 
 /// Reads the files and builds the configuration. Blocking (file reads, and
@@ -194,6 +199,10 @@ pub(crate) fn load(creds: &FileCredentials, now: UnixTime) -> Result<Loaded, Cre
     )?;
     let access = &creds.access;
     access.check()?;
+    let not_after = chain
+        .first()
+        .and_then(|leaf| sc_pki::cert_info(leaf, now).ok())
+        .map(|info| info.not_after.as_secs());
     let (description, mut warnings) = match chain.first() {
         Some(leaf) => describe_leaf(leaf, &files.cert, now),
         None => (String::new(), Vec::new()),
@@ -234,8 +243,12 @@ pub(crate) fn load(creds: &FileCredentials, now: UnixTime) -> Result<Loaded, Cre
         }
     }
     warnings.extend(policy.warnings());
+    let mut crl_next_update = None;
     if let Some(path) = &files.crl {
         let pem = read_text("CRL", path)?;
+        if let Ok(sc_pki::PemContents::Crl(info)) = sc_pki::inspect_pem(&pem, now) {
+            crl_next_update = info.next_update.map(|t| t.as_secs());
+        }
         let crls = crls_from_pem(&pem).map_err(invalid("CRL", path))?;
         verifier = verifier.with_crls(crls).map_err(invalid("CRL", path))?;
     }
@@ -258,6 +271,8 @@ pub(crate) fn load(creds: &FileCredentials, now: UnixTime) -> Result<Loaded, Cre
         config,
         description,
         warnings,
+        not_after,
+        crl_next_update,
     })
 }
 

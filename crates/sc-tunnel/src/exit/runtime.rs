@@ -16,6 +16,7 @@ use sc_net::service::{self, Bound, Conn, Handler, Refusal, Service, WhenFull};
 use sc_net::{io_reason, warn_limited, Endpoint, PerSource, Replay, Secs, SourceSlot, Stream};
 use sc_pki::{CredentialStore, UnixTime};
 use sc_session::{Acceptor, MuxSession, RekeyPolicy, SessionConfig};
+use sc_status::{Metrics, RefusalReason};
 use sc_wire::first::{classify, Verdict, MAX_HELLO_RECORD};
 use sc_wire::{Alert, AlertCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -123,6 +124,17 @@ pub struct ReloadOutcome {
 struct Snapshot {
     config: Arc<ServerConfig>,
     source: Credentials,
+    /// The certificate's notAfter (Unix time), where it is known.
+    not_after: Option<u64>,
+}
+
+/// A listener's configuration as [`build`] made it.
+struct Built {
+    config: Arc<ServerConfig>,
+    description: String,
+    warnings: Vec<String>,
+    not_after: Option<u64>,
+    crl_next_update: Option<u64>,
 }
 
 /// One listener: what it was told, and the credentials in force.
@@ -146,6 +158,28 @@ struct ListenerState {
     cookies: Mutex<CookieJar>,
     /// Established anonymous sessions ([`Limits::anonymous_quota`]).
     anonymous: Arc<Quota>,
+    /// Where to count (`--status`); `None`: nothing is counted.
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl ListenerState {
+    /// Records into the metrics, if there are any.
+    fn count(&self, record: impl FnOnce(&Metrics)) {
+        if let Some(m) = &self.metrics {
+            record(m);
+        }
+    }
+
+    /// Sets the certificate and CRL gauges from freshly built credentials.
+    fn count_credentials(&self, built: &Built) {
+        self.count(|m| {
+            let listener = self.listen.to_string();
+            if let Some(t) = built.not_after {
+                m.certificate_not_after(&listener, t);
+            }
+            m.crl_next_update(&listener, built.crl_next_update);
+        });
+    }
 }
 
 /// A running server: `sc-net`'s listener lifecycle with one handler per
@@ -169,6 +203,16 @@ impl Server {
     /// Starts every listener. Must be called within a tokio runtime with
     /// time and I/O enabled.
     pub async fn bind(settings: Vec<ListenerSettings>) -> Result<Self, StartError> {
+        Self::bind_with_metrics(settings, None).await
+    }
+
+    /// As [`bind`](Self::bind), counting connections, handshakes, sessions,
+    /// bytes, re-keys, reloads and the credentials' expiry into `metrics`
+    /// (one atomic operation per event; bytes once per session or stream).
+    pub async fn bind_with_metrics(
+        settings: Vec<ListenerSettings>,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Result<Self, StartError> {
         if settings.is_empty() {
             return Err(StartError::NoListeners);
         }
@@ -193,13 +237,12 @@ impl Server {
                     hint: "let the balancer connect to a TCP listener",
                 });
             }
-            let (config, description, warnings) =
-                build(&s.credentials)
-                    .await
-                    .map_err(|source| StartError::Credentials {
-                        listen: s.listen.clone(),
-                        source,
-                    })?;
+            let built = build(&s.credentials)
+                .await
+                .map_err(|source| StartError::Credentials {
+                    listen: s.listen.clone(),
+                    source,
+                })?;
             let (listener, local) = s.listen.bind().await.map_err(|e| StartError::Bind {
                 listen: s.listen.clone(),
                 reason: io_reason(&e),
@@ -217,10 +260,18 @@ impl Server {
                 proxy: s.proxy_protocol,
                 services: s.services,
                 store: CredentialStore::new(Snapshot {
-                    config,
+                    config: built.config.clone(),
                     source: s.credentials,
+                    not_after: built.not_after,
                 }),
+                metrics: metrics.clone(),
             };
+            state.count_credentials(&built);
+            let Built {
+                description,
+                warnings,
+                ..
+            } = built;
             bound.push((listener, local, Arc::new(state), description, warnings));
         }
         let mut listeners = Vec::with_capacity(bound.len());
@@ -290,6 +341,14 @@ impl Server {
         self.service.local_endpoints()
     }
 
+    /// What a readiness check (`/readyz`) needs to know of this server,
+    /// as a handle that lives on its own.
+    pub fn readiness(&self) -> Readiness {
+        Readiness {
+            listeners: self.service.handlers().cloned().collect(),
+        }
+    }
+
     /// Connections open now (handshaking or established), over all listeners.
     pub fn active_connections(&self) -> usize {
         self.service.active_connections()
@@ -355,20 +414,67 @@ impl Server {
     }
 }
 
+/// A running server's state as a readiness check sees it
+/// ([`Server::readiness`]).
+#[derive(Clone, Debug)]
+pub struct Readiness {
+    listeners: Vec<Arc<ListenerState>>,
+}
+
+impl Readiness {
+    /// `Ok` when every listener's certificate in force is valid at Unix
+    /// time `now`, else which one expired and when.
+    pub fn credentials(&self, now: u64) -> Result<(), String> {
+        let expired: Vec<String> = self
+            .listeners
+            .iter()
+            .filter_map(|l| {
+                let not_after = l.store.current().not_after?;
+                (not_after < now).then(|| {
+                    format!(
+                        "the certificate of {} expired {} s ago",
+                        l.listen,
+                        now - not_after
+                    )
+                })
+            })
+            .collect();
+        if expired.is_empty() {
+            Ok(())
+        } else {
+            Err(expired.join("; "))
+        }
+    }
+
+    /// The backends of the listeners that forward (`--forward`), each once,
+    /// in listener order.
+    pub fn backends(&self) -> Vec<Endpoint> {
+        let mut out: Vec<Endpoint> = Vec::new();
+        for l in &self.listeners {
+            if let Mode::Forward(backend) = &l.mode {
+                if !out.contains(backend) {
+                    out.push(backend.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
 /// Builds a listener's configuration (file reads and key decryption on a
 /// blocking thread).
-async fn build(
-    source: &Credentials,
-) -> Result<(Arc<ServerConfig>, String, Vec<String>), CredentialError> {
+async fn build(source: &Credentials) -> Result<Built, CredentialError> {
     match source {
         Credentials::Fixed(config) => {
             let fp = config.credential().fingerprint();
             let short: String = fp[..8].iter().map(|b| format!("{b:02x}")).collect();
-            Ok((
-                config.clone(),
-                format!("sha256:{short}… (in memory)"),
-                Vec::new(),
-            ))
+            Ok(Built {
+                config: config.clone(),
+                description: format!("sha256:{short}… (in memory)"),
+                warnings: Vec::new(),
+                not_after: None,
+                crl_next_update: None,
+            })
         }
         Credentials::Files(files) => {
             let files = files.clone();
@@ -383,15 +489,33 @@ async fn build(
                     )))
                 }
             };
-            Ok((Arc::new(loaded.config), loaded.description, loaded.warnings))
+            Ok(Built {
+                config: Arc::new(loaded.config),
+                description: loaded.description,
+                warnings: loaded.warnings,
+                not_after: loaded.not_after,
+                crl_next_update: loaded.crl_next_update,
+            })
         }
     }
 }
 
 async fn reload_listener(l: &ListenerState, source: Credentials) -> ReloadOutcome {
     let result = match build(&source).await {
-        Ok((config, description, warnings)) => {
-            l.store.replace(Snapshot { config, source });
+        Ok(built) => {
+            l.count_credentials(&built);
+            let Built {
+                config,
+                description,
+                warnings,
+                not_after,
+                ..
+            } = built;
+            l.store.replace(Snapshot {
+                config,
+                source,
+                not_after,
+            });
             tracing::info!(
                 "reloaded credentials of {}: certificate {description}",
                 l.local
@@ -409,6 +533,7 @@ async fn reload_listener(l: &ListenerState, source: Credentials) -> ReloadOutcom
             Err(e.to_string())
         }
     };
+    l.count(|m| m.reload(result.is_ok(), UnixTime::now().as_secs()));
     ReloadOutcome {
         listen: l.listen.clone(),
         result,
@@ -425,6 +550,20 @@ impl Handler for ListenerState {
             bytes: alert_record(AlertCode::GOING_AWAY),
             name: "going away",
         })
+    }
+
+    fn refused_at_limit(&self) {
+        self.count(|m| m.connection_refused(RefusalReason::connection_limit));
+    }
+}
+
+/// The alert a failed handshake ended with: the one received, else the
+/// one sent (`None`: it ended without one).
+fn failure_alert(e: &sc_session::Error) -> Option<AlertCode> {
+    match e {
+        sc_session::Error::PeerAlert(code)
+        | sc_session::Error::Handshake(sc_handshake::Error::AlertReceived(code)) => Some(*code),
+        e => e.alert(),
     }
 }
 
@@ -530,6 +669,7 @@ async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, con
     let stop = conn.stop();
     let log = conn.log();
     let started = Instant::now();
+    state.count(Metrics::connection_accepted);
     let deadline = started + state.limits.handshake_timeout;
     let local = io.local_addr();
     let mut origin = Origin {
@@ -585,6 +725,7 @@ async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, con
                 return;
             }
             HeaderRead::Refused(reason) => {
+                state.count(|m| m.connection_refused(RefusalReason::bad_proxy_header));
                 warn_limited!(
                     log,
                     "proxy",
@@ -613,6 +754,7 @@ async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, con
         log,
         &peer,
     ) else {
+        state.count(|m| m.connection_refused(RefusalReason::source_connection_limit));
         service::refuse(io, &alert_record(AlertCode::GOING_AWAY)).await;
         return;
     };
@@ -632,6 +774,7 @@ async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, con
             Hello::Ready(head) => head,
             Hello::Stopped => return,
             Hello::UntrustedProxyHeader => {
+                state.count(|m| m.connection_refused(RefusalReason::untrusted_proxy_header));
                 warn_limited!(
                     log,
                     "untrusted",
@@ -643,6 +786,7 @@ async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, con
                 return;
             }
             Hello::TimedOut => {
+                state.count(|m| m.handshake_failed(Some(AlertCode::TIMEOUT)));
                 warn_limited!(
                     log,
                     "handshake",
@@ -691,6 +835,7 @@ async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, con
                 }
             }
             Decision::PeerAlert(code) => {
+                state.count(|m| m.handshake_failed(Some(code)));
                 warn_limited!(
                     log,
                     "handshake",
@@ -706,6 +851,7 @@ async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, con
                     Decision::Refuse { alert, reason } => (alert, reason),
                     _ => (AlertCode::HANDSHAKE_FAILURE, "a second cookie retry"),
                 };
+                state.count(|m| m.handshake_failed(Some(alert)));
                 warn_limited!(
                     log,
                     "cookie",
@@ -731,6 +877,7 @@ async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, con
         log,
         &peer,
     ) else {
+        state.count(|m| m.connection_refused(RefusalReason::source_handshake_limit));
         service::refuse(io, &alert_record(AlertCode::GOING_AWAY)).await;
         return;
     };
@@ -739,6 +886,7 @@ async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, con
         _ = stop.cancelled() => return,
         slot = conn.handshake_slot() => slot,
         _ = tokio::time::sleep_until(deadline.into()) => {
+            state.count(|m| m.connection_refused(RefusalReason::handshake_slots_busy));
             warn_limited!(
                 log,
                 "busy",
@@ -773,6 +921,7 @@ async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, con
     let mut stream = match accepted {
         Ok(stream) => stream,
         Err(e) => {
+            state.count(|m| m.handshake_failed(failure_alert(&e)));
             let reason = e.to_string();
             let reason = reason.strip_prefix("handshake failed: ").unwrap_or(&reason);
             warn_limited!(
@@ -788,6 +937,7 @@ async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, con
         }
     };
     let info = stream.info().clone();
+    state.count(|m| m.handshake_completed(info.handshake_duration()));
     // An anonymous client holds one of the listener's anonymous places for
     // the whole session (certified clients are not counted); none free:
     // closed at once, sealed, with `going away`.
@@ -795,6 +945,7 @@ async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, con
         match state.anonymous.try_take() {
             Some(place) => Some(place),
             None => {
+                state.count(|m| m.connection_refused(RefusalReason::anonymous_quota));
                 warn_limited!(
                     log,
                     "anonymous",
@@ -822,6 +973,7 @@ async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, con
         "session start"
     );
     let established = Instant::now();
+    let _open = state.metrics.as_ref().map(|m| m.session_open());
     let mut counts = Counts::default();
     let mut streams: Option<u64> = None;
     let end = match MuxSession::new(stream) {
@@ -841,6 +993,7 @@ async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, con
                 }),
                 stop: stop.clone(),
                 log: conn.log_handle(),
+                metrics: state.metrics.clone(),
             });
             let mut n = 0;
             let end = streams::serve(session, ctx, &mut counts, &mut n).await;
@@ -869,6 +1022,7 @@ async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, con
             }
         }
     };
+    state.count(|m| m.bytes(counts.bytes_in, counts.bytes_out));
     let order: Vec<String> = info
         .step_order()
         .steps()

@@ -37,6 +37,8 @@ pub(crate) struct StreamContext {
     pub(crate) proxy_header: Option<Result<Vec<u8>, String>>,
     pub(crate) stop: CancellationToken,
     pub(crate) log: Arc<RateLimiter>,
+    /// Where to count streams and re-keys (`--status`).
+    pub(crate) metrics: Option<Arc<sc_status::Metrics>>,
 }
 
 /// Where a stream goes.
@@ -96,7 +98,13 @@ pub(crate) async fn serve(
             accepted = session.accept_stream() => match accepted {
                 Ok((stream, service)) => {
                     *streams += 1;
-                    tasks.spawn(serve_stream(stream, service, ctx.clone()));
+                    let open = ctx.metrics.as_ref().map(|m| m.stream_open());
+                    let served = serve_stream(stream, service, ctx.clone());
+                    tasks.spawn(async move {
+                        let counts = served.await;
+                        drop(open);
+                        counts
+                    });
                 }
                 Err(e) => break SessionEnd::Failed(match e {
                     sc_session::streams::StreamError::Session(
@@ -131,6 +139,9 @@ pub(crate) async fn serve(
             counts.bytes_in += c.bytes_in;
             counts.bytes_out += c.bytes_out;
         }
+    }
+    if let Some(m) = &ctx.metrics {
+        m.rekeys(session.rekeys_completed());
     }
     match end {
         SessionEnd::Failed(why) if why == "closed" => SessionEnd::Closed,
