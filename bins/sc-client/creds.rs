@@ -224,6 +224,8 @@ impl Creds {
             service: t.service.clone(),
             keepalive: sc_tunnel::entry::DEFAULT_KEEPALIVE,
             pool: None,
+            // Set by the tunnel runner when --status is on.
+            metrics: None,
         })
     }
 }

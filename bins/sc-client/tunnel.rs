@@ -25,9 +25,14 @@ pub(crate) async fn run(
         Some(addr) => Some(sovereign_chain::cli::status::start(addr).await?),
         None => None,
     };
+    let mut tunnels = tunnels;
     if let Some(s) = &status {
-        for config in &tunnels {
+        for config in &mut tunnels {
             server_check(&s.status, config);
+            config.metrics = Some(s.metrics.clone());
+            if let Some(pool) = &config.pool {
+                pool.count_in(s.metrics.clone());
+            }
         }
     }
     let mut entries = Vec::with_capacity(tunnels.len());

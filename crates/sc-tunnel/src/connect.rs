@@ -223,6 +223,16 @@ fn server_cert_sentence(c: &CertError) -> String {
     }
 }
 
+/// The alert a failed handshake ended with, received or sent, for the
+/// metrics' `alert` label.
+pub(crate) fn failure_alert(e: &SessionError) -> Option<AlertCode> {
+    match e {
+        SessionError::PeerAlert(code)
+        | SessionError::Handshake(sc_handshake::Error::AlertReceived(code)) => Some(*code),
+        e => e.alert(),
+    }
+}
+
 /// What the server's alert means for this client, in one line.
 pub fn alert_sentence(code: AlertCode, route: Option<&str>) -> String {
     let s = match code {

@@ -43,11 +43,12 @@ use sc_net::service::{Bound, Conn, Handler, Limits, Service, WhenFull};
 use sc_net::{warn_limited, Endpoint, Listener, Secs, Stream};
 use sc_session::streams::StreamError;
 use sc_session::{MuxSession, SecureStream};
+use sc_status::Metrics;
 use sc_wire::streams::ServiceName;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::connect::Target;
+use crate::connect::{ConnectError, ConnectFailure, Target};
 use crate::splice;
 use crate::SpliceEnd;
 
@@ -109,6 +110,9 @@ pub struct TunnelConfig {
     /// [`SessionPool::new`] from one of their configurations. `None`: this
     /// tunnel keeps its own.
     pub pool: Option<Arc<SessionPool>>,
+    /// Where to count connections, handshakes, sessions, streams and bytes
+    /// (`--status`'s `/metrics`); `None`: nowhere.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl TunnelConfig {
@@ -127,6 +131,7 @@ impl TunnelConfig {
             service: None,
             keepalive: DEFAULT_KEEPALIVE,
             pool: None,
+            metrics: None,
         }
     }
 }
@@ -284,6 +289,8 @@ pub struct SessionPool {
     /// shutdown, so every session's line is written before the process
     /// exits.
     keepers: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Where handshakes and open sessions are counted (set once).
+    metrics: std::sync::OnceLock<Arc<Metrics>>,
 }
 
 impl SessionPool {
@@ -299,7 +306,35 @@ impl SessionPool {
             single: AtomicBool::new(!config.multiplex),
             kept: AtomicBool::new(false),
             keepers: std::sync::Mutex::default(),
+            metrics: config
+                .metrics
+                .clone()
+                .map(std::sync::OnceLock::from)
+                .unwrap_or_default(),
         })
+    }
+
+    /// Counts this pool's handshakes and open sessions in `metrics` from
+    /// now on (a pool made before the metrics were; once: a second call
+    /// changes nothing).
+    pub fn count_in(&self, metrics: Arc<Metrics>) {
+        let _ = self.metrics.set(metrics);
+    }
+
+    /// A session to the target, its handshake counted in the metrics.
+    async fn connect(&self) -> Result<SecureStream<Stream>, ConnectError> {
+        let r = self.target.connect().await;
+        if let Some(m) = self.metrics.get() {
+            match &r {
+                Ok(s) => m.handshake_completed(s.handshake_duration()),
+                Err(e) => m.handshake_failed(match e.failure() {
+                    ConnectFailure::Handshake(e) => crate::connect::failure_alert(e),
+                    ConnectFailure::Timeout => Some(sc_wire::AlertCode::TIMEOUT),
+                    _ => None,
+                }),
+            }
+        }
+        r
     }
 
     /// Whether a kept session to the server is up now (for a readiness
@@ -328,7 +363,6 @@ impl SessionPool {
     async fn acquire(&self) -> Result<Secure, String> {
         if self.single.load(Ordering::Relaxed) {
             return self
-                .target
                 .connect()
                 .await
                 .map(|s| Secure::Session(Box::new(s)))
@@ -383,7 +417,7 @@ impl SessionPool {
              this connection gets a session of its own",
             self.target.connect
         );
-        let stream = self.target.connect().await.map_err(|e| e.to_string())?;
+        let stream = self.connect().await.map_err(|e| e.to_string())?;
         Ok(match MuxSession::new(stream) {
             Ok(session) => Secure::Own(session),
             Err(stream) => Secure::Session(stream),
@@ -402,7 +436,7 @@ impl SessionPool {
             }
             _ => {}
         }
-        let tried = self.target.connect().await;
+        let tried = self.connect().await;
         self.tries[i].fetch_add(1, Ordering::Release);
         match tried {
             Ok(stream) => match MuxSession::new(stream) {
@@ -413,7 +447,8 @@ impl SessionPool {
                         "session of streams open to {}",
                         self.target.connect
                     );
-                    let keeper = tokio::spawn(keep(session.clone(), self.keepalive));
+                    let open = self.metrics.get().map(|m| m.session_open());
+                    let keeper = tokio::spawn(keep(session.clone(), self.keepalive, open));
                     if let Ok(mut keepers) = self.keepers.lock() {
                         keepers.retain(|k| !k.is_finished());
                         keepers.push(keeper);
@@ -507,7 +542,8 @@ impl SessionPool {
 }
 
 /// Keeps a session alive while it is idle, and logs its end.
-async fn keep(session: MuxSession, every: Duration) {
+/// `_open` counts the session as open in the metrics while it lives.
+async fn keep(session: MuxSession, every: Duration, _open: Option<sc_status::OpenGuard>) {
     let started = Instant::now();
     let ended = loop {
         tokio::select! {
@@ -534,6 +570,10 @@ async fn keep(session: MuxSession, every: Duration) {
 impl Handler for Entry {
     async fn serve(self: Arc<Self>, mut plain: Stream, peer: String, conn: Conn) {
         let started = Instant::now();
+        let metrics = self.config.metrics.clone();
+        if let Some(m) = &metrics {
+            m.connection_accepted();
+        }
         let connect = async {
             let _slot = conn.handshake_slot().await;
             self.pool.acquire().await
@@ -566,6 +606,7 @@ impl Handler for Entry {
                     handshake_ms = secure.handshake_duration().as_secs_f64() * 1e3,
                     "session open"
                 );
+                let _open = metrics.as_ref().map(|m| m.session_open());
                 let report = splice(*secure, &mut plain, idle, Some(conn.stop())).await;
                 (report, server, cipher, None)
             }
@@ -601,10 +642,20 @@ impl Handler for Entry {
                 let id = stream.id();
                 let server = session.info().peer().to_string();
                 let cipher = session.info().cipher();
+                // A session of its own counts as open while its stream
+                // lives; a kept one is counted by its keeper.
+                let _open = metrics
+                    .as_ref()
+                    .map(|m| (m.stream_open(), own.then(|| m.session_open())));
                 let report = splice(stream, &mut plain, idle, Some(conn.stop())).await;
                 (report, server, cipher, Some(id))
             }
         };
+        if let Some(m) = &metrics {
+            // Received: from the server to the application; sent: the
+            // application's bytes to the server.
+            m.bytes(report.secure_to_plain, report.plain_to_secure);
+        }
         if report.end.is_cut() {
             // The session or stream failed (possibly cut) or was cut by the
             // shutdown: the application must not take it for a clean end.

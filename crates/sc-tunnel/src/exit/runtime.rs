@@ -559,14 +559,6 @@ impl Handler for ListenerState {
 
 /// The alert a failed handshake ended with: the one received, else the
 /// one sent (`None`: it ended without one).
-fn failure_alert(e: &sc_session::Error) -> Option<AlertCode> {
-    match e {
-        sc_session::Error::PeerAlert(code)
-        | sc_session::Error::Handshake(sc_handshake::Error::AlertReceived(code)) => Some(*code),
-        e => e.alert(),
-    }
-}
-
 fn alert_record(code: AlertCode) -> Vec<u8> {
     Alert { code }.plaintext_record().to_vec()
 }
@@ -921,7 +913,7 @@ async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, con
     let mut stream = match accepted {
         Ok(stream) => stream,
         Err(e) => {
-            state.count(|m| m.handshake_failed(failure_alert(&e)));
+            state.count(|m| m.handshake_failed(crate::connect::failure_alert(&e)));
             let reason = e.to_string();
             let reason = reason.strip_prefix("handshake failed: ").unwrap_or(&reason);
             warn_limited!(
