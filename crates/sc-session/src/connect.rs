@@ -551,10 +551,13 @@ where
             // first read or write reports the error (the core keeps it).
             // So a caller tells "the handshake failed" from "the server
             // ended the session" however the bytes were cut into reads.
+            // (A transport error leaves no error in the core: it fails the
+            // connect as before.)
             Poll::Ready(Err(_))
                 if state.conn.side() == Side::Client
                     && !state.conn.is_handshaking()
-                    && state.conn.summary().is_some() =>
+                    && state.conn.summary().is_some()
+                    && state.conn.error().is_some() =>
             {
                 return Poll::Ready(Ok(()))
             }
