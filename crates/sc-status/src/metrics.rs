@@ -19,7 +19,7 @@ pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 /// The prefix of every metric name.
 pub const PREFIX: &str = "sovereign_chain";
 
-/// Why an accepted connection (or, for [`ConnectionLimit`](Self::ConnectionLimit),
+/// Why an accepted connection (or, for [`connection_limit`](Self::connection_limit),
 /// a connection taken from the backlog) was refused before it became a
 /// session. A fixed set: label values never come from a peer.
 #[non_exhaustive]
