@@ -13,13 +13,9 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand_core::OsRng;
 use sc_net::{Endpoint, Stream};
 use sovereign_chain::handshake::ClientConfig;
-use sovereign_chain::pki::{
-    cert_to_pem, issue_root, CertificateDer, Credential, Issuer, KeyPair, LeafSpec, ServerName,
-    TrustAnchors, UnixTime, Validity, WebPkiServerVerifier,
-};
+use sovereign_chain::pki::{cert_to_pem, Credential, LeafSpec, ServerName, WebPkiServerVerifier};
 use sovereign_chain::session::{Connector, SecureStream};
 use tokio::net::UnixDatagram;
 use tokio::process::{Child, Command};
@@ -34,37 +30,12 @@ const SERVER_NAME: &str = "server.test";
 // ---------------------------------------------------------------------------
 // Certificates
 
-struct Ca {
-    cert: CertificateDer<'static>,
-    key: KeyPair,
-    now: UnixTime,
-}
+use common::TestCa as Ca;
 
 impl Ca {
-    fn new() -> Self {
-        let now = UnixTime::now();
-        let key = KeyPair::generate(&mut OsRng);
-        let cert = issue_root(
-            &key,
-            "Host Test CA",
-            Validity::days_from(now, 2),
-            &mut OsRng,
-        )
-        .expect("root");
-        Self { cert, key, now }
-    }
-
-    fn leaf(&self, spec: &LeafSpec) -> (CertificateDer<'static>, KeyPair) {
-        let issuer = Issuer {
-            cert: &self.cert,
-            key: &self.key,
-        };
-        common::leaf(&issuer, spec, Validity::days_from(self.now, 2))
-    }
-
     /// `ca.pem`, `cert.pem` and `key.pem` in `dir`.
     fn write_all(&self, dir: &TempDir) {
-        dir.write("ca.pem", &cert_to_pem(&self.cert).expect("pem"));
+        dir.write("ca.pem", &self.pem());
         self.write_server(dir);
     }
 
@@ -76,7 +47,7 @@ impl Ca {
 
     fn client(&self) -> Arc<ClientConfig> {
         let (cert, key) = self.leaf(&LeafSpec::client("app-1"));
-        let anchors = TrustAnchors::from_der(std::slice::from_ref(&self.cert)).expect("anchors");
+        let anchors = self.anchors();
         Arc::new(
             ClientConfig::builder()
                 .with_server_verifier(Arc::new(WebPkiServerVerifier::new(anchors)))
@@ -244,7 +215,7 @@ impl NotifySocket {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_tells_systemd_ready_reloading_ready_stopping_and_pings_the_watchdog() {
     let dir = TempDir::new("sc-host-notify");
-    let ca = Ca::new();
+    let ca = Ca::new("Host Test CA");
     ca.write_all(&dir);
     let notify = NotifySocket::bind(&dir);
     let mut server = Running::spawn(
@@ -301,7 +272,7 @@ async fn the_server_tells_systemd_ready_reloading_ready_stopping_and_pings_the_w
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_relay_and_the_tunnel_entry_tell_systemd_ready_and_stopping() {
     let dir = TempDir::new("sc-host-notify2");
-    let ca = Ca::new();
+    let ca = Ca::new("Host Test CA");
     ca.write_all(&dir);
     let (cert, key) = ca.leaf(&LeafSpec::client("app-1"));
     dir.write("client.pem", &cert_to_pem(&cert).expect("pem"));
@@ -358,7 +329,7 @@ async fn the_relay_and_the_tunnel_entry_tell_systemd_ready_and_stopping() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_notify_socket_is_one_warning_and_the_server_runs() {
     let dir = TempDir::new("sc-host-badnotify");
-    let ca = Ca::new();
+    let ca = Ca::new("Host Test CA");
     ca.write_all(&dir);
     let not_a_socket = dir.write("plain-file", "x");
     let missing = dir.path("missing.sock");
@@ -392,7 +363,7 @@ async fn a_broken_notify_socket_is_one_warning_and_the_server_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_listen_fds_are_one_line_and_exit_1() {
     let dir = TempDir::new("sc-host-badfds");
-    let ca = Ca::new();
+    let ca = Ca::new("Host Test CA");
     ca.write_all(&dir);
     let args = server_args(&dir, "127.0.0.1:0");
     for (env, says) in [
@@ -470,7 +441,7 @@ fn free_port() -> u16 {
 async fn socket_activation_by_systemd_socket_activate_serves_sessions() {
     let tool = socket_activate();
     let dir = TempDir::new("sc-host-activate");
-    let ca = Ca::new();
+    let ca = Ca::new("Host Test CA");
     ca.write_all(&dir);
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
@@ -580,7 +551,7 @@ async fn a_passed_socket_without_a_listener_and_a_listener_without_a_socket_are_
 ) {
     let tool = socket_activate();
     let dir = TempDir::new("sc-host-mismatch");
-    let ca = Ca::new();
+    let ca = Ca::new("Host Test CA");
     ca.write_all(&dir);
     let (a, b) = (
         format!("127.0.0.1:{}", free_port()),
@@ -641,7 +612,7 @@ async fn the_sandbox_lets_a_reload_read_its_files_and_refuses_others() {
     let conf = TempDir::new("sc-host-sandbox-conf");
     let creds = TempDir::new("sc-host-sandbox-creds");
     let outside = TempDir::new("sc-host-sandbox-outside");
-    let ca = Ca::new();
+    let ca = Ca::new("Host Test CA");
     ca.write_all(&creds);
     ca.write_all(&outside);
     let config = conf.write("server.toml", &config_naming(&creds));

@@ -22,8 +22,8 @@ use sc_net::{Endpoint, Stream};
 use sc_tunnel::exit::{Credentials, Limits, ListenerSettings, Mode, ProxyProtocol, Server};
 use sovereign_chain::handshake::{ClientConfig, ServerConfig};
 use sovereign_chain::pki::{
-    cert_to_pem, issue_root, CertificateDer, Credential, Issuer, KeyPair, LeafSpec, ServerName,
-    TrustAnchors, UnixTime, Validity, WebPkiClientVerifier, WebPkiServerVerifier,
+    cert_to_pem, Credential, KeyPair, LeafSpec, ServerName, TrustAnchors, WebPkiClientVerifier,
+    WebPkiServerVerifier,
 };
 use sovereign_chain::session::{Connector, Error, SecureStream};
 use sovereign_chain::wire::AlertCode;
@@ -44,43 +44,10 @@ const CLIENT_NAME: &str = "app-1";
 // ---------------------------------------------------------------------------
 // Files and certificates
 
-/// A root CA with its key, issuing server and client certificates.
-struct Ca {
-    cert: CertificateDer<'static>,
-    key: KeyPair,
-    now: UnixTime,
-}
+/// The test CA (`common::TestCa`), issuing server and client certificates.
+use common::TestCa as Ca;
 
 impl Ca {
-    fn new() -> Self {
-        let now = UnixTime::now();
-        let key = KeyPair::generate(&mut OsRng);
-        let cert = issue_root(
-            &key,
-            "Server Test CA",
-            Validity::days_from(now, 2),
-            &mut OsRng,
-        )
-        .expect("root");
-        Self { cert, key, now }
-    }
-
-    fn leaf(&self, spec: &LeafSpec) -> (CertificateDer<'static>, KeyPair) {
-        let issuer = Issuer {
-            cert: &self.cert,
-            key: &self.key,
-        };
-        common::leaf(&issuer, spec, Validity::days_from(self.now, 2))
-    }
-
-    fn pem(&self) -> String {
-        cert_to_pem(&self.cert).expect("pem")
-    }
-
-    fn anchors(&self) -> TrustAnchors {
-        TrustAnchors::from_der(std::slice::from_ref(&self.cert)).expect("anchors")
-    }
-
     /// Writes a new server certificate and key as `cert.pem`/`key.pem` and
     /// returns the certificate's fingerprint.
     fn write_server(&self, dir: &TempDir) -> [u8; 32] {
@@ -131,7 +98,7 @@ struct Setup {
 impl Setup {
     fn new() -> Self {
         let dir = TempDir::new("sc-server-test");
-        let ca = Ca::new();
+        let ca = Ca::new("Server Test CA");
         dir.write("ca.pem", &ca.pem());
         let fingerprint = ca.write_server(&dir);
         let client = ca.client(CLIENT_NAME);
@@ -530,7 +497,7 @@ async fn the_connection_limit_holds_and_is_logged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_concurrent_sessions_echo_in_process() {
     const SESSIONS: usize = 500;
-    let ca = Ca::new();
+    let ca = Ca::new("Server Test CA");
     let client = ca.client(CLIENT_NAME);
     let server = Server::bind(vec![ListenerSettings {
         listen: "127.0.0.1:0".parse().expect("addr"),
@@ -587,7 +554,7 @@ async fn five_hundred_concurrent_sessions_echo_in_process() {
 /// client's first bytes on them), not reset with the listening socket.
 #[tokio::test(flavor = "current_thread")]
 async fn connections_waiting_in_the_backlog_at_shutdown_are_served() {
-    let ca = Ca::new();
+    let ca = Ca::new("Server Test CA");
     let client = ca.client(CLIENT_NAME);
     let server = Server::bind(vec![ListenerSettings {
         listen: "127.0.0.1:0".parse().expect("addr"),
@@ -1852,7 +1819,7 @@ async fn proxy_protocol_flags_and_keys_are_checked() {
     assert!(line.contains("127.0.0.2/32, ::1/128"), "{line}");
 
     // The library refuses the same mistakes with a typed error.
-    let ca = Ca::new();
+    let ca = Ca::new("Server Test CA");
     for (listen, mode, proxy) in [
         (
             "127.0.0.1:0",

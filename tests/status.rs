@@ -15,12 +15,10 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use rand_core::OsRng;
 use sc_net::{Endpoint, Stream};
 use sovereign_chain::handshake::ClientConfig;
 use sovereign_chain::pki::{
-    cert_to_pem, issue_root, CertificateDer, Credential, Issuer, KeyPair, LeafSpec, ServerName,
-    TrustAnchors, UnixTime, Validity, WebPkiServerVerifier,
+    cert_to_pem, Credential, LeafSpec, ServerName, UnixTime, WebPkiServerVerifier,
 };
 use sovereign_chain::session::{Connector, Error as SessionError, SecureStream};
 use sovereign_chain::wire::AlertCode;
@@ -46,36 +44,16 @@ struct Setup {
 impl Setup {
     fn new() -> Self {
         let dir = TempDir::new("sc-status-test");
-        let now = UnixTime::now();
-        let ca_key = KeyPair::generate(&mut OsRng);
-        let ca: CertificateDer<'static> = issue_root(
-            &ca_key,
-            "Status Test CA",
-            Validity::days_from(now, 2),
-            &mut OsRng,
-        )
-        .expect("root");
-        let issuer = Issuer {
-            cert: &ca,
-            key: &ca_key,
-        };
-        let (cert, key) = common::leaf(
-            &issuer,
-            &LeafSpec::server(SERVER_NAME),
-            Validity::days_from(now, 2),
-        );
-        dir.write("ca.pem", &cert_to_pem(&ca).expect("pem"));
+        let ca = common::TestCa::new("Status Test CA");
+        let (cert, key) = ca.leaf(&LeafSpec::server(SERVER_NAME));
+        dir.write("ca.pem", &ca.pem());
         dir.write("cert.pem", &cert_to_pem(&cert).expect("pem"));
         dir.write("key.pem", &key.to_pkcs8_pem().expect("pem"));
         // The same client identity as files, for sc-client.
-        let (ccert, ckey) = common::leaf(
-            &issuer,
-            &LeafSpec::client("app-1"),
-            Validity::days_from(now, 2),
-        );
+        let (ccert, ckey) = ca.leaf(&LeafSpec::client("app-1"));
         dir.write("client.pem", &cert_to_pem(&ccert).expect("pem"));
         dir.write_private("client.key", &ckey.to_pkcs8_pem().expect("pem"));
-        let anchors = TrustAnchors::from_der(std::slice::from_ref(&ca)).expect("anchors");
+        let anchors = ca.anchors();
         let client = Arc::new(
             ClientConfig::builder()
                 .with_server_verifier(Arc::new(WebPkiServerVerifier::new(anchors)))

@@ -19,7 +19,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand_core::OsRng;
-use sovereign_chain::pki::{issue_leaf, CertificateDer, Issuer, KeyPair, LeafSpec, Validity};
+use sovereign_chain::pki::{
+    cert_to_pem, issue_leaf, issue_root, CertificateDer, Issuer, KeyPair, LeafSpec, TrustAnchors,
+    UnixTime, Validity,
+};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
@@ -97,6 +100,44 @@ pub(crate) fn leaf(
     let key = KeyPair::generate(&mut OsRng);
     let cert = issue_leaf(issuer, &key.public_key(), spec, validity, &mut OsRng).expect("leaf");
     (cert, key)
+}
+
+/// A root CA valid for two days, with its key, issuing leaves valid as
+/// long. Each test crate adds what it writes to files in an `impl` of its
+/// own.
+pub(crate) struct TestCa {
+    pub(crate) cert: CertificateDer<'static>,
+    pub(crate) key: KeyPair,
+    pub(crate) now: UnixTime,
+}
+
+impl TestCa {
+    /// A new root named `name` (its CN).
+    pub(crate) fn new(name: &str) -> Self {
+        let now = UnixTime::now();
+        let key = KeyPair::generate(&mut OsRng);
+        let cert = issue_root(&key, name, Validity::days_from(now, 2), &mut OsRng).expect("root");
+        Self { cert, key, now }
+    }
+
+    /// A new key and a leaf certificate for it.
+    pub(crate) fn leaf(&self, spec: &LeafSpec) -> (CertificateDer<'static>, KeyPair) {
+        let issuer = Issuer {
+            cert: &self.cert,
+            key: &self.key,
+        };
+        leaf(&issuer, spec, Validity::days_from(self.now, 2))
+    }
+
+    /// The root as PEM.
+    pub(crate) fn pem(&self) -> String {
+        cert_to_pem(&self.cert).expect("pem")
+    }
+
+    /// The root as the only trust anchor.
+    pub(crate) fn anchors(&self) -> TrustAnchors {
+        TrustAnchors::from_der(std::slice::from_ref(&self.cert)).expect("anchors")
+    }
 }
 
 // ---------------------------------------------------------------------------
