@@ -32,7 +32,7 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 
-use common::{bind, spawn_logged, Lines, Task, TempDir};
+use common::{bind, spawn_logged, ClosedPort, Lines, Task, TempDir};
 
 /// The bound of every ordinary wait.
 const WAIT: Duration = Duration::from_secs(30);
@@ -148,11 +148,6 @@ enum Serve {
     Echo,
     /// Tunnel exit: splices the session with a new connection to a backend.
     Forward(SocketAddr),
-}
-
-/// A port nothing listens on (bound, then released).
-async fn free_port() -> SocketAddr {
-    bind().await.local_addr().expect("addr")
 }
 
 fn secure_server_on(listener: TcpListener, config: Arc<ServerConfig>, serve: Serve) -> Task {
@@ -463,7 +458,8 @@ async fn interactive_line_over_the_maximum_is_refused_and_the_rest_sent() {
 async fn interactive_server_down_is_one_line() {
     let pki = Pki::new();
     let client = pki.client("app-1");
-    let dead = free_port().await;
+    let closed = ClosedPort::new();
+    let dead = closed.addr;
     let mut a = identity(&pki, &client);
     a.extend(args(&["--connect", &dead.to_string()]));
     let out = run_with_input(a, b"hello\n").await;
@@ -636,7 +632,8 @@ async fn interactive_file_and_flag_errors_are_one_line() {
     let pki = Pki::new();
     let client = pki.client("app-1");
     let other = pki.client("app-2");
-    let dead = free_port().await.to_string();
+    let closed = ClosedPort::new();
+    let dead = closed.addr.to_string();
     let ca = pki.ca_path.to_string_lossy().into_owned();
     let cert = client.cert.to_string_lossy().into_owned();
     let key = client.key.to_string_lossy().into_owned();
@@ -1018,7 +1015,8 @@ async fn tunnel_carries_256_mib_each_way() {
 async fn tunnel_server_down_closes_the_local_connection_and_keeps_listening() {
     let pki = Pki::new();
     let client = pki.client("app-1");
-    let server_addr = free_port().await;
+    let closed = ClosedPort::new();
+    let server_addr = closed.addr;
     let mut a = identity(&pki, &client);
     a.extend(args(&[
         "--listen",
@@ -1048,9 +1046,7 @@ async fn tunnel_server_down_closes_the_local_connection_and_keeps_listening() {
 
     // The server comes up on that address: the same listener now tunnels.
     let backend = backend(Backend::Echo).await;
-    let listener = TcpListener::bind(server_addr)
-        .await
-        .expect("rebind the port");
+    let listener = closed.listen();
     let _server = secure_server_on(
         listener,
         pki.server_config("127.0.0.1"),

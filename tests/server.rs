@@ -32,7 +32,7 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
-use common::{spawn_logged, Lines, TempDir};
+use common::{spawn_logged, ClosedPort, Lines, TempDir};
 
 /// The bound of every ordinary wait.
 const WAIT: Duration = Duration::from_secs(20);
@@ -312,14 +312,6 @@ fn random(len: usize, seed: u64) -> Vec<u8> {
     data
 }
 
-/// A TCP port nothing listens on (bound and released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind")
-        .port()
-}
-
 // ---------------------------------------------------------------------------
 // Tests
 
@@ -411,8 +403,8 @@ async fn forward_carries_data_both_ways_with_half_close() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_down_is_logged_the_client_gets_no_route_and_others_are_served() {
     let s = Setup::new();
-    let port = free_port();
-    let back_addr = format!("127.0.0.1:{port}");
+    let closed = ClosedPort::new();
+    let back_addr = closed.addr.to_string();
     let server = Running::start(&s.args(&["--listen", "127.0.0.1:0", "--forward", &back_addr]));
     let addr = server.address().await;
 
@@ -435,11 +427,7 @@ async fn backend_down_is_logged_the_client_gets_no_route_and_others_are_served()
     );
 
     // The server goes on: once the backend is up, sessions get through.
-    let back = Endpoint::Tcp(back_addr.clone())
-        .listen()
-        .await
-        .expect("backend");
-    let _backend = backend(back).await;
+    let _backend = backend(sc_net::Listener::Tcp(closed.listen())).await;
     let mut second = connect(&addr, &s.client).await.expect("session");
     assert_eq!(through(&mut second, b"ping").await, b"ping");
 }
@@ -2426,13 +2414,8 @@ async fn a_busy_server_asks_for_a_cookie_and_only_a_valid_echo_gets_a_handshake(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_the_server_cannot_reach_is_named_as_such_not_as_a_relay_route() {
     let s = Setup::new();
-    // A port nothing listens on.
-    let dead = {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        l.local_addr().expect("addr")
-    };
+    let closed = ClosedPort::new();
+    let dead = closed.addr;
     let server = Running::start(&s.args(&[
         "--listen",
         "127.0.0.1:0",

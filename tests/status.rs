@@ -26,7 +26,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 use tokio::time::timeout;
 
-use common::{spawn_logged, Lines, TempDir};
+use common::{spawn_logged, ClosedPort, Lines, TempDir};
 
 /// The bound of every ordinary wait.
 const WAIT: Duration = Duration::from_secs(20);
@@ -262,7 +262,9 @@ async fn metrics_until(status: &Endpoint, done: impl Fn(&str) -> bool) -> String
     }
 }
 
-/// A TCP port nothing listens on (bound and released).
+/// A free TCP port, for a process to listen on (bound and released: a
+/// race with other tests is possible, but the process then fails to bind
+/// and says so).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -631,7 +633,8 @@ async fn sc_proxy_reports_backend_health_per_route() {
         .await
         .expect("bind");
     let up = back.local_addr().expect("addr").to_string();
-    let down = format!("127.0.0.1:{}", free_port());
+    let closed = ClosedPort::new();
+    let down = closed.addr.to_string();
     let args: Vec<String> = [
         "--listen",
         "127.0.0.1:0",

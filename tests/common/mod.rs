@@ -161,6 +161,32 @@ pub(crate) async fn bind() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").await.expect("bind")
 }
 
+/// A loopback port that refuses connections for as long as this lives: it
+/// is bound but not listening, so a connection to it is refused, and no
+/// other socket (another test's listener, a connection's own ephemeral
+/// port) can take it meanwhile, as it could take a port bound and
+/// released. [`ClosedPort::listen`] opens it later on the same port.
+pub(crate) struct ClosedPort {
+    socket: tokio::net::TcpSocket,
+    pub(crate) addr: SocketAddr,
+}
+
+impl ClosedPort {
+    pub(crate) fn new() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind");
+        let addr = socket.local_addr().expect("addr");
+        Self { socket, addr }
+    }
+
+    /// Starts listening on the port (within a tokio runtime).
+    pub(crate) fn listen(self) -> TcpListener {
+        self.socket.listen(128).expect("listen")
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Processes and their logs
 
