@@ -39,6 +39,8 @@ const SERVER_NAME: &str = "server.test";
 struct Setup {
     dir: TempDir,
     client: Arc<ClientConfig>,
+    /// The same identity, offering re-keying.
+    rekeying: Arc<ClientConfig>,
 }
 
 impl Setup {
@@ -54,15 +56,18 @@ impl Setup {
         dir.write("client.pem", &cert_to_pem(&ccert).expect("pem"));
         dir.write_private("client.key", &ckey.to_pkcs8_pem().expect("pem"));
         let anchors = ca.anchors();
-        let client = Arc::new(
+        let credential = Arc::new(Credential::new(vec![ccert], ckey).expect("client"));
+        let config = || {
             ClientConfig::builder()
-                .with_server_verifier(Arc::new(WebPkiServerVerifier::new(anchors)))
-                .with_credential(Arc::new(
-                    Credential::new(vec![ccert], ckey).expect("client"),
-                ))
-                .build(),
-        );
-        Self { dir, client }
+                .with_server_verifier(Arc::new(WebPkiServerVerifier::new(anchors.clone())))
+                .with_credential(credential.clone())
+                .build()
+        };
+        Self {
+            dir,
+            client: Arc::new(config()),
+            rekeying: Arc::new(config().with_rekey(true)),
+        }
     }
 
     fn args(&self, extra: &[&str]) -> Vec<String> {
@@ -443,6 +448,60 @@ async fn metrics_count_sessions_bytes_and_refusals() {
     }
     println!("{text}");
     drop(server.lines);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_stream_session_s_rekeys_are_counted() {
+    let s = Setup::new();
+    // A backend that echoes as it reads, so the client can wait for its
+    // answers while the session goes on.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let back = listener.local_addr().expect("addr").to_string();
+    let _echo = tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = conn.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    let server = Running::start(&s.args(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--forward",
+        &back,
+        "--status",
+        "127.0.0.1:0",
+    ]))
+    .await;
+    let mut stream = connect(&server.listen, &s.rekeying).await;
+    timeout(WAIT, async {
+        stream.rekey().await.expect("re-key");
+        // Reading the echoes reads the server's RekeyReply and sends our
+        // Switch; the second round trip comes after the server has it.
+        for word in [&b"one"[..], b"two"] {
+            stream.write_all(word).await.expect("write");
+            let mut back = vec![0; word.len()];
+            stream.read_exact(&mut back).await.expect("read");
+            assert_eq!(back, word);
+        }
+        assert_eq!(stream.connection().rekeys_completed(), 1);
+        stream.shutdown().await.expect("close");
+        let mut rest = Vec::new();
+        stream
+            .read_to_end(&mut rest)
+            .await
+            .expect("the server's close");
+    })
+    .await
+    .expect("session in time");
+    metrics_until(&server.status, |t| {
+        sample(t, "sovereign_chain_sessions_open") == Some(0.0)
+            && sample(t, "sovereign_chain_rekeys_completed_total") == Some(1.0)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

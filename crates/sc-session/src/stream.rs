@@ -828,6 +828,12 @@ impl<IO> ReadHalf<IO> {
         self.shared.lock().state.conn.error().cloned()
     }
 
+    /// Re-keys the session completed so far (as
+    /// [`Connection::rekeys_completed`]).
+    pub fn rekeys_completed(&self) -> u64 {
+        self.shared.lock().state.conn.rekeys_completed()
+    }
+
     /// Joins the two halves of one stream again; gives them back if `write`
     /// belongs to another stream.
     pub fn reunite(self, write: WriteHalf<IO>) -> Result<SecureStream<IO>, (Self, WriteHalf<IO>)> {

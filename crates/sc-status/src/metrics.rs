@@ -266,7 +266,7 @@ impl Metrics {
         let rekeys = Counter::default();
         registry.register(
             "rekeys_completed",
-            "Re-keys completed by ended multiplexed sessions",
+            "Re-keys completed by sessions (one of a single stream when it ends)",
             rekeys.clone(),
         );
         let reloads = Family::<ResultLabel, Counter>::default();
@@ -390,6 +390,13 @@ impl Metrics {
         self.rekeys.inc_by(n);
     }
 
+    /// Re-keys of a session that goes on: it has completed `total`, of
+    /// which `counted` are counted already; `counted` becomes `total`.
+    pub fn rekeys_so_far(&self, counted: &mut u64, total: u64) {
+        self.rekeys.inc_by(total.saturating_sub(*counted));
+        *counted = (*counted).max(total);
+    }
+
     /// A reload (of one listener) succeeded or failed at Unix time `now`.
     pub fn reload(&self, ok: bool, now: u64) {
         if ok {
@@ -494,6 +501,20 @@ mod tests {
         }
         drop(g);
         assert!(m.encode().contains("sovereign_chain_sessions_open 0\n"));
+    }
+
+    #[test]
+    fn a_session_s_rekeys_are_counted_once_however_often_they_are_looked_at() {
+        let m = Metrics::new();
+        let mut counted = 0;
+        for total in [0, 1, 1, 3, 3] {
+            m.rekeys_so_far(&mut counted, total);
+        }
+        m.rekeys(2);
+        assert_eq!(counted, 3);
+        assert!(m
+            .encode()
+            .contains("sovereign_chain_rekeys_completed_total 5\n"));
     }
 }
 

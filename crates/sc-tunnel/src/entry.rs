@@ -447,8 +447,11 @@ impl SessionPool {
                         "session of streams open to {}",
                         self.target.connect
                     );
-                    let open = self.metrics.get().map(|m| m.session_open());
-                    let keeper = tokio::spawn(keep(session.clone(), self.keepalive, open));
+                    let keeper = tokio::spawn(keep(
+                        session.clone(),
+                        self.keepalive,
+                        self.metrics.get().cloned(),
+                    ));
                     if let Ok(mut keepers) = self.keepers.lock() {
                         keepers.retain(|k| !k.is_finished());
                         keepers.push(keeper);
@@ -541,17 +544,28 @@ impl SessionPool {
     }
 }
 
-/// Keeps a session alive while it is idle, and logs its end.
-/// `_open` counts the session as open in the metrics while it lives.
-async fn keep(session: MuxSession, every: Duration, _open: Option<sc_status::OpenGuard>) {
+/// Keeps a session alive while it is idle, and logs its end; in `metrics`
+/// it counts as open while it lives, and its re-keys as they complete
+/// (seen at each keepalive and at its end).
+async fn keep(session: MuxSession, every: Duration, metrics: Option<Arc<Metrics>>) {
+    let _open = metrics.as_ref().map(|m| m.session_open());
+    let mut rekeys = 0;
     let started = Instant::now();
     let ended = loop {
         tokio::select! {
             e = session.closed() => break e,
-            _ = tokio::time::sleep(every) => session.send_keepalive(),
+            _ = tokio::time::sleep(every) => {
+                session.send_keepalive();
+                if let Some(m) = &metrics {
+                    m.rekeys_so_far(&mut rekeys, session.rekeys_completed());
+                }
+            }
         }
     };
     let stats = session.stats();
+    if let Some(m) = &metrics {
+        m.rekeys_so_far(&mut rekeys, session.rekeys_completed());
+    }
     let reason = match ended {
         sc_session::Error::PeerClosed => "closed by the server".to_owned(),
         e => e.to_string(),
@@ -648,6 +662,10 @@ impl Handler for Entry {
                     .as_ref()
                     .map(|m| (m.stream_open(), own.then(|| m.session_open())));
                 let report = splice(stream, &mut plain, idle, Some(conn.stop())).await;
+                if let (true, Some(m)) = (own, &metrics) {
+                    // A session of its own ends with its one stream.
+                    m.rekeys(session.rekeys_completed());
+                }
                 (report, server, cipher, Some(id))
             }
         };
@@ -655,6 +673,7 @@ impl Handler for Entry {
             // Received: from the server to the application; sent: the
             // application's bytes to the server.
             m.bytes(report.secure_to_plain, report.plain_to_secure);
+            m.rekeys(report.rekeys);
         }
         if report.end.is_cut() {
             // The session or stream failed (possibly cut) or was cut by the

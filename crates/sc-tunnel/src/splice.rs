@@ -75,6 +75,9 @@ pub struct SpliceReport {
     pub secure_to_plain: u64,
     /// How it ended.
     pub end: SpliceEnd,
+    /// Re-keys the session completed, for a whole session; 0 for one
+    /// stream of a session of streams (the session's keeper counts them).
+    pub rekeys: u64,
 }
 
 /// The secure side of a tunnel: a whole session, or one stream of a
@@ -89,6 +92,9 @@ pub trait SecureSide {
     fn into_halves(self) -> (Self::Read, Self::Write);
     /// How a failure of its halves ends the tunnel.
     fn end(error: std::io::Error) -> SpliceEnd;
+    /// Re-keys the session completed (0 for a stream: see
+    /// [`SpliceReport::rekeys`]).
+    fn rekeys(read: &Self::Read) -> u64;
 }
 
 impl<S> SecureSide for SecureStream<S>
@@ -104,6 +110,10 @@ where
 
     fn end(error: std::io::Error) -> SpliceEnd {
         SpliceEnd::Secure(sc_session::Error::from(error))
+    }
+
+    fn rekeys(read: &Self::Read) -> u64 {
+        read.rekeys_completed()
     }
 }
 
@@ -121,6 +131,10 @@ impl SecureSide for SessionStream {
             None => SpliceEnd::Secure(sc_session::Error::from(error)),
         }
     }
+
+    fn rekeys(_: &Self::Read) -> u64 {
+        0
+    }
 }
 
 /// Splices `secure` and `plain` until both directions are done, one side
@@ -137,9 +151,10 @@ where
     P: AsyncRead + AsyncWrite + Unpin,
 {
     // a = the plaintext side, b = the secure side.
+    let (mut read, mut write) = secure.into_halves();
     let report = pump::pump(
         tokio::io::split(plain),
-        secure.into_halves(),
+        (&mut read, &mut write),
         Options {
             idle,
             // The secure side's half-close is its authenticated Close (or
@@ -168,5 +183,6 @@ where
         plain_to_secure: report.a_to_b,
         secure_to_plain: report.b_to_a,
         end,
+        rekeys: S::rekeys(&read),
     }
 }

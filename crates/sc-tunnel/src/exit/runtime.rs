@@ -995,7 +995,11 @@ async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, con
         Err(stream) => {
             let mut stream = *stream;
             match &state.mode {
-                Mode::Echo => echo(&mut stream, &state.limits, stop, &mut counts).await,
+                Mode::Echo => {
+                    let end = echo(&mut stream, &state.limits, stop, &mut counts).await;
+                    counts.rekeys = stream.connection().rekeys_completed();
+                    end
+                }
                 Mode::Forward(backend) => {
                     let header = state.proxy.send.then(|| {
                         origin
@@ -1014,7 +1018,10 @@ async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, con
             }
         }
     };
-    state.count(|m| m.bytes(counts.bytes_in, counts.bytes_out));
+    state.count(|m| {
+        m.bytes(counts.bytes_in, counts.bytes_out);
+        m.rekeys(counts.rekeys);
+    });
     let order: Vec<String> = info
         .step_order()
         .steps()

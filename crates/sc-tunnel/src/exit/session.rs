@@ -62,6 +62,9 @@ pub(crate) struct Counts {
     pub(crate) bytes_in: u64,
     /// To the client.
     pub(crate) bytes_out: u64,
+    /// Re-keys the session completed (a single stream's; a session of
+    /// streams counts its own).
+    pub(crate) rekeys: u64,
 }
 
 fn failed(e: &sc_session::Error) -> SessionEnd {
@@ -247,6 +250,7 @@ pub(crate) async fn forward(
     let report = splice(stream, &mut plain, limits.idle_timeout, Some(hard_stop)).await;
     counts.bytes_in = report.secure_to_plain;
     counts.bytes_out = report.plain_to_secure;
+    counts.rekeys = report.rekeys;
     // A session that failed (possibly cut) or was cut by the shutdown: the
     // backend must not take it for a clean end.
     if report.end.is_cut() {

@@ -86,6 +86,7 @@ pub(crate) async fn serve(
     streams: &mut u64,
 ) -> SessionEnd {
     let mut tasks: JoinSet<Counts> = JoinSet::new();
+    let mut rekeys = 0;
     let mut seen_rx = session.stats().bytes_received;
     let mut last_rx = Instant::now();
     let end = loop {
@@ -120,6 +121,9 @@ pub(crate) async fn serve(
                 }
             }
             _ = tokio::time::sleep(IDLE_CHECK) => {
+                if let Some(m) = &ctx.metrics {
+                    m.rekeys_so_far(&mut rekeys, session.rekeys_completed());
+                }
                 let rx = session.stats().bytes_received;
                 if rx != seen_rx || session.stream_count() > 0 {
                     seen_rx = rx;
@@ -141,7 +145,7 @@ pub(crate) async fn serve(
         }
     }
     if let Some(m) = &ctx.metrics {
-        m.rekeys(session.rekeys_completed());
+        m.rekeys_so_far(&mut rekeys, session.rekeys_completed());
     }
     match end {
         SessionEnd::Failed(why) if why == "closed" => SessionEnd::Closed,
