@@ -703,6 +703,8 @@ async fn sc_proxy_reports_backend_health_per_route() {
         &format!("api.internal={up},{down}"),
         "--health-interval",
         "200ms",
+        "--hello-timeout",
+        "1",
         "--status",
         "127.0.0.1:0",
     ]
@@ -727,6 +729,27 @@ async fn sc_proxy_reports_backend_health_per_route() {
     drop(proxy.listen.connect().await.expect("connect"));
     metrics_until(&proxy.status, |t| {
         sample(t, "sovereign_chain_connections_accepted_total") == Some(1.0)
+    })
+    .await;
+    // Not a ClientHello, and half of one that never completes: refused,
+    // each with its reason.
+    for first in [
+        &b"GET / HTTP/1.1\r\n\r\n"[..],
+        &[0xc1, 0x00, 0x04, 0x00][..],
+    ] {
+        let mut raw = proxy.listen.connect().await.expect("connect");
+        raw.write_all(first).await.expect("write");
+        let mut sink = Vec::new();
+        let _ = timeout(WAIT, raw.read_to_end(&mut sink)).await;
+    }
+    metrics_until(&proxy.status, |t| {
+        let refused = |reason: &str| {
+            sample(
+                t,
+                &format!("sovereign_chain_connections_refused_total{{reason=\"{reason}\"}}"),
+            )
+        };
+        refused("malformed_hello") == Some(1.0) && refused("hello_timeout") == Some(1.0)
     })
     .await;
     // The only backend of db.internal goes away: not ready, naming both

@@ -508,6 +508,7 @@ async fn connection(mut io: Stream, peer: String, l: &ListenerState, conn: &Conn
         } => match &l.fallback {
             Some(to) => passthrough(io, &peer, bytes, to, l, conn, started).await,
             None => {
+                l.count(|m| m.connection_refused(sc_status::RefusalReason::malformed_hello));
                 bad(&reason);
                 refuse(io, alert).await;
             }
@@ -518,10 +519,12 @@ async fn connection(mut io: Stream, peer: String, l: &ListenerState, conn: &Conn
             }
         }
         First::Malformed { reason, alert } => {
+            l.count(|m| m.connection_refused(sc_status::RefusalReason::malformed_hello));
             bad(&reason);
             refuse(io, alert).await;
         }
         First::TimedOut { got } => {
+            l.count(|m| m.connection_refused(sc_status::RefusalReason::hello_timeout));
             bad(&format!(
                 "no whole ClientHello within {} ({got} bytes came)",
                 Secs(l.limits.hello_timeout)

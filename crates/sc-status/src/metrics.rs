@@ -43,11 +43,16 @@ pub enum RefusalReason {
     /// No route for the session (sc-proxy: unknown route name or no
     /// healthy backend).
     no_route,
+    /// sc-proxy: the first bytes were not a well-formed ClientHello (and no
+    /// `--fallback` takes other protocols).
+    malformed_hello,
+    /// sc-proxy: no whole ClientHello within the hello timeout.
+    hello_timeout,
 }
 
 impl RefusalReason {
     /// Every reason, in label order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 10] = [
         Self::connection_limit,
         Self::source_connection_limit,
         Self::source_handshake_limit,
@@ -56,6 +61,8 @@ impl RefusalReason {
         Self::bad_proxy_header,
         Self::untrusted_proxy_header,
         Self::no_route,
+        Self::malformed_hello,
+        Self::hello_timeout,
     ];
 }
 
