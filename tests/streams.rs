@@ -158,11 +158,8 @@ async fn services_route_streams_and_refuse_with_reasons() {
     let (_a, db) = tagged_echo("A").await;
     let (_b, admin) = tagged_echo("B").await;
     let (_c, default) = tagged_echo("C").await;
-    let refused = {
-        // A port nothing listens on.
-        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        l.local_addr().expect("addr").to_string()
-    };
+    let closed = common::ClosedPort::new();
+    let refused = closed.addr.to_string();
     pki.write(
         "server.toml",
         &format!(
