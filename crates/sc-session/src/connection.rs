@@ -154,7 +154,9 @@ enum Handshake {
 /// Whole records are opened in place in `buf` (sc-wire's `Deframer` rules:
 /// a header is checked as soon as its four bytes are in, a record is handed
 /// on only when its whole body is). Bytes before `start` belong to records
-/// already processed; they are dropped when room is made for more.
+/// already processed; the plaintext of a message of one record stays where
+/// it was opened until it is read ([`Inbound::InPlace`]), and everything
+/// before the first such message is dropped when room is made for more.
 #[derive(Default)]
 struct ReceiveBuffer {
     buf: Vec<u8>,
@@ -167,18 +169,35 @@ impl ReceiveBuffer {
         self.buf.len().saturating_sub(self.start)
     }
 
-    /// Makes at least `room` bytes of spare capacity, dropping processed
-    /// bytes first (without moving anything when all were processed).
-    fn make_room(&mut self, room: usize) {
-        if self.start >= self.buf.len() {
+    /// Makes at least `room` bytes of spare capacity, dropping the bytes
+    /// before `keep` (at most `start`) first, without moving anything when
+    /// nothing after them is kept. Returns how far the kept bytes moved
+    /// towards the front.
+    fn make_room(&mut self, room: usize, keep: usize) -> usize {
+        let keep = keep.min(self.start);
+        let mut moved = 0;
+        if keep >= self.buf.len() {
+            moved = keep;
             self.buf.clear();
             self.start = 0;
-        } else if self.start > 0 && self.buf.capacity() - self.buf.len() < room {
-            self.buf.drain(..self.start);
-            self.start = 0;
+        } else if keep > 0 && self.buf.capacity() - self.buf.len() < room {
+            self.buf.drain(..keep);
+            self.start -= keep;
+            moved = keep;
         }
         self.buf.reserve(room);
+        moved
     }
+}
+
+/// A whole message from the peer, waiting to be read.
+#[derive(Debug)]
+enum Inbound {
+    /// Reassembled from several records.
+    Owned(Vec<u8>),
+    /// The content of one record, where it was opened in the receive
+    /// buffer: `buf[start..start + len]` (no copy, no allocation).
+    InPlace { start: usize, len: usize },
 }
 
 enum ReadState {
@@ -202,7 +221,9 @@ pub struct Connection {
     queued: VecDeque<Queued>,
     queued_bytes: usize,
     close_queued: bool,
-    inbox: VecDeque<Vec<u8>>,
+    inbox: VecDeque<Inbound>,
+    /// Bytes of the first message in `inbox` already read as bytes.
+    inbox_read: usize,
     partial: Vec<u8>,
     sent_close: bool,
     received_close: bool,
@@ -210,6 +231,9 @@ pub struct Connection {
     stats: Stats,
     /// Set when the handshake agreed on streams.
     streams: Option<Streams>,
+    /// The frames owed the peer, encoded on their way into a record: kept
+    /// (empty) for the next ones.
+    owed_frames: Vec<u8>,
     /// What the handshake kept for re-keying, until it completes.
     rekey_keys: Option<Box<RekeyKeys>>,
     /// Set when the handshake agreed on re-keying.
@@ -282,12 +306,14 @@ impl Connection {
             queued_bytes: 0,
             close_queued: false,
             inbox: VecDeque::new(),
+            inbox_read: 0,
             partial: Vec::new(),
             sent_close: false,
             received_close: false,
             failed: None,
             stats: Stats::default(),
             streams: None,
+            owed_frames: Vec::new(),
             rekey_keys: None,
             rekey: None,
             trace,
@@ -383,10 +409,87 @@ impl Connection {
         }
     }
 
-    /// The next complete message from the peer. Messages received whole
+    /// The next complete message from the peer (after a partial
+    /// [`consume`](Self::consume), the rest of it). Messages received whole
     /// before a failure stay readable after it.
     pub fn recv_message(&mut self) -> Option<Vec<u8>> {
-        self.inbox.pop_front()
+        let read = core::mem::take(&mut self.inbox_read);
+        match self.inbox.pop_front()? {
+            Inbound::Owned(mut msg) => {
+                msg.drain(..read.min(msg.len()));
+                Some(msg)
+            }
+            Inbound::InPlace { start, len } => Some(
+                self.received
+                    .buf
+                    .get(start + read.min(len)..start + len)
+                    .unwrap_or_default()
+                    .to_vec(),
+            ),
+        }
+    }
+
+    /// The unread bytes of the next message, read where the record was
+    /// opened (for a byte-stream reader: copy them out, then
+    /// [`consume`](Self::consume) what was taken). `None` when no message
+    /// waits; empty messages are skipped.
+    pub fn readable(&mut self) -> Option<&[u8]> {
+        loop {
+            let (start, len) = match self.inbox.front()? {
+                Inbound::Owned(msg) => (None, msg.len()),
+                Inbound::InPlace { start, len } => (Some(*start), *len),
+            };
+            // Read, or (never for bytes only appended to the receive
+            // buffer) no longer there: gone.
+            let gone = start.is_some_and(|s| s + len > self.received.buf.len());
+            if self.inbox_read >= len || gone {
+                self.inbox.pop_front();
+                self.inbox_read = 0;
+                continue;
+            }
+            let from = self.inbox_read;
+            return match (start, self.inbox.front()) {
+                (None, Some(Inbound::Owned(msg))) => msg.get(from..),
+                (Some(start), _) => self.received.buf.get(start + from..start + len),
+                _ => None,
+            };
+        }
+    }
+
+    /// Marks `n` bytes of [`readable`](Self::readable) as read; the message
+    /// is gone once all of it is.
+    pub fn consume(&mut self, n: usize) {
+        let len = match self.inbox.front() {
+            Some(Inbound::Owned(msg)) => msg.len(),
+            Some(Inbound::InPlace { len, .. }) => *len,
+            None => return,
+        };
+        self.inbox_read = self.inbox_read.saturating_add(n);
+        if self.inbox_read >= len {
+            self.inbox.pop_front();
+            self.inbox_read = 0;
+        }
+    }
+
+    /// Makes room for `room` more received bytes, keeping the plaintext of
+    /// the messages that wait in place.
+    fn make_receive_room(&mut self, room: usize) {
+        let keep = self
+            .inbox
+            .iter()
+            .find_map(|m| match m {
+                Inbound::InPlace { start, .. } => Some(*start),
+                Inbound::Owned(_) => None,
+            })
+            .unwrap_or(usize::MAX);
+        let moved = self.received.make_room(room, keep);
+        if moved > 0 {
+            for m in &mut self.inbox {
+                if let Inbound::InPlace { start, .. } = m {
+                    *start -= moved;
+                }
+            }
+        }
     }
 
     /// Complete messages waiting in [`recv_message`](Self::recv_message).
@@ -406,7 +509,7 @@ impl Connection {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        self.received.make_room(data.len());
+        self.make_receive_room(data.len());
         self.received.buf.extend_from_slice(data);
         self.process_received(now, rng)
     }
@@ -420,7 +523,7 @@ impl Connection {
     /// The bytes already in the vector are received bytes not yet processed
     /// (a partial record); only append to it.
     pub fn receive_buffer(&mut self) -> &mut Vec<u8> {
-        self.received.make_room(RECEIVE_CHUNK_LEN);
+        self.make_receive_room(RECEIVE_CHUNK_LEN);
         &mut self.received.buf
     }
 
@@ -450,12 +553,20 @@ impl Connection {
     /// needed. For an I/O layer to call when the transport has nothing to
     /// read.
     pub fn shrink_buffers(&mut self) {
-        if self.received.pending() == 0 {
+        let in_place = self
+            .inbox
+            .iter()
+            .any(|m| matches!(m, Inbound::InPlace { .. }));
+        if self.received.pending() == 0 && !in_place {
             self.received = ReceiveBuffer::default();
         }
         if self.outgoing.is_empty() {
             self.outgoing = Vec::new();
         }
+        if let Some(streams) = &mut self.streams {
+            streams.shrink();
+        }
+        self.owed_frames = Vec::new();
     }
 
     /// The peer closed the transport (TCP FIN). Clean only after the peer's
@@ -904,7 +1015,8 @@ impl Connection {
         let Some(streams) = self.streams.as_mut() else {
             return Ok(0);
         };
-        let mut owed = Vec::new();
+        let mut owed = core::mem::take(&mut self.owed_frames);
+        owed.clear();
         streams.take_owed(&mut owed, usize::MAX);
         let want = data
             .len()
@@ -915,6 +1027,7 @@ impl Connection {
         let header = Streams::data_header(id, want);
         streams.charge(id, want);
         let r = self.seal_streams(&[&owed, &header, &data[..want]]);
+        self.owed_frames = owed;
         r.map_err(|e| StreamError::Session(self.fail(e)))?;
         Ok(want)
     }
@@ -953,6 +1066,15 @@ impl Connection {
             .unwrap_or_default()
     }
 
+    /// As [`take_stream_events`](Self::take_stream_events), into `into`
+    /// (cleared first), whose vectors are reused: no allocation.
+    pub fn take_stream_events_into(&mut self, into: &mut Events) {
+        match self.streams.as_mut() {
+            Some(streams) => streams.take_events_into(into),
+            None => *into = Events::default(),
+        }
+    }
+
     /// Seals the frames owed the peer (window grants, Open, Fin, Reset) into
     /// records, if any.
     pub fn flush_streams(&mut self) -> Result<(), Error> {
@@ -966,9 +1088,11 @@ impl Connection {
             if !streams.has_owed() {
                 return Ok(());
             }
-            let mut content = Vec::new();
+            let mut content = core::mem::take(&mut self.owed_frames);
+            content.clear();
             streams.take_owed(&mut content, MAX_FRAGMENT_LEN);
             let r = self.seal_streams(&[&content]);
+            self.owed_frames = content;
             r.map_err(|e| self.fail(e))?;
         }
     }
@@ -1181,7 +1305,7 @@ impl Connection {
                             trace.received_data(wire_len);
                         }
                     }
-                    let result = self.sealed_input(level, typ, content, now, rng);
+                    let result = self.sealed_input(level, typ, content, body_start, now, rng);
                     if typ == InnerType::HANDSHAKE {
                         // Decrypted in place: wipe it (step 6 holds the seed code).
                         body.zeroize();
@@ -1197,6 +1321,7 @@ impl Connection {
         level: Level,
         typ: InnerType,
         content: &[u8],
+        at: usize,
         now: UnixTime,
         rng: &mut dyn CryptoRngCore,
     ) -> Result<(), Error> {
@@ -1225,11 +1350,17 @@ impl Connection {
                     });
                 }
                 if typ == InnerType::DATA && self.partial.is_empty() {
-                    self.inbox.push_back(content.to_vec());
+                    // Read where it was opened: `at` is where `content`
+                    // starts in the receive buffer.
+                    self.inbox.push_back(Inbound::InPlace {
+                        start: at,
+                        len: content.len(),
+                    });
                 } else {
                     self.partial.extend_from_slice(content);
                     if typ == InnerType::DATA {
-                        self.inbox.push_back(core::mem::take(&mut self.partial));
+                        self.inbox
+                            .push_back(Inbound::Owned(core::mem::take(&mut self.partial)));
                     }
                 }
                 if typ == InnerType::DATA {

@@ -37,7 +37,7 @@ use crate::stream::{SessionInfo, State};
 /// record waits behind all of it: the kernel's socket buffer already keeps
 /// a bulk stream busy, and every KiB here is latency for the others.
 pub const WRITE_BUFFER_LEN: usize = 64 * 1024;
-use crate::streams::{Read, StreamError};
+use crate::streams::{Events, Read, StreamError};
 use crate::{Error, SecureStream, Stats};
 
 /// The I/O side of a stream error: a reset is `ConnectionReset` (by the
@@ -83,6 +83,8 @@ struct Inner {
     closing: bool,
     /// Wakers of `closed()`.
     closed: Vec<Waker>,
+    /// The last events' vectors, kept for the next ones.
+    events: Events,
 }
 
 impl Inner {
@@ -136,13 +138,15 @@ impl Inner {
 
     /// Wakes whoever the core's events concern.
     fn dispatch(&mut self) {
-        let ev = self.state.conn.take_stream_events();
-        for id in ev.readable {
+        // Taken into the vectors of the last events: no allocation.
+        let mut ev = core::mem::take(&mut self.events);
+        self.state.conn.take_stream_events_into(&mut ev);
+        for id in ev.readable.drain(..) {
             if let Some(w) = self.readers.remove(&id) {
                 w.wake();
             }
         }
-        for id in ev.writable {
+        for id in ev.writable.drain(..) {
             if let Some(w) = self.writers.remove(&id) {
                 w.wake();
             }
@@ -157,6 +161,7 @@ impl Inner {
                 w.wake();
             }
         }
+        self.events = ev;
     }
 }
 
@@ -213,6 +218,7 @@ impl MuxSession {
                 ended: None,
                 closing: false,
                 closed: Vec::new(),
+                events: Events::default(),
             }),
             info,
         });

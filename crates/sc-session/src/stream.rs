@@ -9,8 +9,12 @@
 //! * **Reading** touches the transport only when the application asks for
 //!   data and nothing decrypted is waiting, and then reads at most one
 //!   [`RECEIVE_CHUNK_LEN`](crate::RECEIVE_CHUNK_LEN)-sized chunk straight into
-//!   the core's receive buffer (no intermediate copy). A peer that sends while
-//!   the application does not read fills the kernel's buffer, not ours.
+//!   the core's receive buffer (no intermediate copy). Records are opened
+//!   there in place, and a record's plaintext is copied from there into the
+//!   caller's buffer: the one copy on this side, and no allocation per
+//!   record. A peer that sends while the application does not read fills
+//!   the kernel's buffer, not ours. The buffers of a session that moves
+//!   nothing for a while are freed (and come back with the next bytes).
 //! * **Writing** goes through the core's byte-stream writer,
 //!   [`Connection::write_stream`], not the message API: each call seals one
 //!   record (up to 64 KiB of the caller's bytes) and returns how many bytes
@@ -51,6 +55,13 @@ const MAX_RECORD_LEN: usize = RECORD_HEADER_LEN + MAX_FRAGMENT_LEN + INNER_TRAIL
 /// tunnel entry side) 0.76 ns/byte against 0.87 with one record per write;
 /// within one process one record per write was slightly faster.
 const RECORDS_PER_WRITE: usize = 3;
+
+/// A session whose transport has had nothing to read, and which has moved
+/// no byte either way, for this long frees its record buffers (they come
+/// back with the next bytes). Not at once: a busy session finds its
+/// transport empty between records, and would allocate them again for
+/// every read.
+const SHRINK_AFTER: Duration = Duration::from_millis(100);
 
 /// What an established session knows about itself; the same for the whole
 /// session.
@@ -134,14 +145,15 @@ pub(crate) struct State {
     /// Sealed bytes not yet taken by the transport: `out[out_pos..]`.
     out: Vec<u8>,
     out_pos: usize,
-    /// A message partly read through `AsyncRead`: `msg[msg_pos..]` is left.
-    msg: Vec<u8>,
-    msg_pos: usize,
     /// The transport's write side has been shut down.
     write_shut: bool,
     /// Wakes a reader at the next re-key deadline (SPEC §15): the interval
     /// of an idle session, a wait for the peer.
     rekey_timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// When the buffers of a quiet session are freed ([`SHRINK_AFTER`]),
+    /// and the bytes moved when it was set.
+    shrink_timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    shrink_mark: u64,
 }
 
 impl core::fmt::Debug for State {
@@ -149,7 +161,6 @@ impl core::fmt::Debug for State {
         f.debug_struct("State")
             .field("conn", &self.conn)
             .field("pending_write", &self.pending_write())
-            .field("pending_read", &(self.msg.len() - self.msg_pos))
             .finish_non_exhaustive()
     }
 }
@@ -160,10 +171,10 @@ impl State {
             conn,
             out: Vec::new(),
             out_pos: 0,
-            msg: Vec::new(),
-            msg_pos: 0,
             write_shut: false,
             rekey_timer: None,
+            shrink_timer: None,
+            shrink_mark: 0,
         }
     }
 
@@ -242,11 +253,7 @@ impl State {
                 if let Err(e) = self.rekey_idle(cx) {
                     return Poll::Ready(Err(e.into()));
                 }
-                self.conn.shrink_buffers();
-                if self.pending_write() == 0 {
-                    self.out = Vec::new();
-                    self.out_pos = 0;
-                }
+                self.shrink_when_quiet(cx);
                 return Poll::Pending;
             }
         };
@@ -305,6 +312,38 @@ impl State {
         Ok(())
     }
 
+    /// The transport has nothing to read: once the session has moved no
+    /// byte for [`SHRINK_AFTER`], its buffers are freed, so an idle session
+    /// holds none; until then the reader is woken when that time is up.
+    fn shrink_when_quiet(&mut self, cx: &mut Context<'_>) {
+        let stats = self.conn.stats();
+        let moved = stats.bytes_received.wrapping_add(stats.bytes_sent);
+        if moved != self.shrink_mark {
+            // Bytes moved since the buffers were last freed (or the timer
+            // last set): free them SHRINK_AFTER from now.
+            self.shrink_mark = moved;
+            let deadline = tokio::time::Instant::now() + SHRINK_AFTER;
+            match &mut self.shrink_timer {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => self.shrink_timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        // None: freed already, and quiet since.
+        let Some(timer) = &mut self.shrink_timer else {
+            return;
+        };
+        if timer.as_mut().poll(cx).is_pending() {
+            return;
+        }
+        self.conn.shrink_buffers();
+        if self.pending_write() == 0 {
+            self.out = Vec::new();
+            self.out_pos = 0;
+        }
+        // Nothing more to free until bytes move again (no timer meanwhile).
+        self.shrink_timer = None;
+    }
+
     /// Writes what earlier writes left behind, without waiting: a reader
     /// that wrote and did not flush still gets its request out. Only where
     /// the reader is also the writer (not on a split read half, whose
@@ -330,21 +369,13 @@ impl State {
             if buf.remaining() == 0 {
                 return Poll::Ready(Ok(()));
             }
-            if self.msg_pos < self.msg.len() {
-                let n = buf.remaining().min(self.msg.len() - self.msg_pos);
-                buf.put_slice(&self.msg[self.msg_pos..self.msg_pos + n]);
-                self.msg_pos += n;
-                if self.msg_pos == self.msg.len() {
-                    // Each record brings its own vector; keep none idle.
-                    self.msg = Vec::new();
-                    self.msg_pos = 0;
-                }
+            // Copied out of the receive buffer, where the record was
+            // opened: the one copy of the plaintext on this side.
+            if let Some(data) = self.conn.readable() {
+                let n = buf.remaining().min(data.len());
+                buf.put_slice(&data[..n]);
+                self.conn.consume(n);
                 copied = true;
-                continue;
-            }
-            if let Some(msg) = self.conn.recv_message() {
-                self.msg = msg;
-                self.msg_pos = 0;
                 continue;
             }
             if copied || self.conn.peer_closed() {
@@ -376,12 +407,7 @@ impl State {
             self.push_pending(io, cx);
         }
         loop {
-            if self.msg_pos < self.msg.len() {
-                // The rest of a message partly read as bytes.
-                self.msg.drain(..self.msg_pos);
-                self.msg_pos = 0;
-                return Poll::Ready(Ok(Some(core::mem::take(&mut self.msg))));
-            }
+            // After a partial byte read: the rest of that message.
             if let Some(msg) = self.conn.recv_message() {
                 return Poll::Ready(Ok(Some(msg)));
             }

@@ -34,6 +34,15 @@ use crate::side::Side;
 /// Every stream's initial receive window, both ways (4 MiB): what a sender
 /// may send on a new stream before the receiver grants more.
 pub const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
+
+/// Receive buffers a session keeps for its streams' next bytes once read
+/// empty, so a busy stream allocates none per record; freed with the other
+/// buffers when the session idles ([`Streams::shrink`]).
+const SPARE_BUFFERS: usize = 2;
+
+/// The largest receive buffer kept spare (one a slow reader made grow
+/// beyond this is freed).
+const SPARE_BUFFER_MAX: usize = 1024 * 1024;
 /// The session's initial receive window, both ways (16 MiB): what a sender
 /// may send on all streams together before the receiver grants more.
 pub const SESSION_WINDOW: u32 = 16 * 1024 * 1024;
@@ -127,7 +136,12 @@ impl RecvBuf {
         self.buf.len() - self.start
     }
 
-    fn push(&mut self, data: &[u8]) {
+    fn push(&mut self, data: &[u8], spare: &mut Vec<Vec<u8>>) {
+        if self.buf.capacity() == 0 {
+            if let Some(buf) = spare.pop() {
+                self.buf = buf;
+            }
+        }
         if self.start > 0 && self.start >= self.len() {
             // What was read is as long as what is left: drop it (a reader
             // that never quite catches up must not make the buffer grow
@@ -138,15 +152,25 @@ impl RecvBuf {
         self.buf.extend_from_slice(data);
     }
 
-    /// Hands up to `max` unread bytes to `copy`; how many.
-    fn take_with(&mut self, max: usize, copy: impl FnOnce(&[u8])) -> usize {
+    /// Hands up to `max` unread bytes to `copy`; how many. Read to the
+    /// end, the buffer goes to `spare` (or is freed): an idle stream holds
+    /// none, and the next bytes of a busy one find it again.
+    fn take_with(
+        &mut self,
+        max: usize,
+        copy: impl FnOnce(&[u8]),
+        spare: &mut Vec<Vec<u8>>,
+    ) -> usize {
         let n = max.min(self.len());
         copy(&self.buf[self.start..self.start + n]);
         self.start += n;
         if self.start == self.buf.len() {
-            // Read to the end: an idle stream holds no buffer.
-            self.buf = Vec::new();
+            let mut buf = core::mem::take(&mut self.buf);
             self.start = 0;
+            if spare.len() < SPARE_BUFFERS && buf.capacity() <= SPARE_BUFFER_MAX {
+                buf.clear();
+                spare.push(buf);
+            }
         }
         n
     }
@@ -276,6 +300,8 @@ pub struct Streams {
     session_recv_window: u32,
     session_recv_unacked: u32,
     events: Events,
+    /// Emptied receive buffers, for the next bytes of any stream.
+    spare: Vec<Vec<u8>>,
 }
 
 impl Streams {
@@ -308,6 +334,7 @@ impl Streams {
             session_send_window: u64::from(SESSION_WINDOW),
             session_recv_window: SESSION_WINDOW,
             session_recv_unacked: 0,
+            spare: Vec::new(),
             events: Events::default(),
         }
     }
@@ -394,22 +421,22 @@ impl Streams {
         if s.recv.len() == 0 {
             return Ok(if s.recv_fin { Read::End } else { Read::Pending });
         }
-        let n = s.recv.take_with(max, copy);
+        let n = s.recv.take_with(max, copy, &mut self.spare);
         // Grant the peer what was read once it is half a window.
         s.recv_unacked += n as u32;
-        let mut owed = Vec::new();
+        let mut owed = [None, None];
         if s.recv_unacked >= STREAM_WINDOW / 2 && !s.recv_fin {
-            owed.push(Owed::Window(id, s.recv_unacked));
+            owed[0] = Some(Owed::Window(id, s.recv_unacked));
             s.recv_window += s.recv_unacked;
             s.recv_unacked = 0;
         }
         self.session_recv_unacked += n as u32;
         if self.session_recv_unacked >= SESSION_WINDOW / 2 {
-            owed.push(Owed::Window(StreamId::SESSION, self.session_recv_unacked));
+            owed[1] = Some(Owed::Window(StreamId::SESSION, self.session_recv_unacked));
             self.session_recv_window += self.session_recv_unacked;
             self.session_recv_unacked = 0;
         }
-        for o in owed {
+        for o in owed.into_iter().flatten() {
             // Window grants are few (one per half window read): they cannot
             // overflow the queue, and if they did the session is failing.
             let _ = self.owe(o);
@@ -545,6 +572,21 @@ impl Streams {
     /// Events since the last call.
     pub fn take_events(&mut self) -> Events {
         core::mem::take(&mut self.events)
+    }
+
+    /// Events since the last call, into `into` (cleared first): its vectors
+    /// are kept for the next events, so taking them allocates nothing.
+    pub fn take_events_into(&mut self, into: &mut Events) {
+        into.readable.clear();
+        into.writable.clear();
+        into.session_window = false;
+        into.accept = false;
+        core::mem::swap(into, &mut self.events);
+    }
+
+    /// Frees the spare receive buffers (the session is idle).
+    pub fn shrink(&mut self) {
+        self.spare = Vec::new();
     }
 
     /// Ends every stream with the session's error.
@@ -738,7 +780,7 @@ impl Streams {
                     // Reset here, in flight there: dropped.
                     self.credit_session(n);
                 } else {
-                    s.recv.push(data);
+                    s.recv.push(data, &mut self.spare);
                     self.events.readable.push(id);
                 }
             }
@@ -850,6 +892,7 @@ mod tests {
     #[test]
     fn a_reader_that_never_catches_up_does_not_grow_the_buffer() {
         let mut b = RecvBuf::default();
+        let mut spare = Vec::new();
         let mut next = 0u8;
         let mut expect = 0u8;
         for _ in 0..10_000 {
@@ -859,12 +902,12 @@ mod tests {
                     next
                 })
                 .collect();
-            b.push(&chunk);
+            b.push(&chunk, &mut spare);
             // Read all but 10 bytes.
             let want = b.len() - 10;
             let mut got = Vec::new();
             while got.len() < want {
-                b.take_with(want - got.len(), |c| got.extend_from_slice(c));
+                b.take_with(want - got.len(), |c| got.extend_from_slice(c), &mut spare);
             }
             for byte in got {
                 expect = expect.wrapping_add(1);
@@ -876,9 +919,14 @@ mod tests {
                 b.buf.len()
             );
         }
-        // Read to the end: nothing held.
+        // Read to the end: the stream holds nothing; its buffer is kept
+        // spare for the session's next bytes.
         let rest = b.len();
-        b.take_with(rest, |_| {});
+        b.take_with(rest, |_| {}, &mut spare);
         assert_eq!((b.len(), b.buf.capacity()), (0, 0));
+        assert_eq!(spare.len(), 1);
+        // More bytes take the spare buffer back.
+        b.push(b"x", &mut spare);
+        assert!(spare.is_empty() && b.buf.capacity() > 0);
     }
 }

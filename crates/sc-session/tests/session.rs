@@ -1595,3 +1595,113 @@ fn an_aborted_session_says_why_and_sends_nothing_more() {
         .expect_err("the client learns why");
     assert_eq!(e.error, Error::PeerAlert(AlertCode::GOING_AWAY));
 }
+
+// ---------------------------------------------------------------------------
+// Reading where the records were opened
+
+/// A byte stream and messages sent as records of every size, delivered in
+/// uneven chunks and read in uneven amounts, so the receive buffer makes
+/// room (and moves what waits in it) while opened plaintext still waits to
+/// be read where it was opened: every byte comes out as it was sent, and
+/// each way of reading (bytes, whole messages, the rest of a message read
+/// partly as bytes) gets what it should.
+#[test]
+fn messages_read_in_place_survive_the_receive_buffer_making_room() {
+    use rand_chacha::rand_core::RngCore;
+    let pki = Pki::new(90);
+    let mut p = pair(&pki, 90);
+    p.handshake().expect("handshake");
+    let mut r = rng(91);
+    let mut sent = Vec::new();
+    // Records of 0 to 64 KiB, and messages of several records (reassembled).
+    let mut sizes = vec![0, 1, 70_000, 65_536, 3, 200_000];
+    for _ in 0..40 {
+        sizes.push(r.next_u32() as usize % 70_000);
+    }
+    for (i, size) in sizes.iter().enumerate() {
+        let mut data = vec![0u8; *size];
+        r.fill_bytes(&mut data);
+        if i % 3 == 0 {
+            p.client.send_message(&data).expect("message");
+        } else {
+            let mut at = 0;
+            while at < data.len() {
+                at += p.client.write_stream(&data[at..]).expect("stream");
+            }
+        }
+        sent.extend_from_slice(&data);
+    }
+    let wire = p.client.take_outgoing();
+    let mut got = Vec::new();
+    let mut at = 0;
+    let mut turn = 0u32;
+    while at < wire.len() || p.server.pending_messages() > 0 {
+        turn += 1;
+        assert!(turn < 100_000, "no progress");
+        if at < wire.len() {
+            let n = (r.next_u32() as usize % 150_000 + 1).min(wire.len() - at);
+            p.server
+                .receive(&wire[at..at + n], now(), &mut r)
+                .expect("opens");
+            at += n;
+        }
+        // Read some of what waits: part of a message as bytes, the rest of
+        // one as a message, or nothing this turn.
+        match r.next_u32() % 3 {
+            0 => {
+                let want = r.next_u32() as usize % 100_000;
+                let mut taken = 0;
+                while taken < want {
+                    let Some(data) = p.server.readable() else {
+                        break;
+                    };
+                    let n = data.len().min(want - taken);
+                    got.extend_from_slice(&data[..n]);
+                    p.server.consume(n);
+                    taken += n;
+                }
+            }
+            1 => {
+                if let Some(rest) = p.server.recv_message() {
+                    got.extend_from_slice(&rest);
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(got.len(), sent.len());
+    assert!(got == sent, "the bytes read differ from the bytes sent");
+    assert_eq!(p.server.readable(), None);
+    assert_eq!(p.server.recv_message(), None);
+}
+
+#[test]
+fn an_empty_message_is_skipped_by_bytes_and_kept_by_messages() {
+    let pki = Pki::new(92);
+    let mut p = pair(&pki, 92);
+    p.handshake().expect("handshake");
+    for msg in [&b"ab"[..], b"", b"cd"] {
+        p.client.send_message(msg).expect("message");
+    }
+    p.transfer(Side::Client).expect("delivered");
+    // Bytes: "a", then the rest of the first message as a message.
+    let first = p.server.readable().map(<[u8]>::to_vec);
+    assert_eq!(first.as_deref(), Some(&b"ab"[..]));
+    p.server.consume(1);
+    assert_eq!(p.server.recv_message().as_deref(), Some(&b"b"[..]));
+    // Messages keep the empty one.
+    assert_eq!(p.server.recv_message().as_deref(), Some(&b""[..]));
+    // Bytes skip an empty message.
+    p.client.send_message(b"").expect("message");
+    p.client.send_message(b"ef").expect("message");
+    p.transfer(Side::Client).expect("delivered");
+    assert_eq!(p.server.pending_messages(), 3);
+    let mut bytes = Vec::new();
+    while let Some(data) = p.server.readable() {
+        bytes.extend_from_slice(data);
+        let n = data.len();
+        p.server.consume(n);
+    }
+    assert_eq!(bytes, b"cdef");
+    assert_eq!(p.server.pending_messages(), 0);
+}
