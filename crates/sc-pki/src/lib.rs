@@ -37,6 +37,13 @@
 //! the [`ClientPolicy`]. Anonymous clients are refused unless allowed, and are
 //! then authenticated only as their key.
 //!
+//! A verifier remembers the chain and CRL signature checks that succeeded
+//! (at most [`DEFAULT_SIGNATURE_CACHE`] by default; see
+//! [`WebPkiServerVerifier::with_signature_cache`]), so a chain seen again
+//! costs no Ed25519 verification. A check is a pure function of key,
+//! message and signature and a failure is never remembered, so this changes
+//! no decision.
+//!
 //! ```text
 //!  issue_root ──► root ──► TrustAnchors ──► WebPki{Server,Client}Verifier
 //!                   │                                 ▲
@@ -131,5 +138,6 @@ pub use crate::request::{make_request_pem, CertRequest, RequestError};
 pub use crate::snapshot::{ClientCredentials, CredentialStore, ServerCredentials};
 pub use crate::verify::{
     ClientCertVerifier, ClientPolicy, ServerCertVerifier, TrustAnchors, WebPkiClientVerifier,
-    WebPkiServerVerifier, ANONYMOUS_MAX_LIFETIME_SECS, DEFAULT_CLOCK_SKEW, SUPPORTED_SIG_ALGS,
+    WebPkiServerVerifier, ANONYMOUS_MAX_LIFETIME_SECS, DEFAULT_CLOCK_SKEW, DEFAULT_SIGNATURE_CACHE,
+    SUPPORTED_SIG_ALGS,
 };

@@ -2,8 +2,10 @@
 //! trust anchor with rustls-webpki, validity within the clock skew (checked
 //! once more at a shifted time when only a validity bound is off),
 //! revocation against CRLs, and the leaf's purpose (EKU), all under one
-//! signature budget; and how rustls-webpki's errors map onto `CertError`.
+//! signature budget, answered from the verifier's signature cache where it
+//! can be; and how rustls-webpki's errors map onto `CertError`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustls_pki_types::{
@@ -16,6 +18,7 @@ use webpki::{
 };
 
 use super::anchors::TrustAnchors;
+use super::cache::{SignatureCache, DEFAULT_SIGNATURE_CACHE};
 use super::ed25519::SignatureBudget;
 use crate::cert::{parse_certificate, ParsedCert};
 use crate::crl::Crls;
@@ -85,7 +88,7 @@ impl Purpose {
         intermediates: &'p [CertificateDer<'p>],
         now: UnixTime,
         revocation: Option<RevocationOptions<'_>>,
-        budget: &SignatureBudget,
+        budget: &SignatureBudget<'_>,
     ) -> Result<(), CertError> {
         let algorithms: [&dyn SignatureVerificationAlgorithm; 1] = [budget];
         let verified = ee.verify_for_usage(
@@ -151,12 +154,15 @@ pub(super) fn verified_peer(info: ParsedCert, anonymous: bool) -> VerifiedPeer {
 }
 
 /// What both verifiers check a chain against: trust anchors, CRLs and the
-/// clock-skew allowance.
+/// clock-skew allowance; and the signature checks of chains and CRLs that
+/// succeeded before (shared by clones: a policy tied to fewer anchors, made
+/// from this one, answers from the same cache).
 #[derive(Clone, Debug)]
 pub(super) struct ChainPolicy {
     pub(super) anchors: TrustAnchors,
     pub(super) crls: Crls,
     pub(super) clock_skew: Duration,
+    pub(super) cache: Arc<SignatureCache>,
 }
 
 impl ChainPolicy {
@@ -165,7 +171,13 @@ impl ChainPolicy {
             anchors,
             crls: Crls::default(),
             clock_skew: DEFAULT_CLOCK_SKEW,
+            cache: Arc::new(SignatureCache::new(DEFAULT_SIGNATURE_CACHE)),
         }
+    }
+
+    /// A new, empty signature cache of at most `capacity` entries (0: none).
+    pub(super) fn set_cache_capacity(&mut self, capacity: usize) {
+        self.cache = Arc::new(SignatureCache::new(capacity));
     }
 
     pub(super) fn add_crls(
@@ -194,8 +206,9 @@ impl ChainPolicy {
         let crls = self.crls.as_refs();
         let revocation = revocation_options(&crls);
         let intermediates = path_candidates(intermediates);
-        // One budget for the check at `now` and the re-check within the skew.
-        let budget = SignatureBudget::new(MAX_SIGNATURE_CHECKS);
+        // One budget for the check at `now` and the re-check within the
+        // skew; checks that succeeded before are answered from the cache.
+        let budget = SignatureBudget::with_cache(MAX_SIGNATURE_CHECKS, &self.cache);
         within_skew_of(chain, now, self.clock_skew, |time| {
             purpose.verify_within(
                 &ee,

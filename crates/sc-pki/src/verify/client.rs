@@ -161,7 +161,7 @@ fn put_first(identity: &mut PeerIdentity, at: NameAt) {
 /// refused unless [`allow_anonymous`](Self::allow_anonymous) is set.
 #[derive(Clone, Debug)]
 pub struct WebPkiClientVerifier {
-    chain: ChainPolicy,
+    pub(super) chain: ChainPolicy,
     anonymous: bool,
     policy: ClientPolicy,
     /// `policy.allow_names`, parsed (those that parse).
@@ -207,6 +207,16 @@ impl WebPkiClientVerifier {
     /// It applies to anonymous certificates too.
     pub fn with_clock_skew(mut self, skew: Duration) -> Self {
         self.chain.clock_skew = skew;
+        self
+    }
+
+    /// Replaces the signature cache with an empty one of at most `capacity`
+    /// entries (0 remembers nothing); see
+    /// [`WebPkiServerVerifier::with_signature_cache`](crate::WebPkiServerVerifier::with_signature_cache).
+    /// Anonymous certificates are never cached (their key is new for every
+    /// connection).
+    pub fn with_signature_cache(mut self, capacity: usize) -> Self {
+        self.chain.set_cache_capacity(capacity);
         self
     }
 

@@ -1,6 +1,7 @@
 //! The one signature algorithm rustls-webpki checks chains and CRLs with:
 //! Ed25519 (RFC 8410), on ed25519-dalek; and `SignatureBudget`, the same
-//! algorithm with one budget for all the checks of one verification.
+//! algorithm with one budget for all the checks of one verification,
+//! answered from a verifier's `SignatureCache` where it has one.
 
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
@@ -9,6 +10,8 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use rustls_pki_types::{
     alg_id, AlgorithmIdentifier, InvalidSignature, SignatureVerificationAlgorithm,
 };
+
+use super::cache::SignatureCache;
 
 /// Ed25519 (RFC 8410) signature verification for rustls-webpki, on
 /// ed25519-dalek's `verify_strict`.
@@ -82,8 +85,17 @@ pub static SUPPORTED_SIG_ALGS: &[&dyn SignatureVerificationAlgorithm] = &[&Ed255
 /// [`exhausted`](Self::exhausted) then says so. rustls-webpki's own budget
 /// (100 checks, asked or answered from memory) applies to each search on
 /// top.
-pub(super) struct SignatureBudget {
+///
+/// With a [`SignatureCache`] ([`with_cache`](Self::with_cache)), a check
+/// not yet made in this verification is answered from the cache if that
+/// triple verified before, else made (and remembered there if valid). A
+/// check answered from the cache costs no Ed25519 verification but still
+/// counts against `limit`: the budget then runs out at the same point of the
+/// path search as without the cache, so the cache changes no decision, only
+/// the work.
+pub(super) struct SignatureBudget<'c> {
     limit: usize,
+    cache: Option<&'c SignatureCache>,
     state: Mutex<BudgetState>,
 }
 
@@ -101,12 +113,21 @@ struct Check {
     valid: bool,
 }
 
-impl SignatureBudget {
-    /// At most `limit` distinct checks.
+impl<'c> SignatureBudget<'c> {
+    /// At most `limit` distinct checks, each made.
     pub(super) fn new(limit: usize) -> Self {
         Self {
             limit,
+            cache: None,
             state: Mutex::new(BudgetState::default()),
+        }
+    }
+
+    /// At most `limit` distinct checks, each answered from `cache` or made.
+    pub(super) fn with_cache(limit: usize, cache: &'c SignatureCache) -> Self {
+        Self {
+            cache: Some(cache),
+            ..Self::new(limit)
         }
     }
 
@@ -126,18 +147,19 @@ impl SignatureBudget {
     }
 }
 
-impl fmt::Debug for SignatureBudget {
+impl fmt::Debug for SignatureBudget<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.lock();
         f.debug_struct("SignatureBudget")
             .field("limit", &self.limit)
             .field("made", &state.made.len())
             .field("exhausted", &state.exhausted)
+            .field("cached", &self.cache.is_some())
             .finish()
     }
 }
 
-impl SignatureVerificationAlgorithm for SignatureBudget {
+impl SignatureVerificationAlgorithm for SignatureBudget<'_> {
     fn verify_signature(
         &self,
         public_key: &[u8],
@@ -157,9 +179,10 @@ impl SignatureVerificationAlgorithm for SignatureBudget {
                 false
             }
             None => {
-                let valid = Ed25519Verify
-                    .verify_signature(public_key, message, signature)
-                    .is_ok();
+                let valid = match self.cache {
+                    Some(cache) => cache.verify(public_key, message, signature),
+                    None => verify_ed25519(public_key, message, signature),
+                };
                 state.made.push(Check {
                     public_key: public_key.to_vec(),
                     message: message.to_vec(),

@@ -30,7 +30,7 @@ pub trait ServerCertVerifier: Send + Sync + fmt::Debug {
 /// (if any).
 #[derive(Clone, Debug)]
 pub struct WebPkiServerVerifier {
-    chain: ChainPolicy,
+    pub(super) chain: ChainPolicy,
     pins: Vec<KeyPin>,
 }
 
@@ -78,6 +78,23 @@ impl WebPkiServerVerifier {
     /// `now`, both checks under one signature budget.
     pub fn with_clock_skew(mut self, skew: Duration) -> Self {
         self.chain.clock_skew = skew;
+        self
+    }
+
+    /// Replaces the signature cache with an empty one of at most `capacity`
+    /// entries (default [`DEFAULT_SIGNATURE_CACHE`](crate::DEFAULT_SIGNATURE_CACHE),
+    /// 4096; 0 remembers nothing).
+    ///
+    /// The cache holds the Ed25519 checks of chains and CRLs that succeeded,
+    /// each as the SHA-256 of (key, message, signature), so a chain seen
+    /// again (the same intermediate for every peer it issued, the same CRL
+    /// every time) is not checked again. A check is a pure function of the
+    /// three and a failure is never remembered, so the cache changes no
+    /// decision. It holds at most `capacity` entries of 32 bytes (when full,
+    /// a new one takes the place of one not used lately), shared by clones
+    /// of this verifier; a new verifier (a reload) starts empty.
+    pub fn with_signature_cache(mut self, capacity: usize) -> Self {
+        self.chain.set_cache_capacity(capacity);
         self
     }
 

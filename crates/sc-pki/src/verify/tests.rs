@@ -6,10 +6,14 @@ use std::time::{Duration, Instant};
 
 use der::Decode;
 use rand_chacha::ChaCha20Rng;
-use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
+use rustls_pki_types::{
+    CertificateDer, CertificateRevocationListDer, ServerName, SignatureVerificationAlgorithm,
+    UnixTime,
+};
 use webpki::EndEntityCert;
 use x509_cert::Certificate;
 
+use super::cache::SignatureCache;
 use super::chain::{CLIENT_AUTH, MAX_SIGNATURE_CHECKS, SERVER_AUTH};
 use super::ed25519::{signature_checks_for_testing_only, SignatureBudget};
 use super::{
@@ -1183,7 +1187,8 @@ fn crafted_chain(ca_name: &str, rng: &mut ChaCha20Rng) -> Vec<CertificateDer<'st
 fn a_crafted_chain_costs_at_most_twice_an_honest_one() {
     let mut rng = rng(130);
     let root = Ca::root("Test Root", &mut rng);
-    let verifier = client_verifier(&[&root]);
+    // Without the signature cache: an honest chain seen for the first time.
+    let verifier = client_verifier(&[&root]).with_signature_cache(0);
     let honest = root.leaf(&LeafSpec::client("alice.clients"), &mut rng);
     let crafted = crafted_chain("Test Root", &mut rng);
     assert_eq!(crafted.len(), 8, "the most a CertChain carries");
@@ -1192,6 +1197,13 @@ fn a_crafted_chain_costs_at_most_twice_an_honest_one() {
     assert!(result.is_ok(), "{result:?}");
     let (result, crafted_checks, crafted_time) = cost_of(&verifier, &crafted, 20);
     assert!(result.is_err(), "{result:?}");
+    // With it, the crafted chain's checks all fail, so none is remembered:
+    // it costs as much every time, and leaves the cache empty.
+    let cached = client_verifier(&[&root]);
+    let (result, cached_checks, _) = cost_of(&cached, &crafted, 20);
+    assert!(result.is_err(), "{result:?}");
+    assert_eq!(cached_checks, crafted_checks);
+    assert_eq!(cached.chain.cache.len(), 0);
     eprintln!(
         "honest chain: {honest_checks} signature checks, {honest_time:?}; \
          crafted chain: {crafted_checks} signature checks, {crafted_time:?} \
@@ -1218,7 +1230,7 @@ fn each_signature_check_is_made_once_within_one_budget() {
     let (leaf, rest) = crafted.split_first().expect("a leaf");
     let info = ParsedCert::parse(leaf).expect("leaf");
     let ee = EndEntityCert::try_from(leaf).expect("leaf");
-    let check = |time: UnixTime, budget: &SignatureBudget| {
+    let check = |time: UnixTime, budget: &SignatureBudget<'_>| {
         CLIENT_AUTH.verify_within(&ee, &info, &anchors.anchors, rest, time, None, budget)
     };
 
@@ -1242,4 +1254,240 @@ fn each_signature_check_is_made_once_within_one_budget() {
         ))
     );
     assert!(small.exhausted());
+}
+
+// ---- The signature cache ----
+
+/// The Ed25519 checks `verify` makes on this thread, and its result.
+fn checks_of<T>(verify: impl FnOnce() -> T) -> (T, u64) {
+    let before = signature_checks_for_testing_only();
+    let result = verify();
+    (result, signature_checks_for_testing_only() - before)
+}
+
+#[test]
+fn a_chain_seen_a_thousand_times_is_checked_once() {
+    let mut rng = rng(160);
+    let root = Ca::root("Test Root", &mut rng);
+    let inter = root.intermediate("Test Intermediate", &mut rng);
+    let alice = inter.leaf(&LeafSpec::client("alice.clients"), &mut rng);
+    let bob = inter.leaf(&LeafSpec::client("bob.clients"), &mut rng);
+    let (alice, bob) = (
+        chain_of(&alice, &[&inter.cert]),
+        chain_of(&bob, &[&inter.cert]),
+    );
+
+    for crls in [vec![], vec![fresh_crl(&root, &[]), fresh_crl(&inter, &[])]] {
+        let with_crls = !crls.is_empty();
+        let verifier = client_verifier(&[&root]).with_crls(crls).expect("crls");
+        // The root's signature on the intermediate, the intermediate's on
+        // the leaf, and each CRL's.
+        let one = if with_crls { 4 } else { 2 };
+        let (result, first) = checks_of(|| verifier.verify_client(&alice, now()));
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(first, one, "CRLs: {with_crls}");
+        let (results, again) = checks_of(|| {
+            (1..1000)
+                .map(|_| verifier.verify_client(&alice, now()))
+                .collect::<Vec<_>>()
+        });
+        assert!(results.iter().all(Result::is_ok));
+        assert_eq!(again, 0, "999 more verifications, CRLs: {with_crls}");
+        assert_eq!(verifier.chain.cache.len() as u64, one);
+        // Another client of the same intermediate: only its own leaf is new.
+        let (result, bob_checks) = checks_of(|| verifier.verify_client(&bob, now()));
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(bob_checks, 1, "CRLs: {with_crls}");
+        // Clones share the cache; a verifier made anew (a reload) does not.
+        let (_, cloned) = checks_of(|| verifier.clone().verify_client(&alice, now()));
+        assert_eq!(cloned, 0);
+        let (_, fresh) = checks_of(|| {
+            client_verifier(&[&root])
+                .with_crls(vec![fresh_crl(&root, &[]), fresh_crl(&inter, &[])])
+                .expect("crls")
+                .verify_client(&alice, now())
+        });
+        assert_eq!(fresh, 4);
+    }
+
+    // Without a cache, every verification checks every signature again.
+    let uncached = client_verifier(&[&root]).with_signature_cache(0);
+    let (results, checks) = checks_of(|| {
+        (0..10)
+            .map(|_| uncached.verify_client(&alice, now()))
+            .collect::<Vec<_>>()
+    });
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(checks, 20);
+    assert_eq!(uncached.chain.cache.len(), 0);
+}
+
+#[test]
+fn the_cache_holds_no_more_than_its_capacity_however_many_chains() {
+    let mut rng = rng(161);
+    let root = Ca::root("Test Root", &mut rng);
+    let verifier = client_verifier(&[&root]).with_signature_cache(8);
+    assert_eq!(verifier.chain.cache.capacity(), 8);
+    for i in 0..40 {
+        let client = root.leaf(&LeafSpec::client(&format!("c{i}.clients")), &mut rng);
+        assert!(verifier.verify_client(client.chain(), now()).is_ok());
+        assert_eq!(verifier.chain.cache.len(), (i + 1).min(8));
+        assert!(verifier.chain.cache.allocated_for_testing_only() <= 8);
+    }
+    assert_eq!(
+        format!("{:?}", verifier.chain.cache),
+        "SignatureCache { len: 8, capacity: 8 }"
+    );
+    // The default.
+    assert_eq!(
+        client_verifier(&[&root]).chain.cache.capacity(),
+        crate::DEFAULT_SIGNATURE_CACHE
+    );
+}
+
+#[test]
+fn a_failed_check_is_made_again_every_time() {
+    let mut rng = rng(162);
+    let root = Ca::root("Test Root", &mut rng);
+    let inter = root.intermediate("Test Intermediate", &mut rng);
+    let server = inter.leaf(&LeafSpec::server("api.internal"), &mut rng);
+    let name = dns("api.internal");
+    let verifier = server_verifier(&[&root]);
+    let good = chain_of(&server, &[&inter.cert]);
+    assert!(verifier.verify_server(&good, &name, now()).is_ok());
+    assert_eq!(verifier.chain.cache.len(), 2);
+
+    // The same leaf (key and message) with its signature changed: refused,
+    // and checked again each time (the intermediate's signature is found).
+    let mut leaf = server.chain()[0].to_vec();
+    let last = leaf.len() - 1;
+    leaf[last] ^= 0x01;
+    let bad_signature = vec![CertificateDer::from(leaf), inter.cert.clone()];
+    // The same signature over a changed message (the DNS name).
+    let mut leaf = server.chain()[0].to_vec();
+    let pos = leaf
+        .windows(b"api.internal".len())
+        .rposition(|w| w == b"api.internal")
+        .expect("SAN present");
+    leaf[pos] = b'x';
+    let bad_message = vec![CertificateDer::from(leaf), inter.cert.clone()];
+    for _ in 0..3 {
+        let (result, checks) = checks_of(|| verifier.verify_server(&bad_signature, &name, now()));
+        assert_eq!(result, Err(CertError::BadSignature));
+        assert_eq!(checks, 1);
+        let (result, checks) =
+            checks_of(|| verifier.verify_server(&bad_message, &dns("xpi.internal"), now()));
+        assert_eq!(result, Err(CertError::BadSignature));
+        assert_eq!(checks, 1);
+    }
+    assert_eq!(verifier.chain.cache.len(), 2);
+    // The good chain is still found.
+    let (result, checks) = checks_of(|| verifier.verify_server(&good, &name, now()));
+    assert!(result.is_ok());
+    assert_eq!(checks, 0);
+}
+
+#[test]
+fn a_warm_cache_changes_no_decision() {
+    let mut rng = rng(163);
+    let root = Ca::root("Test Root", &mut rng);
+    let other = Ca::root("Other Root", &mut rng);
+    let inter = root.intermediate("Test Intermediate", &mut rng);
+    let alice = inter.leaf(&LeafSpec::client("alice.clients"), &mut rng);
+    let revoked = inter.leaf(&LeafSpec::client("mallory.clients"), &mut rng);
+    let server = inter.leaf(&LeafSpec::server("api.internal"), &mut rng);
+    let alice = chain_of(&alice, &[&inter.cert]);
+    let revoked = chain_of(&revoked, &[&inter.cert]);
+    let server = chain_of(&server, &[&inter.cert]);
+    let crls = vec![fresh_crl(&inter, &[])];
+    // A CRL revoking mallory, for a second round.
+    let revoking = {
+        let serial = cert_serial(&revoked[0]).expect("serial");
+        let entry = RevokedEntry {
+            serial,
+            revoked_at: at(NOW_SECS - 60),
+            reason: Some(RevocationReason::KeyCompromise),
+        };
+        issue_crl(&inter.issuer(), &[entry], now(), at(NOW_SECS + 7 * DAY), 2).expect("crl")
+    };
+    let policy = ClientPolicy {
+        allow_names: vec!["dns:alice.clients@Test Root".into()],
+        allow_pins: Vec::new(),
+    };
+    let make = |crls: Vec<CertificateRevocationListDer<'static>>| {
+        client_verifier(&[&root, &other])
+            .with_policy(policy.clone())
+            .with_crls(crls)
+            .expect("crls")
+    };
+    for crls in [crls, vec![revoking]] {
+        let warm = make(crls.clone());
+        // Every signature of every chain below is found in the cache.
+        for chain in [&alice, &revoked, &server] {
+            let _ = warm.verify_client(chain, now());
+            let _ = warm.verify_client(chain, at(NOW_SECS + 100 * DAY));
+        }
+        let cold = || make(crls.clone()).with_signature_cache(0);
+        let mut compared = 0;
+        for chain in [&alice, &revoked, &server] {
+            for time in [
+                now(),
+                at(NOW_SECS - DAY),
+                at(NOW_SECS + 89 * DAY),
+                at(NOW_SECS + 100 * DAY),
+            ] {
+                let (result, checks) = checks_of(|| warm.verify_client(chain, time));
+                assert_eq!(result, cold().verify_client(chain, time), "at {time:?}");
+                assert_eq!(checks, 0);
+                compared += 1;
+            }
+        }
+        assert_eq!(compared, 12);
+    }
+    // The decisions compared include each kind.
+    let warm = make(vec![]);
+    assert!(warm.verify_client(&alice, now()).is_ok());
+    assert!(matches!(
+        warm.verify_client(&alice, at(NOW_SECS + 100 * DAY)),
+        Err(CertError::Expired { .. })
+    ));
+    assert_eq!(
+        warm.verify_client(&server, now()),
+        Err(CertError::WrongPurpose)
+    );
+    assert!(matches!(
+        warm.verify_client(&revoked, now()),
+        Err(CertError::NotAuthorised(_))
+    ));
+}
+
+/// A check answered from the cache costs no Ed25519 verification but counts
+/// against the budget as one made does: the budget runs out at the same
+/// point with a warm cache as with none, so it changes no decision.
+#[test]
+fn a_check_found_in_the_cache_counts_against_the_budget() {
+    let key = KeyPair::generate(&mut rng(164));
+    let public = key.public_key();
+    let (first, second) = (b"first".as_slice(), b"second".as_slice());
+    let cache = SignatureCache::new(4);
+    assert!(cache.verify(&public, first, &key.sign(first)));
+    assert!(cache.verify(&public, second, &key.sign(second)));
+    for budget in [
+        SignatureBudget::new(1),
+        SignatureBudget::with_cache(1, &cache),
+    ] {
+        let (answers, checks) = checks_of(|| {
+            [first, first, second].map(|message| {
+                budget
+                    .verify_signature(&public, message, &key.sign(message))
+                    .is_ok()
+            })
+        });
+        // The first is made (or found), and asked again is answered from
+        // memory; the second is over the budget either way.
+        assert_eq!(answers, [true, true, false], "{budget:?}");
+        assert!(budget.exhausted());
+        let cached = format!("{budget:?}").contains("cached: true");
+        assert_eq!(checks, if cached { 0 } else { 1 });
+    }
 }
