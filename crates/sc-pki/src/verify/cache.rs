@@ -11,8 +11,8 @@
 //! fail.
 //!
 //! Bounded: at most `capacity` entries of 32 bytes (a SHA-256 of the triple;
-//! see [`CacheKey`]), in a ring of that many slots with an index of the same
-//! keys; when the ring is full a new entry takes the slot of an old one
+//! see [`CacheKey`]), in a ring of at most that many slots with an index of
+//! the same keys; when the ring is full a new entry takes the slot of an old one
 //! (CLOCK, "second chance": an entry found since the hand last passed it is
 //! skipped once). Nothing else is stored, so no input can make it grow.
 
@@ -24,11 +24,12 @@ use sha2::{Digest, Sha256};
 
 use super::ed25519::verify_ed25519;
 
-/// The capacity of a new verifier's cache: 4096 entries (a ring of 4096 keys
-/// of 32 bytes and an index of the same keys, about 0.3 MiB when full). A
-/// client chain root → intermediate → leaf takes one entry per certificate
-/// below the root, and one per CRL consulted; the intermediate's is shared by
-/// every client it issued.
+/// The capacity of a new verifier's cache: 4096 entries (a ring of 4096
+/// slots of 33 bytes and a B-tree index of the same keys with their
+/// positions, about 0.4 MiB together when full; nothing until the first
+/// entry). A client chain root → intermediate → leaf takes one entry per
+/// certificate below the root, and one per CRL consulted; the
+/// intermediate's is shared by every client it issued.
 pub const DEFAULT_SIGNATURE_CACHE: usize = 4096;
 
 /// Labels the encoding hashed into a [`CacheKey`], so that no other SHA-256
