@@ -1491,3 +1491,46 @@ fn a_check_found_in_the_cache_counts_against_the_budget() {
         assert_eq!(checks, if cached { 0 } else { 1 });
     }
 }
+
+#[test]
+fn threads_share_one_cache() {
+    let mut rng = rng(165);
+    let root = Ca::root("Test Root", &mut rng);
+    let inter = root.intermediate("Test Intermediate", &mut rng);
+    let chains: Vec<_> = (0..6)
+        .map(|i| {
+            let leaf = inter.leaf(&LeafSpec::client(&format!("c{i}.clients")), &mut rng);
+            chain_of(&leaf, &[&inter.cert])
+        })
+        .collect();
+    // Room for the seven distinct checks: once in, none is evicted.
+    let verifier = client_verifier(&[&root]).with_signature_cache(8);
+    // Each thread verifies every chain 50 times; the counter is per thread.
+    let checks: Vec<u64> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    checks_of(|| {
+                        for _ in 0..50 {
+                            for chain in &chains {
+                                assert!(verifier.verify_client(chain, now()).is_ok());
+                            }
+                        }
+                    })
+                    .1
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("no panic"))
+            .collect()
+    });
+    assert_eq!(verifier.chain.cache.len(), 7);
+    // Seven distinct checks (the intermediate's and six leaves') for 1200
+    // verifications: each made at least once, and by each thread at most
+    // once (two threads may miss the same one at the same time); without
+    // the cache, 2400.
+    let total: u64 = checks.iter().sum();
+    assert!((7..=4 * 7).contains(&total), "{checks:?}");
+}
