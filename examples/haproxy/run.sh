@@ -85,7 +85,7 @@ fi
 for b in sc-server sc-client sc-ca; do
     [[ -x "$BIN/$b" ]] || fail "no $b in $BIN"
 done
-echo "haproxy: $("$HAPROXY" -v | head -n 1)"
+echo "haproxy: $("$HAPROXY" -v | sed -n '1,1p')"
 echo "binaries: $BIN"
 
 # --- a throwaway CA ----------------------------------------------------------
@@ -112,7 +112,7 @@ start_server() { # NAME
     PIDS+=($!)
 }
 listening_port() { # NAME -> the port from its "listening on" line
-    sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$WORK/$1.log" | head -n 1
+    sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$WORK/$1.log" | sed -n '1,1p'
 }
 
 say "two sc-server instances (echo), trusting PROXY v2 headers from $HAPROXY_SOURCE only"
@@ -227,7 +227,7 @@ echo "sessions: s1 $n1, s2 $n2, failed $failed"
 ((n1 > 0 && n2 > 0)) || fail "the sessions did not spread over both servers"
 
 say "the servers log the client's address (peer=), HAProxy's outgoing one as via="
-grep -h 'session end' "$WORK/s1.log" "$WORK/s2.log" | head -n 4 |
+grep -h 'session end' "$WORK/s1.log" "$WORK/s2.log" | sed -n '1,4p' |
     sed -e 's/.*session end/session end/' -e 's/ cipher=.* bytes_in/ ... bytes_in/' -e 's/^/    /'
 peers=$(grep -ho 'session end.* peer=[0-9.]*:[0-9]*' "$WORK/s1.log" "$WORK/s2.log" |
     sed 's/.* peer=//' | sort -u)
@@ -244,7 +244,7 @@ for p in $peers; do
     matched=$((matched + 1))
 done
 echo "all $matched client addresses the servers logged are the ones HAProxy saw clients come from (HAProxy's log):"
-grep -h '\] sc_front' "$WORK/haproxy.log" | head -n 2 | sed -e 's/^/    /'
+grep -h '\] sc_front' "$WORK/haproxy.log" | sed -n '1,2p' | sed -e 's/^/    /'
 refused=$( (grep -h 'connection refused\|handshake failed' "$WORK/s1.log" "$WORK/s2.log" || true) | wc -l)
 ((refused == 0)) || fail "a server refused a connection (health checks must pass quietly)"
 checks() { # NAME -> health checks it took so far (-v)
@@ -337,7 +337,7 @@ echo "phase 2: $total2 sessions (2 long; $((total2 - at_term)) ended after the S
 echo "s1 exited with status $s1_status; the servers logged $((after2 - before2)) session ends in phase 2 ($(($(ends s2) - s2_before_term)) on s2 after the SIGTERM)"
 echo "HAProxy retried $retried sessions on the other server (s1 refused their connections while it stopped)"
 grep -h 'shutting down\|shut down' "$WORK/s1.log" | sed -e 's/.*Z  *//' -e 's/^/    s1: /'
-grep -h 'sc_servers/s1 is DOWN' "$WORK/haproxy.log" | head -n 1 | sed -e 's/^/    haproxy: /'
+grep -h 'sc_servers/s1 is DOWN' "$WORK/haproxy.log" | sed -n '1,1p' | sed -e 's/^/    haproxy: /'
 ((failed2 == 0)) || fail "$failed2 sessions failed while s1 stopped: $(grep -h FAIL "$WORK"/result.* | tr '\n' ' ')"
 ((s1_status == 0)) || fail "s1 exited with status $s1_status"
 ((total2 - at_term >= 12)) || fail "too few sessions after the SIGTERM"
