@@ -739,6 +739,59 @@ fn a_request_signed_by_the_ca_works_with_the_hosts_key() {
 /// The names are the CA's: what a request asks for is shown in one note
 /// and not certified.
 #[test]
+fn renewing_a_certificate_issued_from_a_request_keeps_the_hosts_key() {
+    let sb = Sandbox::new();
+    for cmd in [
+        "init --dir ca --name Example-CA",
+        "request db.internal --out host",
+        "issue server db.internal --dir ca --csr host/db.internal.csr",
+    ] {
+        ok(&sb, &cmd.split_whitespace().collect::<Vec<_>>());
+    }
+    let pin = |file: &str| -> String {
+        let out = ok(&sb, &["inspect", file]).stdout;
+        out.split("sha256:")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no pin in {out}"))
+            .to_owned()
+    };
+    let host_key = pin("host/db.internal.key");
+    let first = ok(&sb, &["inspect", "ca/db.internal.pem"]).stdout;
+    let r = ok(
+        &sb,
+        &["renew", "db.internal", "--dir", "ca", "--days", "30"],
+    );
+    assert!(
+        r.stdout.contains("no key file: the key stays on the host"),
+        "{}",
+        r.stdout
+    );
+    // A new certificate for the host's key; no key at the CA.
+    assert_ne!(ok(&sb, &["inspect", "ca/db.internal.pem"]).stdout, first);
+    assert_eq!(pin("ca/db.internal.pem"), host_key);
+    assert!(!sb.path("ca/db.internal.key").exists());
+    ok(
+        &sb,
+        &[
+            "verify",
+            "--ca",
+            "ca/ca.pem",
+            "--name",
+            "db.internal",
+            "ca/db.internal.pem",
+        ],
+    );
+    // A certificate file that is not the current one is not renewed.
+    std::fs::copy(sb.path("ca/ca.pem"), sb.path("ca/db.internal.pem")).expect("copy");
+    let e = fails(&sb, &["renew", "db.internal", "--dir", "ca"], &[]);
+    assert!(
+        e.contains("is not the current certificate of 'db.internal'"),
+        "{e}"
+    );
+}
+
+#[test]
 fn the_names_come_from_the_ca_not_the_request() {
     let sb = Sandbox::new();
     ok(&sb, &["init", "--dir", "ca"]);

@@ -584,19 +584,19 @@ fn renew(a: RenewArgs) -> Result<(), CliError> {
     let pass = Passphrase::new(a.pass.passphrase_file);
     let signer = ca.signer(&pass, now)?;
     let key_file = format!("{}.key", a.name);
-    let key = if a.rekey {
-        KeyPair::generate(&mut OsRng)
+    // The key: a new one (--rekey), the one kept here, or, for a key that
+    // lives on its host (issued from a request, or moved away), the public
+    // key of the current certificate: it never has to travel.
+    let (key, public_key) = if a.rekey {
+        let key = KeyPair::generate(&mut OsRng);
+        let public_key = key.public_key();
+        (Some(key), public_key)
+    } else if ca.path(&key_file).exists() {
+        let key = ca.read_key(&key_file, &pass)?;
+        let public_key = key.public_key();
+        (Some(key), public_key)
     } else {
-        if !ca.path(&key_file).exists() {
-            return Err(CliError::new(format!(
-                "{} is not here to keep",
-                ca.path(&key_file).display()
-            ))
-            .hint(
-                "renew with --rekey to make a new key (the old key moved away with the service)",
-            ));
-        }
-        ca.read_key(&key_file, &pass)?
+        (None, current_public_key(&ca, &a.name, &old.serial, now)?)
     };
     let ips = old
         .ips
@@ -622,7 +622,7 @@ fn renew(a: RenewArgs) -> Result<(), CliError> {
     };
     let (cert, chain) = sign_leaf(
         &signer,
-        &key.public_key(),
+        &public_key,
         &spec,
         leaf_validity(&signer, now, a.days)?,
     )?;
@@ -630,13 +630,17 @@ fn renew(a: RenewArgs) -> Result<(), CliError> {
     if let Some(e) = ca.index.by_serial_mut(&old.serial) {
         e.status = Status::Superseded;
     }
-    if a.rekey {
-        write_key(&ca, &key_file, &key, None)?;
+    if let (true, Some(key)) = (a.rekey, &key) {
+        write_key(&ca, &key_file, key, None)?;
     }
     write_chain(&ca, &format!("{}.pem", a.name), &chain)?;
     ca.index.certs.push(entry.clone());
     ca.save()?;
-    let key_file = if a.rekey { KeyFile::New } else { KeyFile::Kept };
+    let key_file = match (a.rekey, &key) {
+        (true, _) => KeyFile::New,
+        (false, Some(_)) => KeyFile::Kept,
+        (false, None) => KeyFile::Elsewhere,
+    };
     print_issued("renewed", &ca, &entry, &cert, now, key_file)?;
     println!(
         "  the old certificate (serial {}) stays valid until {} unless revoked",
@@ -644,6 +648,39 @@ fn renew(a: RenewArgs) -> Result<(), CliError> {
         old.not_after.get(..10).unwrap_or("")
     );
     Ok(())
+}
+
+/// The Ed25519 public key of NAME's current certificate (DIR/NAME.pem),
+/// which must be the one the index names (`serial`).
+fn current_public_key(
+    ca: &CaDir,
+    name: &str,
+    serial: &str,
+    now: UnixTime,
+) -> Result<[u8; 32], CliError> {
+    let file = format!("{name}.pem");
+    let hint = "renew with --rekey to make a new key here, or have the host make a new \
+                request (sc-ca request) and issue it with --csr --force";
+    let cert = ca
+        .read_cert(&file)
+        .map_err(|e| CliError::new(format!("no key to keep: {e}")).hint(hint))?;
+    let info = cert_info(&cert, now)?;
+    if !info.serial_hex.eq_ignore_ascii_case(serial) {
+        return Err(CliError::new(format!(
+            "{} is not the current certificate of '{name}' (serial {}, the index says {serial})",
+            ca.path(&file).display(),
+            info.serial_hex
+        ))
+        .hint(hint));
+    }
+    info.public_key.ok_or_else(|| {
+        CliError::new(format!(
+            "{} holds a {} key, not Ed25519",
+            ca.path(&file).display(),
+            info.key_type
+        ))
+        .hint(hint)
+    })
 }
 
 fn parse_serial(s: &str) -> Result<String, CliError> {

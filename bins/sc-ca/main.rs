@@ -62,9 +62,11 @@ enum Command {
     /// mode 0600) and a certification request (DIR/NAME.csr) to send to the
     /// CA, which signs it with `sc-ca issue server|client NAME --csr FILE`.
     Request(RequestArgs),
-    /// Issue a new certificate for NAME with the same names, replacing
-    /// DIR/NAME.pem (and with --rekey DIR/NAME.key). The old certificate
-    /// stays valid until it expires unless you revoke it.
+    /// Issue a new certificate for NAME with the same names and key,
+    /// replacing DIR/NAME.pem (with --rekey, a new key in DIR/NAME.key). A
+    /// key made on its host (`--csr`) stays there: the new certificate is
+    /// for the key of DIR/NAME.pem. The old certificate stays valid until
+    /// it expires unless you revoke it.
     Renew(RenewArgs),
     /// Revoke a certificate and publish a new CRL (DIR/crl.pem).
     Revoke(RevokeArgs),
@@ -227,7 +229,8 @@ struct RenewArgs {
     /// Days the new certificate is valid.
     #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=36500))]
     days: u32,
-    /// Make a new key too (else the existing DIR/NAME.key is kept).
+    /// Make a new key too (else the key is kept: DIR/NAME.key, or, for a
+    /// key on its host, the key of the current DIR/NAME.pem).
     #[arg(long)]
     rekey: bool,
     #[command(flatten)]

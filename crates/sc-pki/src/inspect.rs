@@ -75,6 +75,9 @@ pub struct CertInfo {
     /// The pin of its key (SHA-256 of the `SubjectPublicKeyInfo`, whatever the
     /// algorithm); `None` only if the key info cannot be re-encoded.
     pub pin: Option<KeyPin>,
+    /// The Ed25519 public key, when the key is one (what a renewal signs
+    /// again when the private key is not at hand).
+    pub public_key: Option<[u8; 32]>,
 }
 
 /// A CRL, described. Its signature has not been verified.
@@ -178,6 +181,7 @@ pub fn cert_info(cert: &CertificateDer<'_>, now: UnixTime) -> Result<CertInfo, P
         key_type: key_type(&spki.algorithm),
         fingerprint: fingerprint(cert),
         pin: spki.to_der().ok().map(|der| KeyPin::of_spki_der(&der)),
+        public_key: crate::cert::ed25519_public_key(spki).ok(),
     })
 }
 
