@@ -101,6 +101,8 @@ pub use config::{
     ClientConfig, ClientIdentity, ClientReady, ConfigBuilder, ConfigError, ServerConfig,
     ServerReady, WantsClientIdentity, WantsServerCredential, WantsVerifier,
 };
+#[cfg(feature = "libcrux")]
+pub use crypto::LIBCRUX;
 #[cfg(feature = "ring")]
 pub use crypto::RING;
 pub use crypto::{default_provider, CryptoProvider, Secret, RUSTCRYPTO};

