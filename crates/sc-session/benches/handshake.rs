@@ -35,6 +35,14 @@
 //! per side: new verifiers for every handshake (cold) against ones kept
 //! across handshakes (warm).
 //!
+//! Those run on the provider the binaries use (sc-handshake's
+//! `default_provider()`, with its feature `libcrux`: `LIBCRUX`). After them,
+//! the providers against each other in the same run, interleaved: a full
+//! handshake per side, and ML-KEM-768 key generation, encapsulation and
+//! decapsulation alone, on `RUSTCRYPTO` (the reference), `RING` (ring's
+//! AEADs) and `LIBCRUX` (ring's AEADs and libcrux's ML-KEM), with each
+//! median as a ratio of the reference's.
+//!
 //! `cargo bench -p sc-session --bench handshake`
 
 #![forbid(unsafe_code)]
@@ -48,7 +56,7 @@ use criterion::Criterion;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use sc_handshake::cookie::{CookieJar, CookieSource, Decision};
-use sc_handshake::{ClientConfig, ServerConfig};
+use sc_handshake::{ClientConfig, CryptoProvider, ServerConfig, LIBCRUX, RING, RUSTCRYPTO};
 use sc_pki::{
     throwaway::ThrowawayPki, CertificateDer, ClientCertVerifier, ServerName, UnixTime,
     WebPkiClientVerifier,
@@ -82,6 +90,15 @@ struct Fixture {
     cookie: CookieBench,
     /// Two-level chains on both sides, for the signature cache.
     two_level: TwoLevel,
+    /// The same credentials on each provider compared, reference first.
+    providers: Vec<ProviderConfigs>,
+}
+
+/// A client and a server config on one provider.
+struct ProviderConfigs {
+    provider: &'static CryptoProvider,
+    client: Arc<ClientConfig>,
+    server: Arc<ServerConfig>,
 }
 
 /// A PKI with an intermediate, and configs whose verifiers are kept (their
@@ -235,6 +252,34 @@ impl Fixture {
         let client = Arc::new(client);
         let cookie = CookieBench::new(&client, now, &mut rng);
         let two_level = TwoLevel::new(now, &mut rng);
+        let providers = [&RUSTCRYPTO, &RING, &LIBCRUX]
+            .into_iter()
+            .map(|provider| ProviderConfigs {
+                provider,
+                client: Arc::new(
+                    ClientConfig::builder()
+                        .with_provider(provider)
+                        .with_server_verifier(Arc::new(
+                            pki.server_verifier()
+                                .expect("CA parses")
+                                .with_signature_cache(0),
+                        ))
+                        .with_credential(pki.client.clone())
+                        .build(),
+                ),
+                server: Arc::new(
+                    ServerConfig::builder()
+                        .with_provider(provider)
+                        .with_client_verifier(Arc::new(
+                            pki.client_verifier()
+                                .expect("CA parses")
+                                .with_signature_cache(0),
+                        ))
+                        .with_credential(pki.server.clone())
+                        .build(),
+                ),
+            })
+            .collect();
         Self {
             client,
             server: Arc::new(server),
@@ -245,6 +290,7 @@ impl Fixture {
             rekeying,
             cookie,
             two_level,
+            providers,
         }
     }
 
@@ -511,6 +557,103 @@ fn main() {
     if run.benchmarking() {
         report(&run, &wire.0, &wire.1, suite);
         interleaved(&mut fixture);
+        compare_providers(&mut fixture);
+    }
+}
+
+/// Rounds of [`compare_providers`].
+const PROVIDER_ROUNDS: usize = 500;
+
+/// Each provider's handshake per side and its ML-KEM-768 operations,
+/// `PROVIDER_ROUNDS` rounds, every provider once per round (starting with a
+/// different one each round), so they all see the same moments of the
+/// machine: the medians, and each as a ratio of the reference's (the first,
+/// RUSTCRYPTO).
+fn compare_providers(fixture: &mut Fixture) {
+    /// What is timed per provider, in table order.
+    const ROWS: [&str; 6] = [
+        "handshake client",
+        "handshake server",
+        "mlkem keygen",
+        "mlkem encaps",
+        "mlkem decaps",
+        "mlkem all three",
+    ];
+    let n = fixture.providers.len();
+    // times[provider][row]
+    let mut times = vec![vec![Vec::with_capacity(PROVIDER_ROUNDS); ROWS.len()]; n];
+    let mut rng = ChaCha20Rng::from_seed([8; 32]);
+    for round in 0..PROVIDER_ROUNDS {
+        for k in 0..n {
+            let i = (round + k) % n;
+            let (provider, client, server) = {
+                let p = &fixture.providers[i];
+                (p.provider, p.client.clone(), p.server.clone())
+            };
+            let (t, c, s) = fixture.handshake_between(client, server);
+            drop((c, s));
+            let kem = provider.kem;
+            let t0 = Instant::now();
+            let (dk, ek) = kem.generate(&mut rng);
+            let keygen = t0.elapsed();
+            let t0 = Instant::now();
+            let (ct, k) = kem.encapsulate(&ek, &mut rng).expect("encapsulates");
+            let encaps = t0.elapsed();
+            let t0 = Instant::now();
+            let k2 = dk.decapsulate(&ct).expect("decapsulates");
+            let decaps = t0.elapsed();
+            assert_eq!(k, k2, "{}: decapsulated secret", provider.name);
+            for (row, d) in [
+                t.client,
+                t.server,
+                keygen,
+                encaps,
+                decaps,
+                keygen + encaps + decaps,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                times[i][row].push(d);
+            }
+        }
+    }
+    let medians: Vec<Vec<f64>> = times
+        .iter_mut()
+        .map(|rows| {
+            rows.iter_mut()
+                .map(|v| {
+                    v.sort();
+                    v[v.len() / 2].as_secs_f64() * 1e6
+                })
+                .collect()
+        })
+        .collect();
+    println!();
+    println!(
+        "Providers, interleaved, {PROVIDER_ROUNDS} rounds of one handshake and one ML-KEM-768 keygen + encaps + decaps each, medians in µs; ratio = provider / {}:",
+        fixture.providers[0].provider.name
+    );
+    for (i, p) in fixture.providers.iter().enumerate() {
+        println!("  [{i}] {}", p.provider.name);
+    }
+    print!("  {:<17}", "");
+    for i in 0..n {
+        print!(" {:>9}", format!("[{i}] µs"));
+    }
+    for i in 1..n {
+        print!(" {:>9}", format!("[{i}]/[0]"));
+    }
+    println!();
+    for (row, name) in ROWS.iter().enumerate() {
+        print!("  {name:<17}");
+        for m in &medians {
+            print!(" {:>9.1}", m[row]);
+        }
+        for m in &medians[1..] {
+            print!(" {:>9.2}", m[row] / medians[0][row]);
+        }
+        println!();
     }
 }
 
