@@ -8,7 +8,7 @@
 //! Its API is deterministic: key generation takes the 64 bytes `d || z` and
 //! encapsulation the 32 bytes `m` (FIPS 203 `ML-KEM.KeyGen_internal` and
 //! `ML-KEM.Encaps_internal`). They are drawn here from the caller's RNG
-//! exactly as the `ml-kem` crate of [`RUSTCRYPTO`](super::RUSTCRYPTO) draws
+//! exactly as the `ml-kem` crate of [`RUSTCRYPTO`] draws
 //! them (`d`, then `z`, then later `m`, 32 bytes per call), so a seeded RNG
 //! gives both providers the same keys, ciphertexts and secrets.
 //!
