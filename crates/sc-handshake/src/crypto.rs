@@ -715,6 +715,19 @@ mod tests {
         }
     }
 
+    /// The builders start from the fastest provider compiled in.
+    #[test]
+    fn default_provider_is_the_fastest_compiled_in() {
+        let want: &CryptoProvider = if cfg!(feature = "libcrux") {
+            providers()[2]
+        } else if cfg!(feature = "ring") {
+            providers()[1]
+        } else {
+            &RUSTCRYPTO
+        };
+        assert!(core::ptr::eq(default_provider(), want), "{}", want.name);
+    }
+
     #[test]
     fn secrets_do_not_print() {
         assert_eq!(
