@@ -22,8 +22,6 @@ use std::sync::{Mutex, MutexGuard};
 
 use sha2::{Digest, Sha256};
 
-use super::ed25519::verify_ed25519;
-
 /// The capacity of a new verifier's cache: 4096 entries (a ring of 4096
 /// slots of 33 bytes and a B-tree index of the same keys with their
 /// positions, about 0.4 MiB together when full; nothing until the first
@@ -93,11 +91,19 @@ impl SignatureCache {
     }
 
     /// Whether `signature` is a valid Ed25519 signature of `message` by
-    /// `public_key`, as [`verify_ed25519`] says: answered from the cache if
-    /// this triple verified before, else checked, and remembered if valid.
-    pub(super) fn verify(&self, public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    /// `public_key`, as `check` (the Ed25519 check of exactly this triple)
+    /// says: answered from the cache if this triple verified before, else
+    /// checked, and remembered if valid. The cache knows nothing of Ed25519
+    /// itself: the check is the caller's.
+    pub(super) fn verify(
+        &self,
+        public_key: &[u8],
+        message: &[u8],
+        signature: &[u8],
+        check: impl FnOnce() -> bool,
+    ) -> bool {
         if self.capacity == 0 {
-            return verify_ed25519(public_key, message, signature);
+            return check();
         }
         // Hashing and checking happen outside the lock; it is held only to
         // look up or insert 32 bytes.
@@ -105,7 +111,7 @@ impl SignatureCache {
         if self.contains(&key) {
             return true;
         }
-        let valid = verify_ed25519(public_key, message, signature);
+        let valid = check();
         if valid {
             self.insert(key);
         }
@@ -213,8 +219,22 @@ impl fmt::Debug for SignatureCache {
 
 #[cfg(test)]
 mod tests {
-    use super::super::ed25519::signature_checks_for_testing_only;
+    use super::super::ed25519::{signature_checks_for_testing_only, verify_ed25519};
     use super::*;
+
+    impl SignatureCache {
+        /// [`verify`](Self::verify) with the real Ed25519 check.
+        pub(in crate::verify) fn check(
+            &self,
+            public_key: &[u8],
+            message: &[u8],
+            signature: &[u8],
+        ) -> bool {
+            self.verify(public_key, message, signature, || {
+                verify_ed25519(public_key, message, signature)
+            })
+        }
+    }
     use crate::test_util::rng;
     use crate::KeyPair;
 
@@ -236,7 +256,7 @@ mod tests {
         let cache = SignatureCache::new(16);
         assert_eq!((cache.len(), cache.allocated_for_testing_only()), (0, 0));
         for (i, (message, signature)) in signed(&key, 1000).iter().enumerate() {
-            assert!(cache.verify(&public, message, signature));
+            assert!(cache.check(&public, message, signature));
             assert_eq!(cache.len(), (i + 1).min(16));
             assert!(cache.allocated_for_testing_only() <= cache.capacity());
         }
@@ -256,18 +276,18 @@ mod tests {
         let cache = SignatureCache::new(8);
         let triples = signed(&key, 201);
         let (hot, rest) = triples.split_first().expect("triples");
-        assert!(cache.verify(&public, &hot.0, &hot.1));
+        assert!(cache.check(&public, &hot.0, &hot.1));
         for (message, signature) in rest {
-            assert!(cache.verify(&public, message, signature));
+            assert!(cache.check(&public, message, signature));
             // The hot entry is asked for again after every new one: always
             // found, never checked again.
             let before = signature_checks_for_testing_only();
-            assert!(cache.verify(&public, &hot.0, &hot.1));
+            assert!(cache.check(&public, &hot.0, &hot.1));
             assert_eq!(signature_checks_for_testing_only(), before);
         }
         // An entry not asked for again is gone after `capacity` new ones.
         let before = signature_checks_for_testing_only();
-        assert!(cache.verify(&public, &rest[0].0, &rest[0].1));
+        assert!(cache.check(&public, &rest[0].0, &rest[0].1));
         assert_eq!(signature_checks_for_testing_only(), before + 1);
     }
 
@@ -285,26 +305,26 @@ mod tests {
 
         // A bad signature first: refused, checked, not remembered.
         let before = checks();
-        assert!(!cache.verify(&public, message, &bad));
+        assert!(!cache.check(&public, message, &bad));
         assert_eq!((checks() - before, cache.len()), (1, 0));
         // The good one: checked once, then found.
-        assert!(cache.verify(&public, message, &good));
-        assert!(cache.verify(&public, message, &good));
+        assert!(cache.check(&public, message, &good));
+        assert!(cache.check(&public, message, &good));
         assert_eq!((checks() - before, cache.len()), (2, 1));
         // The bad one again, with the same key and message: checked again
         // and refused again; so is a changed message, another key, and
         // signature bytes of the wrong length.
-        assert!(!cache.verify(&public, message, &bad));
-        assert!(!cache.verify(&public, b"tbsCertificatE", &good));
-        assert!(!cache.verify(&other.public_key(), message, &good));
+        assert!(!cache.check(&public, message, &bad));
+        assert!(!cache.check(&public, b"tbsCertificatE", &good));
+        assert!(!cache.check(&other.public_key(), message, &good));
         assert_eq!(checks() - before, 5);
-        assert!(!cache.verify(&public, message, &good[..63]));
-        assert!(!cache.verify(&public[..31], message, &good));
+        assert!(!cache.check(&public, message, &good[..63]));
+        assert!(!cache.check(&public[..31], message, &good));
         assert_eq!(cache.len(), 1);
         // Without a capacity nothing is remembered.
         let none = SignatureCache::new(0);
-        assert!(none.verify(&public, message, &good));
-        assert!(none.verify(&public, message, &good));
+        assert!(none.check(&public, message, &good));
+        assert!(none.check(&public, message, &good));
         assert_eq!(none.len(), 0);
     }
 

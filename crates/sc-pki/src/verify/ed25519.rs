@@ -180,7 +180,9 @@ impl SignatureVerificationAlgorithm for SignatureBudget<'_> {
             }
             None => {
                 let valid = match self.cache {
-                    Some(cache) => cache.verify(public_key, message, signature),
+                    Some(cache) => cache.verify(public_key, message, signature, || {
+                        verify_ed25519(public_key, message, signature)
+                    }),
                     None => verify_ed25519(public_key, message, signature),
                 };
                 state.made.push(Check {

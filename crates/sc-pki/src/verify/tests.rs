@@ -1470,8 +1470,8 @@ fn a_check_found_in_the_cache_counts_against_the_budget() {
     let public = key.public_key();
     let (first, second) = (b"first".as_slice(), b"second".as_slice());
     let cache = SignatureCache::new(4);
-    assert!(cache.verify(&public, first, &key.sign(first)));
-    assert!(cache.verify(&public, second, &key.sign(second)));
+    assert!(cache.check(&public, first, &key.sign(first)));
+    assert!(cache.check(&public, second, &key.sign(second)));
     for budget in [
         SignatureBudget::new(1),
         SignatureBudget::with_cache(1, &cache),
