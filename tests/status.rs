@@ -82,6 +82,30 @@ impl Setup {
         args.extend(extra.iter().map(|s| s.to_string()));
         args
     }
+
+    /// `sc-client --listen` to the server at `server`, with this identity
+    /// and a status endpoint.
+    fn client_args(&self, server: &str) -> Vec<String> {
+        [
+            "--listen",
+            "127.0.0.1:0",
+            "--connect",
+            server,
+            "--server-name",
+            SERVER_NAME,
+            "--ca",
+            &self.dir.str("ca.pem"),
+            "--cert",
+            &self.dir.str("client.pem"),
+            "--key",
+            &self.dir.str("client.key"),
+            "--status",
+            "127.0.0.1:0",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect()
+    }
 }
 
 /// A running `sc-server`, its log, its tunnel and status addresses.
@@ -277,6 +301,19 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// `/readyz` on `status` until it answers 503 (within [`WAIT`]): its body.
+async fn until_not_ready(status: &Endpoint) -> String {
+    let started = Instant::now();
+    loop {
+        let (code, body) = get(status, "/readyz").await;
+        if code == StatusCode::SERVICE_UNAVAILABLE {
+            return body;
+        }
+        assert!(started.elapsed() < WAIT, "still ready: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Tests
 
@@ -326,15 +363,7 @@ async fn healthz_readyz_and_404_405() {
 
     // The backend goes away: 503, naming it.
     drop(back);
-    let started = Instant::now();
-    let body = loop {
-        let (code, body) = get(&server.status, "/readyz").await;
-        if code == StatusCode::SERVICE_UNAVAILABLE {
-            break body;
-        }
-        assert!(started.elapsed() < WAIT, "still ready: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let body = until_not_ready(&server.status).await;
     println!("/readyz with the backend down: {}", body.trim_end());
     let json: serde_json::Value = serde_json::from_str(&body).expect("a JSON body");
     assert_eq!(json["ready"], false);
@@ -755,15 +784,7 @@ async fn sc_proxy_reports_backend_health_per_route() {
     // The only backend of db.internal goes away: not ready, naming both
     // routes (api.internal's other backend was down from the start).
     drop(back);
-    let started = Instant::now();
-    let body = loop {
-        let (code, body) = get(&proxy.status, "/readyz").await;
-        if code == StatusCode::SERVICE_UNAVAILABLE {
-            break body;
-        }
-        assert!(started.elapsed() < WAIT, "still ready: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let body = until_not_ready(&proxy.status).await;
     println!("/readyz: {}", body.trim_end());
     let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(json["not_ready"][0]["check"], "routes");
@@ -790,40 +811,14 @@ async fn sc_client_listen_is_ready_while_its_server_can_be_reached() {
     let Endpoint::Tcp(server_addr) = server.listen.clone() else {
         panic!("a TCP listener");
     };
-    let args: Vec<String> = [
-        "--listen",
-        "127.0.0.1:0",
-        "--connect",
-        &server_addr,
-        "--server-name",
-        SERVER_NAME,
-        "--ca",
-        &s.dir.str("ca.pem"),
-        "--cert",
-        &s.dir.str("client.pem"),
-        "--key",
-        &s.dir.str("client.key"),
-        "--status",
-        "127.0.0.1:0",
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .collect();
+    let args = s.client_args(&server_addr);
     let client = Running::start_program(env!("CARGO_BIN_EXE_sc-client"), &args).await;
     assert_eq!(get(&client.status, "/healthz").await.0, StatusCode::OK);
     let (code, body) = get(&client.status, "/readyz").await;
     assert_eq!(code, StatusCode::OK, "{body}");
     // The server is gone: not ready, naming it.
     drop(server);
-    let started = Instant::now();
-    let body = loop {
-        let (code, body) = get(&client.status, "/readyz").await;
-        if code == StatusCode::SERVICE_UNAVAILABLE {
-            break body;
-        }
-        assert!(started.elapsed() < WAIT, "still ready: {body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let body = until_not_ready(&client.status).await;
     println!("/readyz: {}", body.trim_end());
     let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(
@@ -851,25 +846,7 @@ async fn sc_client_listen_counts_connections_sessions_streams_and_bytes() {
     let Endpoint::Tcp(server_addr) = server.listen.clone() else {
         panic!("a TCP listener");
     };
-    let args: Vec<String> = [
-        "--listen",
-        "127.0.0.1:0",
-        "--connect",
-        &server_addr,
-        "--server-name",
-        SERVER_NAME,
-        "--ca",
-        &s.dir.str("ca.pem"),
-        "--cert",
-        &s.dir.str("client.pem"),
-        "--key",
-        &s.dir.str("client.key"),
-        "--status",
-        "127.0.0.1:0",
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .collect();
+    let args = s.client_args(&server_addr);
     let client = Running::start_program(env!("CARGO_BIN_EXE_sc-client"), &args).await;
     let local = client.listen.to_string();
     // Two local connections, 4 bytes each way, over one kept session.
