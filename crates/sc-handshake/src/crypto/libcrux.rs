@@ -101,12 +101,49 @@ impl Kem for MlKem768 {
     }
 }
 
+/// X25519: the agreement from `libcrux-curve25519` (HACL*'s Curve25519,
+/// verified in F* and extracted to Rust: 28.7 µs here against 39.6 µs for
+/// x25519-dalek's Montgomery ladder), the public key from x25519-dalek (its
+/// precomputed base-point table: 12.1 µs against 28.7 µs for HACL*'s
+/// ladder). The secret is 32 bytes drawn from the caller's RNG in one call,
+/// as x25519-dalek's `EphemeralSecret::random_from_rng` draws it, so a
+/// seeded RNG gives both providers the same key shares.
+#[derive(Debug)]
+pub(super) struct X25519;
+
+/// An X25519 secret scalar (as drawn: both libraries clamp it when they
+/// multiply), wiped on drop.
+struct LibcruxKxSecret(Zeroizing<[u8; 32]>);
+
+impl KxSecret for LibcruxKxSecret {
+    fn agree(self: Box<Self>, peer: &X25519Public) -> Result<Secret, CryptoError> {
+        let mut shared = Zeroizing::new([0u8; SECRET_LEN]);
+        // HACL*'s ecdh refuses an all-zero result (a low-order peer point),
+        // as x25519-dalek's `was_contributory` check does.
+        libcrux_curve25519::ecdh(&mut shared, peer.as_bytes(), &self.0).map_err(|_| CryptoError)?;
+        Ok(Secret::new(*shared))
+    }
+}
+
+impl KeyExchange for X25519 {
+    fn generate(&self, rng: &mut dyn CryptoRngCore) -> (Box<dyn KxSecret>, X25519Public) {
+        let mut scalar = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut scalar[..]);
+        // StaticSecret wipes its copy on drop (x25519-dalek's `zeroize`).
+        let public = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(*scalar));
+        (
+            Box::new(LibcruxKxSecret(scalar)),
+            X25519Public::from(public.to_bytes()),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rand_chacha::rand_core::SeedableRng;
     use rand_chacha::ChaCha20Rng;
 
-    use super::super::{Kem as _, RUSTCRYPTO};
+    use super::super::{Kem as _, KeyExchange as _, RUSTCRYPTO};
     use super::*;
 
     #[test]
@@ -142,6 +179,73 @@ mod tests {
             );
             assert_ne!(r_fast, k_ref);
             assert_eq!(r_ref, r_fast);
+        }
+    }
+
+    /// With the same RNG seed, both providers make the same X25519 shares
+    /// and agree on the same secret, whichever side uses which.
+    #[test]
+    fn x25519_same_randomness_same_results_as_rustcrypto() {
+        for seed in 0..8u8 {
+            let mut a = ChaCha20Rng::from_seed([seed; 32]);
+            let mut b = ChaCha20Rng::from_seed([seed; 32]);
+            let (ref_secret, ref_public) = RUSTCRYPTO.kx.generate(&mut a);
+            let (fast_secret, fast_public) = X25519.generate(&mut b);
+            assert_eq!(ref_public, fast_public, "seed {seed}: public key");
+            let (peer_secret, peer_public) = X25519.generate(&mut a);
+            let fast = fast_secret.agree(&peer_public).expect("fast agrees");
+            let reference = ref_secret.agree(&peer_public).expect("reference agrees");
+            assert_eq!(fast, reference, "seed {seed}: shared secret");
+            assert_eq!(
+                peer_secret.agree(&fast_public),
+                Ok(fast),
+                "seed {seed}: the other side"
+            );
+        }
+    }
+
+    /// RFC 7748 §6.1, and a low-order peer point refused as x25519-dalek's
+    /// contributory check refuses it.
+    #[test]
+    fn x25519_rfc7748_and_low_order_points() {
+        let alice = hex::decode("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
+            .expect("hex");
+        let bob_public =
+            hex::decode("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f")
+                .expect("hex");
+        let expected =
+            hex::decode("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742")
+                .expect("hex");
+        let mut scalar = Zeroizing::new([0u8; 32]);
+        scalar.copy_from_slice(&alice);
+        let mut peer = [0u8; 32];
+        peer.copy_from_slice(&bob_public);
+        let shared = Box::new(LibcruxKxSecret(scalar.clone()))
+            .agree(&X25519Public::from(peer))
+            .expect("agrees");
+        assert_eq!(shared.expose()[..], expected[..]);
+        // The points of order 1, 2 (0 and 1 as u-coordinates) and 8.
+        let low_order: [[u8; 32]; 3] = [
+            [0; 32],
+            {
+                let mut p = [0; 32];
+                p[0] = 1;
+                p
+            },
+            {
+                let mut p = [0u8; 32];
+                p.copy_from_slice(
+                    &hex::decode(
+                        "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+                    )
+                    .expect("hex"),
+                );
+                p
+            },
+        ];
+        for point in low_order {
+            let secret = Box::new(LibcruxKxSecret(scalar.clone()));
+            assert_eq!(secret.agree(&X25519Public::from(point)), Err(CryptoError));
         }
     }
 
