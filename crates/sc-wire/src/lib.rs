@@ -4,7 +4,8 @@
 //! no cryptography, no I/O. It has
 //!
 //! * [`Codec`] and the bounded [`Reader`] every decoder is written against;
-//! * the thirteen [handshake messages](messages) of the protocol, one per step;
+//! * the thirteen [handshake messages](messages) of the protocol, one per step
+//!   (and the four whose body version 2 changes);
 //! * [records](record): the outer header, the inner plaintext of sealed
 //!   records, alerts, and a [`Deframer`] that splits a byte stream into records;
 //! * [what the first bytes of a connection are](first) (a ClientHello and its
@@ -39,9 +40,9 @@ pub mod streams;
 pub use codec::{Codec, LengthWidth, Reader};
 pub use error::InvalidMessage;
 pub use messages::{
-    CertChain, CertificateBytes, CipherSuite, ClientCertKind, ClientCertRequest, ClientCertSend,
-    ClientHello, Cookie, DistinguishedName, HandshakeMessage, HandshakeType, Mac, MlKemCiphertext,
-    MlKemEncapsulationKey, OrderSeed, ProtocolVersion, Random, RouteName, SeedCode, SeedCodeSecret,
-    ServerHello, Signature, X25519Public,
+    CertChain, CertificateBytes, CipherSuite, ClientCertKind, ClientCertRequest,
+    ClientCertRequestV2, ClientCertSend, ClientHello, Cookie, DistinguishedName, HandshakeMessage,
+    HandshakeType, Mac, MlKemCiphertext, MlKemEncapsulationKey, OrderSeed, ProtocolVersion, Random,
+    RouteName, SeedCode, SeedCodeSecret, ServerHello, ServerHelloV2, Signature, X25519Public,
 };
 pub use record::{Alert, AlertCode, Deframer, InnerType, RawRecord, RecordHeader, RecordKind};

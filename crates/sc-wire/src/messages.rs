@@ -3,6 +3,13 @@
 //! Every message travels as `type (u8) || length (u24) || body`; the type
 //! number is the message's step number (1–13). Fixed-size fields have no
 //! prefix; every variable field has a length prefix and a maximum.
+//!
+//! Protocol version 2 (SPEC §16) changes the body of four messages, not
+//! their types: ServerHello (2), ClientCertRequest (4), KeyExchange1 (7)
+//! and KeyConfirm1 (9). A ServerHello says its own version in its first
+//! field, and is decoded in that version's layout; the other three are
+//! decoded in the layout of the version the handshake runs
+//! ([`HandshakeMessage::read_for`]). [`Codec::read`] decodes version 1's.
 
 use core::fmt;
 
@@ -46,16 +53,25 @@ pub const MAX_CA_NAMES: usize = 16;
 pub const MAX_CA_NAME_LEN: usize = 1024;
 /// Length of a handshake message header (type and u24 length).
 pub const HANDSHAKE_HEADER_LEN: usize = 4;
-/// Largest body any handshake message can have (a ClientCertRequest with
-/// every CA name at its maximum); the header's length is checked against the
-/// message type's own maximum.
-pub const MAX_HANDSHAKE_BODY: usize = 2 + MAX_CA_NAMES * (2 + MAX_CA_NAME_LEN);
+/// Largest body any handshake message can have (a version 2
+/// ClientCertRequest with every CA name at its maximum); the header's length
+/// is checked against the message type's own maximum.
+pub const MAX_HANDSHAKE_BODY: usize = MAX_CLIENT_CERT_REQUEST_V1 + SIGNATURE_LEN;
+/// Largest body of a version 1 ClientCertRequest (every CA name at its
+/// maximum).
+const MAX_CLIENT_CERT_REQUEST_V1: usize = 2 + MAX_CA_NAMES * (2 + MAX_CA_NAME_LEN);
 
 wire_enum! {
     /// The protocol version, carried in both hellos.
     ProtocolVersion(u16) {
-        /// Sovereign-Chain version 1 (`0x5c01`).
+        /// Sovereign-Chain version 1 (`0x5c01`). Also the version field of
+        /// every ClientHello: a client that speaks version 2 offers it with
+        /// [`CipherSuite::VERSION_2`] (SPEC §16.1).
         V1 = 0x5c01 => "SC/1",
+        /// Sovereign-Chain version 2 (`0x5c02`, SPEC §16): the server proves
+        /// its key in step 4, and an ML-KEM-768 secret protects the
+        /// handshake from flight 2 on.
+        V2 = 0x5c02 => "SC/2",
     }
 }
 
@@ -76,6 +92,9 @@ wire_enum! {
         /// Not an AEAD: the client can answer a HelloRetry with a
         /// CookieEcho (SPEC §4.5).
         COOKIE = 0xfe03 => "cookie retry (capability)",
+        /// Not an AEAD: the client speaks protocol version 2 (SPEC §16.1);
+        /// a server that does too answers with a version 2 ServerHello.
+        VERSION_2 = 0xfe04 => "version 2 (capability)",
     }
 }
 
@@ -576,10 +595,15 @@ impl ClientHello {
     }
 }
 
-/// Step 2, server → client, in plaintext.
+/// Step 2, server → client, in plaintext: the version 1 layout.
+///
+/// A ServerHello is decoded by its version field: `0x5c02` is
+/// [`ServerHelloV2`]'s layout, every other value this one's (the client then
+/// refuses the version). So `version` is never [`ProtocolVersion::V2`] here.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerHello {
-    /// Protocol version.
+    /// Protocol version: [`ProtocolVersion::V1`], or one the client will
+    /// refuse; never [`ProtocolVersion::V2`].
     pub version: ProtocolVersion,
     /// Server random.
     pub random: Random,
@@ -600,12 +624,49 @@ impl ServerHello {
         out.extend_from_slice(&self.suite.0.to_be_bytes());
     }
 
-    fn read_body(r: &mut Reader<'_>) -> Result<Self, InvalidMessage> {
+    /// The body after its version field, which the caller has read.
+    fn read_rest(version: ProtocolVersion, r: &mut Reader<'_>) -> Result<Self, InvalidMessage> {
         Ok(Self {
-            version: ProtocolVersion(r.u16("version")?),
+            version,
             random: Random::read(r)?,
             x25519: X25519Public::read(r)?,
             mlkem: MlKemEncapsulationKey::read(r)?,
+            suite: CipherSuite(r.u16("cipher suite")?),
+        })
+    }
+}
+
+/// Step 2 of version 2, server → client, in plaintext: `version (u16 =
+/// 0x5c02) || random || x25519 || mlkem_ct || suite` (1,156 bytes). The
+/// server encapsulates to the ClientHello's ML-KEM-768 key here, so the
+/// handshake secret is hybrid from flight 2 on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerHelloV2 {
+    /// Server random.
+    pub random: Random,
+    /// Server's ephemeral X25519 public key.
+    pub x25519: X25519Public,
+    /// ML-KEM-768 ciphertext to the ClientHello's encapsulation key.
+    pub mlkem_ct: MlKemCiphertext,
+    /// The AEAD the server chose from the client's offer.
+    pub suite: CipherSuite,
+}
+
+impl ServerHelloV2 {
+    fn encode_body(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&ProtocolVersion::V2.0.to_be_bytes());
+        self.random.encode(out);
+        self.x25519.encode(out);
+        self.mlkem_ct.encode(out);
+        out.extend_from_slice(&self.suite.0.to_be_bytes());
+    }
+
+    /// The body after its version field (`0x5c02`), which the caller has read.
+    fn read_rest(r: &mut Reader<'_>) -> Result<Self, InvalidMessage> {
+        Ok(Self {
+            random: Random::read(r)?,
+            x25519: X25519Public::read(r)?,
+            mlkem_ct: MlKemCiphertext::read(r)?,
             suite: CipherSuite(r.u16("cipher suite")?),
         })
     }
@@ -659,6 +720,31 @@ impl ClientCertRequest {
             streams: flags & 0b10 != 0,
             rekey: flags & 0b100 != 0,
             ca_names,
+        })
+    }
+}
+
+/// Step 4 of version 2: the request of version 1, then the server's
+/// Ed25519 signature over the transcript through step 3 (SPEC §16.2), which
+/// the client checks before it sends its certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientCertRequestV2 {
+    /// The request, as in version 1.
+    pub request: ClientCertRequest,
+    /// `Sign(server leaf key, context₄ || 0x00 || th_3)`.
+    pub signature: Signature,
+}
+
+impl ClientCertRequestV2 {
+    fn encode_body(&self, out: &mut Vec<u8>) {
+        self.request.encode_body(out);
+        self.signature.encode(out);
+    }
+
+    fn read_body(r: &mut Reader<'_>) -> Result<Self, InvalidMessage> {
+        Ok(Self {
+            request: ClientCertRequest::read_body(r)?,
+            signature: Signature::read(r)?,
         })
     }
 }
@@ -729,22 +815,34 @@ impl SeedCode {
 pub enum HandshakeMessage {
     /// Step 1.
     ClientHello(ClientHello),
-    /// Step 2.
+    /// Step 2 (version 1's layout).
     ServerHello(ServerHello),
+    /// Step 2 of version 2: a ciphertext in place of the encapsulation key.
+    ServerHelloV2(ServerHelloV2),
     /// Step 3: the server's certificate chain.
     ServerCertSend(CertChain),
-    /// Step 4.
+    /// Step 4 (version 1).
     ClientCertRequest(ClientCertRequest),
+    /// Step 4 of version 2: signed by the server over the transcript through
+    /// step 3.
+    ClientCertRequestV2(ClientCertRequestV2),
     /// Step 5.
     ClientCertSend(ClientCertSend),
     /// Step 6.
     SeedCode(SeedCode),
-    /// Step 7: ML-KEM-768 ciphertext to the client's step-1 key.
+    /// Step 7 (version 1): ML-KEM-768 ciphertext to the client's step-1 key.
     KeyExchange1(MlKemCiphertext),
-    /// Step 8: ML-KEM-768 ciphertext to the server's step-2 key.
+    /// Step 7 of version 2: the server's fresh ML-KEM-768 encapsulation key.
+    KeyExchange1V2(MlKemEncapsulationKey),
+    /// Step 8: ML-KEM-768 ciphertext to the server's key (version 1: of
+    /// step 2; version 2: of step 7).
     KeyExchange2(MlKemCiphertext),
-    /// Step 9: the server's signature over the transcript through step 6.
+    /// Step 9 (version 1): the server's signature over the transcript
+    /// through step 6.
     KeyConfirm1(Signature),
+    /// Step 9 of version 2: the server's MAC over the transcript through
+    /// step 6.
+    KeyConfirm1V2(Mac),
     /// Step 10: the client's MAC over the transcript through step 6.
     KeyConfirm2(Mac),
     /// Step 11: the client's signature over the transcript through step 10.
@@ -766,14 +864,16 @@ impl HandshakeMessage {
     pub fn typ(&self) -> HandshakeType {
         match self {
             Self::ClientHello(_) => HandshakeType::CLIENT_HELLO,
-            Self::ServerHello(_) => HandshakeType::SERVER_HELLO,
+            Self::ServerHello(_) | Self::ServerHelloV2(_) => HandshakeType::SERVER_HELLO,
             Self::ServerCertSend(_) => HandshakeType::SERVER_CERT_SEND,
-            Self::ClientCertRequest(_) => HandshakeType::CLIENT_CERT_REQUEST,
+            Self::ClientCertRequest(_) | Self::ClientCertRequestV2(_) => {
+                HandshakeType::CLIENT_CERT_REQUEST
+            }
             Self::ClientCertSend(_) => HandshakeType::CLIENT_CERT_SEND,
             Self::SeedCode(_) => HandshakeType::SEED_CODE,
-            Self::KeyExchange1(_) => HandshakeType::KEY_EXCHANGE_1,
+            Self::KeyExchange1(_) | Self::KeyExchange1V2(_) => HandshakeType::KEY_EXCHANGE_1,
             Self::KeyExchange2(_) => HandshakeType::KEY_EXCHANGE_2,
-            Self::KeyConfirm1(_) => HandshakeType::KEY_CONFIRM_1,
+            Self::KeyConfirm1(_) | Self::KeyConfirm1V2(_) => HandshakeType::KEY_CONFIRM_1,
             Self::KeyConfirm2(_) => HandshakeType::KEY_CONFIRM_2,
             Self::ClientAuth(_) => HandshakeType::CLIENT_AUTH,
             Self::ServerAuth(_) => HandshakeType::SERVER_AUTH,
@@ -787,19 +887,30 @@ impl HandshakeMessage {
         match self {
             Self::ClientHello(m) => m.encode_body(out),
             Self::ServerHello(m) => m.encode_body(out),
+            Self::ServerHelloV2(m) => m.encode_body(out),
             Self::ServerCertSend(c) => c.encode(out),
             Self::ClientCertRequest(m) => m.encode_body(out),
+            Self::ClientCertRequestV2(m) => m.encode_body(out),
             Self::ClientCertSend(m) => m.encode_body(out),
             Self::SeedCode(m) => m.encode_body(out),
             Self::KeyExchange1(ct) | Self::KeyExchange2(ct) => ct.encode(out),
+            Self::KeyExchange1V2(ek) => ek.encode(out),
             Self::KeyConfirm1(s) | Self::ClientAuth(s) | Self::ServerAuth(s) => s.encode(out),
-            Self::KeyConfirm2(m) | Self::SecureAck(m) => m.encode(out),
+            Self::KeyConfirm2(m) | Self::KeyConfirm1V2(m) | Self::SecureAck(m) => m.encode(out),
             Self::HelloRetry(c) | Self::CookieEcho(c) => c.encode(out),
         }
     }
 
-    /// The largest body a message of type `typ` can have.
+    /// The largest body a message of type `typ` can have in version 1.
     pub fn max_body_len(typ: HandshakeType) -> usize {
+        Self::max_body_len_for(ProtocolVersion::V1, typ)
+    }
+
+    /// The largest body a message of type `typ` can have in a handshake of
+    /// `version` (any version but 2 reads as version 1). A ServerHello's
+    /// maximum is that of both layouts, as its version is in its body.
+    pub fn max_body_len_for(version: ProtocolVersion, typ: HandshakeType) -> usize {
+        let v2 = version == ProtocolVersion::V2;
         match typ {
             HandshakeType::CLIENT_HELLO => {
                 2 + RANDOM_LEN
@@ -810,12 +921,17 @@ impl HandshakeMessage {
                     + 1
                     + MAX_ROUTE_LEN
             }
+            // Version 1's layout is the larger: an encapsulation key, not a
+            // ciphertext.
             HandshakeType::SERVER_HELLO => 2 + RANDOM_LEN + X25519_LEN + MLKEM768_EK_LEN + 2,
             HandshakeType::SERVER_CERT_SEND => 1 + MAX_CHAIN_CERTS * 2 + MAX_CHAIN_BYTES,
-            HandshakeType::CLIENT_CERT_REQUEST => MAX_HANDSHAKE_BODY,
+            HandshakeType::CLIENT_CERT_REQUEST if v2 => MAX_HANDSHAKE_BODY,
+            HandshakeType::CLIENT_CERT_REQUEST => MAX_CLIENT_CERT_REQUEST_V1,
             HandshakeType::CLIENT_CERT_SEND => 2 + MAX_CHAIN_CERTS * 2 + MAX_CHAIN_BYTES,
             HandshakeType::SEED_CODE => SEED_CODE_LEN + ORDER_SEED_LEN + CERT_HASH_LEN,
+            HandshakeType::KEY_EXCHANGE_1 if v2 => MLKEM768_EK_LEN,
             HandshakeType::KEY_EXCHANGE_1 | HandshakeType::KEY_EXCHANGE_2 => MLKEM768_CT_LEN,
+            HandshakeType::KEY_CONFIRM_1 if v2 => MAC_LEN,
             HandshakeType::KEY_CONFIRM_1
             | HandshakeType::CLIENT_AUTH
             | HandshakeType::SERVER_AUTH => SIGNATURE_LEN,
@@ -826,8 +942,17 @@ impl HandshakeMessage {
     }
 
     /// Reads just the header of the next message: its type and body length,
-    /// both checked.
+    /// both checked (against version 1's maxima).
     pub fn read_header(r: &mut Reader<'_>) -> Result<(HandshakeType, usize), InvalidMessage> {
+        Self::read_header_for(ProtocolVersion::V1, r)
+    }
+
+    /// Reads just the header of the next message of a handshake of
+    /// `version`: its type and body length, both checked.
+    pub fn read_header_for(
+        version: ProtocolVersion,
+        r: &mut Reader<'_>,
+    ) -> Result<(HandshakeType, usize), InvalidMessage> {
         let typ = HandshakeType(r.u8("handshake type")?);
         if !typ.is_known() {
             return Err(InvalidMessage::UnknownType {
@@ -838,31 +963,30 @@ impl HandshakeMessage {
         let len = r.length(
             LengthWidth::U24,
             0,
-            Self::max_body_len(typ),
+            Self::max_body_len_for(version, typ),
             "handshake message",
         )?;
         Ok((typ, len))
     }
-}
 
-impl Codec for HandshakeMessage {
-    fn encode(&self, out: &mut Vec<u8>) {
-        out.push(self.typ().0);
-        let len_at = out.len();
-        put_u24(out, 0);
-        self.encode_body(out);
-        let body_len = out.len() - len_at - 3;
-        let b = (body_len as u32).to_be_bytes();
-        out[len_at..len_at + 3].copy_from_slice(&b[1..]);
-    }
-
-    fn read(r: &mut Reader<'_>) -> Result<Self, InvalidMessage> {
-        let (typ, len) = Self::read_header(r)?;
+    /// Reads one message of a handshake of `version`: steps 4, 7 and 9 in
+    /// that version's layout (any version but 2 reads as version 1). A
+    /// ServerHello is read in the layout its own version field names, since
+    /// the client learns the version from it.
+    pub fn read_for(version: ProtocolVersion, r: &mut Reader<'_>) -> Result<Self, InvalidMessage> {
+        let v2 = version == ProtocolVersion::V2;
+        let (typ, len) = Self::read_header_for(version, r)?;
         let mut body = r.sub(len, "handshake message")?;
         let msg = match typ {
             HandshakeType::CLIENT_HELLO => Self::ClientHello(ClientHello::read_body(&mut body)?),
-            HandshakeType::SERVER_HELLO => Self::ServerHello(ServerHello::read_body(&mut body)?),
+            HandshakeType::SERVER_HELLO => match ProtocolVersion(body.u16("version")?) {
+                ProtocolVersion::V2 => Self::ServerHelloV2(ServerHelloV2::read_rest(&mut body)?),
+                other => Self::ServerHello(ServerHello::read_rest(other, &mut body)?),
+            },
             HandshakeType::SERVER_CERT_SEND => Self::ServerCertSend(CertChain::read(&mut body)?),
+            HandshakeType::CLIENT_CERT_REQUEST if v2 => {
+                Self::ClientCertRequestV2(ClientCertRequestV2::read_body(&mut body)?)
+            }
             HandshakeType::CLIENT_CERT_REQUEST => {
                 Self::ClientCertRequest(ClientCertRequest::read_body(&mut body)?)
             }
@@ -870,8 +994,12 @@ impl Codec for HandshakeMessage {
                 Self::ClientCertSend(ClientCertSend::read_body(&mut body)?)
             }
             HandshakeType::SEED_CODE => Self::SeedCode(SeedCode::read_body(&mut body)?),
+            HandshakeType::KEY_EXCHANGE_1 if v2 => {
+                Self::KeyExchange1V2(MlKemEncapsulationKey::read(&mut body)?)
+            }
             HandshakeType::KEY_EXCHANGE_1 => Self::KeyExchange1(MlKemCiphertext::read(&mut body)?),
             HandshakeType::KEY_EXCHANGE_2 => Self::KeyExchange2(MlKemCiphertext::read(&mut body)?),
+            HandshakeType::KEY_CONFIRM_1 if v2 => Self::KeyConfirm1V2(Mac::read(&mut body)?),
             HandshakeType::KEY_CONFIRM_1 => Self::KeyConfirm1(Signature::read(&mut body)?),
             HandshakeType::KEY_CONFIRM_2 => Self::KeyConfirm2(Mac::read(&mut body)?),
             HandshakeType::CLIENT_AUTH => Self::ClientAuth(Signature::read(&mut body)?),
@@ -888,5 +1016,33 @@ impl Codec for HandshakeMessage {
         };
         body.expect_empty(typ.name().unwrap_or("handshake message"))?;
         Ok(msg)
+    }
+
+    /// Decodes one message of a handshake of `version` that must span all of
+    /// `bytes` (see [`HandshakeMessage::read_for`]).
+    pub fn decode_for(version: ProtocolVersion, bytes: &[u8]) -> Result<Self, InvalidMessage> {
+        let mut r = Reader::new(bytes);
+        let msg = Self::read_for(version, &mut r)?;
+        r.expect_empty("message")?;
+        Ok(msg)
+    }
+}
+
+impl Codec for HandshakeMessage {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.typ().0);
+        let len_at = out.len();
+        put_u24(out, 0);
+        self.encode_body(out);
+        let body_len = out.len() - len_at - 3;
+        let b = (body_len as u32).to_be_bytes();
+        out[len_at..len_at + 3].copy_from_slice(&b[1..]);
+    }
+
+    /// Reads a message in version 1's layouts (a ServerHello in the layout
+    /// its version field names); [`HandshakeMessage::read_for`] reads those
+    /// of another version.
+    fn read(r: &mut Reader<'_>) -> Result<Self, InvalidMessage> {
+        Self::read_for(ProtocolVersion::V1, r)
     }
 }

@@ -55,7 +55,8 @@ fn client_hello() -> impl Strategy<Value = ClientHello> {
 
 fn server_hello() -> impl Strategy<Value = ServerHello> {
     (
-        any::<u16>(),
+        // 0x5c02 names version 2's layout (ServerHelloV2).
+        any::<u16>().prop_filter("not version 2", |v| *v != ProtocolVersion::V2.0),
         arr::<32>(),
         arr::<32>(),
         any::<u16>(),
@@ -68,6 +69,28 @@ fn server_hello() -> impl Strategy<Value = ServerHello> {
             mlkem: [ek_byte; 1184].into(),
             suite: CipherSuite(suite),
         })
+}
+
+fn server_hello_v2() -> impl Strategy<Value = ServerHelloV2> {
+    (arr::<32>(), arr::<32>(), any::<u16>(), any::<u8>()).prop_map(|(random, x, suite, ct_byte)| {
+        ServerHelloV2 {
+            random: random.into(),
+            x25519: x.into(),
+            mlkem_ct: [ct_byte; 1088].into(),
+            suite: CipherSuite(suite),
+        }
+    })
+}
+
+fn client_cert_request() -> impl Strategy<Value = ClientCertRequest> {
+    (any::<bool>(), any::<bool>(), any::<bool>(), ca_names()).prop_map(|(a, s, k, n)| {
+        ClientCertRequest {
+            anonymous_allowed: a,
+            streams: s,
+            rekey: k,
+            ca_names: n,
+        }
+    })
 }
 
 fn ca_names() -> impl Strategy<Value = Vec<DistinguishedName>> {
@@ -84,14 +107,7 @@ fn message() -> impl Strategy<Value = HandshakeMessage> {
         client_hello().prop_map(HandshakeMessage::ClientHello),
         server_hello().prop_map(HandshakeMessage::ServerHello),
         chain().prop_map(HandshakeMessage::ServerCertSend),
-        (any::<bool>(), any::<bool>(), any::<bool>(), ca_names()).prop_map(|(a, s, k, n)| {
-            HandshakeMessage::ClientCertRequest(ClientCertRequest {
-                anonymous_allowed: a,
-                streams: s,
-                rekey: k,
-                ca_names: n,
-            })
-        }),
+        client_cert_request().prop_map(HandshakeMessage::ClientCertRequest),
         chain().prop_map(|chain| HandshakeMessage::ClientCertSend(ClientCertSend {
             kind: ClientCertKind::CERTIFIED,
             chain
@@ -117,8 +133,65 @@ fn message() -> impl Strategy<Value = HandshakeMessage> {
     ]
 }
 
+/// The messages whose body version 2 changes (steps 2, 4, 7 and 9).
+fn message_v2() -> impl Strategy<Value = HandshakeMessage> {
+    prop_oneof![
+        server_hello_v2().prop_map(HandshakeMessage::ServerHelloV2),
+        (client_cert_request(), arr::<64>()).prop_map(|(request, sig)| {
+            HandshakeMessage::ClientCertRequestV2(ClientCertRequestV2 {
+                request,
+                signature: sig.into(),
+            })
+        }),
+        any::<u8>().prop_map(|b| HandshakeMessage::KeyExchange1V2([b; 1184].into())),
+        arr::<32>().prop_map(|m| HandshakeMessage::KeyConfirm1V2(m.into())),
+    ]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(ROUNDTRIP_CASES))]
+
+    #[test]
+    fn version_2_messages_round_trip(msg in message_v2()) {
+        let bytes = msg.encoded();
+        prop_assert_eq!(usize::from(bytes[0]), usize::from(msg.typ().step()));
+        prop_assert_eq!(
+            HandshakeMessage::decode_for(ProtocolVersion::V2, &bytes),
+            Ok(msg.clone())
+        );
+        let cut = bytes.len() / 2;
+        prop_assert!(HandshakeMessage::decode_for(ProtocolVersion::V2, &bytes[..cut]).is_err());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        let trailing = matches!(
+            HandshakeMessage::decode_for(ProtocolVersion::V2, &longer),
+            Err(InvalidMessage::TrailingData { .. })
+        );
+        prop_assert!(trailing);
+        // None of them reads as its version 1 namesake (the ServerHello,
+        // whose version field says 2, reads as itself).
+        if msg.typ() == HandshakeType::SERVER_HELLO {
+            prop_assert_eq!(HandshakeMessage::decode(&bytes), Ok(msg.clone()));
+        } else {
+            prop_assert!(HandshakeMessage::decode(&bytes).is_err());
+        }
+    }
+
+    #[test]
+    fn version_1_messages_read_the_same_in_a_version_2_handshake_unless_changed(msg in message()) {
+        let bytes = msg.encoded();
+        let changed = [
+            HandshakeType::CLIENT_CERT_REQUEST,
+            HandshakeType::KEY_EXCHANGE_1,
+            HandshakeType::KEY_CONFIRM_1,
+        ];
+        let v2 = HandshakeMessage::decode_for(ProtocolVersion::V2, &bytes);
+        if changed.contains(&msg.typ()) {
+            prop_assert!(v2.is_err(), "{:?} read as version 2", msg.typ());
+        } else {
+            prop_assert_eq!(v2, Ok(msg.clone()));
+        }
+    }
 
     #[test]
     fn handshake_messages_round_trip(msg in message()) {
@@ -197,7 +270,9 @@ fn framed(typ: u8, body: &[u8]) -> Vec<u8> {
 /// Body lengths near each message's real size, so the fuzzing gets past the
 /// length checks into every field.
 fn body_bytes(typ: HandshakeType) -> impl Strategy<Value = Vec<u8>> {
-    let max = HandshakeMessage::max_body_len(typ).min(4000);
+    let max = HandshakeMessage::max_body_len_for(ProtocolVersion::V2, typ)
+        .max(HandshakeMessage::max_body_len(typ))
+        .min(4000);
     vec(any::<u8>(), 0..=max)
 }
 
@@ -214,6 +289,9 @@ macro_rules! never_panics_for {
                     let mut any_bytes = vec![$typ.0];
                     any_bytes.extend_from_slice(&raw);
                     let _ = HandshakeMessage::decode(&any_bytes);
+                    // The same bytes in a version 2 handshake.
+                    let _ = HandshakeMessage::decode_for(ProtocolVersion::V2, &framed($typ.0, &body));
+                    let _ = HandshakeMessage::decode_for(ProtocolVersion::V2, &any_bytes);
                 }
             )+
         }
@@ -242,6 +320,7 @@ proptest! {
     #[test]
     fn decode_any_handshake_bytes_never_panics(bytes in vec(any::<u8>(), 0..2000)) {
         let _ = HandshakeMessage::decode(&bytes);
+        let _ = HandshakeMessage::decode_for(ProtocolVersion::V2, &bytes);
     }
 
     #[test]
@@ -572,4 +651,217 @@ fn capabilities_ride_in_the_suites_and_the_request_flags() {
     let mut reserved = bytes.clone();
     reserved[4] = 0b1000;
     assert!(HandshakeMessage::decode(&reserved).is_err());
+}
+
+fn server_hello_v2_message() -> HandshakeMessage {
+    HandshakeMessage::ServerHelloV2(ServerHelloV2 {
+        random: [1; 32].into(),
+        x25519: [2; 32].into(),
+        mlkem_ct: [3; 1088].into(),
+        suite: CipherSuite::AES_256_GCM,
+    })
+}
+
+#[test]
+fn version_2_server_hello_is_told_by_its_version_field() {
+    let bytes = server_hello_v2_message().encoded();
+    // type 2, u24 length 1,156, then version 0x5c02.
+    assert_eq!(&bytes[..6], &[2, 0, 0x04, 0x84, 0x5c, 0x02]);
+    assert_eq!(bytes.len(), 4 + 1156);
+    assert_eq!(&bytes[bytes.len() - 2..], &[0, 2]);
+    // Its version field picks the layout, whatever the caller's version.
+    for v in [ProtocolVersion::V1, ProtocolVersion::V2] {
+        assert_eq!(
+            HandshakeMessage::decode_for(v, &bytes),
+            Ok(server_hello_v2_message())
+        );
+    }
+    // A version 2 ServerHello with an encapsulation key (version 1's
+    // 1,184-byte share) is malformed: 96 bytes left over.
+    let mut body = bytes[4..bytes.len() - 2].to_vec();
+    body.extend_from_slice(&[3; 96]);
+    body.extend_from_slice(&[0, 2]);
+    assert_eq!(
+        HandshakeMessage::decode(&framed(2, &body)),
+        Err(InvalidMessage::TrailingData {
+            what: "ServerHello",
+            len: 96
+        })
+    );
+    // One byte short.
+    assert_eq!(
+        HandshakeMessage::decode(&framed(2, &bytes[4..bytes.len() - 1])),
+        Err(InvalidMessage::Truncated {
+            what: "cipher suite"
+        })
+    );
+    // A version 1 layout under version 0x5c02 is refused the same way, and
+    // version 1's layout still reads under 0x5c01 and unknown versions.
+    let v1 = |version: u16| {
+        HandshakeMessage::ServerHello(ServerHello {
+            version: ProtocolVersion(version),
+            random: [1; 32].into(),
+            x25519: [2; 32].into(),
+            mlkem: [3; 1184].into(),
+            suite: CipherSuite::AES_256_GCM,
+        })
+    };
+    let mut forged = v1(0x5c01).encoded();
+    forged[5] = 0x02;
+    assert!(matches!(
+        HandshakeMessage::decode(&forged),
+        Err(InvalidMessage::TrailingData { len: 96, .. })
+    ));
+    for version in [0x5c01, 0x5c03, 0x0303] {
+        let m = v1(version);
+        assert_eq!(HandshakeMessage::decode(&m.encoded()), Ok(m.clone()));
+        assert_eq!(
+            HandshakeMessage::decode_for(ProtocolVersion::V2, &m.encoded()),
+            Ok(m)
+        );
+    }
+}
+
+#[test]
+fn version_2_client_cert_request_carries_a_signature() {
+    let request = ClientCertRequest {
+        anonymous_allowed: true,
+        streams: true,
+        rekey: false,
+        ca_names: vec![DistinguishedName::new(vec![0x30, 0]).expect("name")],
+    };
+    let msg = HandshakeMessage::ClientCertRequestV2(ClientCertRequestV2 {
+        request: request.clone(),
+        signature: [9; 64].into(),
+    });
+    let bytes = msg.encoded();
+    let v1 = HandshakeMessage::ClientCertRequest(request).encoded();
+    // Version 1's body, then the 64-byte signature.
+    assert_eq!(bytes.len(), v1.len() + 64);
+    assert_eq!(&bytes[4..v1.len()], &v1[4..]);
+    assert_eq!(&bytes[v1.len()..], &[9; 64]);
+    assert_eq!(
+        HandshakeMessage::decode_for(ProtocolVersion::V2, &bytes),
+        Ok(msg)
+    );
+    // Without its signature, or with a short one: malformed.
+    assert_eq!(
+        HandshakeMessage::decode_for(ProtocolVersion::V2, &v1),
+        Err(InvalidMessage::Truncated { what: "signature" })
+    );
+    assert_eq!(
+        HandshakeMessage::decode_for(ProtocolVersion::V2, &framed(4, &bytes[4..bytes.len() - 1])),
+        Err(InvalidMessage::Truncated { what: "signature" })
+    );
+    // Read as version 1, the signature is left over.
+    assert_eq!(
+        HandshakeMessage::decode(&bytes),
+        Err(InvalidMessage::TrailingData {
+            what: "ClientCertRequest",
+            len: 64
+        })
+    );
+    // The largest version 2 request fits its header check; version 1's
+    // maximum is 64 bytes less.
+    assert_eq!(
+        HandshakeMessage::max_body_len_for(ProtocolVersion::V2, HandshakeType::CLIENT_CERT_REQUEST),
+        HandshakeMessage::max_body_len(HandshakeType::CLIENT_CERT_REQUEST) + 64
+    );
+    assert_eq!(
+        HandshakeMessage::max_body_len(HandshakeType::CLIENT_CERT_REQUEST),
+        16_418
+    );
+}
+
+#[test]
+fn version_2_key_exchange1_is_an_encapsulation_key() {
+    let msg = HandshakeMessage::KeyExchange1V2([5; 1184].into());
+    let bytes = msg.encoded();
+    assert_eq!(&bytes[..4], &[7, 0, 0x04, 0xa0]);
+    assert_eq!(
+        HandshakeMessage::decode_for(ProtocolVersion::V2, &bytes),
+        Ok(msg)
+    );
+    // A ciphertext (version 1's 1,088 bytes) where the key is due.
+    let v1 = HandshakeMessage::KeyExchange1([5; 1088].into()).encoded();
+    assert_eq!(
+        HandshakeMessage::decode_for(ProtocolVersion::V2, &v1),
+        Err(InvalidMessage::Truncated {
+            what: "ML-KEM-768 encapsulation key"
+        })
+    );
+    // A key in a version 1 handshake is longer than step 7 may be there.
+    assert_eq!(
+        HandshakeMessage::decode(&bytes),
+        Err(InvalidMessage::TooLong {
+            what: "handshake message",
+            len: 1184,
+            max: 1088
+        })
+    );
+    let mut long = bytes[4..].to_vec();
+    long.push(0);
+    assert_eq!(
+        HandshakeMessage::decode_for(ProtocolVersion::V2, &framed(7, &long)),
+        Err(InvalidMessage::TooLong {
+            what: "handshake message",
+            len: 1185,
+            max: 1184
+        })
+    );
+}
+
+#[test]
+fn version_2_key_confirm1_is_a_mac() {
+    let msg = HandshakeMessage::KeyConfirm1V2([6; 32].into());
+    let bytes = msg.encoded();
+    assert_eq!(&bytes[..4], &[9, 0, 0, 32]);
+    assert_eq!(
+        HandshakeMessage::decode_for(ProtocolVersion::V2, &bytes),
+        Ok(msg)
+    );
+    // Version 1's 64-byte signature is too long for it.
+    let v1 = HandshakeMessage::KeyConfirm1([6; 64].into()).encoded();
+    assert_eq!(
+        HandshakeMessage::decode_for(ProtocolVersion::V2, &v1),
+        Err(InvalidMessage::TooLong {
+            what: "handshake message",
+            len: 64,
+            max: 32
+        })
+    );
+    assert_eq!(
+        HandshakeMessage::decode_for(ProtocolVersion::V2, &framed(9, &[6; 31])),
+        Err(InvalidMessage::Truncated { what: "MAC" })
+    );
+    // In a version 1 handshake the MAC is a short signature.
+    assert_eq!(
+        HandshakeMessage::decode(&bytes),
+        Err(InvalidMessage::Truncated { what: "signature" })
+    );
+}
+
+#[test]
+fn version_2_is_a_version_and_a_capability() {
+    assert_eq!(ProtocolVersion::V2.0, 0x5c02);
+    assert_eq!(ProtocolVersion::V2.to_string(), "SC/2");
+    assert!(ProtocolVersion::V1 < ProtocolVersion::V2);
+    assert_eq!(CipherSuite::VERSION_2.0, 0xfe04);
+    assert!(CipherSuite::VERSION_2.is_capability());
+    // The ClientHello keeps version 1's layout and version field; the offer
+    // rides in its suites.
+    let hello = HandshakeMessage::ClientHello(ClientHello {
+        version: ProtocolVersion::V1,
+        random: [1; 32].into(),
+        x25519: [2; 32].into(),
+        mlkem: [3; 1184].into(),
+        suites: vec![CipherSuite::AES_256_GCM, CipherSuite::VERSION_2],
+        route: None,
+    });
+    let bytes = hello.encoded();
+    assert_eq!(&bytes[bytes.len() - 3..], &[0xfe, 0x04, 0]);
+    assert_eq!(
+        HandshakeMessage::decode_for(ProtocolVersion::V2, &bytes),
+        Ok(hello)
+    );
 }
