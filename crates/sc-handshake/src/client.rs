@@ -7,8 +7,8 @@ use rand_core::CryptoRngCore;
 use sc_pki::{anonymous_credential, Credential, ServerName, UnixTime, VerifiedPeer};
 use sc_wire::messages::{HANDSHAKE_HEADER_LEN, MLKEM768_CT_LEN};
 use sc_wire::{
-    ClientCertKind, ClientCertSend, ClientHello, Codec, HandshakeMessage, HandshakeType,
-    MlKemEncapsulationKey, ProtocolVersion, Random, RouteName, Signature,
+    ClientCertKind, ClientCertRequest, ClientCertSend, ClientHello, Codec, HandshakeMessage,
+    HandshakeType, MlKemEncapsulationKey, ProtocolVersion, Random, RouteName,
 };
 
 use zeroize::Zeroizing;
@@ -21,7 +21,8 @@ use crate::flight::{
 };
 use crate::order::StepOrder;
 use crate::schedule::{
-    context, signed_content, FinalSecrets, HandshakeSecrets, KeyLogger, Transcript,
+    context, signed_content, Contexts, FinalSecrets, HandshakeSecrets, KemSecrets, KeyLogger,
+    Transcript,
 };
 use crate::{Action, HandshakeSummary, Level, RekeyKeys};
 
@@ -95,8 +96,12 @@ impl ClientHandshake {
         let hello = config.cookie_retry.then(|| flight[range].to_vec());
         log_step(
             ROLE,
+            None,
             HandshakeType::CLIENT_HELLO,
-            &format!("sent: offered {:?}, route {:?}", config.suites, route),
+            &format!(
+                "sent: offered {:?}, versions {} to {}, route {:?}",
+                config.suites, config.min_version, config.max_version, route
+            ),
         );
         let keylog = KeyLogger::new(config.key_log.clone(), random);
         let state = State::ExpectServerHello(Box::new(ExpectServerHello {
@@ -186,10 +191,35 @@ struct ExpectServerHello {
     hello: Option<Vec<u8>>,
 }
 
+/// What the client keeps after the ServerHello that differs between the
+/// versions.
+enum Mode {
+    /// Version 1: step 7 is a ciphertext to our step-1 key, step 8 is
+    /// encapsulated to the server's step-2 key, step 9 is a signature.
+    V1 {
+        kem: Box<dyn KemSecret>,
+        server_kem_key: MlKemEncapsulationKey,
+    },
+    /// Version 2: our step-1 key was used up by step 2; step 7 is the
+    /// server's fresh key, step 8 is encapsulated to it, step 9 is a MAC
+    /// under `kc1_key`.
+    V2 { kc1_key: Secret },
+}
+
+impl Mode {
+    fn version(&self) -> ProtocolVersion {
+        match self {
+            Self::V1 { .. } => ProtocolVersion::V1,
+            Self::V2 { .. } => ProtocolVersion::V2,
+        }
+    }
+}
+
 impl ExpectServerHello {
     fn handle(mut self, payload: &[u8], actions: &mut Vec<Action>) -> Result<State, Error> {
         let provider = self.config.provider;
-        let mut flight = FlightReader::new(payload);
+        // A ServerHello names its own version, so the reader's is moot here.
+        let mut flight = FlightReader::new(payload, ProtocolVersion::V1);
         if flight.peek() == Some(HandshakeType::HELLO_RETRY) {
             // SPEC §4.5: at most once, and only when offered.
             let Some(hello) = self.hello.take() else {
@@ -205,6 +235,7 @@ impl ExpectServerHello {
             self.transcript.add(raw);
             log_step(
                 ROLE,
+                None,
                 HandshakeType::HELLO_RETRY,
                 &format!(
                     "received: the server is busy and asks for its {}-byte cookie back",
@@ -216,6 +247,7 @@ impl ExpectServerHello {
             again.extend_from_slice(&hello);
             log_step(
                 ROLE,
+                None,
                 HandshakeType::COOKIE_ECHO,
                 "sent: the cookie, then the same ClientHello",
             );
@@ -227,39 +259,90 @@ impl ExpectServerHello {
         }
         let (msg, raw) = flight.expect(HandshakeType::SERVER_HELLO)?;
         flight.finish(HandshakeType::SERVER_HELLO)?;
-        let sh = payload!(msg, ServerHello);
-        if sh.version != ProtocolVersion::V1 {
-            return Err(PeerIncompatible::Version(sh.version).into());
-        }
-        if !self.config.suites.contains(&sh.suite) {
-            return Err(PeerMisbehaved::SuiteNotOffered(sh.suite).into());
-        }
-        // Validated when received, not only when used (FIPS 203 §7.2).
-        provider
-            .kem
-            .check_encapsulation_key(&sh.mlkem)
-            .map_err(|_| PeerMisbehaved::InvalidEncapsulationKey)?;
-        let dh = self
-            .kx
-            .agree(&sh.x25519)
-            .map_err(|_| PeerMisbehaved::InvalidKeyShare)?;
-        self.transcript.add(raw);
-        log_step(
-            ROLE,
-            HandshakeType::SERVER_HELLO,
-            &format!("received: cipher {}", sh.suite),
-        );
-        let th2 = self.transcript.current();
-        let secrets =
-            HandshakeSecrets::derive(provider, &dh, &th2, &self.keylog).map_err(internal)?;
+        let (suite, secrets, mode) = match msg {
+            HandshakeMessage::ServerHelloV2(sh) => {
+                // SPEC §16.1: only a client that offered version 2 runs it.
+                if self.config.max_version < ProtocolVersion::V2 {
+                    return Err(PeerIncompatible::Version(ProtocolVersion::V2).into());
+                }
+                self.check_suite(sh.suite)?;
+                let dh = self
+                    .kx
+                    .agree(&sh.x25519)
+                    .map_err(|_| PeerMisbehaved::InvalidKeyShare)?;
+                // Implicit rejection: a wrong ciphertext gives a secret the
+                // server does not have, and flight 2 will not open.
+                let ss2 = self.kem.decapsulate(&sh.mlkem_ct).map_err(internal)?;
+                self.transcript.add(raw);
+                log_step(
+                    ROLE,
+                    Some(ProtocolVersion::V2),
+                    HandshakeType::SERVER_HELLO,
+                    &format!(
+                        "received: version {}, cipher {}, ML-KEM-768 ciphertext decapsulated",
+                        ProtocolVersion::V2,
+                        sh.suite
+                    ),
+                );
+                let th2 = self.transcript.current();
+                let (secrets, kc1_key) =
+                    HandshakeSecrets::derive_v2(provider, &dh, &ss2, &th2, &self.keylog)
+                        .map_err(internal)?;
+                // Our step-1 decapsulation key has done its work: dropped
+                // (and zeroized) with `self.kem` below.
+                (sh.suite, secrets, Mode::V2 { kc1_key })
+            }
+            other => {
+                let sh = payload!(other, ServerHello);
+                if sh.version != ProtocolVersion::V1 {
+                    return Err(PeerIncompatible::Version(sh.version).into());
+                }
+                if self.config.min_version > ProtocolVersion::V1 {
+                    return Err(PeerIncompatible::VersionBelowMinimum {
+                        peer: ProtocolVersion::V1,
+                        min: self.config.min_version,
+                    }
+                    .into());
+                }
+                self.check_suite(sh.suite)?;
+                // Validated when received, not only when used (FIPS 203 §7.2).
+                provider
+                    .kem
+                    .check_encapsulation_key(&sh.mlkem)
+                    .map_err(|_| PeerMisbehaved::InvalidEncapsulationKey)?;
+                let dh = self
+                    .kx
+                    .agree(&sh.x25519)
+                    .map_err(|_| PeerMisbehaved::InvalidKeyShare)?;
+                self.transcript.add(raw);
+                log_step(
+                    ROLE,
+                    Some(ProtocolVersion::V1),
+                    HandshakeType::SERVER_HELLO,
+                    &format!(
+                        "received: version {}, cipher {}",
+                        ProtocolVersion::V1,
+                        sh.suite
+                    ),
+                );
+                let th2 = self.transcript.current();
+                let secrets = HandshakeSecrets::derive_v1(provider, &dh, &th2, &self.keylog)
+                    .map_err(internal)?;
+                let mode = Mode::V1 {
+                    kem: self.kem,
+                    server_kem_key: sh.mlkem,
+                };
+                (sh.suite, secrets, mode)
+            }
+        };
         actions.push(Action::SetReadKey {
             level: Level::Handshake,
-            suite: sh.suite,
+            suite,
             chain0: secrets.s_hs_traffic.clone(),
         });
         actions.push(Action::SetWriteKey {
             level: Level::Handshake,
-            suite: sh.suite,
+            suite,
             chain0: secrets.c_hs_traffic.clone(),
         });
         Ok(State::ExpectServerCert(Box::new(ExpectServerCert {
@@ -267,13 +350,20 @@ impl ExpectServerHello {
             config: self.config,
             server_name: self.server_name,
             route: self.route,
-            kem: self.kem,
-            server_kem_key: sh.mlkem,
-            suite: sh.suite,
+            mode,
+            suite,
             hs: secrets.hs,
             kc2_key: secrets.kc2_key,
             transcript: self.transcript,
         })))
+    }
+
+    /// The server must choose one of the AEADs we offered.
+    fn check_suite(&self, suite: sc_wire::CipherSuite) -> Result<(), Error> {
+        if !self.config.suites.contains(&suite) {
+            return Err(PeerMisbehaved::SuiteNotOffered(suite).into());
+        }
+        Ok(())
     }
 }
 
@@ -282,27 +372,32 @@ struct ExpectServerCert {
     config: Arc<ClientConfig>,
     server_name: ServerName<'static>,
     route: Option<RouteName>,
-    kem: Box<dyn KemSecret>,
-    server_kem_key: MlKemEncapsulationKey,
+    mode: Mode,
     suite: sc_wire::CipherSuite,
     hs: Secret,
     kc2_key: Secret,
     transcript: Transcript,
 }
 
+/// Proof that the server's flight 2 checked out: its certificate chain, and
+/// in version 2 its signature over the transcript through step 3 (the
+/// server holds the key of that chain). Only
+/// [`ExpectServerCert::check_server`] makes one, and step 5 is built from
+/// one: the client sends its certificate only to a server that proved
+/// itself (SPEC §16.2).
+struct ServerChecked {
+    server: VerifiedPeer,
+    request: ClientCertRequest,
+}
+
 impl ExpectServerCert {
-    fn handle(
-        mut self,
-        payload: &[u8],
-        now: UnixTime,
-        rng: &mut dyn CryptoRngCore,
-        actions: &mut Vec<Action>,
-    ) -> Result<State, Error> {
-        let mut flight = FlightReader::new(payload);
+    /// Checks steps 3 and 4 and absorbs them into the transcript.
+    fn check_server(&mut self, payload: &[u8], now: UnixTime) -> Result<ServerChecked, Error> {
+        let version = self.mode.version();
+        let mut flight = FlightReader::new(payload, version);
         let (msg, raw3) = flight.expect(HandshakeType::SERVER_CERT_SEND)?;
         let chain = payload!(msg, ServerCertSend);
-        let (msg, raw4) = flight.expect(HandshakeType::CLIENT_CERT_REQUEST)?;
-        let request = payload!(msg, ClientCertRequest);
+        let (msg4, raw4) = flight.expect(HandshakeType::CLIENT_CERT_REQUEST)?;
         flight.finish(HandshakeType::CLIENT_CERT_REQUEST)?;
 
         let server = self
@@ -312,15 +407,35 @@ impl ExpectServerCert {
         self.transcript.add(raw3);
         log_step(
             ROLE,
+            Some(version),
             HandshakeType::SERVER_CERT_SEND,
             &format!("verified: {}", server.identity),
         );
+        let (request, proven) = match msg4 {
+            HandshakeMessage::ClientCertRequestV2(signed) => {
+                // SPEC §16.2: the server signs th_3 with the key of the chain
+                // just verified.
+                let th3 = self.transcript.current();
+                let content = signed_content(context::v2::CLIENT_CERT_REQUEST, &th3);
+                self.config
+                    .provider
+                    .signature
+                    .verify(&server.public_key, &content, &signed.signature)
+                    .map_err(|_| PeerMisbehaved::ClientCertRequestInvalid)?;
+                (
+                    signed.request,
+                    "verified: server signature over transcript through step 3; ",
+                )
+            }
+            other => (payload!(other, ClientCertRequest), "received: "),
+        };
         self.transcript.add(raw4);
         log_step(
             ROLE,
+            Some(version),
             HandshakeType::CLIENT_CERT_REQUEST,
             &format!(
-                "received: {} CA name(s), anonymous {}, streams {}, re-keying {}",
+                "{proven}{} CA name(s), anonymous {}, streams {}, re-keying {}",
                 request.ca_names.len(),
                 if request.anonymous_allowed {
                     "allowed"
@@ -331,6 +446,18 @@ impl ExpectServerCert {
                 if request.rekey { "on" } else { "off" }
             ),
         );
+        Ok(ServerChecked { server, request })
+    }
+
+    fn handle(
+        mut self,
+        payload: &[u8],
+        now: UnixTime,
+        rng: &mut dyn CryptoRngCore,
+        actions: &mut Vec<Action>,
+    ) -> Result<State, Error> {
+        let version = self.mode.version();
+        let ServerChecked { server, request } = self.check_server(payload, now)?;
 
         if (request.streams && !self.config.streams) || (request.rekey && !self.config.rekey) {
             // Only a client that offered a capability may be told it has it.
@@ -363,6 +490,7 @@ impl ExpectServerCert {
         self.transcript.add(&out[range]);
         log_step(
             ROLE,
+            Some(version),
             HandshakeType::CLIENT_CERT_SEND,
             &format!("sent ({kind})"),
         );
@@ -382,8 +510,7 @@ impl ExpectServerCert {
             route: self.route,
             streams: request.streams,
             rekey: request.rekey,
-            kem: self.kem,
-            server_kem_key: self.server_kem_key,
+            mode: self.mode,
             suite: self.suite,
             hs: self.hs,
             kc2_key: self.kc2_key,
@@ -403,8 +530,7 @@ struct ExpectSeedCode {
     streams: bool,
     /// Whether the session re-keys (the server's answer in step 4).
     rekey: bool,
-    kem: Box<dyn KemSecret>,
-    server_kem_key: MlKemEncapsulationKey,
+    mode: Mode,
     suite: sc_wire::CipherSuite,
     hs: Secret,
     kc2_key: Secret,
@@ -414,22 +540,45 @@ struct ExpectSeedCode {
     transcript: Transcript,
 }
 
-/// Proof that the server's KeyConfirm1 signature verified; only
-/// [`ExpectSeedCode::verify_key_confirm1`] makes one.
+/// Proof that the server's KeyConfirm1 verified (version 1: its signature;
+/// version 2: its MAC); only [`ExpectSeedCode::verify_key_confirm1`] makes
+/// one.
 struct KeyConfirm1Verified(());
+
+/// What step 7 gave the client.
+enum Step7 {
+    /// Version 1: the shared secret of the server's ciphertext.
+    Secret(Secret),
+    /// Version 2: the server's encapsulation key, checked.
+    Key(MlKemEncapsulationKey),
+}
 
 impl ExpectSeedCode {
     fn verify_key_confirm1(
         &self,
-        sig: &Signature,
+        msg: &HandshakeMessage,
         th6: &[u8; 32],
     ) -> Result<KeyConfirm1Verified, Error> {
-        let content = signed_content(context::KEY_CONFIRM_1, th6);
-        self.config
-            .provider
-            .signature
-            .verify(&self.server.public_key, &content, sig)
-            .map_err(|_| PeerMisbehaved::KeyConfirm1Invalid)?;
+        let provider = self.config.provider;
+        let content = signed_content(Contexts::of(self.mode.version()).key_confirm_1, th6);
+        let verified = match (msg, &self.mode) {
+            (HandshakeMessage::KeyConfirm1(sig), Mode::V1 { .. }) => {
+                provider
+                    .signature
+                    .verify(&self.server.public_key, &content, sig)
+            }
+            (HandshakeMessage::KeyConfirm1V2(mac), Mode::V2 { kc1_key }) => provider
+                .hash
+                .hmac_verify(kc1_key.expose(), &[&content], mac.as_bytes()),
+            (other, _) => {
+                return Err(PeerMisbehaved::UnexpectedMessage {
+                    expected: "KeyConfirm1",
+                    got: other.typ(),
+                }
+                .into())
+            }
+        };
+        verified.map_err(|_| PeerMisbehaved::KeyConfirm1Invalid)?;
         Ok(KeyConfirm1Verified(()))
     }
 
@@ -440,7 +589,9 @@ impl ExpectSeedCode {
         actions: &mut Vec<Action>,
     ) -> Result<State, Error> {
         let provider = self.config.provider;
-        let mut flight = FlightReader::new(payload);
+        let version = self.mode.version();
+        let contexts = Contexts::of(version);
+        let mut flight = FlightReader::new(payload, version);
         let (msg, raw6) = flight.expect(HandshakeType::SEED_CODE)?;
         let seed = payload!(msg, SeedCode);
         if seed.client_cert_hash != self.leaf_hash {
@@ -449,30 +600,57 @@ impl ExpectSeedCode {
         self.transcript.add(raw6);
         let th6 = self.transcript.current();
         let order = StepOrder::from_seed(provider, &seed.order_seed).map_err(internal)?;
-        log_step(ROLE, HandshakeType::SEED_CODE, "received");
+        log_step(ROLE, Some(version), HandshakeType::SEED_CODE, "received");
         tracing::debug!(target: "sc_handshake", role = ROLE, order = %order, "order of steps 7-10: {order}");
 
         // The server's two messages, in their permuted relative order.
         let [first, second] = order.sent_by(true);
         let mut raw_server: Vec<(HandshakeType, &[u8])> = Vec::with_capacity(2);
-        let mut ss7 = None;
+        let mut step7 = None;
         let mut kc1 = None;
         for typ in [first, second] {
             let (msg, raw) = flight.expect(typ)?;
-            match msg {
-                HandshakeMessage::KeyExchange1(ct) => {
-                    ss7 = Some(self.kem.decapsulate(&ct).map_err(internal)?);
-                    log_step(ROLE, typ, "received: ML-KEM-768 ciphertext decapsulated");
-                }
-                HandshakeMessage::KeyConfirm1(sig) => {
-                    kc1 = Some(self.verify_key_confirm1(&sig, &th6)?);
+            match (msg, &self.mode) {
+                (HandshakeMessage::KeyExchange1(ct), Mode::V1 { kem, .. }) => {
+                    step7 = Some(Step7::Secret(kem.decapsulate(&ct).map_err(internal)?));
                     log_step(
                         ROLE,
+                        Some(version),
                         typ,
-                        "verified: server signature over transcript through step 6",
+                        "received: ML-KEM-768 ciphertext decapsulated",
                     );
                 }
-                other => {
+                (HandshakeMessage::KeyExchange1V2(ek), Mode::V2 { .. }) => {
+                    // Validated when received (FIPS 203 §7.2).
+                    provider
+                        .kem
+                        .check_encapsulation_key(&ek)
+                        .map_err(|_| PeerMisbehaved::InvalidEncapsulationKey)?;
+                    step7 = Some(Step7::Key(ek));
+                    log_step(
+                        ROLE,
+                        Some(version),
+                        typ,
+                        "received: the server's ML-KEM-768 encapsulation key, checked",
+                    );
+                }
+                (
+                    msg @ (HandshakeMessage::KeyConfirm1(_) | HandshakeMessage::KeyConfirm1V2(_)),
+                    _,
+                ) => {
+                    kc1 = Some(self.verify_key_confirm1(&msg, &th6)?);
+                    log_step(
+                        ROLE,
+                        Some(version),
+                        typ,
+                        if version == ProtocolVersion::V2 {
+                            "verified: server MAC over transcript through step 6"
+                        } else {
+                            "verified: server signature over transcript through step 6"
+                        },
+                    );
+                }
+                (other, _) => {
                     return Err(PeerMisbehaved::UnexpectedMessage {
                         expected: typ.name().unwrap_or("?"),
                         got: other.typ(),
@@ -483,22 +661,30 @@ impl ExpectSeedCode {
             raw_server.push((typ, raw));
         }
         flight.finish(second)?;
-        let (Some(ss7), Some(KeyConfirm1Verified(()))) = (ss7, kc1) else {
+        let (Some(step7), Some(KeyConfirm1Verified(()))) = (step7, kc1) else {
             return Err(PeerMisbehaved::MissingMessage {
                 expected: "KeyExchange1/KeyConfirm1",
             }
             .into());
         };
 
-        // Our two messages.
+        // Our two messages. Step 8 encapsulates to the server's key: version
+        // 1's from step 2, version 2's from step 7.
+        let server_key = match (&step7, &self.mode) {
+            (Step7::Key(ek), _) => ek,
+            (Step7::Secret(_), Mode::V1 { server_kem_key, .. }) => server_kem_key,
+            (Step7::Secret(_), Mode::V2 { .. }) => {
+                return Err(Error::Local("version 2 without step 7's key".into()))
+            }
+        };
         let (ct8, ss8) = provider
             .kem
-            .encapsulate(&self.server_kem_key, rng)
+            .encapsulate(server_key, rng)
             .map_err(|_| PeerMisbehaved::InvalidEncapsulationKey)?;
         debug_assert_eq!(ct8.as_bytes().len(), MLKEM768_CT_LEN);
         let kc2 = provider.hash.hmac(
             self.kc2_key.expose(),
-            &[&signed_content(context::KEY_CONFIRM_2, &th6)],
+            &[&signed_content(contexts.key_confirm_2, &th6)],
         );
         let encoded8 = HandshakeMessage::KeyExchange2(ct8).encoded();
         let encoded10 = HandshakeMessage::KeyConfirm2(kc2.into()).encoded();
@@ -521,30 +707,43 @@ impl ExpectSeedCode {
         for typ in order.sent_by(false) {
             if typ == HandshakeType::KEY_EXCHANGE_2 {
                 out.extend_from_slice(&encoded8);
-                log_step(ROLE, typ, "sent: ML-KEM-768 ciphertext to the server's key");
+                log_step(
+                    ROLE,
+                    Some(version),
+                    typ,
+                    "sent: ML-KEM-768 ciphertext to the server's key",
+                );
             } else {
                 out.extend_from_slice(&encoded10);
-                log_step(ROLE, typ, "sent: MAC over transcript through step 6");
+                log_step(
+                    ROLE,
+                    Some(version),
+                    typ,
+                    "sent: MAC over transcript through step 6",
+                );
             }
         }
         let sig = self
             .credential
-            .sign(&signed_content(context::CLIENT_AUTH, &th10));
+            .sign(&signed_content(contexts.client_auth, &th10));
         let range = push_message(&mut out, &HandshakeMessage::ClientAuth(sig.into()));
         self.transcript.add(&out[range]);
         log_step(
             ROLE,
+            Some(version),
             HandshakeType::CLIENT_AUTH,
             "sent: signature over transcript through step 10",
         );
         let th11 = self.transcript.current();
 
+        let kem_secrets = match &step7 {
+            Step7::Secret(ss7) => KemSecrets::V1 { ss7, ss8: &ss8 },
+            Step7::Key(_) => KemSecrets::V2 { ss8: &ss8 },
+        };
         let fin = FinalSecrets::derive(
             provider,
             &self.hs,
-            &ss7,
-            &ss8,
-            ProtocolVersion::V1,
+            kem_secrets,
             self.suite,
             seed.code.expose(),
             &th11,
@@ -569,12 +768,14 @@ impl ExpectSeedCode {
             suite: self.suite,
             chain0: fin.c_chain0,
         });
-        // self.hs, ss7, ss8 and the KEM secret are dropped (and zeroized) here.
+        // self.hs, ss7, ss8, kc1_key and the KEM secret are dropped (and
+        // zeroized) here.
         Ok(State::ExpectServerAuth(Box::new(ExpectServerAuth {
             config: self.config,
             route: self.route,
             streams: self.streams,
             rekey,
+            version,
             suite: self.suite,
             server: self.server,
             order,
@@ -593,6 +794,7 @@ struct ExpectServerAuth {
     streams: bool,
     /// What re-keying keeps, when the session re-keys.
     rekey: Option<Box<RekeyKeys>>,
+    version: ProtocolVersion,
     suite: sc_wire::CipherSuite,
     server: VerifiedPeer,
     order: StepOrder,
@@ -604,11 +806,11 @@ struct ExpectServerAuth {
 
 impl ExpectServerAuth {
     fn handle(mut self, payload: &[u8], actions: &mut Vec<Action>) -> Result<State, Error> {
-        let mut flight = FlightReader::new(payload);
+        let mut flight = FlightReader::new(payload, self.version);
         let (msg, raw) = flight.expect(HandshakeType::SERVER_AUTH)?;
         flight.finish(HandshakeType::SERVER_AUTH)?;
         let sig = payload!(msg, ServerAuth);
-        let content = signed_content(context::SERVER_AUTH, &self.th11);
+        let content = signed_content(Contexts::of(self.version).server_auth, &self.th11);
         self.config
             .provider
             .signature
@@ -617,6 +819,7 @@ impl ExpectServerAuth {
         self.transcript.add(raw);
         log_step(
             ROLE,
+            Some(self.version),
             HandshakeType::SERVER_AUTH,
             "verified: server signature over transcript through step 11",
         );
@@ -630,6 +833,7 @@ impl ExpectServerAuth {
             route: self.route,
             streams: self.streams,
             rekey: self.rekey,
+            version: self.version,
             suite: self.suite,
             server: self.server,
             order: self.order,
@@ -646,6 +850,7 @@ struct ExpectSecureAck {
     streams: bool,
     /// What re-keying keeps, when the session re-keys.
     rekey: Option<Box<RekeyKeys>>,
+    version: ProtocolVersion,
     suite: sc_wire::CipherSuite,
     server: VerifiedPeer,
     order: StepOrder,
@@ -655,7 +860,7 @@ struct ExpectSecureAck {
 
 impl ExpectSecureAck {
     fn handle(self, payload: &[u8], actions: &mut Vec<Action>) -> Result<State, Error> {
-        let mut flight = FlightReader::new(payload);
+        let mut flight = FlightReader::new(payload, self.version);
         let (msg, _) = flight.expect(HandshakeType::SECURE_ACK)?;
         flight.finish(HandshakeType::SECURE_ACK)?;
         let mac = payload!(msg, SecureAck);
@@ -664,12 +869,16 @@ impl ExpectSecureAck {
             .hash
             .hmac_verify(
                 self.ack_key.expose(),
-                &[&signed_content(context::SECURE_ACK, &self.th12)],
+                &[&signed_content(
+                    Contexts::of(self.version).secure_ack,
+                    &self.th12,
+                )],
                 mac.as_bytes(),
             )
             .map_err(|_| PeerMisbehaved::SecureAckInvalid)?;
         log_step(
             ROLE,
+            Some(self.version),
             HandshakeType::SECURE_ACK,
             "verified under the final record keys",
         );
@@ -678,6 +887,7 @@ impl ExpectSecureAck {
             actions.push(Action::KeepForRekey(keys));
         }
         actions.push(Action::Complete(Box::new(HandshakeSummary {
+            version: self.version,
             suite: self.suite,
             order: self.order,
             peer: self.server.identity,
@@ -690,7 +900,8 @@ impl ExpectSecureAck {
     }
 }
 
-/// The suites a ClientHello offers: the AEADs, then the capabilities.
+/// The suites a ClientHello offers: the AEADs, then the capabilities (the
+/// last of which, `0xfe04`, offers version 2).
 fn offered_suites(config: &ClientConfig) -> Vec<sc_wire::CipherSuite> {
     let mut suites = config.suites.clone();
     if config.streams {
@@ -701,6 +912,9 @@ fn offered_suites(config: &ClientConfig) -> Vec<sc_wire::CipherSuite> {
     }
     if config.cookie_retry {
         suites.push(sc_wire::CipherSuite::COOKIE);
+    }
+    if config.max_version >= ProtocolVersion::V2 {
+        suites.push(sc_wire::CipherSuite::VERSION_2);
     }
     suites
 }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use sc_pki::{ClientCertVerifier, Credential, ServerCertVerifier};
-use sc_wire::CipherSuite;
+use sc_wire::{CipherSuite, ProtocolVersion};
 
 use crate::crypto::{default_provider, CryptoProvider};
 use crate::schedule::KeyLog;
@@ -26,6 +26,33 @@ pub enum ConfigError {
     /// A cipher suite listed twice.
     #[error("cipher suite {0} listed twice")]
     DuplicateSuite(CipherSuite),
+    /// A protocol version this implementation does not speak.
+    #[error("protocol version {0} is not supported (use 1 or 2)")]
+    UnsupportedVersion(ProtocolVersion),
+    /// A minimum version above the maximum: no version left.
+    #[error("min_version {min} is above max_version {max}: no protocol version left")]
+    VersionRange {
+        /// The minimum asked for.
+        min: ProtocolVersion,
+        /// The maximum asked for.
+        max: ProtocolVersion,
+    },
+}
+
+/// The protocol versions this implementation speaks, oldest first.
+const VERSIONS: [ProtocolVersion; 2] = [ProtocolVersion::V1, ProtocolVersion::V2];
+
+/// Checks a `min..=max` range of protocol versions.
+fn check_versions(min: ProtocolVersion, max: ProtocolVersion) -> Result<(), ConfigError> {
+    for v in [min, max] {
+        if !VERSIONS.contains(&v) {
+            return Err(ConfigError::UnsupportedVersion(v));
+        }
+    }
+    if min > max {
+        return Err(ConfigError::VersionRange { min, max });
+    }
+    Ok(())
 }
 
 fn check_suites(provider: &CryptoProvider, suites: &[CipherSuite]) -> Result<(), ConfigError> {
@@ -64,6 +91,8 @@ pub struct ClientConfig {
     pub(crate) streams: bool,
     pub(crate) rekey: bool,
     pub(crate) cookie_retry: bool,
+    pub(crate) min_version: ProtocolVersion,
+    pub(crate) max_version: ProtocolVersion,
 }
 
 impl ClientConfig {
@@ -119,6 +148,37 @@ impl ClientConfig {
     pub fn with_cookie_retry(mut self, on: bool) -> Self {
         self.cookie_retry = on;
         self
+    }
+
+    /// The oldest protocol version the client accepts (default: version 1).
+    pub fn min_version(&self) -> ProtocolVersion {
+        self.min_version
+    }
+
+    /// Accepts only servers that speak `version` or later (SPEC §16.1):
+    /// with version 2, a server that answers version 1 is refused with
+    /// `protocol version`. Fails for a version this implementation does not
+    /// speak or one above [`ClientConfig::max_version`].
+    pub fn with_min_version(mut self, version: ProtocolVersion) -> Result<Self, ConfigError> {
+        check_versions(version, self.max_version)?;
+        self.min_version = version;
+        Ok(self)
+    }
+
+    /// The newest protocol version the client offers (default: version 2).
+    pub fn max_version(&self) -> ProtocolVersion {
+        self.max_version
+    }
+
+    /// Offers protocol versions up to `version`: version 2 (the default)
+    /// adds the capability `0xfe04` to the ClientHello; version 1 leaves it
+    /// out, so the client is a version 1 client (as the v1 test vectors
+    /// are recorded). Fails for a version this implementation does not
+    /// speak or one below [`ClientConfig::min_version`].
+    pub fn with_max_version(mut self, version: ProtocolVersion) -> Result<Self, ConfigError> {
+        check_versions(self.min_version, version)?;
+        self.max_version = version;
+        Ok(self)
     }
 
     /// The crypto provider.
@@ -252,6 +312,8 @@ impl ConfigBuilder<ClientReady> {
             streams: false,
             rekey: false,
             cookie_retry: true,
+            min_version: ProtocolVersion::V1,
+            max_version: ProtocolVersion::V2,
         }
     }
 }
@@ -266,6 +328,8 @@ pub struct ServerConfig {
     pub(crate) key_log: Option<Arc<dyn KeyLog>>,
     pub(crate) streams: bool,
     pub(crate) rekey: bool,
+    pub(crate) min_version: ProtocolVersion,
+    pub(crate) max_version: ProtocolVersion,
 }
 
 impl ServerConfig {
@@ -301,6 +365,60 @@ impl ServerConfig {
     pub fn with_rekey(mut self, on: bool) -> Self {
         self.rekey = on;
         self
+    }
+
+    /// The oldest protocol version the server accepts (default: version 1).
+    pub fn min_version(&self) -> ProtocolVersion {
+        self.min_version
+    }
+
+    /// Accepts only clients that speak `version` or later (SPEC §16.1):
+    /// with version 2, a client that does not offer it is refused with a
+    /// plaintext `protocol version` alert. Fails for a version this
+    /// implementation does not speak or one above
+    /// [`ServerConfig::max_version`].
+    pub fn with_min_version(mut self, version: ProtocolVersion) -> Result<Self, ConfigError> {
+        check_versions(version, self.max_version)?;
+        self.min_version = version;
+        Ok(self)
+    }
+
+    /// The newest protocol version the server answers (default: version 2).
+    pub fn max_version(&self) -> ProtocolVersion {
+        self.max_version
+    }
+
+    /// Answers protocol versions up to `version`: with version 1, the
+    /// server ignores a client's offer of version 2, as a server built
+    /// before it does. Fails for a version this implementation does not
+    /// speak or one below [`ServerConfig::min_version`].
+    pub fn with_max_version(mut self, version: ProtocolVersion) -> Result<Self, ConfigError> {
+        check_versions(self.min_version, version)?;
+        self.max_version = version;
+        Ok(self)
+    }
+
+    /// The version to run with a client whose ClientHello offers `suites`:
+    /// version 2 if the client offers it and this server answers it, else
+    /// version 1 — unless that is below `min_version`.
+    pub(crate) fn choose_version(
+        &self,
+        suites: &[CipherSuite],
+    ) -> Result<ProtocolVersion, crate::PeerIncompatible> {
+        let version = if self.max_version >= ProtocolVersion::V2
+            && suites.contains(&CipherSuite::VERSION_2)
+        {
+            ProtocolVersion::V2
+        } else {
+            ProtocolVersion::V1
+        };
+        if version < self.min_version {
+            return Err(crate::PeerIncompatible::VersionBelowMinimum {
+                peer: version,
+                min: self.min_version,
+            });
+        }
+        Ok(version)
     }
 
     /// The crypto provider.
@@ -370,6 +488,8 @@ impl ConfigBuilder<ServerReady> {
             key_log: self.state.key_log,
             streams: false,
             rekey: false,
+            min_version: ProtocolVersion::V1,
+            max_version: ProtocolVersion::V2,
         }
     }
 }

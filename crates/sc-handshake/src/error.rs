@@ -78,8 +78,14 @@ pub enum PeerMisbehaved {
     /// The client certificate hash in SeedCode (step 6) is not ours.
     #[error("SeedCode is bound to a different client certificate")]
     CertificateBindingMismatch,
-    /// The server's KeyConfirm1 signature (step 9) did not verify.
-    #[error("KeyConfirm1 (step 9) signature is invalid")]
+    /// The server's ClientCertRequest signature (step 4, version 2) did not
+    /// verify: the server did not prove it holds its certificate's key, so
+    /// the client sends it nothing of its own.
+    #[error("ClientCertRequest (step 4) signature is invalid: the server did not prove it holds its certificate's key")]
+    ClientCertRequestInvalid,
+    /// The server's KeyConfirm1 (step 9: a signature in version 1, a MAC in
+    /// version 2) did not verify.
+    #[error("KeyConfirm1 (step 9) is invalid")]
     KeyConfirm1Invalid,
     /// The client's KeyConfirm2 MAC (step 10) did not verify.
     #[error("KeyConfirm2 (step 10) MAC is invalid")]
@@ -102,9 +108,20 @@ pub enum PeerMisbehaved {
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PeerIncompatible {
-    /// The peer speaks another protocol version.
-    #[error("peer speaks protocol version {0}, this side only {v1}", v1 = ProtocolVersion::V1)]
+    /// The peer speaks a protocol version this side does not (or a client
+    /// got a version 2 ServerHello without having offered version 2).
+    #[error("peer speaks protocol version {0}, which this side does not speak")]
     Version(ProtocolVersion),
+    /// The peer speaks only a version older than this side's `min_version`
+    /// (a client that does not offer version 2; a server that answers
+    /// version 1).
+    #[error("peer speaks protocol version {peer}, below this side's minimum {min} (min_version)")]
+    VersionBelowMinimum {
+        /// The version the peer speaks.
+        peer: ProtocolVersion,
+        /// This side's configured minimum.
+        min: ProtocolVersion,
+    },
     /// None of the offered cipher suites is enabled here.
     #[error("no cipher suite in common (offered: {offered:?}, enabled: {enabled:?})")]
     NoCommonCipher {
@@ -137,7 +154,9 @@ impl Error {
                 _ => AlertCode::HANDSHAKE_FAILURE,
             },
             Self::PeerIncompatible(p) => match p {
-                PeerIncompatible::Version(_) => AlertCode::PROTOCOL_VERSION,
+                PeerIncompatible::Version(_) | PeerIncompatible::VersionBelowMinimum { .. } => {
+                    AlertCode::PROTOCOL_VERSION
+                }
                 PeerIncompatible::NoCommonCipher { .. } => AlertCode::NO_COMMON_CIPHER,
                 PeerIncompatible::AnonymousNotAllowed => AlertCode::ANONYMOUS_NOT_ALLOWED,
             },

@@ -1,22 +1,31 @@
 //! Reading one record's worth of handshake messages, and the step log.
 
 use sc_pki::CertificateDer;
-use sc_wire::{CertChain, CertificateBytes, Codec, HandshakeMessage, HandshakeType, Reader};
+use sc_wire::{
+    CertChain, CertificateBytes, Codec, HandshakeMessage, HandshakeType, ProtocolVersion, Reader,
+};
 
 use crate::Level;
 
 use crate::error::{Error, PeerMisbehaved};
 
 /// The handshake messages of one record, read one at a time; each comes with
-/// its exact encoding for the transcript.
+/// its exact encoding for the transcript. Steps 4, 7 and 9 are read in the
+/// layout of the handshake's version (a ServerHello names its own).
 pub(crate) struct FlightReader<'a> {
     buf: &'a [u8],
     pos: usize,
+    version: ProtocolVersion,
 }
 
 impl<'a> FlightReader<'a> {
-    pub(crate) fn new(buf: &'a [u8]) -> Self {
-        Self { buf, pos: 0 }
+    /// A reader for a flight of a handshake of `version`.
+    pub(crate) fn new(buf: &'a [u8], version: ProtocolVersion) -> Self {
+        Self {
+            buf,
+            pos: 0,
+            version,
+        }
     }
 
     /// The next message, which must be of type `expected`.
@@ -40,7 +49,7 @@ impl<'a> FlightReader<'a> {
             .into());
         }
         let mut r = Reader::new(rest);
-        let msg = HandshakeMessage::read(&mut r)?;
+        let msg = HandshakeMessage::read_for(self.version, &mut r)?;
         let len = rest.len() - r.left();
         self.pos += len;
         Ok((msg, &rest[..len]))
@@ -80,21 +89,29 @@ macro_rules! payload {
 }
 pub(crate) use payload;
 
-/// Logs one step as the seed did: `Step 9/13: KeyConfirm1 verified`.
-/// The two messages of the cookie retry are not steps: `Retry: HelloRetry
-/// received …`.
-pub(crate) fn log_step(role: &'static str, typ: HandshakeType, what: &str) {
+/// Logs one step as the seed did, behind the version the handshake runs:
+/// `SC/2 Step 9/13: KeyConfirm1 verified`. Before the version is known (the
+/// client's ClientHello, which offers it) the line has no version. The two
+/// messages of the cookie retry are not steps: `Retry: HelloRetry received
+/// …`.
+pub(crate) fn log_step(
+    role: &'static str,
+    version: Option<ProtocolVersion>,
+    typ: HandshakeType,
+    what: &str,
+) {
     let name = typ.name().unwrap_or("?");
+    let prefix = version.map(|v| format!("{v} ")).unwrap_or_default();
     if (1..=13).contains(&typ.step()) {
         tracing::debug!(
             target: "sc_handshake",
             role,
             step = typ.step(),
-            "Step {}/13: {name} {what}",
+            "{prefix}Step {}/13: {name} {what}",
             typ.step(),
         );
     } else {
-        tracing::debug!(target: "sc_handshake", role, "Retry: {name} {what}");
+        tracing::debug!(target: "sc_handshake", role, "{prefix}Retry: {name} {what}");
     }
 }
 

@@ -114,14 +114,15 @@ pub use server::ServerHandshake;
 use std::sync::Arc;
 
 use sc_pki::{Credential, PeerIdentity};
-use sc_wire::{CipherSuite, RouteName};
+use sc_wire::{CipherSuite, ProtocolVersion, RouteName};
 
 /// The protection a record is sent under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Level {
     /// No protection: steps 1 and 2.
     Plaintext,
-    /// The handshake chains (from the X25519 secret): steps 3–12.
+    /// The handshake chains (version 1: from the X25519 secret; version 2:
+    /// from it and step 2's ML-KEM-768 secret): steps 3–12.
     Handshake,
     /// The final record chains (hybrid secret salted with the seed code):
     /// step 13 and all application data.
@@ -188,6 +189,8 @@ impl core::fmt::Debug for RekeyKeys {
 /// What a completed handshake established.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HandshakeSummary {
+    /// The protocol version the handshake ran (SPEC §16.1).
+    pub version: ProtocolVersion,
     /// The AEAD of the records.
     pub suite: CipherSuite,
     /// The order steps 7–10 ran in.

@@ -6,14 +6,14 @@ use std::sync::Arc;
 use rand_core::CryptoRngCore;
 use sc_pki::{UnixTime, VerifiedPeer};
 use sc_wire::{
-    CipherSuite, ClientCertKind, ClientCertRequest, Codec, DistinguishedName, HandshakeMessage,
-    HandshakeType, MlKemEncapsulationKey, OrderSeed, ProtocolVersion, Random, RouteName, SeedCode,
-    SeedCodeSecret, ServerHello,
+    CipherSuite, ClientCertKind, ClientCertRequest, ClientCertRequestV2, Codec, DistinguishedName,
+    HandshakeMessage, HandshakeType, MlKemEncapsulationKey, OrderSeed, ProtocolVersion, Random,
+    RouteName, SeedCode, SeedCodeSecret, ServerHello, ServerHelloV2,
 };
 
 use sc_wire::messages::{
-    CERT_HASH_LEN, HANDSHAKE_HEADER_LEN, MLKEM768_CT_LEN, ORDER_SEED_LEN, SEED_CODE_LEN,
-    SIGNATURE_LEN,
+    CERT_HASH_LEN, HANDSHAKE_HEADER_LEN, MAC_LEN, MLKEM768_CT_LEN, MLKEM768_EK_LEN, ORDER_SEED_LEN,
+    SEED_CODE_LEN, SIGNATURE_LEN,
 };
 use zeroize::Zeroizing;
 
@@ -25,17 +25,24 @@ use crate::flight::{
 };
 use crate::order::StepOrder;
 use crate::schedule::{
-    context, signed_content, FinalSecrets, HandshakeSecrets, KeyLogger, Transcript,
+    context, signed_content, Contexts, FinalSecrets, HandshakeSecrets, KemSecrets, KeyLogger,
+    Transcript,
 };
 use crate::{Action, HandshakeSummary, Level, RekeyKeys};
 
 /// The server's step-6 flight: SeedCode, KeyExchange1 and KeyConfirm1, each
-/// with its 4-byte header. Its size is fixed, so the buffer holding the seed
-/// code is allocated once, at this size.
-const SEED_FLIGHT_LEN: usize =
-    (HANDSHAKE_HEADER_LEN + SEED_CODE_LEN + ORDER_SEED_LEN + CERT_HASH_LEN)
-        + (HANDSHAKE_HEADER_LEN + MLKEM768_CT_LEN)
-        + (HANDSHAKE_HEADER_LEN + SIGNATURE_LEN);
+/// with its 4-byte header. Its size is fixed per version, so the buffer
+/// holding the seed code is allocated once, at this size.
+const fn seed_flight_len(version: ProtocolVersion) -> usize {
+    let seed = HANDSHAKE_HEADER_LEN + SEED_CODE_LEN + ORDER_SEED_LEN + CERT_HASH_LEN;
+    if version.0 == ProtocolVersion::V2.0 {
+        // A fresh encapsulation key and a MAC.
+        seed + (HANDSHAKE_HEADER_LEN + MLKEM768_EK_LEN) + (HANDSHAKE_HEADER_LEN + MAC_LEN)
+    } else {
+        // A ciphertext and a signature.
+        seed + (HANDSHAKE_HEADER_LEN + MLKEM768_CT_LEN) + (HANDSHAKE_HEADER_LEN + SIGNATURE_LEN)
+    }
+}
 
 const ROLE: &str = "server";
 
@@ -144,7 +151,8 @@ fn handle_client_hello(
     actions: &mut Vec<Action>,
 ) -> Result<State, Error> {
     let provider = config.provider;
-    let mut flight = FlightReader::new(payload);
+    // The ClientHello (and a CookieEcho) read the same in both versions.
+    let mut flight = FlightReader::new(payload, ProtocolVersion::V1);
     // After a cookie retry (SPEC §4.5) the ClientHello comes behind a
     // CookieEcho. The driver checked the cookie before the handshake
     // started; here it is bound into the transcript.
@@ -158,9 +166,12 @@ fn handle_client_hello(
     let (msg, raw1) = flight.expect(HandshakeType::CLIENT_HELLO)?;
     flight.finish(HandshakeType::CLIENT_HELLO)?;
     let ch = payload!(msg, ClientHello);
+    // Every ClientHello carries version 1's number; a client offers version
+    // 2 among its suites (SPEC §16.1).
     if ch.version != ProtocolVersion::V1 {
         return Err(PeerIncompatible::Version(ch.version).into());
     }
+    let version = config.choose_version(&ch.suites)?;
     let suite =
         config
             .choose_suite(&ch.suites)
@@ -176,14 +187,19 @@ fn handle_client_hello(
     transcript.add(raw1);
     log_step(
         ROLE,
+        Some(version),
         HandshakeType::CLIENT_HELLO,
-        &format!("received: offered {:?}, route {:?}", ch.suites, ch.route),
+        &format!(
+            "received: offered {:?}, route {:?}; version {version} chosen",
+            ch.suites, ch.route
+        ),
     );
     if let Some(cookie) = &retry {
         // The HelloRetry as it was sent: the cookie is all it holds.
         transcript.add(&crate::cookie::retry_message(cookie));
         log_step(
             ROLE,
+            Some(version),
             HandshakeType::COOKIE_ECHO,
             "received: the cookie of our HelloRetry, bound into the transcript",
         );
@@ -191,34 +207,68 @@ fn handle_client_hello(
 
     let mut random = [0u8; 32];
     rng.fill_bytes(&mut random);
+    let random = Random::from(random);
     let (kx, x25519) = provider.kx.generate(rng);
-    let (kem, mlkem) = provider.kem.generate(rng);
     let dh = kx
         .agree(&ch.x25519)
         .map_err(|_| PeerMisbehaved::InvalidKeyShare)?;
-    let hello = ServerHello {
-        version: ProtocolVersion::V1,
-        random: Random::from(random),
-        x25519,
-        mlkem,
-        suite,
-    };
+    let keylog = KeyLogger::new(config.key_log.clone(), *ch.random.as_bytes());
     let mut plain = Vec::new();
-    let range = push_message(&mut plain, &HandshakeMessage::ServerHello(hello));
-    transcript.add(&plain[range]);
-    log_step(
-        ROLE,
-        HandshakeType::SERVER_HELLO,
-        &format!("sent: cipher {suite}"),
-    );
+    let (secrets, mode) = if version == ProtocolVersion::V2 {
+        // Version 2: encapsulate to the client's key now, so the handshake
+        // secret is hybrid from flight 2 on.
+        let (mlkem_ct, ss2) = provider
+            .kem
+            .encapsulate(&ch.mlkem, rng)
+            .map_err(|_| PeerMisbehaved::InvalidEncapsulationKey)?;
+        let hello = ServerHelloV2 {
+            random,
+            x25519,
+            mlkem_ct,
+            suite,
+        };
+        let range = push_message(&mut plain, &HandshakeMessage::ServerHelloV2(hello));
+        transcript.add(&plain[range]);
+        log_step(
+            ROLE,
+            Some(version),
+            HandshakeType::SERVER_HELLO,
+            &format!("sent: cipher {suite}, ML-KEM-768 ciphertext to the client's key"),
+        );
+        let th2 = transcript.current();
+        let (secrets, kc1_key) =
+            HandshakeSecrets::derive_v2(provider, &dh, &ss2, &th2, &keylog).map_err(internal)?;
+        (secrets, Mode::V2 { kc1_key })
+    } else {
+        let (kem, mlkem) = provider.kem.generate(rng);
+        let hello = ServerHello {
+            version: ProtocolVersion::V1,
+            random,
+            x25519,
+            mlkem,
+            suite,
+        };
+        let range = push_message(&mut plain, &HandshakeMessage::ServerHello(hello));
+        transcript.add(&plain[range]);
+        log_step(
+            ROLE,
+            Some(version),
+            HandshakeType::SERVER_HELLO,
+            &format!("sent: cipher {suite}"),
+        );
+        let th2 = transcript.current();
+        let secrets =
+            HandshakeSecrets::derive_v1(provider, &dh, &th2, &keylog).map_err(internal)?;
+        let mode = Mode::V1 {
+            kem,
+            client_kem_key: ch.mlkem,
+        };
+        (secrets, mode)
+    };
     actions.push(Action::Send {
         level: Level::Plaintext,
         messages: Zeroizing::new(plain),
     });
-
-    let th2 = transcript.current();
-    let keylog = KeyLogger::new(config.key_log.clone(), *ch.random.as_bytes());
-    let secrets = HandshakeSecrets::derive(provider, &dh, &th2, &keylog).map_err(internal)?;
     actions.push(Action::SetWriteKey {
         level: Level::Handshake,
         suite,
@@ -234,7 +284,7 @@ fn handle_client_hello(
     let chain = to_wire(config.credential.chain())?;
     let range = push_message(&mut sealed, &HandshakeMessage::ServerCertSend(chain));
     transcript.add(&sealed[range]);
-    log_step(ROLE, HandshakeType::SERVER_CERT_SEND, "sent");
+    log_step(ROLE, Some(version), HandshakeType::SERVER_CERT_SEND, "sent");
     let ca_names = config
         .verifier
         .ca_names()
@@ -250,9 +300,33 @@ fn handle_client_hello(
         rekey,
         ca_names,
     };
-    let range = push_message(&mut sealed, &HandshakeMessage::ClientCertRequest(request));
+    let request = match mode {
+        Mode::V1 { .. } => HandshakeMessage::ClientCertRequest(request),
+        Mode::V2 { .. } => {
+            // SPEC §16.2: the server proves it holds its certificate's key
+            // before the client sends anything of its own.
+            let th3 = transcript.current();
+            let signature = config
+                .credential
+                .sign(&signed_content(context::v2::CLIENT_CERT_REQUEST, &th3));
+            HandshakeMessage::ClientCertRequestV2(ClientCertRequestV2 {
+                request,
+                signature: signature.into(),
+            })
+        }
+    };
+    let range = push_message(&mut sealed, &request);
     transcript.add(&sealed[range]);
-    log_step(ROLE, HandshakeType::CLIENT_CERT_REQUEST, "sent");
+    log_step(
+        ROLE,
+        Some(version),
+        HandshakeType::CLIENT_CERT_REQUEST,
+        if version == ProtocolVersion::V2 {
+            "sent: signed over transcript through step 3"
+        } else {
+            "sent"
+        },
+    );
     actions.push(Action::Send {
         level: Level::Handshake,
         messages: Zeroizing::new(sealed),
@@ -264,13 +338,35 @@ fn handle_client_hello(
         route: ch.route,
         streams,
         rekey,
-        client_kem_key: ch.mlkem,
-        kem,
+        mode,
         suite,
         hs: secrets.hs,
         kc2_key: secrets.kc2_key,
         transcript,
     })))
+}
+
+/// What the server keeps after the ServerHello that differs between the
+/// versions.
+enum Mode {
+    /// Version 1: our step-2 decapsulation key (step 8 comes to it); step 7
+    /// encapsulates to the client's step-1 key; step 9 is a signature.
+    V1 {
+        kem: Box<dyn KemSecret>,
+        client_kem_key: MlKemEncapsulationKey,
+    },
+    /// Version 2: step 2 used the client's key; step 7 sends a fresh key of
+    /// ours, step 9 is a MAC under `kc1_key`.
+    V2 { kc1_key: Secret },
+}
+
+impl Mode {
+    fn version(&self) -> ProtocolVersion {
+        match self {
+            Self::V1 { .. } => ProtocolVersion::V1,
+            Self::V2 { .. } => ProtocolVersion::V2,
+        }
+    }
 }
 
 struct ExpectClientCert {
@@ -281,8 +377,7 @@ struct ExpectClientCert {
     streams: bool,
     /// Whether the session re-keys (offered and enabled).
     rekey: bool,
-    client_kem_key: MlKemEncapsulationKey,
-    kem: Box<dyn KemSecret>,
+    mode: Mode,
     suite: CipherSuite,
     hs: Secret,
     kc2_key: Secret,
@@ -298,7 +393,8 @@ impl ExpectClientCert {
         actions: &mut Vec<Action>,
     ) -> Result<State, Error> {
         let provider = self.config.provider;
-        let mut flight = FlightReader::new(payload);
+        let version = self.mode.version();
+        let mut flight = FlightReader::new(payload, version);
         let (msg, raw5) = flight.expect(HandshakeType::CLIENT_CERT_SEND)?;
         flight.finish(HandshakeType::CLIENT_CERT_SEND)?;
         let send = payload!(msg, ClientCertSend);
@@ -315,6 +411,7 @@ impl ExpectClientCert {
         self.transcript.add(raw5);
         log_step(
             ROLE,
+            Some(version),
             HandshakeType::CLIENT_CERT_SEND,
             &format!("verified: {}", client.identity),
         );
@@ -334,35 +431,61 @@ impl ExpectClientCert {
         };
         // The flight holds the seed code: one zeroizing buffer of its exact
         // final size, so no reallocation leaves a copy behind unwiped.
-        let mut out = Zeroizing::new(Vec::with_capacity(SEED_FLIGHT_LEN));
+        let flight_len = seed_flight_len(version);
+        let mut out = Zeroizing::new(Vec::with_capacity(flight_len));
         let range = push_message(&mut out, &HandshakeMessage::SeedCode(seed));
         self.transcript.add(&out[range]);
-        log_step(ROLE, HandshakeType::SEED_CODE, "sent");
+        log_step(ROLE, Some(version), HandshakeType::SEED_CODE, "sent");
         tracing::debug!(target: "sc_handshake", role = ROLE, order = %order, "order of steps 7-10: {order}");
         let th6 = self.transcript.current();
 
         // Our two messages, in the permuted relative order; steps 7–10 depend
         // only on state through step 6, so nothing waits for the client.
-        let (ct7, ss7) = provider
-            .kem
-            .encapsulate(&self.client_kem_key, rng)
-            .map_err(|_| PeerMisbehaved::InvalidEncapsulationKey)?;
-        let encoded7 = HandshakeMessage::KeyExchange1(ct7).encoded();
-        let sig9 = self
-            .config
-            .credential
-            .sign(&signed_content(context::KEY_CONFIRM_1, &th6));
-        let encoded9 = HandshakeMessage::KeyConfirm1(sig9.into()).encoded();
+        let content9 = signed_content(Contexts::of(version).key_confirm_1, &th6);
+        let (kem, step7, encoded7, encoded9, said7, said9) = match self.mode {
+            Mode::V1 {
+                kem,
+                client_kem_key,
+            } => {
+                let (ct7, ss7) = provider
+                    .kem
+                    .encapsulate(&client_kem_key, rng)
+                    .map_err(|_| PeerMisbehaved::InvalidEncapsulationKey)?;
+                let sig9 = self.config.credential.sign(&content9);
+                (
+                    kem,
+                    Step7::Encapsulated { ss7 },
+                    HandshakeMessage::KeyExchange1(ct7).encoded(),
+                    HandshakeMessage::KeyConfirm1(sig9.into()).encoded(),
+                    "sent: ML-KEM-768 ciphertext to the client's key",
+                    "sent: signature over transcript through step 6",
+                )
+            }
+            Mode::V2 { kc1_key } => {
+                // A fresh key for the application secret, made only now that
+                // the client has shown its certificate.
+                let (kem, ek7) = provider.kem.generate(rng);
+                let mac9 = provider.hash.hmac(kc1_key.expose(), &[&content9]);
+                (
+                    kem,
+                    Step7::KeySent,
+                    HandshakeMessage::KeyExchange1V2(ek7).encoded(),
+                    HandshakeMessage::KeyConfirm1V2(mac9.into()).encoded(),
+                    "sent: a fresh ML-KEM-768 encapsulation key",
+                    "sent: MAC over transcript through step 6",
+                )
+            }
+        };
         for typ in order.sent_by(true) {
             if typ == HandshakeType::KEY_EXCHANGE_1 {
                 out.extend_from_slice(&encoded7);
-                log_step(ROLE, typ, "sent: ML-KEM-768 ciphertext to the client's key");
+                log_step(ROLE, Some(version), typ, said7);
             } else {
                 out.extend_from_slice(&encoded9);
-                log_step(ROLE, typ, "sent: signature over transcript through step 6");
+                log_step(ROLE, Some(version), typ, said9);
             }
         }
-        debug_assert_eq!(out.len(), SEED_FLIGHT_LEN, "the flight's size is fixed");
+        debug_assert_eq!(out.len(), flight_len, "the flight's size is fixed");
         actions.push(Action::Send {
             level: Level::Handshake,
             messages: out,
@@ -373,20 +496,29 @@ impl ExpectClientCert {
             route: self.route,
             streams: self.streams,
             rekey: self.rekey,
-            kem: self.kem,
+            kem,
+            step7,
             suite: self.suite,
             hs: self.hs,
             kc2_key: self.kc2_key,
             client,
             order,
             code,
-            ss7,
             encoded7,
             encoded9,
             th6,
             transcript: self.transcript,
         })))
     }
+}
+
+/// What step 7 left the server with, by version.
+enum Step7 {
+    /// Version 1: the secret of the ciphertext it sent.
+    Encapsulated { ss7: Secret },
+    /// Version 2: it sent a key; its secret half is the `kem` of
+    /// [`ExpectClientFinish`].
+    KeySent,
 }
 
 struct ExpectClientFinish {
@@ -397,14 +529,16 @@ struct ExpectClientFinish {
     streams: bool,
     /// Whether the session re-keys (offered and enabled).
     rekey: bool,
+    /// The decapsulation key step 8 comes to: version 1's of step 2,
+    /// version 2's of step 7.
     kem: Box<dyn KemSecret>,
+    step7: Step7,
     suite: CipherSuite,
     hs: Secret,
     kc2_key: Secret,
     client: VerifiedPeer,
     order: StepOrder,
     code: SeedCodeSecret,
-    ss7: Secret,
     encoded7: Vec<u8>,
     encoded9: Vec<u8>,
     th6: [u8; 32],
@@ -416,12 +550,19 @@ struct ExpectClientFinish {
 struct ClientAuthVerified(());
 
 impl ExpectClientFinish {
+    fn version(&self) -> ProtocolVersion {
+        match self.step7 {
+            Step7::Encapsulated { .. } => ProtocolVersion::V1,
+            Step7::KeySent => ProtocolVersion::V2,
+        }
+    }
+
     fn verify_client_auth(
         &self,
         sig: &sc_wire::Signature,
         th10: &[u8; 32],
     ) -> Result<ClientAuthVerified, Error> {
-        let content = signed_content(context::CLIENT_AUTH, th10);
+        let content = signed_content(Contexts::of(self.version()).client_auth, th10);
         self.config
             .provider
             .signature
@@ -432,7 +573,9 @@ impl ExpectClientFinish {
 
     fn handle(mut self, payload: &[u8], actions: &mut Vec<Action>) -> Result<State, Error> {
         let provider = self.config.provider;
-        let mut flight = FlightReader::new(payload);
+        let version = self.version();
+        let contexts = Contexts::of(version);
+        let mut flight = FlightReader::new(payload, version);
         let mut ss8 = None;
         let mut encoded8: &[u8] = &[];
         let mut encoded10: &[u8] = &[];
@@ -442,20 +585,26 @@ impl ExpectClientFinish {
                 HandshakeMessage::KeyExchange2(ct) => {
                     ss8 = Some(self.kem.decapsulate(&ct).map_err(internal)?);
                     encoded8 = raw;
-                    log_step(ROLE, typ, "received: ML-KEM-768 ciphertext decapsulated");
+                    log_step(
+                        ROLE,
+                        Some(version),
+                        typ,
+                        "received: ML-KEM-768 ciphertext decapsulated",
+                    );
                 }
                 HandshakeMessage::KeyConfirm2(mac) => {
                     provider
                         .hash
                         .hmac_verify(
                             self.kc2_key.expose(),
-                            &[&signed_content(context::KEY_CONFIRM_2, &self.th6)],
+                            &[&signed_content(contexts.key_confirm_2, &self.th6)],
                             mac.as_bytes(),
                         )
                         .map_err(|_| PeerMisbehaved::KeyConfirm2Invalid)?;
                     encoded10 = raw;
                     log_step(
                         ROLE,
+                        Some(version),
                         typ,
                         "verified: client MAC over transcript through step 6",
                     );
@@ -494,17 +643,20 @@ impl ExpectClientFinish {
         self.transcript.add(raw11);
         log_step(
             ROLE,
+            Some(version),
             HandshakeType::CLIENT_AUTH,
             "verified: client signature over transcript through step 10",
         );
         let th11 = self.transcript.current();
 
+        let kem_secrets = match &self.step7 {
+            Step7::Encapsulated { ss7 } => KemSecrets::V1 { ss7, ss8: &ss8 },
+            Step7::KeySent => KemSecrets::V2 { ss8: &ss8 },
+        };
         let fin = FinalSecrets::derive(
             provider,
             &self.hs,
-            &self.ss7,
-            &ss8,
-            ProtocolVersion::V1,
+            kem_secrets,
             self.suite,
             self.code.expose(),
             &th11,
@@ -521,12 +673,13 @@ impl ExpectClientFinish {
         let sig = self
             .config
             .credential
-            .sign(&signed_content(context::SERVER_AUTH, &th11));
+            .sign(&signed_content(contexts.server_auth, &th11));
         let mut out = Vec::new();
         let range = push_message(&mut out, &HandshakeMessage::ServerAuth(sig.into()));
         self.transcript.add(&out[range]);
         log_step(
             ROLE,
+            Some(version),
             HandshakeType::SERVER_AUTH,
             "sent: signature over transcript through step 11",
         );
@@ -543,12 +696,13 @@ impl ExpectClientFinish {
         });
         let ack = provider.hash.hmac(
             fin.ack_key.expose(),
-            &[&signed_content(context::SECURE_ACK, &th12)],
+            &[&signed_content(contexts.secure_ack, &th12)],
         );
         let mut out = Vec::new();
         push_message(&mut out, &HandshakeMessage::SecureAck(ack.into()));
         log_step(
             ROLE,
+            Some(version),
             HandshakeType::SECURE_ACK,
             "sent under the final record keys",
         );
@@ -564,6 +718,7 @@ impl ExpectClientFinish {
             })));
         }
         actions.push(Action::Complete(Box::new(HandshakeSummary {
+            version,
             suite: self.suite,
             order: self.order,
             peer: self.client.identity,

