@@ -17,7 +17,8 @@ use sc_session::pair::{Pair, PairError};
 use sc_session::{Error, SessionConfig, Side};
 use sc_wire::record::RECORD_HEADER_LEN;
 use sc_wire::{
-    AlertCode, Codec, Cookie, HandshakeMessage, HandshakeType, RecordHeader, RecordKind,
+    AlertCode, Codec, Cookie, HandshakeMessage, HandshakeType, ProtocolVersion, RecordHeader,
+    RecordKind,
 };
 
 fn now() -> UnixTime {
@@ -31,13 +32,20 @@ fn source() -> CookieSource {
 /// A pair with flight 1 ready; `retry`: whether the client offers to answer
 /// a cookie retry.
 fn pair(seed: u8, retry: bool) -> Pair {
+    pair_v(seed, retry, ProtocolVersion::V2)
+}
+
+/// As [`pair`], with a client that offers protocol versions up to `max`.
+fn pair_v(seed: u8, retry: bool, max: ProtocolVersion) -> Pair {
     let mut rng = ChaCha20Rng::from_seed([seed; 32]);
     let pki = ThrowawayPki::new("server.test", "client-1", now(), &mut rng).expect("pki");
     let client = ClientConfig::builder()
         .with_server_verifier(Arc::new(pki.server_verifier().expect("verifier")))
         .with_credential(pki.client.clone())
         .build()
-        .with_cookie_retry(retry);
+        .with_cookie_retry(retry)
+        .with_max_version(max)
+        .expect("version");
     let server = ServerConfig::builder()
         .with_client_verifier(Arc::new(pki.client_verifier().expect("verifier")))
         .with_credential(pki.server.clone())
@@ -126,23 +134,28 @@ fn data_flows(p: &mut Pair) {
 
 #[test]
 fn a_retried_handshake_completes_with_the_retry_in_both_transcripts() {
-    let mut jar = CookieJar::new();
-    let mut p = pair(1, true);
-    let again = retried_flight_one(&mut p, &mut jar);
-    p.deliver(Side::Server, &again)
-        .expect("server takes the echo");
-    p.handshake().expect("handshake");
-    data_flows(&mut p);
-    let retried = p.client.summary().expect("summary").session_hash;
-    assert_eq!(p.server.summary().expect("summary").session_hash, retried);
+    for version in [ProtocolVersion::V1, ProtocolVersion::V2] {
+        let mut jar = CookieJar::new();
+        let mut p = pair_v(1, true, version);
+        let again = retried_flight_one(&mut p, &mut jar);
+        p.deliver(Side::Server, &again)
+            .expect("server takes the echo");
+        p.handshake().expect("handshake");
+        data_flows(&mut p);
+        let summary = p.client.summary().expect("summary").clone();
+        assert_eq!(summary.version, version);
+        assert_eq!(p.server.summary().expect("summary").version, version);
+        let retried = summary.session_hash;
+        assert_eq!(p.server.summary().expect("summary").session_hash, retried);
 
-    // The same seed without a retry: another transcript, so another hash.
-    let mut plain = pair(1, true);
-    plain.handshake().expect("handshake");
-    assert_ne!(
-        plain.client.summary().expect("summary").session_hash,
-        retried
-    );
+        // The same seed without a retry: another transcript, so another hash.
+        let mut plain = pair_v(1, true, version);
+        plain.handshake().expect("handshake");
+        assert_ne!(
+            plain.client.summary().expect("summary").session_hash,
+            retried
+        );
+    }
 }
 
 #[test]

@@ -12,6 +12,7 @@ use sc_pki::throwaway::ThrowawayPki;
 use sc_pki::{ServerName, UnixTime};
 use sc_session::pair::Pair;
 use sc_session::SessionConfig;
+use sc_wire::ProtocolVersion;
 
 // ---------------------------------------------------------------------------
 // Logs.
@@ -40,7 +41,13 @@ impl KeyLog for Secrets {
 }
 
 #[test]
-fn logs_show_the_13_steps_and_the_order_and_no_secret() {
+fn logs_show_the_13_steps_the_version_and_the_order_and_no_secret() {
+    for (version, secrets_logged) in [(ProtocolVersion::V1, 11), (ProtocolVersion::V2, 12)] {
+        logs_show_the_13_steps(version, secrets_logged);
+    }
+}
+
+fn logs_show_the_13_steps(version: ProtocolVersion, secrets_logged: usize) {
     let now = UnixTime::since_unix_epoch(Duration::from_secs(1_800_000_000));
     let pki = ThrowawayPki::new(
         "server.test",
@@ -55,7 +62,9 @@ fn logs_show_the_13_steps_and_the_order_and_no_secret() {
             .with_server_verifier(Arc::new(pki.server_verifier().expect("verifier")))
             .with_credential(pki.client.clone())
             .dangerous_key_log(secrets.clone())
-            .build(),
+            .build()
+            .with_max_version(version)
+            .expect("version"),
     );
     let server = Arc::new(
         ServerConfig::builder()
@@ -79,19 +88,34 @@ fn logs_show_the_13_steps_and_the_order_and_no_secret() {
         p.handshake().expect("handshake");
     });
     let text = String::from_utf8(buf.0.lock().expect("log").clone()).expect("utf-8 logs");
+    // Every step is logged behind the version it ran (the client's
+    // ClientHello, sent before it knows, names the versions it offers).
     for step in 1..=13 {
         assert!(
-            text.contains(&format!("Step {step}/13: ")),
-            "step {step} missing from logs:\n{text}"
+            text.contains(&format!("{version} Step {step}/13: ")),
+            "{version}: step {step} missing from logs:\n{text}"
         );
     }
+    let other = if version == ProtocolVersion::V2 {
+        ProtocolVersion::V1
+    } else {
+        ProtocolVersion::V2
+    };
+    assert!(!text.contains(&format!("{other} Step ")), "{text}");
+    assert!(
+        text.contains("Step 1/13: ClientHello sent: offered"),
+        "{text}"
+    );
     assert!(text.contains("order of steps 7-10: "), "{text}");
-    assert!(text.contains("Step 9/13: KeyConfirm1"), "{text}");
+    assert!(
+        text.contains(&format!("{version} Step 9/13: KeyConfirm1")),
+        "{text}"
+    );
     let logged = secrets.0.lock().expect("secrets");
     assert_eq!(
         logged.len(),
-        11,
-        "every secret of the schedule is in the key log"
+        secrets_logged,
+        "{version}: every secret of the schedule is in the key log"
     );
     for s in logged.iter() {
         let hex: String = s.iter().map(|b| format!("{b:02x}")).collect();

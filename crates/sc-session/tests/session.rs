@@ -18,11 +18,18 @@ use sc_pki::{
 use sc_session::pair::{other, Pair, PairError};
 use sc_session::record::{Direction, RecordOpener, RecordSealer};
 use sc_session::{Error, Padding, SessionConfig, Side};
-use sc_wire::{AlertCode, CipherSuite, Codec, InnerType, RecordHeader, RecordKind};
+use sc_wire::{
+    AlertCode, CipherSuite, Codec, HandshakeMessage, InnerType, ProtocolVersion, RecordHeader,
+    RecordKind,
+};
 
 const NOW_SECS: u64 = 1_800_000_000;
 const AES: CipherSuite = CipherSuite::AES_256_GCM;
 const CHACHA: CipherSuite = CipherSuite::CHACHA20_POLY1305;
+const V1: ProtocolVersion = ProtocolVersion::V1;
+const V2: ProtocolVersion = ProtocolVersion::V2;
+/// Both protocol versions, for the tests that run on each.
+const VERSIONS: [ProtocolVersion; 2] = [V1, V2];
 
 fn at(secs: u64) -> UnixTime {
     UnixTime::since_unix_epoch(Duration::from_secs(secs))
@@ -94,6 +101,44 @@ impl Pki {
 
     fn client_config(&self, suites: &[CipherSuite]) -> Arc<ClientConfig> {
         self.client_config_with(self.client.clone(), suites)
+    }
+
+    /// A client that offers versions up to `max` (version 1: it does not
+    /// offer version 2 at all) and accepts from `min`.
+    fn client_config_v(&self, suites: &[CipherSuite], max: ProtocolVersion) -> Arc<ClientConfig> {
+        self.client_config_range(suites, V1, max)
+    }
+
+    fn client_config_range(
+        &self,
+        suites: &[CipherSuite],
+        min: ProtocolVersion,
+        max: ProtocolVersion,
+    ) -> Arc<ClientConfig> {
+        Arc::new(
+            ClientConfig::builder()
+                .with_server_verifier(Arc::new(WebPkiServerVerifier::new(self.anchors())))
+                .with_credential(self.client.clone())
+                .build_with_suites(suites)
+                .expect("suites")
+                .with_max_version(max)
+                .expect("max")
+                .with_min_version(min)
+                .expect("min"),
+        )
+    }
+
+    /// A server that answers versions up to `max`.
+    fn server_config_v(&self, suites: &[CipherSuite], max: ProtocolVersion) -> Arc<ServerConfig> {
+        Arc::new(
+            ServerConfig::builder()
+                .with_client_verifier(Arc::new(WebPkiClientVerifier::new(self.anchors())))
+                .with_credential(self.server.clone())
+                .build_with_suites(suites)
+                .expect("suites")
+                .with_max_version(max)
+                .expect("max"),
+        )
     }
 
     fn client_config_with(
@@ -171,6 +216,18 @@ fn pair(pki: &Pki, seed: u64) -> Pair {
     )
 }
 
+/// [`pair`] with a client that offers versions up to `max`: the session
+/// runs `max` (the server speaks both).
+fn pair_v(pki: &Pki, seed: u64, max: ProtocolVersion) -> Pair {
+    pair_with(
+        pki.client_config_v(&[AES, CHACHA], max),
+        pki.server_config(&[AES, CHACHA]),
+        "server.test",
+        SessionConfig::default(),
+        seed,
+    )
+}
+
 fn expect_err(r: Result<(), PairError>) -> PairError {
     match r {
         Err(e) => e,
@@ -183,13 +240,19 @@ fn expect_err(r: Result<(), PairError>) -> PairError {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn all_24_orders_complete_with_both_ciphers() {
+fn all_24_orders_complete_with_both_ciphers_in_both_versions() {
     let pki = Pki::new(1);
+    for v in VERSIONS {
+        all_24_orders_complete_with_both_ciphers(&pki, v);
+    }
+}
+
+fn all_24_orders_complete_with_both_ciphers(pki: &Pki, v: ProtocolVersion) {
     let mut seen: BTreeMap<(u8, u16), usize> = BTreeMap::new();
     for seed in 0..3000u64 {
         let suite = if seed % 2 == 0 { AES } else { CHACHA };
         let mut p = pair_with(
-            pki.client_config(&[suite]),
+            pki.client_config_v(&[suite], v),
             pki.server_config(&[AES, CHACHA]),
             "server.test",
             SessionConfig::default(),
@@ -203,6 +266,7 @@ fn all_24_orders_complete_with_both_ciphers() {
         );
         assert_eq!(c.order, s.order);
         assert_eq!(c.suite, suite);
+        assert_eq!((c.version, s.version), (v, v));
         assert_eq!(c.session_hash, s.session_hash);
         assert_eq!(c.peer.to_string(), "dns:server.test");
         assert_eq!(s.peer.to_string(), "dns:client-1");
@@ -215,7 +279,7 @@ fn all_24_orders_complete_with_both_ciphers() {
             break;
         }
     }
-    assert_eq!(seen.len(), 48, "orders × ciphers seen: {seen:?}");
+    assert_eq!(seen.len(), 48, "{v}: orders × ciphers seen: {seen:?}");
 }
 
 #[test]
@@ -285,10 +349,16 @@ fn records(bytes: &[u8]) -> Vec<(RecordKind, Vec<u8>)> {
 #[test]
 fn the_wire_does_not_reveal_the_order() {
     let pki = Pki::new(3);
+    for v in VERSIONS {
+        the_wire_does_not_reveal_the_order_in(&pki, v);
+    }
+}
+
+fn the_wire_does_not_reveal_the_order_in(pki: &Pki, v: ProtocolVersion) {
     let mut profiles: BTreeMap<Vec<Vec<usize>>, BTreeSet<u8>> = BTreeMap::new();
     let mut orders = BTreeSet::new();
     for seed in 0..400u64 {
-        let mut p = pair(&pki, seed);
+        let mut p = pair_v(pki, seed, v);
         p.handshake().expect("handshake");
         let order = p.client.summary().expect("done").order.index();
         orders.insert(order);
@@ -307,7 +377,7 @@ fn the_wire_does_not_reveal_the_order() {
     assert_eq!(
         profiles.len(),
         1,
-        "record sizes depend on the order: {profiles:?}"
+        "{v}: record sizes depend on the order: {profiles:?}"
     );
 }
 
@@ -321,11 +391,12 @@ fn the_wire_does_not_reveal_the_order() {
 fn run_tampered(
     pki: &Pki,
     seed: u64,
+    v: ProtocolVersion,
     reference: &[sc_session::pair::Flight],
     i: usize,
     tamper: impl FnOnce(Vec<u8>) -> Vec<u8>,
 ) -> Result<Option<(Side, usize, Error)>, String> {
-    let mut p = pair(pki, seed);
+    let mut p = pair_v(pki, seed, v);
     for (j, f) in reference.iter().enumerate().take(i) {
         let bytes = p.take_flight(f.from).ok_or("reference flight missing")?;
         if bytes != f.bytes {
@@ -363,24 +434,31 @@ fn run_tampered(
     }
 }
 
-fn reference_flights(pki: &Pki, seed: u64) -> Vec<sc_session::pair::Flight> {
-    let mut p = pair(pki, seed);
+fn reference_flights(pki: &Pki, seed: u64, v: ProtocolVersion) -> Vec<sc_session::pair::Flight> {
+    let mut p = pair_v(pki, seed, v);
     p.handshake().expect("reference handshake");
+    assert_eq!(p.client.summary().expect("done").version, v);
     p.flights.clone()
 }
 
 #[test]
-fn flipping_any_byte_of_any_flight_fails() {
+fn flipping_any_byte_of_any_flight_fails_in_both_versions() {
     let pki = Pki::new(4);
+    for v in VERSIONS {
+        flipping_any_byte_of_any_flight_fails(&pki, v);
+    }
+}
+
+fn flipping_any_byte_of_any_flight_fails(pki: &Pki, v: ProtocolVersion) {
     let seed = 11;
-    let reference = reference_flights(&pki, seed);
+    let reference = reference_flights(pki, seed, v);
     let mut table: BTreeMap<String, usize> = BTreeMap::new();
     let mut at_receiver = vec![0usize; reference.len()];
     let mut total = 0;
     for (i, f) in reference.iter().enumerate() {
         for pos in 0..f.bytes.len() {
             total += 1;
-            let outcome = run_tampered(&pki, seed, &reference, i, |mut b| {
+            let outcome = run_tampered(pki, seed, v, &reference, i, |mut b| {
                 b[pos] ^= 0x01;
                 b
             })
@@ -398,7 +476,7 @@ fn flipping_any_byte_of_any_flight_fails() {
         }
     }
     println!(
-        "{total} single-byte flips over {} flights:",
+        "{v}: {total} single-byte flips over {} flights:",
         reference.len()
     );
     for (k, v) in &table {
@@ -420,7 +498,7 @@ fn flipping_any_byte_of_any_flight_fails() {
         let stalls = stall_positions(&reference[i].bytes);
         assert!(
             at_receiver[i] + stalls >= reference[i].bytes.len(),
-            "flight {}: only {} of {} flips detected on arrival ({} header stalls)",
+            "{v} flight {}: only {} of {} flips detected on arrival ({} header stalls)",
             i + 1,
             at_receiver[i],
             reference[i].bytes.len(),
@@ -457,35 +535,46 @@ fn kind(e: &Error) -> String {
 #[test]
 fn dropping_a_flight_times_out_and_never_completes() {
     let pki = Pki::new(5);
-    let reference = reference_flights(&pki, 21);
-    for i in 0..reference.len() {
-        let out = run_tampered(&pki, 21, &reference, i, |_| Vec::new())
-            .unwrap_or_else(|e| panic!("flight {i}: {e}"));
-        // An empty delivery changes nothing: the pair stalls, then times out.
-        assert!(out.is_none(), "flight {i}: {out:?}");
+    for v in VERSIONS {
+        let reference = reference_flights(&pki, 21, v);
+        for i in 0..reference.len() {
+            let out = run_tampered(&pki, 21, v, &reference, i, |_| Vec::new())
+                .unwrap_or_else(|e| panic!("{v} flight {i}: {e}"));
+            // An empty delivery changes nothing: the pair stalls, then times out.
+            assert!(out.is_none(), "{v} flight {i}: {out:?}");
+        }
     }
 }
 
 #[test]
 fn duplicating_a_flight_fails() {
     let pki = Pki::new(6);
-    let reference = reference_flights(&pki, 22);
-    for i in 0..reference.len() {
-        let out = run_tampered(&pki, 22, &reference, i, |b| [b.clone(), b].concat())
-            .unwrap_or_else(|e| panic!("flight {i}: {e}"));
-        let (side, _, e) = out.unwrap_or_else(|| panic!("flight {i}: duplicate went unnoticed"));
-        assert_eq!(side, other(reference[i].from), "flight {i}");
-        assert!(
-            matches!(e, Error::DecryptFailed | Error::UnexpectedRecord { .. }),
-            "flight {i}: {e:?}"
-        );
+    for v in VERSIONS {
+        let reference = reference_flights(&pki, 22, v);
+        for i in 0..reference.len() {
+            let out = run_tampered(&pki, 22, v, &reference, i, |b| [b.clone(), b].concat())
+                .unwrap_or_else(|e| panic!("{v} flight {i}: {e}"));
+            let (side, _, e) =
+                out.unwrap_or_else(|| panic!("{v} flight {i}: duplicate went unnoticed"));
+            assert_eq!(side, other(reference[i].from), "{v} flight {i}");
+            assert!(
+                matches!(e, Error::DecryptFailed | Error::UnexpectedRecord { .. }),
+                "{v} flight {i}: {e:?}"
+            );
+        }
     }
 }
 
 #[test]
 fn reordering_records_within_a_flight_fails() {
     let pki = Pki::new(7);
-    let reference = reference_flights(&pki, 23);
+    for v in VERSIONS {
+        reordering_records_within_a_flight_fails_in(&pki, v);
+    }
+}
+
+fn reordering_records_within_a_flight_fails_in(pki: &Pki, v: ProtocolVersion) {
+    let reference = reference_flights(pki, 23, v);
     let mut tested = 0;
     for (i, f) in reference.iter().enumerate() {
         let recs = records(&f.bytes);
@@ -493,7 +582,7 @@ fn reordering_records_within_a_flight_fails() {
             continue;
         }
         tested += 1;
-        let out = run_tampered(&pki, 23, &reference, i, |_| {
+        let out = run_tampered(pki, 23, v, &reference, i, |_| {
             let mut swapped = recs.clone();
             swapped.swap(0, 1);
             swapped.into_iter().flat_map(|r| r.1).collect()
@@ -512,13 +601,20 @@ fn reordering_records_within_a_flight_fails() {
 #[test]
 fn a_flight_from_another_session_fails() {
     let pki = Pki::new(8);
-    let reference = reference_flights(&pki, 24);
-    let foreign = reference_flights(&pki, 25);
-    for i in 1..reference.len() {
-        let out = run_tampered(&pki, 24, &reference, i, |_| foreign[i].bytes.clone())
-            .unwrap_or_else(|e| panic!("flight {i}: {e}"));
-        let (side, _, e) = out.unwrap_or_else(|| panic!("flight {i}: foreign flight accepted"));
-        assert_eq!(side, other(reference[i].from), "flight {i}: {e:?}");
+    for v in VERSIONS {
+        let reference = reference_flights(&pki, 24, v);
+        // From a session of the same version, and of the other one.
+        for foreign_v in VERSIONS {
+            let foreign = reference_flights(&pki, 25, foreign_v);
+            for i in 1..reference.len() {
+                let out = run_tampered(&pki, 24, v, &reference, i, |_| foreign[i].bytes.clone())
+                    .unwrap_or_else(|e| panic!("{v} flight {i}: {e}"));
+                let (side, _, e) = out.unwrap_or_else(|| {
+                    panic!("{v} flight {i}: foreign {foreign_v} flight accepted")
+                });
+                assert_eq!(side, other(reference[i].from), "{v} flight {i}: {e:?}");
+            }
+        }
     }
 }
 
@@ -595,10 +691,16 @@ fn messages_of_a_flight_in_the_wrong_order_fail() {
 #[test]
 fn a_downgrade_of_the_offer_or_the_choice_fails() {
     let pki = Pki::new(10);
+    for v in VERSIONS {
+        a_downgrade_of_the_offer_or_the_choice_fails_in(&pki, v);
+    }
+}
+
+fn a_downgrade_of_the_offer_or_the_choice_fails_in(pki: &Pki, v: ProtocolVersion) {
     // Both sides enable both ciphers; the client prefers AES-256-GCM.
     let mk = || {
         pair_with(
-            pki.client_config(&[AES, CHACHA]),
+            pki.client_config_v(&[AES, CHACHA], v),
             pki.server_config(&[AES, CHACHA]),
             "server.test",
             SessionConfig::default(),
@@ -609,10 +711,9 @@ fn a_downgrade_of_the_offer_or_the_choice_fails() {
     let mut p = mk();
     let mut ch = p.take_flight(Side::Client).expect("hello");
     let suites_at = 4 + 4 + 2 + 32 + 32 + 1184;
-    assert_eq!(
-        ch[suites_at], 3,
-        "two suites and the cookie capability offered"
-    );
+    // Two suites and the cookie capability; version 2 adds its own.
+    let offered = if v == V2 { 4 } else { 3 };
+    assert_eq!(ch[suites_at], offered, "{v}: suites and capabilities");
     ch[suites_at + 1..suites_at + 3].copy_from_slice(&CHACHA.0.to_be_bytes());
     ch[suites_at + 3..suites_at + 5].copy_from_slice(&CHACHA.0.to_be_bytes());
     p.deliver(Side::Server, &ch)
@@ -621,11 +722,13 @@ fn a_downgrade_of_the_offer_or_the_choice_fails() {
     assert_eq!((e.side, e.error), (Side::Client, Error::DecryptFailed));
     assert!(p.client.is_handshaking() && p.server.is_handshaking());
 
-    // 2. The attacker rewrites the server's choice.
+    // 2. The attacker rewrites the server's choice (version 2's ServerHello
+    // carries a 1,088-byte ciphertext where version 1's has a key).
     let mut p = mk();
     p.transfer(Side::Client).expect("hello");
     let mut sh = p.take_flight(Side::Server).expect("server hello");
-    let suite_at = 4 + 4 + 2 + 32 + 32 + 1184;
+    let share = if v == V2 { 1088 } else { 1184 };
+    let suite_at = 4 + 4 + 2 + 32 + 32 + share;
     assert_eq!(u16::from_be_bytes([sh[suite_at], sh[suite_at + 1]]), AES.0);
     sh[suite_at..suite_at + 2].copy_from_slice(&CHACHA.0.to_be_bytes());
     let e = p.deliver(Side::Client, &sh).expect_err("choice rewritten");
@@ -633,7 +736,7 @@ fn a_downgrade_of_the_offer_or_the_choice_fails() {
 
     // 3. A choice that was never offered is refused by name.
     let mut p = pair_with(
-        pki.client_config(&[AES]),
+        pki.client_config_v(&[AES], v),
         pki.server_config(&[AES, CHACHA]),
         "server.test",
         SessionConfig::default(),
@@ -649,6 +752,321 @@ fn a_downgrade_of_the_offer_or_the_choice_fails() {
             CHACHA
         )))
     );
+}
+
+// ---------------------------------------------------------------------------
+// Protocol version 2 (SPEC §16): downgrade, and the server's proof of its
+// key before the client's certificate.
+// ---------------------------------------------------------------------------
+
+/// The plaintext flight-1 record `record` (one ClientHello) with its offered
+/// suites changed, re-framed.
+fn hello_with_suites(record: &[u8], change: impl FnOnce(&mut Vec<CipherSuite>)) -> Vec<u8> {
+    let HandshakeMessage::ClientHello(mut ch) =
+        HandshakeMessage::decode(&record[4..]).expect("one ClientHello")
+    else {
+        panic!("flight 1 is a ClientHello");
+    };
+    change(&mut ch.suites);
+    let body = HandshakeMessage::ClientHello(ch).encoded();
+    let mut out = RecordHeader {
+        kind: RecordKind::HANDSHAKE,
+        len: body.len(),
+    }
+    .to_bytes()
+    .to_vec();
+    out.extend_from_slice(&body);
+    out
+}
+
+/// A man in the middle strips the offer of version 2 (`0xfe04`) from the
+/// ClientHello. The server answers version 1, but its transcript holds the
+/// stripped ClientHello and the client's the real one: their handshake keys
+/// differ and the client cannot open flight 2 (`bad record`); it sends
+/// nothing of its own (no step 5). A client with `min_version` 2 refuses
+/// the version 1 ServerHello by name instead.
+#[test]
+fn stripping_the_version_2_offer_fails_at_flight_2() {
+    let pki = Pki::new(70);
+    for (min, want) in [
+        (V1, Error::DecryptFailed),
+        (
+            V2,
+            Error::Handshake(HsError::PeerIncompatible(
+                PeerIncompatible::VersionBelowMinimum { peer: V1, min: V2 },
+            )),
+        ),
+    ] {
+        let mut p = pair_with(
+            pki.client_config_range(&[AES, CHACHA], min, V2),
+            pki.server_config(&[AES, CHACHA]),
+            "server.test",
+            SessionConfig::default(),
+            71,
+        );
+        let ch = p.take_flight(Side::Client).expect("hello");
+        let stripped = hello_with_suites(&ch, |s| {
+            assert!(s.contains(&CipherSuite::VERSION_2), "offered by default");
+            s.retain(|c| *c != CipherSuite::VERSION_2);
+        });
+        assert_eq!(stripped.len(), ch.len() - 2);
+        p.deliver(Side::Server, &stripped)
+            .expect("the server takes the stripped hello");
+        let flight2 = p.take_flight(Side::Server).expect("flight 2");
+        // The server answered version 1 (0x5c01 after the record and
+        // message headers).
+        assert_eq!(&flight2[8..10], &[0x5c, 0x01]);
+        let e = p
+            .deliver(Side::Client, &flight2)
+            .expect_err("the client refuses flight 2");
+        assert_eq!(e.side, Side::Client);
+        assert_eq!(e.error, want, "min_version {min}");
+        let alert = if min == V2 {
+            AlertCode::PROTOCOL_VERSION
+        } else {
+            AlertCode::BAD_RECORD
+        };
+        assert_eq!(e.error.alert(), Some(alert));
+        // All the client sends now is its alert: one record, no handshake.
+        let out = p.client.take_outgoing();
+        assert_eq!(records(&out).len(), 1, "{min}: one alert record");
+        assert!(
+            out.len() < 40,
+            "{min}: {} bytes is more than an alert",
+            out.len()
+        );
+        assert!(p.client.summary().is_none() && p.server.summary().is_none());
+    }
+}
+
+/// A key log that keeps the secrets by label.
+#[derive(Debug, Default)]
+struct Secrets(std::sync::Mutex<BTreeMap<&'static str, Vec<u8>>>);
+
+impl sc_handshake::KeyLog for Secrets {
+    fn log(&self, label: &'static str, _client_random: &[u8; 32], secret: &[u8]) {
+        self.0.lock().expect("log").insert(label, secret.to_vec());
+    }
+}
+
+impl Secrets {
+    fn get(&self, label: &str) -> sc_handshake::Secret {
+        let bytes = self.0.lock().expect("log")[label].clone();
+        sc_handshake::Secret::from_slice(&bytes).expect("32 bytes")
+    }
+}
+
+/// P1 on the wire: an impostor terminates the client's session with its own
+/// ephemeral keys (so it can open and re-seal flight 2) and sends the real
+/// server's certificate chain, which is public, with step 4 signed by its
+/// own key — it does not have the real server's. A version 2 client checks
+/// that signature before it sends anything of its own: it fails with
+/// `ClientCertRequestInvalid` and all that leaves it is a sealed alert.
+#[test]
+fn a_v2_client_gives_an_impostor_with_the_real_chain_only_an_alert() {
+    use sc_handshake::schedule::key_log_labels as labels;
+    let pki = Pki::new(72);
+    for v in VERSIONS {
+        // The impostor: the same clients trusted, its own certificate for
+        // server.test from a CA the client does not know, and (as the end
+        // of the client's session) every secret of it.
+        // (Its own key: `Pki::leaf` draws keys from the seed it is given.)
+        let own = Pki::named(73, "Impostor CA").leaf(
+            &LeafSpec::server("server.test"),
+            Validity::days_from(now(), 30),
+            73,
+        );
+        assert_ne!(own.public_key(), pki.server.public_key());
+        let log = Arc::new(Secrets::default());
+        let impostor = ServerConfig::builder()
+            .with_client_verifier(Arc::new(WebPkiClientVerifier::new(pki.anchors())))
+            .with_credential(own.clone())
+            .dangerous_key_log(log.clone())
+            .build_with_suites(&[AES])
+            .expect("suites");
+        let mut p = pair_with(
+            pki.client_config_v(&[AES], v),
+            Arc::new(impostor),
+            "server.test",
+            SessionConfig::default(),
+            74,
+        );
+        let ch = p.take_flight(Side::Client).expect("hello");
+        p.deliver(Side::Server, &ch)
+            .expect("impostor takes the hello");
+        let flight2 = p.take_flight(Side::Server).expect("flight 2");
+        let recs = records(&flight2);
+        assert_eq!(recs.len(), 2);
+        let provider = pki.server_config(&[AES]).provider();
+        // Open [3, 4] with the impostor's own s_hs.
+        let mut opener = RecordOpener::new(
+            provider,
+            AES,
+            Direction::ServerToClient,
+            log.get(labels::SERVER_HS_TRAFFIC),
+        )
+        .expect("opener");
+        let mut body = recs[1].1[4..].to_vec();
+        let header = RecordHeader::decode(&recs[1].1[..4]).expect("header");
+        let (typ, content) = opener.open(header, &mut body).expect("opens");
+        assert_eq!(typ, InnerType::HANDSHAKE);
+        let three_len = 4 + u32::from_be_bytes([0, content[1], content[2], content[3]]) as usize;
+        let (_, four) = content.split_at(three_len);
+        // The real chain in step 3.
+        let real = sc_wire::CertChain::new(
+            pki.server
+                .chain()
+                .iter()
+                .map(|c| sc_wire::CertificateBytes::new(c.as_ref().to_vec()).expect("cert"))
+                .collect(),
+        )
+        .expect("chain");
+        let mut forged = HandshakeMessage::ServerCertSend(real).encoded();
+        let four = if v == V2 {
+            // Step 4 re-signed by the impostor over th_3 with the real chain.
+            let HandshakeMessage::ClientCertRequestV2(mut req) =
+                HandshakeMessage::decode_for(V2, four).expect("v2 request")
+            else {
+                panic!("a version 2 step 4");
+            };
+            let th3 = provider
+                .hash
+                .hash(&[&ch[4..], &recs[0].1[4..], &forged[..]].concat());
+            let mut content = sc_handshake::schedule::context::v2::CLIENT_CERT_REQUEST.to_vec();
+            content.push(0);
+            content.extend_from_slice(&th3);
+            req.signature = own.sign(&content).into();
+            HandshakeMessage::ClientCertRequestV2(req).encoded()
+        } else {
+            four.to_vec()
+        };
+        forged.extend_from_slice(&four);
+        let mut sealer = RecordSealer::new(
+            provider,
+            AES,
+            Direction::ServerToClient,
+            log.get(labels::SERVER_HS_TRAFFIC),
+        )
+        .expect("sealer");
+        let mut resealed = recs[0].1.clone();
+        sealer
+            .seal(InnerType::HANDSHAKE, &forged, 0, &mut resealed)
+            .expect("seal");
+        let got = p.deliver(Side::Client, &resealed);
+        // What left the client, opened with the impostor's c_hs.
+        let out = p.client.take_outgoing();
+        let mut opener = RecordOpener::new(
+            provider,
+            AES,
+            Direction::ClientToServer,
+            log.get(labels::CLIENT_HS_TRAFFIC),
+        )
+        .expect("opener");
+        let inner: Vec<InnerType> = records(&out)
+            .into_iter()
+            .map(|(_, r)| {
+                let header = RecordHeader::decode(&r[..4]).expect("header");
+                let mut body = r[4..].to_vec();
+                opener.open(header, &mut body).expect("opens").0
+            })
+            .collect();
+        if v == V2 {
+            let e = got.expect_err("the client refuses the forged step 4");
+            assert_eq!(
+                e.error,
+                Error::Handshake(HsError::PeerMisbehaved(
+                    PeerMisbehaved::ClientCertRequestInvalid
+                ))
+            );
+            assert_eq!(
+                inner,
+                vec![InnerType::ALERT],
+                "only an alert left the client"
+            );
+        } else {
+            // The control: version 1 has no signature in step 4, and the
+            // client answers the impostor with its certificate.
+            got.expect("a version 1 client takes flight 2");
+            assert_eq!(inner, vec![InnerType::HANDSHAKE], "step 5 left the client");
+        }
+    }
+}
+
+#[test]
+fn version_1_and_version_2_peers_complete_a_session_both_ways() {
+    let pki = Pki::new(75);
+    for (client_max, server_max, want) in [(V2, V2, V2), (V1, V2, V1), (V2, V1, V1)] {
+        let mut p = pair_with(
+            pki.client_config_v(&[AES, CHACHA], client_max),
+            pki.server_config_v(&[AES, CHACHA], server_max),
+            "server.test",
+            SessionConfig::default(),
+            76,
+        );
+        p.client.send_message(b"early").expect("queued");
+        p.handshake().expect("handshake");
+        let (c, s) = (
+            p.client.summary().expect("client").clone(),
+            p.server.summary().expect("server").clone(),
+        );
+        assert_eq!((c.version, s.version), (want, want));
+        assert_eq!(c.session_hash, s.session_hash);
+        assert_eq!(p.server.recv_message().as_deref(), Some(&b"early"[..]));
+        p.server.send_message(b"reply").expect("send");
+        p.drive().expect("drive");
+        assert_eq!(p.client.recv_message().as_deref(), Some(&b"reply"[..]));
+    }
+}
+
+/// Bytes on the wire of one handshake (no application data) of each
+/// version, with SPEC §4.4's typical parameters: a throwaway PKI (one
+/// 401-byte server leaf, one 395-byte client leaf, a 41-byte CA name), two
+/// suites and the cookie capability offered. Version 2 costs 32 bytes more
+/// in its messages (step 2 −96, step 4 +64, step 7 +96, step 9 −32) and 2
+/// in the ClientHello for its offer.
+#[test]
+fn bytes_on_the_wire_of_a_version_1_and_a_version_2_handshake() {
+    let now = now();
+    let mut rng = rng(80);
+    let pki = sc_pki::throwaway::ThrowawayPki::new("server.test", "client-1", now, &mut rng)
+        .expect("pki");
+    let flights = |v: ProtocolVersion| -> Vec<usize> {
+        let client = ClientConfig::builder()
+            .with_server_verifier(Arc::new(pki.server_verifier().expect("verifier")))
+            .with_credential(pki.client.clone())
+            .build_with_suites(&[AES, CHACHA])
+            .expect("suites")
+            .with_max_version(v)
+            .expect("version");
+        let server = ServerConfig::builder()
+            .with_client_verifier(Arc::new(pki.client_verifier().expect("verifier")))
+            .with_credential(pki.server.clone())
+            .build_with_suites(&[AES, CHACHA])
+            .expect("suites");
+        let mut p = pair_with(
+            Arc::new(client),
+            Arc::new(server),
+            "server.test",
+            SessionConfig::default(),
+            81,
+        );
+        p.handshake().expect("handshake");
+        assert_eq!(p.client.summary().expect("done").version, v);
+        let sent = p.client.stats().handshake_bytes_sent + p.server.stats().handshake_bytes_sent;
+        let per_flight: Vec<usize> = p.flights.iter().map(|f| f.bytes.len()).collect();
+        assert_eq!(per_flight.iter().sum::<usize>() as u64, sent);
+        per_flight
+    };
+    let (v1, v2) = (flights(V1), flights(V2));
+    let (t1, t2) = (v1.iter().sum::<usize>(), v2.iter().sum::<usize>());
+    println!("bytes on the wire, flights 1-6: version 1 {v1:?} = {t1}; version 2 {v2:?} = {t2}");
+    assert_eq!(v1, [1266, 1740, 426, 1315, 1219, 150]);
+    assert_eq!(t1, 6116);
+    // Flight 1: the offer (+2). Flight 2: ServerHello −96, step 4 +64.
+    // Flight 4: step 7 +96, step 9 −32. Flights 3, 5 and 6 are unchanged.
+    assert_eq!(v2, [1268, 1708, 426, 1379, 1219, 150]);
+    assert_eq!(t2, 6150);
+    assert_eq!(t2 - t1, 2 + 32);
 }
 
 #[test]
