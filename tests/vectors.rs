@@ -1,5 +1,6 @@
 //! Test vectors: complete handshakes made from fixed RNG seeds, stored as
-//! JSON in `tests/vectors/`, with every flight's bytes, every secret of the
+//! JSON in `tests/vectors/` (protocol version 1) and `tests/vectors/v2/`
+//! (version 2, SPEC §16), with every flight's bytes, every secret of the
 //! key schedule, and the first records each way.
 //!
 //! * `vectors_regenerate_byte_for_byte` rebuilds each vector from its seeds
@@ -7,10 +8,12 @@
 //! * `vectors_check_out_independently` re-derives the key schedule, the step
 //!   order and the record ratchet from SPEC.md's formulas with the primitive
 //!   crates directly (not through this project's code) and opens every
-//!   record of the vector with them.
+//!   record of the vector with them; for version 2 it also checks step 4's
+//!   signature and step 9's MAC.
 //!
-//! `SC_WRITE_VECTORS=1 cargo test --test vectors` rewrites the files (only
-//! after a deliberate protocol change).
+//! `SC_WRITE_VECTORS=1 cargo test --test vectors` rewrites the files of both
+//! versions, `SC_WRITE_VECTORS=v2` only version 2's (only after a deliberate
+//! protocol change).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,7 +28,7 @@ use sovereign_chain::pki::throwaway::ThrowawayPki;
 use sovereign_chain::pki::{ServerName, UnixTime};
 use sovereign_chain::session::pair::Pair;
 use sovereign_chain::session::{SessionConfig, Side};
-use sovereign_chain::wire::CipherSuite;
+use sovereign_chain::wire::{CipherSuite, ProtocolVersion};
 
 const NOW: u64 = 1_800_000_000;
 const PKI_SEED: u64 = 2026;
@@ -96,8 +99,9 @@ fn suite_from(name: &str) -> CipherSuite {
         .expect("known suite")
 }
 
-/// Runs the handshake of `rng_seed` with the client offering only `suite`.
-fn generate(rng_seed: u64, suite: CipherSuite) -> Vector {
+/// Runs the handshake of `rng_seed` with the client offering only `suite`
+/// and protocol versions up to `version`.
+fn generate(rng_seed: u64, suite: CipherSuite, version: ProtocolVersion) -> Vector {
     let now = UnixTime::since_unix_epoch(Duration::from_secs(NOW));
     let pki = ThrowawayPki::new("server.test", "client-1", now, &mut rng(PKI_SEED)).expect("pki");
     let (client_log, server_log) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
@@ -108,8 +112,11 @@ fn generate(rng_seed: u64, suite: CipherSuite) -> Vector {
         .dangerous_key_log(client_log.clone())
         .build_with_suites(&[suite])
         .expect("suite")
-        // The vectors are v1's ClientHello without capabilities.
-        .with_cookie_retry(false);
+        // The vectors' ClientHello has no capability but the offer of
+        // version 2 (in version 2's vectors): v1's has none at all.
+        .with_cookie_retry(false)
+        .with_max_version(version)
+        .expect("version");
     let server = ServerConfig::builder()
         .with_client_verifier(Arc::new(pki.client_verifier().expect("verifier")))
         .with_credential(pki.server.clone())
@@ -128,6 +135,7 @@ fn generate(rng_seed: u64, suite: CipherSuite) -> Vector {
     .expect("client starts");
     p.handshake().expect("handshake");
     let summary = p.client.summary().expect("complete").clone();
+    assert_eq!(summary.version, version);
     let secrets = client_log.0.lock().expect("log").clone();
     assert_eq!(
         secrets,
@@ -166,9 +174,14 @@ fn generate(rng_seed: u64, suite: CipherSuite) -> Vector {
             record: hex::encode(p.server.take_outgoing()),
         });
     }
+    let which = if version == ProtocolVersion::V2 {
+        "Full handshake, protocol version 2"
+    } else {
+        "Full handshake"
+    };
     Vector {
         description: format!(
-            "Full handshake, client offers {suite} only, server enables AES-256-GCM and ChaCha20-Poly1305; steps 7-10 in order {}",
+            "{which}, client offers {suite} only, server enables AES-256-GCM and ChaCha20-Poly1305; steps 7-10 in order {}",
             summary.order
         ),
         rng_seed,
@@ -206,12 +219,20 @@ fn split_records(bytes: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
-fn vector_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
+/// Version 1's vectors are in `tests/vectors/`, version 2's in its `v2/`.
+fn vector_dir(version: ProtocolVersion) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
+    if version == ProtocolVersion::V2 {
+        dir.join("v2")
+    } else {
+        dir
+    }
 }
 
-fn stored() -> Vec<(PathBuf, Vector)> {
-    let mut files: Vec<_> = std::fs::read_dir(vector_dir())
+const VERSIONS: [ProtocolVersion; 2] = [ProtocolVersion::V1, ProtocolVersion::V2];
+
+fn stored(version: ProtocolVersion) -> Vec<(PathBuf, Vector)> {
+    let mut files: Vec<_> = std::fs::read_dir(vector_dir(version))
         .expect("tests/vectors exists")
         .map(|e| e.expect("dir entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
@@ -228,16 +249,21 @@ fn stored() -> Vec<(PathBuf, Vector)> {
 }
 
 /// Picks seeds giving four different orders, two per cipher, and writes them.
-fn write_vectors() {
+fn write_vectors(version: ProtocolVersion) {
     let mut seen = Vec::new();
     let mut seed = 0;
+    let prefix = if version == ProtocolVersion::V2 {
+        "handshake-v2"
+    } else {
+        "handshake"
+    };
     for (suite, count) in [
         (CipherSuite::AES_256_GCM, 2),
         (CipherSuite::CHACHA20_POLY1305, 2),
     ] {
         let mut n = 0;
         while n < count {
-            let v = generate(seed, suite);
+            let v = generate(seed, suite, version);
             seed += 1;
             if seen.contains(&v.order_index) {
                 continue;
@@ -248,8 +274,8 @@ fn write_vectors() {
             } else {
                 "chacha20poly1305"
             };
-            let path =
-                vector_dir().join(format!("handshake-{short}-order{:02}.json", v.order_index));
+            let path = vector_dir(version)
+                .join(format!("{prefix}-{short}-order{:02}.json", v.order_index));
             std::fs::write(
                 &path,
                 serde_json::to_string_pretty(&v).expect("json") + "\n",
@@ -262,10 +288,18 @@ fn write_vectors() {
 
 #[test]
 fn vectors_regenerate_byte_for_byte() {
-    if std::env::var_os("SC_WRITE_VECTORS").is_some() {
-        write_vectors();
+    for version in VERSIONS {
+        regenerate_byte_for_byte(version);
     }
-    let vectors = stored();
+}
+
+fn regenerate_byte_for_byte(version: ProtocolVersion) {
+    match std::env::var("SC_WRITE_VECTORS").as_deref() {
+        Ok("v2") if version == ProtocolVersion::V2 => write_vectors(version),
+        Ok("v2") | Err(_) => {}
+        Ok(_) => write_vectors(version),
+    }
+    let vectors = stored(version);
     assert!(vectors.len() >= 3, "at least three vectors");
     let orders: std::collections::BTreeSet<u8> =
         vectors.iter().map(|(_, v)| v.order_index).collect();
@@ -279,7 +313,7 @@ fn vectors_regenerate_byte_for_byte() {
         .collect();
     assert_eq!(suites.len(), 2, "both ciphers");
     for (path, v) in vectors {
-        let fresh = generate(v.rng_seed, suite_from(&v.client_suites[0]));
+        let fresh = generate(v.rng_seed, suite_from(&v.client_suites[0]), version);
         // Field by field first, for a readable failure.
         for (i, (a, b)) in fresh.flights.iter().zip(&v.flights).enumerate() {
             assert_eq!(a, b, "{}: flight {} differs", path.display(), i + 1);
@@ -393,7 +427,35 @@ mod spec {
 
 #[test]
 fn vectors_check_out_independently() {
-    for (path, v) in stored() {
+    for version in VERSIONS {
+        check_out_independently(version);
+    }
+}
+
+/// The Ed25519 public key of a DER certificate: the 32 bytes after the
+/// SubjectPublicKeyInfo prefix of an Ed25519 key (RFC 8410).
+fn ed25519_key(cert: &[u8]) -> [u8; 32] {
+    const SPKI: [u8; 12] = [
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
+    let at = cert
+        .windows(SPKI.len())
+        .position(|w| w == SPKI)
+        .expect("an Ed25519 key")
+        + SPKI.len();
+    cert[at..at + 32].try_into().expect("32 bytes")
+}
+
+/// `context || 0x00 || th`, what a step's signature or MAC covers.
+fn signed(context: &str, th: &[u8; 32]) -> Vec<u8> {
+    [context.as_bytes(), &[0], th].concat()
+}
+
+fn check_out_independently(version: ProtocolVersion) {
+    let v2 = version == ProtocolVersion::V2;
+    let vectors = stored(version);
+    assert!(vectors.len() >= 3, "{version}: at least three vectors");
+    for (path, v) in vectors {
         let at = path.display();
         let secret = |label: &str| hex::decode(&v.secrets[label]).expect("hex");
         let suite = suite_from(&v.cipher_suite).0;
@@ -409,11 +471,25 @@ fn vectors_check_out_independently() {
         let sh = server_records[0][4..].to_vec();
         let th2 = spec::sha256(&[&ch, &sh]);
 
-        // The handshake secrets.
-        let hs = spec::extract(
-            b"Sovereign-Chain/1 handshake",
-            &secret("X25519_SHARED_SECRET"),
-        );
+        // The ServerHello's version field.
+        assert_eq!(u16::from_be_bytes([sh[4], sh[5]]), version.0, "{at}");
+
+        // The handshake secrets: version 2 mixes step 2's ML-KEM secret in.
+        let hs = if v2 {
+            spec::extract(
+                b"Sovereign-Chain/2 handshake",
+                &[
+                    secret("X25519_SHARED_SECRET"),
+                    secret("MLKEM_STEP2_SHARED_SECRET"),
+                ]
+                .concat(),
+            )
+        } else {
+            spec::extract(
+                b"Sovereign-Chain/1 handshake",
+                &secret("X25519_SHARED_SECRET"),
+            )
+        };
         assert_eq!(hs.to_vec(), secret("HANDSHAKE_SECRET"), "{at}: HS");
         let c_hs = spec::expand32(&hs, "c hs traffic", &th2);
         let s_hs = spec::expand32(&hs, "s hs traffic", &th2);
@@ -427,11 +503,14 @@ fn vectors_check_out_independently() {
             secret("SERVER_HANDSHAKE_TRAFFIC_SECRET"),
             "{at}"
         );
-        assert_eq!(
-            spec::expand32(&hs, "c confirm", &th2).to_vec(),
-            secret("CLIENT_CONFIRM_KEY"),
-            "{at}"
-        );
+        let kc2 = spec::expand32(&hs, "c confirm", &th2);
+        assert_eq!(kc2.to_vec(), secret("CLIENT_CONFIRM_KEY"), "{at}");
+        let kc1 = spec::expand32(&hs, "s confirm", &th2);
+        if v2 {
+            assert_eq!(kc1.to_vec(), secret("SERVER_CONFIRM_KEY"), "{at}");
+        } else {
+            assert!(!v.secrets.contains_key("SERVER_CONFIRM_KEY"), "{at}");
+        }
 
         // Open every handshake record with the spec's ratchet.
         let mut c_chain = spec::Chain {
@@ -464,6 +543,20 @@ fn vectors_check_out_independently() {
             v.server_chain[0],
             "{at}: certificate in step 3"
         );
+        let server_key =
+            ed25519_dalek::VerifyingKey::from_bytes(&ed25519_key(cert3)).expect("server key");
+        let th3 = spec::sha256(&[&ch, &sh, &m34[0].1]);
+        let ctx = |step: &str| format!("Sovereign-Chain/{} {step}", version.0 - 0x5c00);
+        if v2 {
+            // Step 4 ends with the server's signature over th_3.
+            let m4 = &m34[1].1;
+            let sig = ed25519_dalek::Signature::from_bytes(
+                m4[m4.len() - 64..].try_into().expect("64 bytes"),
+            );
+            server_key
+                .verify_strict(&signed(&ctx("server ClientCertRequest step 4"), &th3), &sig)
+                .unwrap_or_else(|e| panic!("{at}: step 4's signature: {e}"));
+        }
 
         // The order, from the order seed in SeedCode (step 6 = 64-byte code || 32-byte order seed || hash).
         assert_eq!(m6[0].0, 6);
@@ -508,6 +601,31 @@ fn vectors_check_out_independently() {
             .map(|(t, m)| (*t, m.clone()))
             .collect();
         let mut transcript: Vec<&[u8]> = vec![&ch, &sh, &m34[0].1, &m34[1].1, &m5[0].1, &m6[0].1];
+        let th6 = spec::sha256(&transcript);
+        // Step 10's MAC (and in version 2 step 9's): HMAC(key, context ||
+        // 0 || th_6), which is HKDF-Extract with the key as the salt. Step
+        // 9 of version 1 is the server's signature.
+        let mac = |key: &[u8; 32], context: &str| spec::extract(key, &signed(context, &th6));
+        assert_eq!(
+            by_type[&10][4..],
+            mac(&kc2, &ctx("client KeyConfirm2 step 10")),
+            "{at}: step 10"
+        );
+        if v2 {
+            assert_eq!(by_type[&7].len(), 4 + 1184, "{at}: step 7 is a key");
+            assert_eq!(
+                by_type[&9][4..],
+                mac(&kc1, &ctx("server KeyConfirm1 step 9")),
+                "{at}: step 9"
+            );
+        } else {
+            let sig = ed25519_dalek::Signature::from_bytes(
+                by_type[&9][4..].try_into().expect("64 bytes"),
+            );
+            server_key
+                .verify_strict(&signed(&ctx("server KeyConfirm1 step 9"), &th6), &sig)
+                .unwrap_or_else(|e| panic!("{at}: step 9's signature: {e}"));
+        }
         for s in &order {
             transcript.push(&by_type[s]);
         }
@@ -516,13 +634,23 @@ fn vectors_check_out_independently() {
 
         // The master secret and the record chains.
         let derived = spec::expand32(&hs, "derived", &spec::sha256(&[]));
-        let ikm = [
-            secret("MLKEM_STEP7_SHARED_SECRET"),
-            secret("MLKEM_STEP8_SHARED_SECRET"),
-            vec![0x5c, 0x01],
-            suite.to_be_bytes().to_vec(),
-        ]
-        .concat();
+        let ikm = if v2 {
+            assert!(!v.secrets.contains_key("MLKEM_STEP7_SHARED_SECRET"), "{at}");
+            [
+                secret("MLKEM_STEP8_SHARED_SECRET"),
+                vec![0x5c, 0x02],
+                suite.to_be_bytes().to_vec(),
+            ]
+            .concat()
+        } else {
+            [
+                secret("MLKEM_STEP7_SHARED_SECRET"),
+                secret("MLKEM_STEP8_SHARED_SECRET"),
+                vec![0x5c, 0x01],
+                suite.to_be_bytes().to_vec(),
+            ]
+            .concat()
+        };
         let ms = spec::extract(&derived, &ikm);
         assert_eq!(ms.to_vec(), secret("MASTER_SECRET"), "{at}: MS");
         let c_chain0 = spec::extract(seed_code, &spec::expand32(&ms, "c ap traffic", &th11));
