@@ -477,6 +477,80 @@ async fn interactive_server_down_is_one_line() {
     assert!(out.stdout.is_empty());
 }
 
+/// `--min-version`: the session line names the version the handshake ran;
+/// version 2 with a version 2 server (the default), version 1 with a server
+/// that speaks only version 1 — unless `--min-version 2` (or `min_version =
+/// 2` in the config file), which refuses that server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interactive_names_the_protocol_version_and_min_version_2_refuses_a_v1_server() {
+    use sovereign_chain::wire::ProtocolVersion;
+    let pki = Pki::new();
+    let client = pki.client("app-1");
+    let v2 = secure_server(pki.server_config("127.0.0.1"), Serve::Echo).await;
+    let v1_only = ServerConfig::builder()
+        .with_client_verifier(Arc::new(WebPkiClientVerifier::new(pki.anchors())))
+        .with_credential(pki.server("127.0.0.1"))
+        .build()
+        .with_max_version(ProtocolVersion::V1)
+        .expect("version 1 only");
+    let v1 = secure_server(Arc::new(v1_only), Serve::Echo).await;
+    let run = |server: SocketAddr, extra: &'static [&'static str]| {
+        let mut a = identity(&pki, &client);
+        a.extend(args(&["--connect", &server.to_string()]));
+        a.extend(args(extra));
+        run_with_input(a, b"hello\n")
+    };
+    for (server, extra, version) in [
+        (v2.addr, &[][..], "SC/2"),
+        (v2.addr, &["--min-version", "2"][..], "SC/2"),
+        (v1.addr, &[][..], "SC/1"),
+        (v1.addr, &["--min-version", "1"][..], "SC/1"),
+    ] {
+        let out = run(server, extra).await;
+        assert!(out.status.success(), "{extra:?}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "server: echo: hello\n");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(&format!(", protocol {version}, steps 7-10: ")),
+            "{extra:?}: {stderr}"
+        );
+    }
+    let out = run(v1.addr, &["--min-version", "2"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        error_line(&out),
+        "error: peer speaks protocol version SC/1, below this side's minimum SC/2 (min_version)"
+    );
+    assert!(
+        text(&out.stderr).contains("hint: the server speaks only protocol version 1"),
+        "{}",
+        text(&out.stderr)
+    );
+    // The same from the config file; a version that does not exist is a
+    // mistake in it (exit 2), and in the flags.
+    let conf = pki.dir.write("v2.toml", "min_version = 2\n");
+    let mut a = identity(&pki, &client);
+    a.extend(args(&["--connect", &v1.addr.to_string(), "--config"]));
+    a.push(conf.into());
+    let out = run_with_input(a, b"hello\n").await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(error_line(&out).contains("below this side's minimum SC/2"));
+    let conf = pki.dir.write("v3.toml", "min_version = 3\n");
+    let mut a = identity(&pki, &client);
+    a.extend(args(&["--connect", &v2.addr.to_string(), "--config"]));
+    a.push(conf.into());
+    let out = run_with_input(a, b"hello\n").await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        error_line(&out).contains("min_version") && error_line(&out).contains("use 1 or 2"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(v2.addr, &["--min-version", "3"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interactive_wrong_server_name_is_one_line() {
     let pki = Pki::new();
@@ -1434,7 +1508,9 @@ async fn interactive_trace_draws_the_handshake() {
                 .expect("a number")
         })
         .collect();
-    assert_eq!(bytes[3], 1_315, "flight 4");
+    // Protocol version 2 (the default): step 7 is a 1,184-byte key, step 9
+    // a 32-byte MAC (SPEC §16.3); flight 5 is as in version 1.
+    assert_eq!(bytes[3], 1_379, "flight 4");
     assert_eq!(bytes[4], 1_219, "flight 5");
     assert!(bytes.iter().all(|&b| b > 0));
     let label = |f: &roxmltree::Node<'_, '_>| {
@@ -1446,7 +1522,7 @@ async fn interactive_trace_draws_the_handshake() {
     };
     assert!(label(&flights[0]).contains("client → server"));
     assert!(label(&flights[1]).contains("server → client"));
-    assert!(label(&flights[3]).contains("1,315 bytes"));
+    assert!(label(&flights[3]).contains("1,379 bytes"));
     for f in &flights {
         let l = label(f);
         assert!(l.contains(" ms"), "no time in {l:?}");
@@ -1487,6 +1563,7 @@ async fn interactive_trace_draws_the_handshake() {
         .collect::<Vec<_>>()
         .join(" → ");
     assert!(svg.contains(&format!("steps 7–10 in the order {order_text}")));
+    assert!(svg.contains("protocol SC/2"), "the version in the header");
 
     // A tunnel has no one session to draw: a mistake in the flags.
     let mut a = identity(&pki, &client);

@@ -369,5 +369,17 @@ async fn re_keys_every_second_and_each_shows_in_the_verbose_log() {
             log.contains("re-key complete: epoch 1,") && log.contains("re-key complete: epoch 2,"),
             "{who}: one line per re-key\n{log}"
         );
+        // -v names the protocol version (2, between these binaries) on
+        // every step line, and step 4 carries the server's proof.
+        assert!(
+            log.contains("SC/2 Step 4/13: ClientCertRequest")
+                && log.contains("SC/2 Step 13/13: SecureAck"),
+            "{who}: the step lines name the version\n{log}"
+        );
+        assert!(!log.contains("SC/1 Step"), "{who}: {log}");
     }
+    assert!(
+        client_log.contains("verified: server signature over transcript through step 3"),
+        "{client_log}"
+    );
 }

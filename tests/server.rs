@@ -375,6 +375,90 @@ async fn echo_round_trip_through_the_binary() {
     }
 }
 
+/// Protocol version 2 (SPEC §16) with every client that offers it, version
+/// 1 with one that does not; `--min-version 2` (or `min_version = 2` in the
+/// config file) refuses that one with `protocol version`. The session line
+/// names the version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_version_2_refuses_a_version_1_client_and_the_session_line_names_the_version() {
+    use sovereign_chain::wire::ProtocolVersion;
+    let s = Setup::new();
+    let v1_client = {
+        let (cert, key) = s.ca.leaf(&LeafSpec::client(CLIENT_NAME));
+        Arc::new(
+            ClientConfig::builder()
+                .with_server_verifier(Arc::new(WebPkiServerVerifier::new(s.ca.anchors())))
+                .with_credential(Arc::new(Credential::new(vec![cert], key).expect("client")))
+                .build()
+                .with_max_version(ProtocolVersion::V1)
+                .expect("version 1 only"),
+        )
+    };
+
+    // Both versions served by default.
+    let server = Running::start(&s.args(&["--listen", "127.0.0.1:0"]));
+    let addr = server.address().await;
+    for (client, version) in [(&s.client, "SC/2"), (&v1_client, "SC/1")] {
+        let mut stream = connect(&addr, client).await.expect("session");
+        assert_eq!(stream.version().to_string(), version);
+        echo(&mut stream, "v").await;
+        close(stream).await;
+    }
+    let ends = server.wait_lines("session end", 2).await;
+    assert!(ends[0].contains("version=SC/2"), "{}", ends[0]);
+    assert!(ends[1].contains("version=SC/1"), "{}", ends[1]);
+
+    // --min-version 2 from the flag, then from the config file.
+    s.dir.write("v2.toml", "min_version = 2\n");
+    let conf = s.dir.str("v2.toml");
+    for extra in [
+        vec!["--listen", "127.0.0.1:0", "--min-version", "2"],
+        vec!["--listen", "127.0.0.1:0", "--config", &conf],
+    ] {
+        let server = Running::start(&s.args(&extra));
+        let addr = server.address().await;
+        let Err(refused) = connect(&addr, &v1_client).await else {
+            panic!("{extra:?}: a version 1 client got a session");
+        };
+        assert!(
+            matches!(
+                refused,
+                Error::PeerAlert(AlertCode::PROTOCOL_VERSION)
+                    | Error::Handshake(sovereign_chain::handshake::Error::AlertReceived(
+                        AlertCode::PROTOCOL_VERSION
+                    ))
+            ),
+            "{extra:?}: {refused:?}"
+        );
+        let mut stream = connect(&addr, &s.client)
+            .await
+            .expect("a version 2 session");
+        assert_eq!(stream.version(), ProtocolVersion::V2);
+        echo(&mut stream, "v2").await;
+        close(stream).await;
+        let line = server.wait_line("session end").await;
+        assert!(line.contains("version=SC/2"), "{line}");
+        assert!(
+            server.log().contains("protocol version"),
+            "the refusal is logged: {}",
+            server.log()
+        );
+    }
+
+    // A version that does not exist: a mistake in the flags or the file.
+    let (code, err) =
+        run_to_exit(&s.args(&["--listen", "127.0.0.1:0", "--min-version", "3"])).await;
+    assert_eq!(code, Some(2), "{err}");
+    s.dir.write("v3.toml", "min_version = 3\n");
+    let bad = s.dir.str("v3.toml");
+    let (code, err) = run_to_exit(&s.args(&["--listen", "127.0.0.1:0", "--config", &bad])).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("min_version") && err.contains("use 1 or 2"),
+        "{err}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forward_carries_data_both_ways_with_half_close() {
     let s = Setup::new();

@@ -10,7 +10,7 @@ use sc_pki::{certs_from_pem, ClientCredentials, Credential, KeyPair, KeyPin, Pki
 use sc_session::{Connector, RekeyPolicy, SessionConfig};
 use sc_tunnel::entry::TunnelConfig;
 use sc_tunnel::Target;
-use sc_wire::CipherSuite;
+use sc_wire::{CipherSuite, ProtocolVersion};
 use sovereign_chain::cli::CliError;
 use zeroize::Zeroizing;
 
@@ -161,6 +161,7 @@ impl Creds {
         &self,
         pins: &[KeyPin],
         cipher: CipherChoice,
+        min_version: ProtocolVersion,
         streams: bool,
     ) -> Result<Arc<ClientConfig>, CliError> {
         let verifier = ClientCredentials::from_pem(
@@ -187,7 +188,12 @@ impl Creds {
                 .build_with_suites(&[CipherSuite::AES_256_GCM])
                 .map_err(|e| CliError::new(e.to_string()))?,
         };
-        Ok(Arc::new(config.with_streams(streams).with_rekey(true)))
+        let config = config
+            .with_streams(streams)
+            .with_rekey(true)
+            .with_min_version(min_version)
+            .map_err(|e| CliError::new(e.to_string()))?;
+        Ok(Arc::new(config))
     }
 
     /// Where one session goes; `streams`: offer to multiplex.
@@ -205,8 +211,13 @@ impl Creds {
             connect: s.connect.clone(),
             server_name: s.server_name.clone(),
             route: s.route.clone(),
-            connector: Connector::new(self.client_config(&s.pins, s.cipher, streams)?)
-                .with_session_config(session),
+            connector: Connector::new(self.client_config(
+                &s.pins,
+                s.cipher,
+                s.min_version,
+                streams,
+            )?)
+            .with_session_config(session),
         })
     }
 

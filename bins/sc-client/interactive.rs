@@ -131,9 +131,10 @@ pub(crate) async fn run(
     }
     let stream = target.connect().await?;
     eprintln!(
-        "connected to {} (cipher {}, steps 7-10: {}, handshake {:.1} ms)",
+        "connected to {} (cipher {}, protocol {}, steps 7-10: {}, handshake {:.1} ms)",
         target.server_name.to_str(),
         stream.cipher(),
+        stream.version(),
         stream.step_order(),
         stream.handshake_duration().as_secs_f64() * 1e3
     );

@@ -71,6 +71,7 @@ use crate::settings::Mode;
 ///   connect = "10.0.0.8:7001"
 ///   server_name = "cache.internal"
 ///   cipher = "chacha20-poly1305"
+///   min_version = 2
 ///   idle_timeout = "5m"
 ///
 /// Exit status: 0 after a clean end, 1 when a file, the network or the
@@ -142,6 +143,14 @@ pub(crate) struct Cli {
     /// the only one offered [default: auto].
     #[arg(long, value_enum, value_name = "CIPHER")]
     pub(crate) cipher: Option<CipherChoice>,
+
+    /// The oldest protocol version the server may answer with: 1 also
+    /// accepts a server that speaks only version 1; 2 refuses it (`protocol
+    /// version`), so the server must prove its key before this client
+    /// sends its certificate (SPEC §16). Version 2 is offered either way
+    /// [default: 1].
+    #[arg(long, value_name = "1|2", value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub(crate) min_version: Option<u8>,
 
     /// Read settings from this TOML file (flags override it).
     #[arg(long, value_name = "FILE")]

@@ -14,10 +14,10 @@ use sc_net::{Endpoint, Secs};
 use sc_pki::{KeyPin, ServerName};
 use sc_tunnel::entry::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HANDSHAKES, DEFAULT_SHUTDOWN_GRACE};
 use sc_wire::streams::ServiceName;
-use sc_wire::RouteName;
+use sc_wire::{ProtocolVersion, RouteName};
 use sovereign_chain::cli::config::{self, pick, Origin};
 use sovereign_chain::cli::units::{Seconds, Size};
-use sovereign_chain::cli::{CliError, LogFormat};
+use sovereign_chain::cli::{protocol_version, CliError, LogFormat};
 
 use crate::{CipherChoice, Cli};
 
@@ -79,6 +79,8 @@ pub(crate) struct SessionSettings {
     pub(crate) server_name: ServerName<'static>,
     pub(crate) route: Option<RouteName>,
     pub(crate) cipher: CipherChoice,
+    /// The oldest protocol version accepted from the server.
+    pub(crate) min_version: ProtocolVersion,
     pub(crate) pins: Vec<KeyPin>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_message: usize,
@@ -122,6 +124,7 @@ sovereign_chain::config_file! {
         server_name: String,
         route: String,
         cipher: String,
+        min_version: u8,
         pin: Vec<String>,
         handshake_timeout: Seconds,
         rekey_interval: Seconds,
@@ -458,6 +461,19 @@ fn session<'a>(
         })?,
         (None, None) => CipherChoice::Auto,
     };
+    let min_version = match pick3(
+        cli.min_version,
+        table.map(|(t, o)| (t.min_version, o)),
+        (file.min_version, top),
+    ) {
+        None => ProtocolVersion::V1,
+        Some(n) => protocol_version(n.value).ok_or_else(|| {
+            n.origin.bad(
+                "min_version",
+                &format!("unknown protocol version {} (use 1 or 2)", n.value),
+            )
+        })?,
+    };
     let pins = match pick3(
         (!cli.pins.is_empty()).then(|| cli.pins.clone()),
         table.map(|(t, o)| (t.pin.clone(), o)),
@@ -511,6 +527,7 @@ fn session<'a>(
         server_name,
         route,
         cipher,
+        min_version,
         pins,
         handshake_timeout,
         max_message,

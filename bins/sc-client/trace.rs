@@ -99,7 +99,7 @@ pub(crate) fn render(trace: &HandshakeTrace, info: &SessionInfo, peer: &str) -> 
 </defs>
 <rect width="100%" height="100%" fill="#ffffff"/>
 <text x="{mid}" y="28" text-anchor="middle" font-size="18" font-weight="bold">Sovereign-Chain handshake: 13 steps in 6 flights</text>
-<text x="{mid}" y="50" text-anchor="middle" class="meta">peer {peer} · cipher {suite} · steps 7–10 in the order {order_text} (one of 24)</text>
+<text x="{mid}" y="50" text-anchor="middle" class="meta">peer {peer} · protocol {version} · cipher {suite} · steps 7–10 in the order {order_text} (one of 24)</text>
 <text x="{mid}" y="68" text-anchor="middle" class="meta">recorded by the {side}; times from the start of the handshake, sizes on the wire (record headers and tags included)</text>
 <rect x="{cbox}" y="84" width="140" height="30" rx="4" fill="#e8f0fb" stroke="#1f4e79"/>
 <text x="{CLIENT_X}" y="104" text-anchor="middle" font-weight="bold">Client</text>
@@ -109,6 +109,7 @@ pub(crate) fn render(trace: &HandshakeTrace, info: &SessionInfo, peer: &str) -> 
 <line x1="{SERVER_X}" y1="114" x2="{SERVER_X}" y2="{life}" stroke="#888" stroke-dasharray="4 4"/>"##,
         mid = WIDTH / 2,
         peer = xml(peer),
+        version = xml(&info.version().to_string()),
         suite = xml(&info.cipher().to_string()),
         order_text = xml(&order_text),
         side = side_name(trace.side()),

@@ -30,6 +30,7 @@ sovereign_chain::config_file! {
         allow_client: Vec<String>,
         allow_anonymous: bool,
         cipher: String,
+        min_version: u8,
         clock_skew: Seconds,
         handshake_timeout: Seconds,
         max_connections: usize,

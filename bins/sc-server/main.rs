@@ -36,8 +36,13 @@ A first session, with sc-ca's files:
 The server logs one line per session when it ends:
 
   INFO session end listener=127.0.0.1:7000 peer=127.0.0.1:51234 id=dns:app-1
-       cipher=AES-256-GCM order=7,9,8,10 bytes_in=6 bytes_out=12
+       version=SC/2 cipher=AES-256-GCM order=7,9,8,10 bytes_in=6 bytes_out=12
        duration=0.004s reason=closed
+
+Protocol version 2 (SPEC section 16: the server proves its key before the
+client sends its certificate) runs with every client that offers it; a
+client that speaks only version 1 gets version 1, unless --min-version 2
+(min_version = 2 in the config file) refuses it.
 
 The allow-list (--allow-client, repeatable; allow_client in the config
 file) names clients by type:
@@ -282,6 +287,13 @@ pub(crate) struct Cli {
     /// instructions), or force one.
     #[arg(long, value_enum, value_name = "CIPHER", help_heading = "Listener")]
     pub(crate) cipher: Option<CipherArg>,
+
+    /// The oldest protocol version a client may speak: 1 also serves
+    /// clients that speak only version 1; 2 refuses them with `protocol
+    /// version`. A client that offers version 2 (every sc-client since it
+    /// exists) gets version 2 either way [default: 1].
+    #[arg(long, value_name = "1|2", value_parser = clap::value_parser!(u8).range(1..=2), help_heading = "Listener")]
+    pub(crate) min_version: Option<u8>,
 
     /// How far certificate validity times may be off this machine's clock
     /// (30, 90s, 2m) [default: 60s].

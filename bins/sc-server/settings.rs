@@ -15,9 +15,10 @@ use sc_tunnel::exit::{
     FileCredentials, Limits, ListenerSettings, Mode, ProxyProtocol, Service, DEFAULT_GRACE,
 };
 use sc_wire::streams::ServiceName;
+use sc_wire::ProtocolVersion;
 use sovereign_chain::cli::config::{self as layering, OneTable, Origin};
 use sovereign_chain::cli::units::Seconds;
-use sovereign_chain::cli::{CliError, LogFormat};
+use sovereign_chain::cli::{protocol_version, CliError, LogFormat};
 
 use crate::config::{self, FileConfig, Table};
 use crate::{CipherArg, Cli, CookiesArg, LogFormatArg};
@@ -266,6 +267,15 @@ fn listener(
         (None, Some(name)) => name.parse().map_err(|e: String| at.bad("cipher", &e))?,
         (None, None) => CipherChoice::Auto,
     };
+    let min_version = match (cli.min_version, t.min_version) {
+        (Some(n), _) | (None, Some(n)) => protocol_version(n).ok_or_else(|| {
+            at.bad(
+                "min_version",
+                &format!("unknown protocol version {n} (use 1 or 2)"),
+            )
+        })?,
+        (None, None) => ProtocolVersion::V1,
+    };
     let mut allow_clients = t.allow_client.clone().unwrap_or_default();
     if !cli.allow_client.is_empty() {
         allow_clients = cli.allow_client.clone();
@@ -318,6 +328,7 @@ fn listener(
             files,
             access,
             cipher,
+            min_version,
         }),
         limits,
         proxy_protocol: ProxyProtocol { trusted, send },

@@ -33,6 +33,16 @@ pub fn finish(result: Result<ExitCode, CliError>) -> ExitCode {
     }
 }
 
+/// The protocol version a `--min-version` (or `min_version` key) names: 1
+/// or 2; `None` for anything else.
+pub fn protocol_version(n: u8) -> Option<sc_wire::ProtocolVersion> {
+    match n {
+        1 => Some(sc_wire::ProtocolVersion::V1),
+        2 => Some(sc_wire::ProtocolVersion::V2),
+        _ => None,
+    }
+}
+
 /// The async runtime a daemon runs on (every core, time and I/O).
 pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_multi_thread()

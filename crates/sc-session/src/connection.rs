@@ -1569,10 +1569,12 @@ impl Connection {
                         target: "sc_session",
                         side = ?self.side,
                         peer = %summary.peer,
+                        version = %summary.version,
                         cipher = %summary.suite,
                         order = %summary.order,
-                        "handshake complete: peer {}, cipher {}, order of steps 7-10: {}",
+                        "handshake complete: peer {}, protocol {}, cipher {}, order of steps 7-10: {}",
                         summary.peer,
+                        summary.version,
                         summary.suite,
                         summary.order
                     );

@@ -38,7 +38,7 @@ use rand_core::OsRng;
 use sc_handshake::{HandshakeSummary, StepOrder};
 use sc_pki::{PeerIdentity, UnixTime};
 use sc_wire::record::{INNER_TRAILER_LEN, MAX_FRAGMENT_LEN, RECORD_HEADER_LEN, TAG_LEN};
-use sc_wire::{AlertCode, CipherSuite, RouteName};
+use sc_wire::{AlertCode, CipherSuite, ProtocolVersion, RouteName};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::{Connection, Error, HandshakeTrace, Side, Stats};
@@ -97,6 +97,11 @@ impl SessionInfo {
     /// whether it is anonymous.
     pub fn peer(&self) -> &PeerIdentity {
         &self.summary.peer
+    }
+
+    /// The protocol version the handshake ran (SPEC §16.1).
+    pub fn version(&self) -> ProtocolVersion {
+        self.summary.version
     }
 
     /// The AEAD of the records.
@@ -583,6 +588,11 @@ impl<IO> SecureStream<IO> {
     /// Who the peer proved to be.
     pub fn peer(&self) -> &PeerIdentity {
         self.info.peer()
+    }
+
+    /// The protocol version the handshake ran.
+    pub fn version(&self) -> ProtocolVersion {
+        self.info.version()
     }
 
     /// The AEAD of the records.

@@ -254,7 +254,10 @@ pub fn alert_sentence(code: AlertCode, route: Option<&str>) -> String {
             "the server does not accept anonymous clients; use a client certificate"
         }
         AlertCode::NO_COMMON_CIPHER => "no cipher suite in common with the server",
-        AlertCode::PROTOCOL_VERSION => "the server does not speak this protocol version",
+        AlertCode::PROTOCOL_VERSION => {
+            "the server refused this client's protocol version (a server with \
+             --min-version 2 refuses a client that speaks only version 1)"
+        }
         AlertCode::TIMEOUT => "the server timed out waiting for this client",
         AlertCode::NO_ROUTE => {
             return match route {
@@ -311,6 +314,15 @@ fn handshake_hint(e: &SessionError, addr: &Endpoint) -> Option<String> {
         SessionError::Handshake(Hs::PeerIncompatible(
             sc_handshake::PeerIncompatible::NoCommonCipher { .. },
         )) => return Some("try --cipher auto".to_owned()),
+        SessionError::Handshake(Hs::PeerIncompatible(
+            sc_handshake::PeerIncompatible::VersionBelowMinimum { .. },
+        )) => {
+            return Some(
+                "the server speaks only protocol version 1: upgrade it, or connect without \
+                 --min-version 2"
+                    .to_owned(),
+            )
+        }
         SessionError::Handshake(Hs::AlertReceived(code)) | SessionError::PeerAlert(code) => *code,
         SessionError::Truncated => {
             return Some(format!(

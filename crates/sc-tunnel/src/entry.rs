@@ -443,6 +443,7 @@ impl SessionPool {
                 Ok(session) => {
                     tracing::info!(
                         server = %session.info().peer(),
+                        version = %session.info().version(),
                         cipher = %session.info().cipher(),
                         "session of streams open to {}",
                         self.target.connect
@@ -615,6 +616,7 @@ impl Handler for Entry {
                 tracing::debug!(
                     local = %peer,
                     server = %server,
+                    version = %secure.version(),
                     cipher = %cipher,
                     order = %secure.step_order(),
                     handshake_ms = secure.handshake_duration().as_secs_f64() * 1e3,

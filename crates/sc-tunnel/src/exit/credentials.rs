@@ -75,6 +75,9 @@ pub enum CredentialError {
     /// The cipher choice cannot be built.
     #[error("cipher: {0}")]
     Cipher(#[from] ConfigError),
+    /// The minimum protocol version cannot be set.
+    #[error("min_version: {0}")]
+    Version(ConfigError),
     /// Loading did not finish (a file that never ends, such as a FIFO) or
     /// its thread failed.
     #[error("loading the credentials failed: {0}")]
@@ -151,7 +154,9 @@ impl CredentialError {
             Self::WrongPassphrase { .. } | Self::EmptyPassphrase { .. } => {
                 "the passphrase file's first line must be the key's passphrase".into()
             }
-            Self::Cipher(_) | Self::LoadFailed(_) | Self::Access(_) => return None,
+            Self::Cipher(_) | Self::Version(_) | Self::LoadFailed(_) | Self::Access(_) => {
+                return None
+            }
             Self::UnknownAnchor { .. } => {
                 "write NAME@CN with the subject CN of a CA certificate of --ca, or NAME@* for any of them (a name that contains '@' needs one of the two)".into()
             }
@@ -266,7 +271,11 @@ pub(crate) fn load(creds: &FileCredentials, now: UnixTime) -> Result<Loaded, Cre
     // A client that offers streams gets them (SPEC §14), one that offers
     // re-keying gets it (§15); one that does not keeps one byte stream per
     // session, or its handshake keys.
-    let config = config.with_streams(true).with_rekey(true);
+    let config = config
+        .with_streams(true)
+        .with_rekey(true)
+        .with_min_version(creds.min_version)
+        .map_err(CredentialError::Version)?;
     Ok(Loaded {
         config,
         description,

@@ -960,6 +960,7 @@ async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, con
         peer = %peer,
         via,
         id = %info.peer(),
+        version = %info.version(),
         cipher = %info.cipher(),
         handshake_ms = info.handshake_duration().as_millis() as u64,
         "session start"
@@ -1033,6 +1034,7 @@ async fn connection(mut io: Stream, tcp_peer: String, state: &ListenerState, con
         peer = %peer,
         via,
         id = %info.peer(),
+        version = %info.version(),
         cipher = %info.cipher(),
         order = %order.join(","),
         bytes_in = counts.bytes_in,

@@ -255,6 +255,10 @@ pub struct FileCredentials {
     pub access: ClientAccess,
     /// Which AEAD is accepted.
     pub cipher: CipherChoice,
+    /// The oldest protocol version accepted (SPEC §16.1): with
+    /// [`ProtocolVersion::V2`](sc_wire::ProtocolVersion::V2), a client that
+    /// does not offer version 2 is refused with `protocol version`.
+    pub min_version: sc_wire::ProtocolVersion,
 }
 
 /// Where a listener's [`ServerConfig`] comes from.
