@@ -274,6 +274,7 @@ async fn run() -> Result<()> {
 
     println!("\nsummary");
     println!("  server identity (verified)   {}", info.peer());
+    println!("  protocol version             {}", info.version());
     println!("  cipher                       {}", info.cipher());
     println!(
         "  order of steps 7-10          {}  (one of 24, from the order seed)",

@@ -25,6 +25,17 @@
 //! on the wire. Both sides absorb all four into the transcript in that order
 //! and sign it at steps 11 and 12. SPEC.md gives every byte.
 //!
+//! Two protocol versions are spoken, negotiated in the handshake itself
+//! (SPEC §16.1): a client offers version 2 as the capability `0xfe04` in a
+//! ClientHello that stays version 1's, and a server that speaks it answers
+//! with a version 2 ServerHello. In version 2 the ServerHello encapsulates
+//! to the client's ML-KEM key (the handshake secret is hybrid from flight 2
+//! on), step 4 carries the server's signature over the transcript through
+//! step 3 (the client checks it before it sends its certificate), step 7 is
+//! a fresh ML-KEM key of the server and step 9 a MAC. `with_min_version` on
+//! either config refuses a version 1 peer; [`HandshakeSummary::version`]
+//! says which ran.
+//!
 //! A complete handshake between an in-memory client and server:
 //!
 //! ```
