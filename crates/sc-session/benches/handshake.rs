@@ -63,6 +63,7 @@ use sc_pki::{
 };
 use sc_session::pair::MAX_ROUNDS;
 use sc_session::{Connection, SessionConfig, Stats};
+use sc_wire::ProtocolVersion;
 
 use common::Run;
 
@@ -75,6 +76,11 @@ const TARGET_US: f64 = 600.0;
 const TWO_LEVEL_TARGET_US: f64 = 200.0;
 const SERVER_SPEEDUP_TARGET: f64 = 2.0;
 
+/// Version 2's handshake CPU per side against version 1's (issue 18, P4),
+/// and its bytes on the wire.
+const V2_CPU_TARGET: f64 = 1.10;
+const V2_BYTES_TARGET: f64 = 1.15;
+
 /// Target for one re-key, as a share of a full handshake's CPU (issue 14).
 const REKEY_TARGET: f64 = 0.60;
 
@@ -85,6 +91,9 @@ const COOKIE_TARGET: f64 = 0.05;
 /// What every handshake shares: made once.
 struct Fixture {
     client: Arc<ClientConfig>,
+    /// `client` with version 2 not offered: a version 1 handshake with
+    /// `server` (issue 18's cost of version 2, measured against it).
+    v1_client: Arc<ClientConfig>,
     server: Arc<ServerConfig>,
     server_name: ServerName<'static>,
     now: UnixTime,
@@ -221,14 +230,17 @@ impl Fixture {
             .expect("throwaway PKI issues");
         // No signature cache: every handshake checks the chains (see the
         // module documentation).
-        let client = ClientConfig::builder()
-            .with_server_verifier(Arc::new(
-                pki.server_verifier()
-                    .expect("CA parses")
-                    .with_signature_cache(0),
-            ))
-            .with_credential(pki.client.clone())
-            .build();
+        let client_config = || {
+            ClientConfig::builder()
+                .with_server_verifier(Arc::new(
+                    pki.server_verifier()
+                        .expect("CA parses")
+                        .with_signature_cache(0),
+                ))
+                .with_credential(pki.client.clone())
+                .build()
+        };
+        let client = client_config();
         let server = ServerConfig::builder()
             .with_client_verifier(Arc::new(
                 pki.client_verifier()
@@ -254,6 +266,11 @@ impl Fixture {
             ),
             now,
             &mut rng,
+        );
+        let v1_client = Arc::new(
+            client_config()
+                .with_max_version(ProtocolVersion::V1)
+                .expect("version 1 is spoken"),
         );
         let client = Arc::new(client);
         let cookie = CookieBench::new(&client, now, &mut rng);
@@ -288,6 +305,7 @@ impl Fixture {
             .collect();
         Self {
             client,
+            v1_client,
             server: Arc::new(server),
             server_name: ServerName::try_from("server.test").expect("valid DNS name"),
             now,
@@ -569,9 +587,21 @@ fn main() {
     // Once, outside timing: what each side puts on the wire.
     let (_, client, server) = fixture.handshake();
     let wire = (client.stats(), server.stats());
+    let (_, v1c, v1s) =
+        fixture.handshake_between(Arc::clone(&fixture.v1_client), Arc::clone(&fixture.server));
+    let (total_v2, total_v1) = (
+        wire.0.handshake_bytes_sent + wire.1.handshake_bytes_sent,
+        v1c.stats().handshake_bytes_sent + v1s.stats().handshake_bytes_sent,
+    );
+    drop((v1c, v1s));
     let suite = client.summary().map(|s| s.suite);
     drop((client, server));
     print_wire(&wire.0, &wire.1);
+    let grew = total_v2 as f64 / total_v1 as f64;
+    println!(
+        "  version 1 between the same credentials: {total_v1} bytes; version 2 / version 1 = {grew:.4} (target ≤ {V2_BYTES_TARGET:.2}: {})",
+        if grew <= V2_BYTES_TARGET { "met" } else { "MISSED" }
+    );
 
     let mut c = Criterion::default().configure_from_args();
     bench(&mut c, &mut fixture);
@@ -699,6 +729,8 @@ const ROUNDS: usize = 1000;
 fn interleaved(fixture: &mut Fixture) {
     let at = Instant::now();
     let mut hs: [Vec<Duration>; 2] = Default::default();
+    // Version 1 handshakes between the same credentials: client, server.
+    let mut hs_v1: [Vec<Duration>; 2] = Default::default();
     let mut rk: [Vec<Duration>; 2] = Default::default();
     let mut cookie: [Vec<Duration>; 2] = Default::default();
     // Chain cold, warm; two-level handshake client cold, warm, server cold, warm.
@@ -732,9 +764,22 @@ fn interleaved(fixture: &mut Fixture) {
         fixture.cookie.check(now, &mut fixture.server_rng);
         cookie[1].push(t.elapsed());
         let (t, client, server) = fixture.handshake();
+        debug_assert_eq!(
+            client.summary().map(|s| s.version),
+            Some(ProtocolVersion::V2)
+        );
         drop((client, server));
         hs[0].push(t.client);
         hs[1].push(t.server);
+        let (t, client, server) =
+            fixture.handshake_between(Arc::clone(&fixture.v1_client), Arc::clone(&fixture.server));
+        debug_assert_eq!(
+            client.summary().map(|s| s.version),
+            Some(ProtocolVersion::V1)
+        );
+        drop((client, server));
+        hs_v1[0].push(t.client);
+        hs_v1[1].push(t.server);
         let t = fixture.rekey(at);
         rk[0].push(t.client);
         rk[1].push(t.server);
@@ -750,6 +795,12 @@ fn interleaved(fixture: &mut Fixture) {
         "Interleaved, {ROUNDS} rounds of one handshake, one re-key (client initiates), one cookie retry and its check, one two-level client chain verified cold and warm, and one two-level handshake cold and one warm, medians:"
     );
     println!("  handshake: client {hc:.1} µs, server {hsv:.1} µs");
+    let (hc1, hs1) = (median(&mut hs_v1[0]), median(&mut hs_v1[1]));
+    let (rc, rs) = (hc / hc1, hsv / hs1);
+    println!(
+        "  the same with version 1 (client offers no 0xfe04): client {hc1:.1} µs, server {hs1:.1} µs; version 2 / version 1: client {rc:.3}, server {rs:.3} (target ≤ {V2_CPU_TARGET:.2}: {})",
+        if rc.max(rs) <= V2_CPU_TARGET { "met" } else { "MISSED" }
+    );
     for (role, us, same, other) in [("initiator", ri, hc, hsv), ("responder", rr, hsv, hc)] {
         let (a, b) = (us / same, us / other);
         println!(
