@@ -15,7 +15,7 @@ use rand_core::SeedableRng;
 use sc_pki::{cert_to_pem, crl_to_pem, CertificateDer};
 use sc_net::proxy_protocol::{ProxyHeader, TLV_CLIENT_IDENTITY};
 use sc_session::Side;
-use sc_wire::{Codec, HandshakeMessage, Reader};
+use sc_wire::{Codec, HandshakeMessage, ProtocolVersion, Reader};
 
 fn write(target: &str, seeds: &[Vec<u8>]) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -71,13 +71,19 @@ fn main() {
         .collect();
     write("wire_deframer", &records);
 
-    // Every handshake message of the recorded handshake, one per seed.
+    // Every handshake message of the recorded handshakes (both protocol
+    // versions), one per seed.
     let mut messages = Vec::new();
-    for (_, record) in f.to_client.iter().chain(&f.to_server) {
+    let v2 = f.to_client.iter().chain(&f.to_server);
+    let v1 = f.to_client_v1.iter().chain(&f.to_server_v1);
+    for (version, (_, record)) in v2
+        .map(|r| (ProtocolVersion::V2, r))
+        .chain(v1.map(|r| (ProtocolVersion::V1, r)))
+    {
         let mut r = Reader::new(record);
         while r.left() > 0 {
             let before = r.left();
-            let msg = HandshakeMessage::read(&mut r).expect("a real message");
+            let msg = HandshakeMessage::read_for(version, &mut r).expect("a real message");
             let start = record.len() - before;
             let end = record.len() - r.left();
             assert_eq!(msg.encoded(), record[start..end]);

@@ -21,6 +21,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use sc_handshake::crypto::insecure::INSECURE_FUZZING_ONLY;
 use sc_handshake::{Action, ClientConfig, ClientHandshake, Level, ServerConfig, ServerHandshake};
+use sc_net::proxy_protocol::ProxyHeader;
 use sc_pki::{
     cert_info, cert_serial, certs_from_pem, crls_from_pem, inspect_pem, issue_crl,
     issue_intermediate, issue_leaf, issue_root, CertificateDer, CertificateRevocationListDer,
@@ -28,11 +29,10 @@ use sc_pki::{
     ServerCertVerifier, ServerName, TrustAnchors, UnixTime, Validity, WebPkiClientVerifier,
     WebPkiServerVerifier,
 };
-use sc_net::proxy_protocol::ProxyHeader;
 use sc_session::pair::{other, Pair};
 use sc_session::{SessionConfig, Side};
 use sc_wire::record::split_inner;
-use sc_wire::{Alert, CipherSuite, Codec, Deframer, HandshakeMessage, InnerType};
+use sc_wire::{Alert, CipherSuite, Codec, Deframer, HandshakeMessage, InnerType, ProtocolVersion};
 
 /// The server name in the fixture's server certificate.
 pub const SERVER_NAME: &str = "server.fuzz";
@@ -78,9 +78,33 @@ pub struct Fixture {
     server_verifier: WebPkiServerVerifier,
     client_verifier: WebPkiClientVerifier,
     /// The handshake records the client received, in order: (level, messages).
+    /// Protocol version 2 (the default configs).
     pub to_client: Vec<(Level, Vec<u8>)>,
-    /// The handshake records the server received, in order.
+    /// The handshake records the server received, in order (version 2).
     pub to_server: Vec<(Level, Vec<u8>)>,
+    /// `client_config` with version 2 not offered: a version 1 client.
+    pub client_v1_config: Arc<ClientConfig>,
+    /// The records of a version 1 handshake (the version 1 client and
+    /// `server_config`), as `to_client` and `to_server`.
+    pub to_client_v1: Vec<(Level, Vec<u8>)>,
+    /// See [`Fixture::to_client_v1`].
+    pub to_server_v1: Vec<(Level, Vec<u8>)>,
+}
+
+impl Fixture {
+    /// The client config and the records of one protocol version.
+    #[allow(clippy::type_complexity)]
+    fn version(&self, v1: bool) -> (&Arc<ClientConfig>, &[(Level, Vec<u8>)], &[(Level, Vec<u8>)]) {
+        if v1 {
+            (
+                &self.client_v1_config,
+                &self.to_client_v1,
+                &self.to_server_v1,
+            )
+        } else {
+            (&self.client_config, &self.to_client, &self.to_server)
+        }
+    }
 }
 
 /// The fixture, built once per process.
@@ -151,7 +175,7 @@ fn build_fixture() -> Fixture {
             .with_credential(client.clone())
             .build_with_suites(&suites)
             .expect("suites");
-        Arc::new(config.with_rekey(rekey))
+        config.with_rekey(rekey)
     };
     let server_config = |rekey: bool| {
         let config = ServerConfig::builder()
@@ -167,9 +191,16 @@ fn build_fixture() -> Fixture {
             .expect("suites");
         Arc::new(config.with_rekey(rekey))
     };
-    let (client_rekey_config, server_rekey_config) = (client_config(true), server_config(true));
-    let (client_config, server_config) = (client_config(false), server_config(false));
+    let client_rekey_config = Arc::new(client_config(true));
+    let server_rekey_config = server_config(true);
+    let client_v1_config = Arc::new(
+        client_config(false)
+            .with_max_version(ProtocolVersion::V1)
+            .expect("version 1 is spoken"),
+    );
+    let (client_config, server_config) = (Arc::new(client_config(false)), server_config(false));
     let (to_client, to_server) = record_handshake(&client_config, &server_config);
+    let (to_client_v1, to_server_v1) = record_handshake(&client_v1_config, &server_config);
     Fixture {
         root,
         root_key,
@@ -185,8 +216,14 @@ fn build_fixture() -> Fixture {
         client_verifier,
         to_client,
         to_server,
+        client_v1_config,
+        to_client_v1,
+        to_server_v1,
     }
 }
+
+/// Bit 7 of a handshake target's selector: replay version 1's handshake.
+const V1_BIT: u8 = 0x80;
 
 const CLIENT_SEED: u8 = 2;
 const SERVER_SEED: u8 = 3;
@@ -237,12 +274,13 @@ fn record_handshake(
     (to_client, to_server)
 }
 
-/// Which record a handshake-target input stands for: the first byte picks
-/// the state (`% (records + 1)`: the last is the completed handshake) and,
-/// in bits 4–5, the level (0: the one the real record had; 1–3: plaintext,
-/// handshake, application).
+/// Which record a handshake-target input stands for: the first byte picks,
+/// in bit 7, the protocol version (set: version 1; clear: version 2), in
+/// bits 0–3 the state (`% (records + 1)`: the last is the completed
+/// handshake) and, in bits 4–5, the level (0: the one the real record had;
+/// 1–3: plaintext, handshake, application).
 fn pick(selector: u8, records: &[(Level, Vec<u8>)]) -> (usize, Level) {
-    let state = usize::from(selector) % (records.len() + 1);
+    let state = usize::from(selector & 0x0f) % (records.len() + 1);
     let level = match (selector >> 4) & 3 {
         1 => Level::Plaintext,
         2 => Level::Handshake,
@@ -258,13 +296,12 @@ pub fn handshake_client(data: &[u8]) {
     let Some((&selector, payload)) = data.split_first() else {
         return;
     };
-    let f = fixture();
-    let (state, level) = pick(selector, &f.to_client);
+    let (config, to_client, _) = fixture().version(selector & V1_BIT != 0);
+    let (state, level) = pick(selector, to_client);
     let mut rng = rng(CLIENT_SEED);
     let (mut client, _) =
-        ClientHandshake::start(f.client_config.clone(), server_name(), None, &mut rng)
-            .expect("start");
-    for (level, msg) in &f.to_client[..state] {
+        ClientHandshake::start(config.clone(), server_name(), None, &mut rng).expect("start");
+    for (level, msg) in &to_client[..state] {
         client.handle(*level, msg, now(), &mut rng).expect("replay");
     }
     let _ = client.handle(level, payload, now(), &mut rng);
@@ -276,31 +313,42 @@ pub fn handshake_server(data: &[u8]) {
         return;
     };
     let f = fixture();
-    let (state, level) = pick(selector, &f.to_server);
+    let (_, _, to_server) = f.version(selector & V1_BIT != 0);
+    let (state, level) = pick(selector, to_server);
     let mut rng = rng(SERVER_SEED);
     let mut server = ServerHandshake::new(f.server_config.clone());
-    for (level, msg) in &f.to_server[..state] {
+    for (level, msg) in &to_server[..state] {
         server.handle(*level, msg, now(), &mut rng).expect("replay");
     }
     let _ = server.handle(level, payload, now(), &mut rng);
 }
 
-/// Seeds for the handshake targets: every real record, with its selector.
+/// Seeds for the handshake targets: every real record of both protocol
+/// versions, with its selector.
 pub fn handshake_seeds(side: Side) -> Vec<Vec<u8>> {
     let f = fixture();
+    let mut seeds: Vec<Vec<u8>> = Vec::new();
+    for (v1, bit) in [(false, 0), (true, V1_BIT)] {
+        let (_, to_client, to_server) = f.version(v1);
+        let records = match side {
+            Side::Client => to_client,
+            Side::Server => to_server,
+        };
+        seeds.extend(
+            records
+                .iter()
+                .enumerate()
+                .map(|(i, (_, msg))| [&[i as u8 | bit][..], msg].concat()),
+        );
+        // After completion: the last record again.
+        if let Some((_, last)) = records.last() {
+            seeds.push([&[records.len() as u8 | bit][..], last].concat());
+        }
+    }
     let records = match side {
         Side::Client => &f.to_client,
         Side::Server => &f.to_server,
     };
-    let mut seeds: Vec<Vec<u8>> = records
-        .iter()
-        .enumerate()
-        .map(|(i, (_, msg))| [&[i as u8][..], msg].concat())
-        .collect();
-    // After completion: the last record again.
-    if let Some((_, last)) = records.last() {
-        seeds.push([&[records.len() as u8][..], last].concat());
-    }
     // The cookie retry (SPEC §4.5): a HelloRetry in place of the
     // ServerHello; a CookieEcho in front of the ClientHello.
     let cookie = sc_wire::Cookie::new(vec![0x5c; sc_handshake::cookie::COOKIE_LEN])
@@ -348,7 +396,8 @@ pub fn cookie_first_flight(data: &[u8]) {
         r.extend_from_slice(body);
         r
     };
-    let Decision::Retry(_) = jar.first_flight(&record(hello), &source, now(), true, false, &mut rng)
+    let Decision::Retry(_) =
+        jar.first_flight(&record(hello), &source, now(), true, false, &mut rng)
     else {
         return;
     };
@@ -479,7 +528,9 @@ fn tick_rekey(pair: &mut Pair, side: Side, after: Duration) {
 
 /// `side` asks for a re-key and seals its RekeyInit.
 fn start_rekey(pair: &mut Pair, side: Side) {
-    pair.side(side).request_rekey().expect("the session re-keys");
+    pair.side(side)
+        .request_rekey()
+        .expect("the session re-keys");
     poll_rekey(pair, side, Duration::ZERO).expect("RekeyInit sealed");
 }
 
@@ -623,12 +674,15 @@ pub fn session_rekey_seeds() -> Vec<Vec<u8>> {
 /// Every handshake message decoder; decoding is strict, so a message that
 /// decodes has exactly one encoding: the input.
 pub fn handshake_message(data: &[u8]) {
-    if let Ok(msg) = HandshakeMessage::decode(data) {
-        assert_eq!(
-            msg.encoded(),
-            data,
-            "a decoded message re-encodes to its input"
-        );
+    // Steps 4, 7 and 9 have a form per protocol version (SPEC §16.2).
+    for version in [ProtocolVersion::V1, ProtocolVersion::V2] {
+        if let Ok(msg) = HandshakeMessage::decode_for(version, data) {
+            assert_eq!(
+                msg.encoded(),
+                data,
+                "a decoded message re-encodes to its input ({version})"
+            );
+        }
     }
 }
 
@@ -792,7 +846,10 @@ pub fn streams(data: &[u8]) {
         }
         let _ = s.take_events();
         let _ = s.accept();
-        assert!(s.owed_bytes() <= MAX_PENDING_FRAMES * 300, "owed bytes unbounded");
+        assert!(
+            s.owed_bytes() <= MAX_PENDING_FRAMES * 300,
+            "owed bytes unbounded"
+        );
         rest = rest.get(1..).unwrap_or_default();
     }
 }
