@@ -150,15 +150,21 @@ impl ClientConfig {
         self
     }
 
-    /// The oldest protocol version the client accepts (default: version 1).
+    /// The oldest protocol version the client accepts (default: version 2).
     pub fn min_version(&self) -> ProtocolVersion {
         self.min_version
     }
 
-    /// Accepts only servers that speak `version` or later (SPEC §16.1):
-    /// with version 2, a server that answers version 1 is refused with
-    /// `protocol version`. Fails for a version this implementation does not
-    /// speak or one above [`ClientConfig::max_version`].
+    /// Accepts servers that speak `version` or later (SPEC §16.1). The
+    /// default, version 2, refuses a server that answers version 1 with
+    /// `protocol version`: a version 1 handshake sends the client's
+    /// certificate before the server has proved it holds its key, and an
+    /// active attacker can answer a version 1 ServerHello itself, so a
+    /// client that accepts version 1 gives its identity to anyone on the
+    /// path (SPEC §16.1, `formal/neg/p1-client-identity-fallback-v2.pv`).
+    /// Version 1 lets this client talk to version 1 servers. Fails for a
+    /// version this implementation does not speak or one above
+    /// [`ClientConfig::max_version`].
     pub fn with_min_version(mut self, version: ProtocolVersion) -> Result<Self, ConfigError> {
         check_versions(version, self.max_version)?;
         self.min_version = version;
@@ -173,10 +179,12 @@ impl ClientConfig {
     /// Offers protocol versions up to `version`: version 2 (the default)
     /// adds the capability `0xfe04` to the ClientHello; version 1 leaves it
     /// out, so the client is a version 1 client (as the v1 test vectors
-    /// are recorded). Fails for a version this implementation does not
-    /// speak or one below [`ClientConfig::min_version`].
+    /// are recorded), and lowers [`ClientConfig::min_version`] to 1 if it
+    /// was above. Fails for a version this implementation does not speak.
     pub fn with_max_version(mut self, version: ProtocolVersion) -> Result<Self, ConfigError> {
-        check_versions(self.min_version, version)?;
+        let min = self.min_version.min(version);
+        check_versions(min, version)?;
+        self.min_version = min;
         self.max_version = version;
         Ok(self)
     }
@@ -312,7 +320,7 @@ impl ConfigBuilder<ClientReady> {
             streams: false,
             rekey: false,
             cookie_retry: true,
-            min_version: ProtocolVersion::V1,
+            min_version: ProtocolVersion::V2,
             max_version: ProtocolVersion::V2,
         }
     }
