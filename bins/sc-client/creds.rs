@@ -162,6 +162,7 @@ impl Creds {
         pins: &[KeyPin],
         cipher: CipherChoice,
         min_version: ProtocolVersion,
+        max_version: ProtocolVersion,
         streams: bool,
     ) -> Result<Arc<ClientConfig>, CliError> {
         let verifier = ClientCredentials::from_pem(
@@ -192,6 +193,7 @@ impl Creds {
             .with_streams(streams)
             .with_rekey(true)
             .with_min_version(min_version)
+            .and_then(|c| c.with_max_version(max_version))
             .map_err(|e| CliError::new(e.to_string()))?;
         Ok(Arc::new(config))
     }
@@ -215,6 +217,7 @@ impl Creds {
                 &s.pins,
                 s.cipher,
                 s.min_version,
+                s.max_version,
                 streams,
             )?)
             .with_session_config(session),

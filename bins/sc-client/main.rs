@@ -147,10 +147,18 @@ pub(crate) struct Cli {
     /// The oldest protocol version the server may answer with: 1 also
     /// accepts a server that speaks only version 1; 2 refuses it (`protocol
     /// version`), so the server must prove its key before this client
-    /// sends its certificate (SPEC §16). Version 2 is offered either way
-    /// [default: 1].
+    /// sends its certificate (SPEC §16). Version 2 is offered unless
+    /// --max-version 1 [default: 1].
     #[arg(long, value_name = "1|2", value_parser = clap::value_parser!(u8).range(1..=2))]
     pub(crate) min_version: Option<u8>,
+
+    /// The newest protocol version offered: 1 leaves out the offer of
+    /// version 2, so the session runs version 1, as with a client built
+    /// before version 2: to pin this client to version 1, or to test
+    /// servers against a version 1 client. Not below --min-version
+    /// [default: 2].
+    #[arg(long, value_name = "1|2", value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub(crate) max_version: Option<u8>,
 
     /// Read settings from this TOML file (flags override it).
     #[arg(long, value_name = "FILE")]

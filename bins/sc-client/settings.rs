@@ -17,7 +17,7 @@ use sc_wire::streams::ServiceName;
 use sc_wire::{ProtocolVersion, RouteName};
 use sovereign_chain::cli::config::{self, pick, Origin};
 use sovereign_chain::cli::units::{Seconds, Size};
-use sovereign_chain::cli::{protocol_version, CliError, LogFormat};
+use sovereign_chain::cli::{protocol_version, versions_crossed, CliError, LogFormat};
 
 use crate::{CipherChoice, Cli};
 
@@ -81,6 +81,8 @@ pub(crate) struct SessionSettings {
     pub(crate) cipher: CipherChoice,
     /// The oldest protocol version accepted from the server.
     pub(crate) min_version: ProtocolVersion,
+    /// The newest protocol version offered to it.
+    pub(crate) max_version: ProtocolVersion,
     pub(crate) pins: Vec<KeyPin>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_message: usize,
@@ -125,6 +127,7 @@ sovereign_chain::config_file! {
         route: String,
         cipher: String,
         min_version: u8,
+        max_version: u8,
         pin: Vec<String>,
         handshake_timeout: Seconds,
         rekey_interval: Seconds,
@@ -461,11 +464,12 @@ fn session<'a>(
         })?,
         (None, None) => CipherChoice::Auto,
     };
-    let min_version = match pick3(
+    let min_given = pick3(
         cli.min_version,
         table.map(|(t, o)| (t.min_version, o)),
         (file.min_version, top),
-    ) {
+    );
+    let min_version = match &min_given {
         None => ProtocolVersion::V1,
         Some(n) => protocol_version(n.value).ok_or_else(|| {
             n.origin.bad(
@@ -474,6 +478,28 @@ fn session<'a>(
             )
         })?,
     };
+    let max_given = pick3(
+        cli.max_version,
+        table.map(|(t, o)| (t.max_version, o)),
+        (file.max_version, top),
+    );
+    let max_version = match &max_given {
+        None => ProtocolVersion::V2,
+        Some(n) => protocol_version(n.value).ok_or_else(|| {
+            n.origin.bad(
+                "max_version",
+                &format!("unknown protocol version {} (use 1 or 2)", n.value),
+            )
+        })?,
+    };
+    if max_version < min_version {
+        // Both were set: the defaults (1 and 2) cross nothing.
+        let given = |n: Option<Given<'a, u8>>, default: u8| match n {
+            Some(n) => (n.value, n.origin),
+            None => (default, Origin::Flag),
+        };
+        return Err(versions_crossed(given(min_given, 1), given(max_given, 2)));
+    }
     let pins = match pick3(
         (!cli.pins.is_empty()).then(|| cli.pins.clone()),
         table.map(|(t, o)| (t.pin.clone(), o)),
@@ -528,6 +554,7 @@ fn session<'a>(
         route,
         cipher,
         min_version,
+        max_version,
         pins,
         handshake_timeout,
         max_message,

@@ -31,6 +31,7 @@ sovereign_chain::config_file! {
         allow_anonymous: bool,
         cipher: String,
         min_version: u8,
+        max_version: u8,
         clock_skew: Seconds,
         handshake_timeout: Seconds,
         max_connections: usize,

@@ -42,7 +42,9 @@ The server logs one line per session when it ends:
 Protocol version 2 (SPEC section 16: the server proves its key before the
 client sends its certificate) runs with every client that offers it; a
 client that speaks only version 1 gets version 1, unless --min-version 2
-(min_version = 2 in the config file) refuses it.
+(min_version = 2 in the config file) refuses it. --max-version 1
+(max_version = 1) makes the listener a version 1 server, to pin it to
+version 1 or to test clients against one.
 
 The allow-list (--allow-client, repeatable; allow_client in the config
 file) names clients by type:
@@ -291,9 +293,17 @@ pub(crate) struct Cli {
     /// The oldest protocol version a client may speak: 1 also serves
     /// clients that speak only version 1; 2 refuses them with `protocol
     /// version`. A client that offers version 2 (every sc-client since it
-    /// exists) gets version 2 either way [default: 1].
+    /// exists) gets version 2 unless --max-version 1 [default: 1].
     #[arg(long, value_name = "1|2", value_parser = clap::value_parser!(u8).range(1..=2), help_heading = "Listener")]
     pub(crate) min_version: Option<u8>,
+
+    /// The newest protocol version this listener answers: 1 ignores a
+    /// client's offer of version 2 and runs version 1, as a server built
+    /// before version 2 does: to pin the listener to version 1, or to test
+    /// clients against a version 1 server. Not below --min-version
+    /// [default: 2].
+    #[arg(long, value_name = "1|2", value_parser = clap::value_parser!(u8).range(1..=2), help_heading = "Listener")]
+    pub(crate) max_version: Option<u8>,
 
     /// How far certificate validity times may be off this machine's clock
     /// (30, 90s, 2m) [default: 60s].

@@ -18,7 +18,7 @@ use sc_wire::streams::ServiceName;
 use sc_wire::ProtocolVersion;
 use sovereign_chain::cli::config::{self as layering, OneTable, Origin};
 use sovereign_chain::cli::units::Seconds;
-use sovereign_chain::cli::{protocol_version, CliError, LogFormat};
+use sovereign_chain::cli::{protocol_version, versions_crossed, CliError, LogFormat};
 
 use crate::config::{self, FileConfig, Table};
 use crate::{CipherArg, Cli, CookiesArg, LogFormatArg};
@@ -276,6 +276,27 @@ fn listener(
         })?,
         (None, None) => ProtocolVersion::V1,
     };
+    let max_version = match (cli.max_version, t.max_version) {
+        (Some(n), _) | (None, Some(n)) => protocol_version(n).ok_or_else(|| {
+            at.bad(
+                "max_version",
+                &format!("unknown protocol version {n} (use 1 or 2)"),
+            )
+        })?,
+        (None, None) => ProtocolVersion::V2,
+    };
+    if max_version < min_version {
+        // Both were set (the defaults, 1 and 2, cross nothing): the flag's
+        // value, else the file's.
+        let given = |flag: Option<u8>, key: Option<u8>, default: u8| match flag {
+            Some(n) => (n, Origin::Flag),
+            None => (key.unwrap_or(default), at),
+        };
+        return Err(versions_crossed(
+            given(cli.min_version, t.min_version, 1),
+            given(cli.max_version, t.max_version, 2),
+        ));
+    }
     let mut allow_clients = t.allow_client.clone().unwrap_or_default();
     if !cli.allow_client.is_empty() {
         allow_clients = cli.allow_client.clone();
@@ -329,6 +350,7 @@ fn listener(
             access,
             cipher,
             min_version,
+            max_version,
         }),
         limits,
         proxy_protocol: ProxyProtocol { trusted, send },

@@ -33,14 +33,32 @@ pub fn finish(result: Result<ExitCode, CliError>) -> ExitCode {
     }
 }
 
-/// The protocol version a `--min-version` (or `min_version` key) names: 1
-/// or 2; `None` for anything else.
+/// The protocol version a `--min-version` or `--max-version` (or their
+/// keys) names: 1 or 2; `None` for anything else.
 pub fn protocol_version(n: u8) -> Option<sc_wire::ProtocolVersion> {
     match n {
         1 => Some(sc_wire::ProtocolVersion::V1),
         2 => Some(sc_wire::ProtocolVersion::V2),
         _ => None,
     }
+}
+
+/// The usage error for a `--max-version` below the `--min-version` (flags
+/// or keys, each with where it was set): no protocol version is left.
+pub fn versions_crossed(min: (u8, config::Origin<'_>), max: (u8, config::Origin<'_>)) -> CliError {
+    // Both in the same place of a file: the key alone says where.
+    let min_key = if min.1 == max.1 && min.1 != config::Origin::Flag {
+        "min_version".to_owned()
+    } else {
+        min.1.key("min_version")
+    };
+    max.1.bad(
+        "max_version",
+        &format!(
+            "{} is below {min_key} {}: no protocol version left",
+            max.0, min.0
+        ),
+    )
 }
 
 /// The async runtime a daemon runs on (every core, time and I/O).

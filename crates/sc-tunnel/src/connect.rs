@@ -318,8 +318,8 @@ fn handshake_hint(e: &SessionError, addr: &Endpoint) -> Option<String> {
             sc_handshake::PeerIncompatible::VersionBelowMinimum { .. },
         )) => {
             return Some(
-                "the server speaks only protocol version 1: upgrade it, or connect without \
-                 --min-version 2"
+                "the server speaks only protocol version 1 (an older server, or sc-server \
+                 --max-version 1): upgrade it, or connect without --min-version 2"
                     .to_owned(),
             )
         }

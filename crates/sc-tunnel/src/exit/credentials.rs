@@ -75,8 +75,8 @@ pub enum CredentialError {
     /// The cipher choice cannot be built.
     #[error("cipher: {0}")]
     Cipher(#[from] ConfigError),
-    /// The minimum protocol version cannot be set.
-    #[error("min_version: {0}")]
+    /// The protocol versions (`min_version`, `max_version`) cannot be set.
+    #[error("protocol versions: {0}")]
     Version(ConfigError),
     /// Loading did not finish (a file that never ends, such as a FIFO) or
     /// its thread failed.
@@ -275,6 +275,7 @@ pub(crate) fn load(creds: &FileCredentials, now: UnixTime) -> Result<Loaded, Cre
         .with_streams(true)
         .with_rekey(true)
         .with_min_version(creds.min_version)
+        .and_then(|c| c.with_max_version(creds.max_version))
         .map_err(CredentialError::Version)?;
     Ok(Loaded {
         config,

@@ -259,6 +259,10 @@ pub struct FileCredentials {
     /// [`ProtocolVersion::V2`](sc_wire::ProtocolVersion::V2), a client that
     /// does not offer version 2 is refused with `protocol version`.
     pub min_version: sc_wire::ProtocolVersion,
+    /// The newest protocol version answered (SPEC §16.1): with
+    /// [`ProtocolVersion::V1`](sc_wire::ProtocolVersion::V1), a client's
+    /// offer of version 2 is ignored and the session runs version 1.
+    pub max_version: sc_wire::ProtocolVersion,
 }
 
 /// Where a listener's [`ServerConfig`] comes from.
