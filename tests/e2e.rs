@@ -2,6 +2,9 @@
 //! over loopback with certificates issued into a temporary directory.
 //! Every wait is bounded and every process is killed when the test ends.
 
+mod common;
+
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -16,6 +19,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 use tokio::time::timeout;
+
+use common::{spawn_logged, Lines};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -382,4 +387,337 @@ async fn re_keys_every_second_and_each_shows_in_the_verbose_log() {
         client_log.contains("verified: server signature over transcript through step 3"),
         "{client_log}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Protocol versions 1 and 2 between the binaries (SPEC §16.1)
+
+/// `sc-server` with `extra` (`--echo`, `--forward …`, `--max-version 1`)
+/// on a free loopback port, its log collected line by line, killed when
+/// dropped.
+struct Server {
+    _child: Child,
+    log: Lines,
+    /// From its `listening on ADDR (…)` line.
+    addr: String,
+}
+
+impl Server {
+    async fn start(pki: &Pki, extra: &[&str]) -> Self {
+        let args = [pki.server_args("127.0.0.1:0"), strings(extra)].concat();
+        let (child, log) = spawn_logged(
+            Command::new(env!("CARGO_BIN_EXE_sc-server")).args(&args),
+            false,
+        )
+        .expect("spawn sc-server");
+        let addr: SocketAddr = log
+            .listening(1, WAIT, |rest| rest.split(" (").next().unwrap_or(""))
+            .await
+            .remove(0);
+        Self {
+            _child: child,
+            log,
+            addr: addr.to_string(),
+        }
+    }
+
+    /// Waits for `count` lines containing `needle`; returns them.
+    async fn wait_lines(&self, needle: &str, count: usize) -> Vec<String> {
+        self.log.wait_lines(needle, count, WAIT).await
+    }
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
+}
+
+/// `sc-client` (interactive) to `addr` with `extra`, `hello` on its input;
+/// what it printed and its status when it ends (within [`WAIT`]).
+async fn interactive(pki: &Pki, addr: &str, extra: &[&str]) -> std::process::Output {
+    let mut client = spawn_piped(
+        env!("CARGO_BIN_EXE_sc-client"),
+        &[pki.client_args(addr), strings(extra)].concat(),
+    );
+    let mut stdin = client.stdin.take().expect("stdin");
+    // A client that fails its handshake may be gone before this is
+    // written: what it printed tells, not this write.
+    let _ = stdin.write_all(b"hello\n").await;
+    drop(stdin);
+    timeout(WAIT, client.wait_with_output())
+        .await
+        .expect("sc-client ends in time")
+        .expect("output")
+}
+
+/// The lines of `out`'s standard error that start with `error: `.
+fn error_lines(out: &std::process::Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .map(String::from)
+        .collect()
+}
+
+/// A version 1 peer and a version 2 peer, both real binaries, run version
+/// 1 whichever side is the older one (`--max-version 1`, or `max_version =
+/// 1` in its config file), and version 2 by default: the echo comes back,
+/// and both sides' session lines name the version (the client's `connected
+/// to` line, the server's `session end`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_1_and_version_2_binaries_interoperate_both_ways() {
+    let pki = Pki::new("versions");
+    let server_file = pki.0.join("server-v1.toml");
+    std::fs::write(&server_file, "max_version = 1\n").expect("write");
+    let client_file = pki.0.join("client-v1.toml");
+    std::fs::write(&client_file, "max_version = 1\n").expect("write");
+    let server_file = server_file.display().to_string();
+    let client_file = client_file.display().to_string();
+    for (server_extra, client_extra, version) in [
+        // (a) a version 2 server, a version 1 client.
+        (&[][..], &["--max-version", "1"][..], "SC/1"),
+        // (b) a version 1 server, a version 2 client.
+        (&["--max-version", "1"][..], &[][..], "SC/1"),
+        // (c) both version 2: the default.
+        (&[][..], &[][..], "SC/2"),
+        (
+            &["--max-version", "2"][..],
+            &["--max-version", "2"][..],
+            "SC/2",
+        ),
+        // The config file's key, on either side.
+        (&["--config", &server_file][..], &[][..], "SC/1"),
+        (&[][..], &["--config", &client_file][..], "SC/1"),
+    ] {
+        let case = format!("server {server_extra:?}, client {client_extra:?}");
+        let server = Server::start(&pki, &[&["--echo"][..], server_extra].concat()).await;
+        let out = interactive(&pki, &server.addr, client_extra).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{case}: {stderr}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "server: echo: hello\n",
+            "{case}"
+        );
+        assert!(
+            stderr.contains(&format!(", protocol {version}, steps 7-10: ")),
+            "{case}: {stderr}"
+        );
+        let end = server.wait_lines("session end", 1).await.remove(0);
+        assert!(
+            end.contains(&format!(" version={version} ")),
+            "{case}: {end}"
+        );
+    }
+}
+
+/// `max_version = 1` in one `[[tunnel]]` of sc-client's config file makes
+/// that tunnel's session version 1 and leaves the other tunnel's at version
+/// 2: the key is per tunnel. Data passes both ways through each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_version_1_in_one_tunnel_runs_version_1_there_only() {
+    let pki = Pki::new("tunnel-versions");
+    // The backend: echoes every connection.
+    let backend = TcpListener::bind("127.0.0.1:0").await.expect("backend");
+    let backend_addr = backend.local_addr().expect("addr");
+    let backend_task = tokio::spawn(async move {
+        loop {
+            let (tcp, _) = backend.accept().await.expect("accept");
+            tokio::spawn(async move {
+                let (mut rd, mut wr) = tcp.into_split();
+                let _ = tokio::io::copy(&mut rd, &mut wr).await;
+            });
+        }
+    });
+    // -v: the server logs each session's start (with its version).
+    let server = Server::start(&pki, &["--forward", &backend_addr.to_string(), "-v"]).await;
+    let (v1_port, v2_port) = (free_port(), free_port());
+    let conf = pki.0.join("tunnels.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[tunnel]]\nlisten = \"127.0.0.1:{v1_port}\"\nconnect = \"{addr}\"\n\
+             server_name = \"server.test\"\nmax_version = 1\n\
+             [[tunnel]]\nlisten = \"127.0.0.1:{v2_port}\"\nconnect = \"{addr}\"\n\
+             server_name = \"server.test\"\n",
+            addr = server.addr
+        ),
+    )
+    .expect("write");
+    let client_args = strings(&[
+        "--ca",
+        &pki.path("ca.pem"),
+        "--cert",
+        &pki.path("client.pem"),
+        "--key",
+        &pki.path("client.key"),
+        "--config",
+        &conf.display().to_string(),
+    ]);
+    let (_client, client_log) = spawn_logged(
+        Command::new(env!("CARGO_BIN_EXE_sc-client")).args(&client_args),
+        false,
+    )
+    .expect("spawn sc-client");
+    client_log.wait_lines("listening on ", 2, WAIT).await;
+
+    // One tunnel after the other, so the n-th session is that tunnel's.
+    for (n, (port, version)) in [(v1_port, "SC/1"), (v2_port, "SC/2")]
+        .into_iter()
+        .enumerate()
+    {
+        let mut app = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect to the entry");
+        let msg = format!("through the {version} tunnel");
+        app.write_all(msg.as_bytes()).await.expect("write");
+        let mut back = vec![0u8; msg.len()];
+        timeout(WAIT, app.read_exact(&mut back))
+            .await
+            .expect("the echo comes back in time")
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{version}: {e}\nclient:\n{}\nserver:\n{}",
+                    client_log.text(),
+                    server.log.text()
+                )
+            });
+        assert_eq!(back, msg.as_bytes());
+        let opened = client_log
+            .wait_lines("session of streams open to", n + 1, WAIT)
+            .await;
+        assert!(
+            opened[n].contains(&format!("version={version}")),
+            "{version}: {}",
+            opened[n]
+        );
+        let started = server.wait_lines("session start", n + 1).await;
+        assert!(
+            started[n].contains(&format!("version={version}")),
+            "{version}: {}",
+            started[n]
+        );
+    }
+    backend_task.abort();
+}
+
+/// A version the peer cannot meet fails the handshake, never falls back:
+/// (d) a client with `--min-version 2` refuses a `--max-version 1` server
+/// in one error line naming the protocol version; (e) a server with
+/// `--min-version 2` refuses a `--max-version 1` client and logs it, and
+/// the client fails as plainly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_the_peer_refuses_fails_the_handshake_on_both_sides() {
+    let pki = Pki::new("version-refused");
+
+    // (d)
+    let server = Server::start(&pki, &["--echo", "--max-version", "1"]).await;
+    let out = interactive(&pki, &server.addr, &["--min-version", "2"]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(out.stdout.is_empty(), "{stderr}");
+    let errors = error_lines(&out);
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("protocol version SC/1")
+            && errors[0].contains("below this side's minimum SC/2"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: the server speaks only protocol version 1"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("connected to"), "{stderr}");
+    let failed = server.wait_lines("handshake failed", 1).await.remove(0);
+    assert!(failed.contains("alert: protocol version"), "{failed}");
+
+    // (e)
+    let server = Server::start(&pki, &["--echo", "--min-version", "2"]).await;
+    let out = interactive(&pki, &server.addr, &["--max-version", "1"]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(out.stdout.is_empty(), "{stderr}");
+    let errors = error_lines(&out);
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("the server refused this client's protocol version"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("connected to"), "{stderr}");
+    let refused = server.wait_lines("handshake failed", 1).await.remove(0);
+    assert!(
+        refused.contains("protocol version SC/1, below this side's minimum SC/2"),
+        "{refused}"
+    );
+}
+
+/// `--max-version` mistakes, in the flags or a config file, on either
+/// binary: one error line naming the flag (or the key and its file), exit
+/// status 2, before anything listens or connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_version_mistakes_are_one_error_and_exit_2() {
+    let pki = Pki::new("version-mistakes");
+    let write = |name: &str, text: &str| {
+        let path = pki.0.join(name);
+        std::fs::write(&path, text).expect("write");
+        path.display().to_string()
+    };
+    let three = write("three.toml", "max_version = 3\n");
+    let crossed = write("crossed.toml", "min_version = 2\nmax_version = 1\n");
+    let min_in_file = write("min2.toml", "min_version = 2\n");
+    let port = free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    for (bin, base) in [
+        (
+            env!("CARGO_BIN_EXE_sc-server"),
+            [pki.server_args(&listen), strings(&["--echo"])].concat(),
+        ),
+        (env!("CARGO_BIN_EXE_sc-client"), pki.client_args(&listen)),
+    ] {
+        for (extra, want) in [
+            (
+                &["--max-version", "3"][..],
+                "error: invalid value '3' for '--max-version <1|2>': 3 is not in 1..=2",
+            ),
+            (
+                &["--max-version", "0"][..],
+                "error: invalid value '0' for '--max-version <1|2>': 0 is not in 1..=2",
+            ),
+            (
+                &["--min-version", "2", "--max-version", "1"][..],
+                "error: --max-version: 1 is below --min-version 2: no protocol version left",
+            ),
+            (
+                &["--config", &three][..],
+                &format!("error: config {three}, max_version: unknown protocol version 3 (use 1 or 2)"),
+            ),
+            (
+                &["--config", &crossed][..],
+                &format!(
+                    "error: config {crossed}, max_version: 1 is below min_version 2: no protocol version left"
+                ),
+            ),
+            (
+                &["--config", &min_in_file, "--max-version", "1"][..],
+                &format!(
+                    "error: --max-version: 1 is below config {min_in_file}, min_version 2: no protocol version left"
+                ),
+            ),
+        ] {
+            let out = Command::new(bin)
+                .args(&base)
+                .args(extra)
+                .env_remove("RUST_LOG")
+                .stdin(Stdio::null())
+                .kill_on_drop(true)
+                .output();
+            let out = timeout(WAIT, out)
+                .await
+                .expect("exits in time")
+                .expect("output");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{bin} {extra:?}: {stderr}");
+            assert!(out.stdout.is_empty(), "{bin} {extra:?}");
+            assert_eq!(error_lines(&out), [want], "{bin} {extra:?}: {stderr}");
+        }
+    }
 }
