@@ -478,11 +478,12 @@ async fn interactive_server_down_is_one_line() {
 }
 
 /// `--min-version`: the session line names the version the handshake ran;
-/// version 2 with a version 2 server (the default), version 1 with a server
-/// that speaks only version 1 — unless `--min-version 2` (or `min_version =
-/// 2` in the config file), which refuses that server.
+/// version 2 with a version 2 server. A server that speaks only version 1
+/// is refused by default, and with `--min-version 2` (or `min_version = 2`
+/// in the config file): a client that falls back to version 1 gives its
+/// certificate away (SPEC §16.1). `--min-version 1` lets it through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn interactive_names_the_protocol_version_and_min_version_2_refuses_a_v1_server() {
+async fn interactive_names_the_protocol_version_and_refuses_a_v1_server_unless_min_version_1() {
     use sovereign_chain::wire::ProtocolVersion;
     let pki = Pki::new();
     let client = pki.client("app-1");
@@ -503,7 +504,7 @@ async fn interactive_names_the_protocol_version_and_min_version_2_refuses_a_v1_s
     for (server, extra, version) in [
         (v2.addr, &[][..], "SC/2"),
         (v2.addr, &["--min-version", "2"][..], "SC/2"),
-        (v1.addr, &[][..], "SC/1"),
+        (v2.addr, &["--min-version", "1"][..], "SC/2"),
         (v1.addr, &["--min-version", "1"][..], "SC/1"),
     ] {
         let out = run(server, extra).await;
@@ -515,18 +516,28 @@ async fn interactive_names_the_protocol_version_and_min_version_2_refuses_a_v1_s
             "{extra:?}: {stderr}"
         );
     }
-    let out = run(v1.addr, &["--min-version", "2"]).await;
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    assert!(out.stdout.is_empty());
-    assert_eq!(
-        error_line(&out),
-        "error: peer speaks protocol version SC/1, below this side's minimum SC/2 (min_version)"
-    );
-    assert!(
-        text(&out.stderr).contains("hint: the server speaks only protocol version 1"),
-        "{}",
-        text(&out.stderr)
-    );
+    for extra in [&[][..], &["--min-version", "2"][..]] {
+        let out = run(v1.addr, extra).await;
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{extra:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(out.stdout.is_empty());
+        assert_eq!(
+            error_line(&out),
+            "error: peer speaks protocol version SC/1, below this side's minimum SC/2 (min_version)"
+        );
+        assert!(
+            text(&out.stderr).contains(
+                "hint: the server speaks only protocol version 1 (an older server, or sc-server \
+                 --max-version 1): upgrade it, or allow version 1 with --min-version 1"
+            ),
+            "{extra:?}: {}",
+            text(&out.stderr)
+        );
+    }
     // The same from the config file; a version that does not exist is a
     // mistake in it (exit 2), and in the flags.
     let conf = pki.dir.write("v2.toml", "min_version = 2\n");

@@ -460,9 +460,10 @@ fn error_lines(out: &std::process::Output) -> Vec<String> {
 
 /// A version 1 peer and a version 2 peer, both real binaries, run version
 /// 1 whichever side is the older one (`--max-version 1`, or `max_version =
-/// 1` in its config file), and version 2 by default: the echo comes back,
-/// and both sides' session lines name the version (the client's `connected
-/// to` line, the server's `session end`).
+/// 1` in its config file; a version 2 client needs `--min-version 1` to
+/// accept a version 1 server, SPEC §16.1), and version 2 by default: the
+/// echo comes back, and both sides' session lines name the version (the
+/// client's `connected to` line, the server's `session end`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn version_1_and_version_2_binaries_interoperate_both_ways() {
     let pki = Pki::new("versions");
@@ -475,8 +476,12 @@ async fn version_1_and_version_2_binaries_interoperate_both_ways() {
     for (server_extra, client_extra, version) in [
         // (a) a version 2 server, a version 1 client.
         (&[][..], &["--max-version", "1"][..], "SC/1"),
-        // (b) a version 1 server, a version 2 client.
-        (&["--max-version", "1"][..], &[][..], "SC/1"),
+        // (b) a version 1 server, a version 2 client that accepts one.
+        (
+            &["--max-version", "1"][..],
+            &["--min-version", "1"][..],
+            "SC/1",
+        ),
         // (c) both version 2: the default.
         (&[][..], &[][..], "SC/2"),
         (
@@ -485,7 +490,11 @@ async fn version_1_and_version_2_binaries_interoperate_both_ways() {
             "SC/2",
         ),
         // The config file's key, on either side.
-        (&["--config", &server_file][..], &[][..], "SC/1"),
+        (
+            &["--config", &server_file][..],
+            &["--min-version", "1"][..],
+            "SC/1",
+        ),
         (&[][..], &["--config", &client_file][..], "SC/1"),
     ] {
         let case = format!("server {server_extra:?}, client {client_extra:?}");
@@ -601,34 +610,37 @@ async fn max_version_1_in_one_tunnel_runs_version_1_there_only() {
 }
 
 /// A version the peer cannot meet fails the handshake, never falls back:
-/// (d) a client with `--min-version 2` refuses a `--max-version 1` server
-/// in one error line naming the protocol version; (e) a server with
+/// (d) a client with `--min-version 2` (or no flag: the default) refuses a
+/// `--max-version 1` server in one error line naming the protocol version;
+/// (e) a server with
 /// `--min-version 2` refuses a `--max-version 1` client and logs it, and
 /// the client fails as plainly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_the_peer_refuses_fails_the_handshake_on_both_sides() {
     let pki = Pki::new("version-refused");
 
-    // (d)
-    let server = Server::start(&pki, &["--echo", "--max-version", "1"]).await;
-    let out = interactive(&pki, &server.addr, &["--min-version", "2"]).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(out.stdout.is_empty(), "{stderr}");
-    let errors = error_lines(&out);
-    assert_eq!(errors.len(), 1, "{stderr}");
-    assert!(
-        errors[0].contains("protocol version SC/1")
-            && errors[0].contains("below this side's minimum SC/2"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("hint: the server speaks only protocol version 1"),
-        "{stderr}"
-    );
-    assert!(!stderr.contains("connected to"), "{stderr}");
-    let failed = server.wait_lines("handshake failed", 1).await.remove(0);
-    assert!(failed.contains("alert: protocol version"), "{failed}");
+    // (d), with the flag and by default.
+    for extra in [&["--min-version", "2"][..], &[][..]] {
+        let server = Server::start(&pki, &["--echo", "--max-version", "1"]).await;
+        let out = interactive(&pki, &server.addr, extra).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(out.stdout.is_empty(), "{stderr}");
+        let errors = error_lines(&out);
+        assert_eq!(errors.len(), 1, "{stderr}");
+        assert!(
+            errors[0].contains("protocol version SC/1")
+                && errors[0].contains("below this side's minimum SC/2"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("hint: the server speaks only protocol version 1"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("connected to"), "{stderr}");
+        let failed = server.wait_lines("handshake failed", 1).await.remove(0);
+        assert!(failed.contains("alert: protocol version"), "{failed}");
+    }
 
     // (e)
     let server = Server::start(&pki, &["--echo", "--min-version", "2"]).await;

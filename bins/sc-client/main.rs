@@ -71,7 +71,7 @@ use crate::settings::Mode;
 ///   connect = "10.0.0.8:7001"
 ///   server_name = "cache.internal"
 ///   cipher = "chacha20-poly1305"
-///   min_version = 2
+///   min_version = 1        # this server is not upgraded yet (SPEC §16.1)
 ///   idle_timeout = "5m"
 ///
 /// Exit status: 0 after a clean end, 1 when a file, the network or the
@@ -144,11 +144,13 @@ pub(crate) struct Cli {
     #[arg(long, value_enum, value_name = "CIPHER")]
     pub(crate) cipher: Option<CipherChoice>,
 
-    /// The oldest protocol version the server may answer with: 1 also
-    /// accepts a server that speaks only version 1; 2 refuses it (`protocol
-    /// version`), so the server must prove its key before this client
-    /// sends its certificate (SPEC §16). Version 2 is offered unless
-    /// --max-version 1 [default: 1].
+    /// The oldest protocol version the server may answer with. 2, the
+    /// default, refuses a server that speaks only version 1 (`protocol
+    /// version`): in version 2 the server proves its key before this client
+    /// sends its certificate, and a client that accepts version 1 gives its
+    /// certificate to anyone on the path who answers as a version 1 server
+    /// (SPEC §16.1). 1 also accepts version 1 servers: for a server not yet
+    /// upgraded [default: 2, or 1 with --max-version 1].
     #[arg(long, value_name = "1|2", value_parser = clap::value_parser!(u8).range(1..=2))]
     pub(crate) min_version: Option<u8>,
 

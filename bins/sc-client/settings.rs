@@ -464,20 +464,6 @@ fn session<'a>(
         })?,
         (None, None) => CipherChoice::Auto,
     };
-    let min_given = pick3(
-        cli.min_version,
-        table.map(|(t, o)| (t.min_version, o)),
-        (file.min_version, top),
-    );
-    let min_version = match &min_given {
-        None => ProtocolVersion::V1,
-        Some(n) => protocol_version(n.value).ok_or_else(|| {
-            n.origin.bad(
-                "min_version",
-                &format!("unknown protocol version {} (use 1 or 2)", n.value),
-            )
-        })?,
-    };
     let max_given = pick3(
         cli.max_version,
         table.map(|(t, o)| (t.max_version, o)),
@@ -492,13 +478,30 @@ fn session<'a>(
             )
         })?,
     };
+    let min_given = pick3(
+        cli.min_version,
+        table.map(|(t, o)| (t.min_version, o)),
+        (file.min_version, top),
+    );
+    let min_version = match &min_given {
+        // Version 2 only (SPEC §16.1: a client that falls back to version 1
+        // gives its certificate to an active attacker), unless the client
+        // is capped at version 1.
+        None => max_version,
+        Some(n) => protocol_version(n.value).ok_or_else(|| {
+            n.origin.bad(
+                "min_version",
+                &format!("unknown protocol version {} (use 1 or 2)", n.value),
+            )
+        })?,
+    };
     if max_version < min_version {
-        // Both were set: the defaults (1 and 2) cross nothing.
+        // Both were set: the default minimum follows the maximum.
         let given = |n: Option<Given<'a, u8>>, default: u8| match n {
             Some(n) => (n.value, n.origin),
             None => (default, Origin::Flag),
         };
-        return Err(versions_crossed(given(min_given, 1), given(max_given, 2)));
+        return Err(versions_crossed(given(min_given, 2), given(max_given, 2)));
     }
     let pins = match pick3(
         (!cli.pins.is_empty()).then(|| cli.pins.clone()),

@@ -319,7 +319,8 @@ fn handshake_hint(e: &SessionError, addr: &Endpoint) -> Option<String> {
         )) => {
             return Some(
                 "the server speaks only protocol version 1 (an older server, or sc-server \
-                 --max-version 1): upgrade it, or connect without --min-version 2"
+                 --max-version 1): upgrade it, or allow version 1 with --min-version 1 \
+                 (this client's certificate then goes out before the server proves its key)"
                     .to_owned(),
             )
         }
