@@ -2,6 +2,8 @@
 # Runs ProVerif on the Sovereign-Chain models and checks every result against
 # the expectation written in the model (its "EXPECT:" line, one word per query,
 # in order: "true" = proved, "false" = an attack or a trace was found).
+# The library is sc.pvl (v1) unless the model names another on a "LIB:" line
+# (the v2 models: "LIB: sc2.pvl"), a path relative to formal/.
 #
 #   formal/run.sh                  every model and negative control
 #   formal/run.sh main neg/main-no-name-check     only these (paths without .pv)
@@ -51,8 +53,15 @@ for m in $models; do
     status=1
     continue
   fi
+  lib=$(sed -n 's/.*LIB: *\([^ ]*\.pvl\).*/\1/p' "$file" | head -n 1)
+  lib=${lib:-sc.pvl}
+  if [ ! -f "$lib" ]; then
+    echo "run.sh: error: $file names the library $lib, which does not exist" >&2
+    status=1
+    continue
+  fi
   start=$(date +%s)
-  timeout "$timeout_s" nice proverif -lib sc.pvl "$file" > "$logdir/$m.log" 2>&1
+  timeout "$timeout_s" nice proverif -lib "$lib" "$file" > "$logdir/$m.log" 2>&1
   rc=$?
   secs=$(( $(date +%s) - start ))
   got=$(sed -n 's/^RESULT .* is \(true\|false\)\.$/\1/p; s/^RESULT .* cannot be proved\.$/unproved/p' "$logdir/$m.log" | xargs)
@@ -67,6 +76,7 @@ for m in $models; do
   fi
   {
     echo "model: formal/$file"
+    [ "$lib" = sc.pvl ] || echo "library: formal/$lib"
     echo "proverif: $version"
     echo "wall time: ${secs} s (nice, on a shared machine)"
     echo "expected: $expect"
