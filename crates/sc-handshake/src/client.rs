@@ -387,7 +387,38 @@ struct ExpectServerCert {
 /// itself (SPEC §16.2).
 struct ServerChecked {
     server: VerifiedPeer,
+    server_key: ServerKey,
     request: ClientCertRequest,
+}
+
+/// The server's leaf key, parsed (for Ed25519: decompressed) at its first
+/// check and kept for the next: a handshake checks it twice (version 2:
+/// steps 4 and 12; version 1: steps 9 and 12).
+struct ServerKey {
+    bytes: [u8; 32],
+    prepared: Option<Box<dyn crate::crypto::PreparedKey>>,
+}
+
+impl ServerKey {
+    fn new(server: &VerifiedPeer) -> Self {
+        Self {
+            bytes: server.public_key,
+            prepared: None,
+        }
+    }
+
+    fn verify(
+        &mut self,
+        provider: &crate::CryptoProvider,
+        msg: &[u8],
+        sig: &sc_wire::Signature,
+    ) -> Result<(), crate::crypto::CryptoError> {
+        let key = match &mut self.prepared {
+            Some(key) => key,
+            none => none.insert(provider.signature.prepare(&self.bytes)?),
+        };
+        key.verify(msg, sig)
+    }
 }
 
 impl ExpectServerCert {
@@ -404,6 +435,7 @@ impl ExpectServerCert {
             .config
             .verifier
             .verify_server(&to_der(&chain), &self.server_name, now)?;
+        let mut server_key = ServerKey::new(&server);
         self.transcript.add(raw3);
         log_step(
             ROLE,
@@ -417,10 +449,8 @@ impl ExpectServerCert {
                 // just verified.
                 let th3 = self.transcript.current();
                 let content = signed_content(context::v2::CLIENT_CERT_REQUEST, &th3);
-                self.config
-                    .provider
-                    .signature
-                    .verify(&server.public_key, &content, &signed.signature)
+                server_key
+                    .verify(self.config.provider, &content, &signed.signature)
                     .map_err(|_| PeerMisbehaved::ClientCertRequestInvalid)?;
                 (
                     signed.request,
@@ -446,7 +476,11 @@ impl ExpectServerCert {
                 if request.rekey { "on" } else { "off" }
             ),
         );
-        Ok(ServerChecked { server, request })
+        Ok(ServerChecked {
+            server,
+            server_key,
+            request,
+        })
     }
 
     fn handle(
@@ -457,7 +491,11 @@ impl ExpectServerCert {
         actions: &mut Vec<Action>,
     ) -> Result<State, Error> {
         let version = self.mode.version();
-        let ServerChecked { server, request } = self.check_server(payload, now)?;
+        let ServerChecked {
+            server,
+            server_key,
+            request,
+        } = self.check_server(payload, now)?;
 
         if (request.streams && !self.config.streams) || (request.rekey && !self.config.rekey) {
             // Only a client that offered a capability may be told it has it.
@@ -515,6 +553,7 @@ impl ExpectServerCert {
             hs: self.hs,
             kc2_key: self.kc2_key,
             server,
+            server_key,
             credential,
             leaf_hash,
             transcript: self.transcript,
@@ -535,6 +574,7 @@ struct ExpectSeedCode {
     hs: Secret,
     kc2_key: Secret,
     server: VerifiedPeer,
+    server_key: ServerKey,
     credential: Arc<Credential>,
     leaf_hash: [u8; 32],
     transcript: Transcript,
@@ -555,7 +595,7 @@ enum Step7 {
 
 impl ExpectSeedCode {
     fn verify_key_confirm1(
-        &self,
+        &mut self,
         msg: &HandshakeMessage,
         th6: &[u8; 32],
     ) -> Result<KeyConfirm1Verified, Error> {
@@ -563,9 +603,7 @@ impl ExpectSeedCode {
         let content = signed_content(Contexts::of(self.mode.version()).key_confirm_1, th6);
         let verified = match (msg, &self.mode) {
             (HandshakeMessage::KeyConfirm1(sig), Mode::V1 { .. }) => {
-                provider
-                    .signature
-                    .verify(&self.server.public_key, &content, sig)
+                self.server_key.verify(provider, &content, sig)
             }
             (HandshakeMessage::KeyConfirm1V2(mac), Mode::V2 { kc1_key }) => provider
                 .hash
@@ -778,6 +816,7 @@ impl ExpectSeedCode {
             version,
             suite: self.suite,
             server: self.server,
+            server_key: self.server_key,
             order,
             s_chain0: fin.s_chain0,
             ack_key: fin.ack_key,
@@ -797,6 +836,7 @@ struct ExpectServerAuth {
     version: ProtocolVersion,
     suite: sc_wire::CipherSuite,
     server: VerifiedPeer,
+    server_key: ServerKey,
     order: StepOrder,
     s_chain0: Secret,
     ack_key: Secret,
@@ -811,10 +851,8 @@ impl ExpectServerAuth {
         flight.finish(HandshakeType::SERVER_AUTH)?;
         let sig = payload!(msg, ServerAuth);
         let content = signed_content(Contexts::of(self.version).server_auth, &self.th11);
-        self.config
-            .provider
-            .signature
-            .verify(&self.server.public_key, &content, &sig)
+        self.server_key
+            .verify(self.config.provider, &content, &sig)
             .map_err(|_| PeerMisbehaved::ServerAuthInvalid)?;
         self.transcript.add(raw);
         log_step(

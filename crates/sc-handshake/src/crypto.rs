@@ -166,6 +166,19 @@ pub trait SignatureVerifier: Send + Sync + fmt::Debug {
     /// Checks `sig` over `msg` under `public_key` (RFC 8032, strict).
     fn verify(&self, public_key: &[u8; 32], msg: &[u8], sig: &Signature)
         -> Result<(), CryptoError>;
+
+    /// `public_key` parsed once (for Ed25519 a point decompression, 3.4 µs
+    /// of a 36.5 µs check here) for several checks under it: the client
+    /// checks the server's key twice a handshake. Fails where
+    /// [`verify`](Self::verify) would fail for any message.
+    fn prepare(&self, public_key: &[u8; 32]) -> Result<Box<dyn PreparedKey>, CryptoError>;
+}
+
+/// A public key parsed by [`SignatureVerifier::prepare`].
+pub trait PreparedKey: Send + Sync {
+    /// Checks `sig` over `msg` under this key, as
+    /// [`SignatureVerifier::verify`] does.
+    fn verify(&self, msg: &[u8], sig: &Signature) -> Result<(), CryptoError>;
 }
 
 /// Every primitive the protocol uses.
@@ -626,8 +639,23 @@ mod rustcrypto {
         ) -> Result<(), CryptoError> {
             let key =
                 ed25519_dalek::VerifyingKey::from_bytes(public_key).map_err(|_| CryptoError)?;
+            Ed25519Key(key).verify(msg, sig)
+        }
+
+        fn prepare(&self, public_key: &[u8; 32]) -> Result<Box<dyn PreparedKey>, CryptoError> {
+            let key =
+                ed25519_dalek::VerifyingKey::from_bytes(public_key).map_err(|_| CryptoError)?;
+            Ok(Box::new(Ed25519Key(key)))
+        }
+    }
+
+    /// A decompressed Ed25519 public key.
+    struct Ed25519Key(ed25519_dalek::VerifyingKey);
+
+    impl PreparedKey for Ed25519Key {
+        fn verify(&self, msg: &[u8], sig: &Signature) -> Result<(), CryptoError> {
             let sig = ed25519_dalek::Signature::from_bytes(sig.as_bytes());
-            key.verify_strict(msg, &sig).map_err(|_| CryptoError)
+            self.0.verify_strict(msg, &sig).map_err(|_| CryptoError)
         }
     }
 }

@@ -226,7 +226,15 @@ fn wycheproof_ed25519() {
                     tally.add(t.result, "refused by the codec (not 64 bytes)");
                     continue;
                 };
-                match (t.result, p.signature.verify(&key, &t.msg, &sig)) {
+                let verified = p.signature.verify(&key, &t.msg, &sig);
+                // A key parsed once for several checks (the client's use)
+                // decides every case as the one-shot check does.
+                let prepared = p
+                    .signature
+                    .prepare(&key)
+                    .and_then(|k| k.verify(&t.msg, &sig));
+                assert_eq!(prepared, verified, "tc {id}: prepared key");
+                match (t.result, verified) {
                     (TestResult::Invalid, Ok(())) => panic!("tc {id}: invalid signature verified"),
                     (TestResult::Invalid, Err(_)) if malleable => tally.add(
                         t.result,
