@@ -32,9 +32,11 @@
 //! to the client's ML-KEM key (the handshake secret is hybrid from flight 2
 //! on), step 4 carries the server's signature over the transcript through
 //! step 3 (the client checks it before it sends its certificate), step 7 is
-//! a fresh ML-KEM key of the server and step 9 a MAC. `with_min_version` on
-//! either config refuses a version 1 peer; [`HandshakeSummary::version`]
-//! says which ran.
+//! a fresh ML-KEM key of the server and step 9 a MAC. A client refuses a
+//! version 1 server unless `with_min_version(1)` (a fallback would give its
+//! certificate to an active attacker); a server accepts version 1 clients
+//! unless `with_min_version(2)`. [`HandshakeSummary::version`] says which
+//! ran.
 //!
 //! A complete handshake between an in-memory client and server:
 //!
