@@ -471,12 +471,7 @@ fn session<'a>(
     );
     let max_version = match &max_given {
         None => ProtocolVersion::V2,
-        Some(n) => protocol_version(n.value).ok_or_else(|| {
-            n.origin.bad(
-                "max_version",
-                &format!("unknown protocol version {} (use 1 or 2)", n.value),
-            )
-        })?,
+        Some(n) => protocol_version(n.value, n.origin, "max_version")?,
     };
     let min_given = pick3(
         cli.min_version,
@@ -488,12 +483,7 @@ fn session<'a>(
         // gives its certificate to an active attacker), unless the client
         // is capped at version 1.
         None => max_version,
-        Some(n) => protocol_version(n.value).ok_or_else(|| {
-            n.origin.bad(
-                "min_version",
-                &format!("unknown protocol version {} (use 1 or 2)", n.value),
-            )
-        })?,
+        Some(n) => protocol_version(n.value, n.origin, "min_version")?,
     };
     if max_version < min_version {
         // Both were set: the default minimum follows the maximum.

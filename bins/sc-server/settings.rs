@@ -268,21 +268,11 @@ fn listener(
         (None, None) => CipherChoice::Auto,
     };
     let min_version = match (cli.min_version, t.min_version) {
-        (Some(n), _) | (None, Some(n)) => protocol_version(n).ok_or_else(|| {
-            at.bad(
-                "min_version",
-                &format!("unknown protocol version {n} (use 1 or 2)"),
-            )
-        })?,
+        (Some(n), _) | (None, Some(n)) => protocol_version(n, at, "min_version")?,
         (None, None) => ProtocolVersion::V1,
     };
     let max_version = match (cli.max_version, t.max_version) {
-        (Some(n), _) | (None, Some(n)) => protocol_version(n).ok_or_else(|| {
-            at.bad(
-                "max_version",
-                &format!("unknown protocol version {n} (use 1 or 2)"),
-            )
-        })?,
+        (Some(n), _) | (None, Some(n)) => protocol_version(n, at, "max_version")?,
         (None, None) => ProtocolVersion::V2,
     };
     if max_version < min_version {

@@ -33,13 +33,18 @@ pub fn finish(result: Result<ExitCode, CliError>) -> ExitCode {
     }
 }
 
-/// The protocol version a `--min-version` or `--max-version` (or their
-/// keys) names: 1 or 2; `None` for anything else.
-pub fn protocol_version(n: u8) -> Option<sc_wire::ProtocolVersion> {
+/// The protocol version `n` that `key` (`min_version` or `max_version`,
+/// set at `origin`: its flag or a config file) names: 1 or 2; anything else
+/// is one usage error naming the key and where it was set.
+pub fn protocol_version(
+    n: u8,
+    origin: config::Origin<'_>,
+    key: &str,
+) -> Result<sc_wire::ProtocolVersion, CliError> {
     match n {
-        1 => Some(sc_wire::ProtocolVersion::V1),
-        2 => Some(sc_wire::ProtocolVersion::V2),
-        _ => None,
+        1 => Ok(sc_wire::ProtocolVersion::V1),
+        2 => Ok(sc_wire::ProtocolVersion::V2),
+        _ => Err(origin.bad(key, &format!("unknown protocol version {n} (use 1 or 2)"))),
     }
 }
 

@@ -708,7 +708,7 @@ impl ExpectSeedCode {
 
         // Our two messages. Step 8 encapsulates to the server's key: version
         // 1's from step 2, version 2's from step 7.
-        let server_key = match (&step7, &self.mode) {
+        let server_ek = match (&step7, &self.mode) {
             (Step7::Key(ek), _) => ek,
             (Step7::Secret(_), Mode::V1 { server_kem_key, .. }) => server_kem_key,
             (Step7::Secret(_), Mode::V2 { .. }) => {
@@ -717,7 +717,7 @@ impl ExpectSeedCode {
         };
         let (ct8, ss8) = provider
             .kem
-            .encapsulate(server_key, rng)
+            .encapsulate(server_ek, rng)
             .map_err(|_| PeerMisbehaved::InvalidEncapsulationKey)?;
         debug_assert_eq!(ct8.as_bytes().len(), MLKEM768_CT_LEN);
         let kc2 = provider.hash.hmac(
