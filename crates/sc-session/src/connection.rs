@@ -615,17 +615,7 @@ impl Connection {
     /// is in; server: until the handshake completes) the message is queued
     /// and goes out with the first flight that can carry it.
     pub fn send_message(&mut self, msg: &[u8]) -> Result<(), Error> {
-        if let Some(e) = &self.failed {
-            return Err(e.clone());
-        }
-        if self.streams.is_some() {
-            return Err(Error::Internal(
-                "this session carries streams: open one to send",
-            ));
-        }
-        if self.sent_close || self.close_queued {
-            return Err(Error::Closed);
-        }
+        self.can_send()?;
         if msg.len() > self.config.max_message_len {
             return Err(Error::MessageTooLarge {
                 len: msg.len(),
@@ -660,17 +650,7 @@ impl Connection {
     /// limit: this takes what still fits, and fails with
     /// [`Error::QueueFull`] only when nothing does.
     pub fn write_stream(&mut self, data: &[u8]) -> Result<usize, Error> {
-        if let Some(e) = &self.failed {
-            return Err(e.clone());
-        }
-        if self.streams.is_some() {
-            return Err(Error::Internal(
-                "this session carries streams: open one to send",
-            ));
-        }
-        if self.sent_close || self.close_queued {
-            return Err(Error::Closed);
-        }
+        self.can_send()?;
         if data.is_empty() {
             return Ok(0);
         }
@@ -703,6 +683,52 @@ impl Connection {
         }
         self.seal_stream(&data[..n]).map_err(|e| self.fail(e))?;
         Ok(n)
+    }
+
+    /// As [`write_stream`](Self::write_stream), with the record's bytes
+    /// appended by `fill` straight into the record, where they are sealed
+    /// in place: no copy between the caller's buffer and the record (a
+    /// tunnel entry reads its plaintext socket straight into the record).
+    ///
+    /// `fill` gets the output buffer and the most it may append; it must
+    /// only append (a read into the buffer's spare room), and what it
+    /// returns is handed back with how many bytes it appended. Appending
+    /// nothing seals nothing.
+    pub fn write_stream_from<R>(
+        &mut self,
+        fill: impl FnOnce(&mut Vec<u8>, usize) -> R,
+    ) -> Result<(usize, R), Error> {
+        self.can_send()?;
+        let record_len = self
+            .config
+            .max_fragment_len
+            .min(self.config.max_message_len);
+        if self.write_app.is_none() || record_len == 0 {
+            // Before our keys (the bytes are queued) or with no room in a
+            // record (an error): the copying path says what happens.
+            let mut bytes = Vec::new();
+            let r = fill(&mut bytes, record_len.max(1));
+            return Ok((self.write_stream(&bytes)?, r));
+        }
+        self.outgoing
+            .reserve(RecordSealer::overhead(0) + record_len + self.padding_block());
+        let at = RecordSealer::begin(&mut self.outgoing);
+        let start = self.outgoing.len();
+        let r = fill(&mut self.outgoing, record_len);
+        let n = self.outgoing.len() - start;
+        if n == 0 {
+            self.outgoing.truncate(at);
+            return Ok((0, r));
+        }
+        if n > record_len {
+            self.outgoing[at..].zeroize();
+            self.outgoing.truncate(at);
+            return Err(self.fail(Error::Internal("a fill appended more than it was allowed")));
+        }
+        self.seal_begun(InnerType::DATA, at, n)
+            .map_err(|e| self.fail(e))?;
+        self.stats.stream_bytes_sent += n as u64;
+        Ok((n, r))
     }
 
     /// Sends the authenticated close: we send nothing more, the peer can tell
@@ -980,12 +1006,13 @@ impl Connection {
     }
 
     /// Hands up to `max` unread bytes of stream `id` to `copy`, in one
-    /// slice (for a destination that is not a plain slice).
+    /// slice (for a destination that is not a plain slice); `copy` says how
+    /// many it took.
     pub fn stream_read_with(
         &mut self,
         id: StreamId,
         max: usize,
-        copy: impl FnOnce(&[u8]),
+        copy: impl FnOnce(&[u8]) -> usize,
     ) -> Result<Read, StreamError> {
         self.streams_mut()?.read_with(id, max, copy)
     }
@@ -1030,6 +1057,79 @@ impl Connection {
         self.owed_frames = owed;
         r.map_err(|e| StreamError::Session(self.fail(e)))?;
         Ok(want)
+    }
+
+    /// As [`stream_write`](Self::stream_write), with the Data frame's bytes
+    /// appended by `fill` straight into the record, where they are sealed
+    /// in place (see [`write_stream_from`](Self::write_stream_from) for
+    /// `fill`). `None`: the stream's or the session's send window is shut,
+    /// and `fill` was not called. Appending nothing seals no Data frame;
+    /// frames owed the peer go out all the same.
+    pub fn stream_write_from<R>(
+        &mut self,
+        id: StreamId,
+        fill: impl FnOnce(&mut Vec<u8>, usize) -> R,
+    ) -> Result<Option<(usize, R)>, StreamError> {
+        let allowed = match self.streams_mut()?.writable(id)? {
+            Writable::Bytes(n) => n,
+            Writable::Blocked => return Ok(None),
+        };
+        if self.write_app.is_none() {
+            return Err(StreamError::Session(
+                self.fail(Error::Internal("no application keys")),
+            ));
+        }
+        if self.streams.as_ref().map_or(0, Streams::owed_bytes) > MAX_FRAGMENT_LEN / 4 {
+            self.flush_streams().map_err(StreamError::Session)?;
+        }
+        let Some(streams) = self.streams.as_mut() else {
+            return Ok(None);
+        };
+        let mut owed = core::mem::take(&mut self.owed_frames);
+        owed.clear();
+        streams.take_owed(&mut owed, usize::MAX);
+        let want = allowed.min(MAX_FRAGMENT_LEN - Streams::DATA_OVERHEAD - owed.len());
+        self.outgoing.reserve(
+            RecordSealer::overhead(0)
+                + owed.len()
+                + Streams::DATA_OVERHEAD
+                + want
+                + self.padding_block(),
+        );
+        let at = RecordSealer::begin(&mut self.outgoing);
+        self.outgoing.extend_from_slice(&owed);
+        let header_at = self.outgoing.len();
+        // The Data frame's header, its length written once it is known.
+        self.outgoing
+            .extend_from_slice(&Streams::data_header(id, 0));
+        let start = self.outgoing.len();
+        let r = fill(&mut self.outgoing, want);
+        let n = self.outgoing.len() - start;
+        if n > want {
+            self.outgoing[at..].zeroize();
+            self.outgoing.truncate(at);
+            self.owed_frames = owed;
+            let e = self.fail(Error::Internal("a fill appended more than it was allowed"));
+            return Err(StreamError::Session(e));
+        }
+        if n == 0 {
+            // No Data frame; the frames owed go out alone, if any.
+            self.outgoing.truncate(header_at);
+        } else {
+            self.outgoing[header_at..start].copy_from_slice(&Streams::data_header(id, n));
+        }
+        let content = self.outgoing.len() - at - RECORD_HEADER_LEN;
+        self.owed_frames = owed;
+        if content == 0 {
+            self.outgoing.truncate(at);
+            return Ok(Some((0, r)));
+        }
+        if let Some(streams) = self.streams.as_mut() {
+            streams.charge(id, n);
+        }
+        self.seal_begun(InnerType::STREAMS, at, content)
+            .map_err(|e| StreamError::Session(self.fail(e)))?;
+        Ok(Some((n, r)))
     }
 
     /// Finishes this side of stream `id` (half-close); the Fin goes out
@@ -1131,6 +1231,45 @@ impl Connection {
         sealer.seal_parts(InnerType::STREAMS, parts, pad, &mut self.outgoing)?;
         self.count_sent(before);
         Ok(())
+    }
+
+    /// Whether messages and the byte stream can be sent: not after a
+    /// failure or our close, and not on a session of streams.
+    fn can_send(&self) -> Result<(), Error> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        if self.streams.is_some() {
+            return Err(Error::Internal(
+                "this session carries streams: open one to send",
+            ));
+        }
+        if self.sent_close || self.close_queued {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    /// Seals the record begun at `at` whose `len` bytes of content are in
+    /// `outgoing` already (see [`RecordSealer::begin`]).
+    fn seal_begun(&mut self, typ: InnerType, at: usize, len: usize) -> Result<(), Error> {
+        let pad = self.padding_for(len);
+        let Some(sealer) = self.write_app.as_mut() else {
+            self.outgoing[at..].zeroize();
+            self.outgoing.truncate(at);
+            return Err(Error::Internal("no application keys"));
+        };
+        sealer.seal_begun(typ, pad, &mut self.outgoing, at)?;
+        self.count_sent(at);
+        Ok(())
+    }
+
+    /// The most padding a record can get (room to reserve for it).
+    fn padding_block(&self) -> usize {
+        match self.config.padding {
+            Padding::None => 0,
+            Padding::Block(b) => usize::from(b),
+        }
     }
 
     fn fail(&mut self, e: Error) -> Error {

@@ -35,6 +35,14 @@
 //!  shutdown()   ──▶ authenticated Close, flush, shut down the write side only
 //! ```
 //!
+//! A program that copies between a socket and a session (a tunnel) can skip
+//! its own buffer both ways: [`WriteHalf::poll_write_from`] reads the
+//! socket straight into the record it seals, and
+//! [`ReadHalf::poll_read_into`] writes the socket straight from where the
+//! record was opened (the same on a stream of a session of streams, from
+//! the stream's buffer). A failure says which side it was on
+//! ([`CopyError`]).
+//!
 //! A client and a server over an in-memory pipe:
 //!
 //! ```
@@ -219,5 +227,5 @@ pub use mux::{MuxSession, SessionStream};
 pub use rekey::{RekeyDone, RekeyPolicy};
 pub use side::Side;
 #[cfg(feature = "tokio")]
-pub use stream::{ReadHalf, SecureStream, SessionInfo, WriteHalf};
+pub use stream::{CopyError, ReadHalf, SecureStream, SessionInfo, WriteHalf};
 pub use trace::HandshakeTrace;

@@ -30,7 +30,7 @@ use sc_wire::streams::{ResetCode, ServiceName, StreamId};
 use sc_wire::AlertCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf};
 
-use crate::stream::{SessionInfo, State};
+use crate::stream::{read_appending, CopyError, SessionInfo, State};
 
 /// Ciphertext a session of streams lets wait for the transport before its
 /// writers queue up (64 KiB: one record). Kept small, since a stream's
@@ -107,6 +107,18 @@ impl Inner {
             // The driver polls the write side again, so its waker is the
             // one the transport wakes when it has room.
             self.wake_driver();
+        }
+    }
+
+    /// After a read: a window grant it made owed is sent now, from the
+    /// reader's task, so the sender waits no longer than it must.
+    fn grant(&mut self, cx: &mut Context<'_>) {
+        if self.state.conn.has_streams_owed() {
+            if self.state.conn.flush_streams().is_ok() {
+                self.write_now(cx);
+            } else {
+                self.wake_driver();
+            }
         }
     }
 
@@ -624,10 +636,10 @@ fn poll_read(handle: &Handle, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Po
     let mut copied = false;
     while buf.remaining() > 0 {
         let max = buf.remaining();
-        read = inner
-            .state
-            .conn
-            .stream_read_with(handle.id, max, |chunk| buf.put_slice(chunk));
+        read = inner.state.conn.stream_read_with(handle.id, max, |chunk| {
+            buf.put_slice(chunk);
+            chunk.len()
+        });
         match read {
             Ok(Read::Data(_)) => copied = true,
             _ => break,
@@ -639,15 +651,7 @@ fn poll_read(handle: &Handle, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Po
     }
     match read {
         Ok(Read::Data(_)) => {
-            if inner.state.conn.has_streams_owed() {
-                // A window grant: sent now, from this task, so the sender
-                // waits no longer than it must.
-                if inner.state.conn.flush_streams().is_ok() {
-                    inner.write_now(cx);
-                } else {
-                    inner.wake_driver();
-                }
-            }
+            inner.grant(cx);
             Poll::Ready(Ok(()))
         }
         Ok(Read::End) => Poll::Ready(Ok(())),
@@ -781,6 +785,104 @@ impl core::fmt::Debug for StreamWriteHalf {
         f.debug_struct("StreamWriteHalf")
             .field("id", &self.handle.id)
             .finish()
+    }
+}
+
+impl StreamReadHalf {
+    /// As [`ReadHalf::poll_read_into`](crate::ReadHalf::poll_read_into):
+    /// writes the stream's bytes straight from the stream's buffer to `to`,
+    /// with no copy through a buffer of the caller's. 0 after the peer's
+    /// Fin.
+    pub fn poll_read_into<W: AsyncWrite + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        to: &mut W,
+    ) -> Poll<Result<usize, CopyError>> {
+        let handle = &self.handle;
+        let mut inner = handle.shared.lock();
+        let mut wrote = None;
+        let read = inner
+            .state
+            .conn
+            .stream_read_with(handle.id, usize::MAX, |chunk| {
+                let w = Pin::new(&mut *to).poll_write(cx, chunk);
+                let n = match &w {
+                    Poll::Ready(Ok(n)) => *n,
+                    _ => 0,
+                };
+                wrote = Some(w);
+                n
+            });
+        match read {
+            Ok(Read::Data(_)) => {
+                let n = match wrote {
+                    Some(Poll::Ready(Ok(0))) => {
+                        return Poll::Ready(Err(CopyError::Plain(io::ErrorKind::WriteZero.into())))
+                    }
+                    Some(Poll::Ready(Ok(n))) => n,
+                    Some(Poll::Ready(Err(e))) => return Poll::Ready(Err(CopyError::Plain(e))),
+                    // `to` is full: its waker is ours.
+                    Some(Poll::Pending) | None => return Poll::Pending,
+                };
+                inner.grant(cx);
+                Poll::Ready(Ok(n))
+            }
+            Ok(Read::End) => Poll::Ready(Ok(0)),
+            Ok(Read::Pending) => {
+                if let Some(e) = inner.session_error() {
+                    return Poll::Ready(Err(CopyError::Secure(io_error(e))));
+                }
+                inner.readers.insert(handle.id, cx.waker().clone());
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(Err(CopyError::Secure(io_error(e)))),
+        }
+    }
+}
+
+impl StreamWriteHalf {
+    /// As [`WriteHalf::poll_write_from`](crate::WriteHalf::poll_write_from):
+    /// reads once from `from` straight into a record of this stream, seals
+    /// it in place and writes it out. 0 when `from` has ended (then shut
+    /// this half down to send the Fin).
+    pub fn poll_write_from<R: AsyncRead + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: &mut R,
+    ) -> Poll<Result<usize, CopyError>> {
+        let handle = &self.handle;
+        let mut inner = handle.shared.lock();
+        if let Some(e) = inner.session_error() {
+            return Poll::Ready(Err(CopyError::Secure(io_error(e))));
+        }
+        if inner.state.waiting() >= WRITE_BUFFER_LEN {
+            inner.out_waiters.push_back(cx.waker().clone());
+            inner.wake_driver();
+            return Poll::Pending;
+        }
+        let before = inner.state.waiting();
+        let filled = inner
+            .state
+            .conn
+            .stream_write_from(handle.id, |out, max| read_appending(from, cx, out, max));
+        let read = match filled {
+            Err(e) => return Poll::Ready(Err(CopyError::Secure(io_error(e)))),
+            Ok(None) => {
+                // A window is shut: the peer's grant wakes us.
+                inner.writers.insert(handle.id, cx.waker().clone());
+                inner.wake_driver();
+                return Poll::Pending;
+            }
+            Ok(Some((_, read))) => read,
+        };
+        if inner.state.waiting() > before {
+            inner.write_now(cx);
+        }
+        match read {
+            Poll::Ready(Ok(n)) => Poll::Ready(Ok(n)),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(CopyError::Plain(e))),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 

@@ -15,7 +15,7 @@
 use sc_handshake::crypto::{Aead, CryptoProvider, AEAD_KEY_LEN, NONCE_LEN, TAG_LEN};
 use sc_handshake::schedule::expand_label;
 use sc_handshake::Secret;
-use sc_wire::record::{put_inner_trailer, split_inner, MAX_FRAGMENT_LEN};
+use sc_wire::record::{put_inner_trailer, split_inner, MAX_FRAGMENT_LEN, RECORD_HEADER_LEN};
 use sc_wire::{CipherSuite, InnerType, RecordHeader, RecordKind};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -186,20 +186,64 @@ impl RecordSealer {
         if content_len + usize::from(pad) > MAX_FRAGMENT_LEN {
             return Err(Error::Internal("record content over the fragment limit"));
         }
+        out.reserve(Self::overhead(pad) + content_len);
+        let at = Self::begin(out);
+        for p in parts {
+            out.extend_from_slice(p);
+        }
+        self.seal_begun(typ, pad, out, at)
+    }
+
+    /// What a record adds to `pad` bytes of padding and its content: header,
+    /// inner trailer and tag.
+    pub fn overhead(pad: u16) -> usize {
+        RECORD_HEADER_LEN + usize::from(pad) + sc_wire::record::INNER_TRAILER_LEN + TAG_LEN
+    }
+
+    /// Starts a record at the end of `out`, for content the caller appends
+    /// itself (plaintext read from a socket straight into the record): room
+    /// for the header, which [`seal_begun`](Self::seal_begun) writes once
+    /// the content's length is known. Returns where the record starts.
+    pub fn begin(out: &mut Vec<u8>) -> usize {
+        let at = out.len();
+        out.extend_from_slice(&[0; RECORD_HEADER_LEN]);
+        at
+    }
+
+    /// Seals the record [`begin`](Self::begin) started at `at`, whose
+    /// content is everything appended to `out` since, in place: its header,
+    /// then `pad` zero bytes, the inner trailer and the tag. On an error
+    /// nothing of the record stays in `out` (its plaintext is wiped).
+    pub fn seal_begun(
+        &mut self,
+        typ: InnerType,
+        pad: u16,
+        out: &mut Vec<u8>,
+        at: usize,
+    ) -> Result<(), Error> {
+        let start = at + RECORD_HEADER_LEN;
+        let content_len = out.len().saturating_sub(start);
+        if out.len() < start || content_len + usize::from(pad) > MAX_FRAGMENT_LEN {
+            let at = at.min(out.len());
+            out[at..].zeroize();
+            out.truncate(at);
+            return Err(Error::Internal("record content over the fragment limit"));
+        }
         let len = content_len + usize::from(pad) + sc_wire::record::INNER_TRAILER_LEN + TAG_LEN;
         let header = RecordHeader {
             kind: RecordKind::SEALED,
             len,
         }
         .to_bytes();
-        let keys = self.ratchet.keys()?;
-        let before = out.len();
-        out.reserve(header.len() + len);
-        out.extend_from_slice(&header);
-        let start = out.len();
-        for p in parts {
-            out.extend_from_slice(p);
-        }
+        let keys = match self.ratchet.keys() {
+            Ok(keys) => keys,
+            Err(e) => {
+                out[at..].zeroize();
+                out.truncate(at);
+                return Err(e);
+            }
+        };
+        out[at..start].copy_from_slice(&header);
         put_inner_trailer(out, typ, pad);
         let tag = match self
             .aead
@@ -209,8 +253,8 @@ impl RecordSealer {
             Err(_) => {
                 // Nothing of a record that failed stays behind: not its
                 // header, and not its plaintext (wiped before the cut).
-                out[before..].zeroize();
-                out.truncate(before);
+                out[at..].zeroize();
+                out.truncate(at);
                 return Err(Error::Internal("AEAD seal failed"));
             }
         };

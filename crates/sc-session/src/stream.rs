@@ -480,6 +480,89 @@ impl State {
         Poll::Ready(Ok(accepted))
     }
 
+    /// As [`poll_write`](Self::poll_write) of what one read of `from`
+    /// gives, read straight into the record and sealed there. A full read
+    /// waits for the next one while the write buffer has room for another
+    /// record (several records to the transport in one write); a short
+    /// read, the end of `from` or a wait for it writes out what is sealed.
+    pub(crate) fn poll_write_from<IO: AsyncWrite + Unpin, R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut IO,
+        cx: &mut Context<'_>,
+        from: &mut R,
+    ) -> Poll<Result<usize, CopyError>> {
+        if let Some(e) = self.conn.error() {
+            return Poll::Ready(Err(CopyError::Secure(e.clone().into())));
+        }
+        if self.conn.sent_close() {
+            return Poll::Ready(Err(CopyError::Secure(Error::Closed.into())));
+        }
+        if let Err(e) = self.drive_rekey() {
+            // The alert it queued goes out if the transport takes it.
+            let _ = self.poll_write_out(io, cx);
+            return Poll::Ready(Err(CopyError::Secure(e.into())));
+        }
+        if self.waiting() > WRITE_BUFFER_LEN - MAX_RECORD_LEN {
+            ready!(self.poll_write_out(io, cx)).map_err(CopyError::Secure)?;
+        }
+        let mut max = 0;
+        let filled = self.conn.write_stream_from(|out, room| {
+            max = room;
+            read_appending(from, cx, out, room)
+        });
+        let (n, read) = match filled {
+            Ok(filled) => filled,
+            Err(e) => {
+                let _ = self.poll_write_out(io, cx);
+                return Poll::Ready(Err(CopyError::Secure(e.into())));
+            }
+        };
+        let more_now = matches!(read, Poll::Ready(Ok(_)))
+            && n == max
+            && self.waiting() + MAX_RECORD_LEN <= WRITE_BUFFER_LEN;
+        if !more_now {
+            if let Poll::Ready(Err(e)) = self.poll_write_out(io, cx) {
+                return Poll::Ready(Err(CopyError::Secure(e)));
+            }
+        }
+        match read {
+            Poll::Ready(Ok(_)) => Poll::Ready(Ok(n)),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(CopyError::Plain(e))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// As [`poll_read`](Self::poll_read) into `to`: what is opened is
+    /// written from the receive buffer, where it was opened, straight to
+    /// `to`. `Ready(Ok(n))` with the bytes `to` took; 0 at the end.
+    pub(crate) fn poll_read_into<IO: AsyncRead + AsyncWrite + Unpin, W: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut IO,
+        cx: &mut Context<'_>,
+        to: &mut W,
+    ) -> Poll<Result<usize, CopyError>> {
+        loop {
+            if let Some(data) = self.conn.readable() {
+                let n = match ready!(Pin::new(&mut *to).poll_write(cx, data)) {
+                    Ok(0) => {
+                        return Poll::Ready(Err(CopyError::Plain(io::ErrorKind::WriteZero.into())))
+                    }
+                    Ok(n) => n,
+                    Err(e) => return Poll::Ready(Err(CopyError::Plain(e))),
+                };
+                self.conn.consume(n);
+                return Poll::Ready(Ok(n));
+            }
+            if self.conn.peer_closed() {
+                return Poll::Ready(Ok(0));
+            }
+            if let Some(e) = self.conn.error() {
+                return Poll::Ready(Err(CopyError::Secure(e.clone().into())));
+            }
+            ready!(self.poll_fill(io, cx)).map_err(CopyError::Secure)?;
+        }
+    }
+
     pub(crate) fn poll_flush<IO: AsyncWrite + Unpin>(
         &mut self,
         io: &mut IO,
@@ -756,6 +839,31 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for SecureStream<IO> {
     }
 }
 
+/// How a copy straight between a secure stream and a plaintext
+/// connection failed ([`WriteHalf::poll_write_from`],
+/// [`ReadHalf::poll_read_into`] and the same on a stream of a session of
+/// streams): on which side.
+#[derive(Debug)]
+pub enum CopyError {
+    /// Reading from or writing to the plaintext connection.
+    Plain(io::Error),
+    /// The session (or the stream), as its `AsyncRead`/`AsyncWrite` would
+    /// have failed.
+    Secure(io::Error),
+}
+
+/// Reads once from `from` into the spare room of `out`, at most `max`
+/// bytes, without zeroing the room first.
+pub(crate) fn read_appending<R: AsyncRead + Unpin>(
+    from: &mut R,
+    cx: &mut Context<'_>,
+    out: &mut Vec<u8>,
+    max: usize,
+) -> Poll<io::Result<usize>> {
+    use tokio_util::bytes::BufMut;
+    tokio_util::io::poll_read_buf(Pin::new(from), cx, &mut out.limit(max))
+}
+
 struct Inner<IO> {
     io: IO,
     state: State,
@@ -960,6 +1068,43 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WriteHalf<IO> {
     pub async fn abort(&mut self, code: AlertCode) -> Result<(), Error> {
         self.shared.lock().state.start_abort(code);
         self.flush_pending().await
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> ReadHalf<IO> {
+    /// Reads once and writes the plaintext straight to `to` from where it
+    /// was opened, with no copy through a buffer of the caller's (a tunnel
+    /// exit): `Ready(Ok(n))` with the bytes `to` took, 0 after the peer's
+    /// authenticated Close. `Pending` when nothing is in yet or `to` takes
+    /// nothing now.
+    pub fn poll_read_into<W: AsyncWrite + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        to: &mut W,
+    ) -> Poll<Result<usize, CopyError>> {
+        let mut guard = self.shared.lock();
+        let inner = &mut *guard;
+        let poll = inner.state.poll_read_into(&mut inner.io, cx, to);
+        inner.after_read(cx, matches!(poll, Poll::Ready(Err(CopyError::Secure(_)))));
+        poll
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> WriteHalf<IO> {
+    /// Reads once from `from` straight into a record, seals it in place and
+    /// sends it, with no copy through a buffer of the caller's (a tunnel
+    /// entry): `Ready(Ok(n))` with the bytes sent, 0 when `from` has ended
+    /// (then shut this half down, as after any end of input). `Pending`
+    /// when `from` has nothing or the transport takes nothing now.
+    pub fn poll_write_from<R: AsyncRead + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: &mut R,
+    ) -> Poll<Result<usize, CopyError>> {
+        let mut guard = self.shared.lock();
+        let inner = &mut *guard;
+        let poll = inner.state.poll_write_from(&mut inner.io, cx, from);
+        inner.park_writer(cx, poll)
     }
 }
 

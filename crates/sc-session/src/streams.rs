@@ -152,17 +152,18 @@ impl RecvBuf {
         self.buf.extend_from_slice(data);
     }
 
-    /// Hands up to `max` unread bytes to `copy`; how many. Read to the
-    /// end, the buffer goes to `spare` (or is freed): an idle stream holds
-    /// none, and the next bytes of a busy one find it again.
+    /// Hands up to `max` unread bytes to `copy`, which says how many of
+    /// them it took; how many. Read to the end, the buffer goes to `spare`
+    /// (or is freed): an idle stream holds none, and the next bytes of a
+    /// busy one find it again.
     fn take_with(
         &mut self,
         max: usize,
-        copy: impl FnOnce(&[u8]),
+        copy: impl FnOnce(&[u8]) -> usize,
         spare: &mut Vec<Vec<u8>>,
     ) -> usize {
         let n = max.min(self.len());
-        copy(&self.buf[self.start..self.start + n]);
+        let n = copy(&self.buf[self.start..self.start + n]).min(n);
         self.start += n;
         if self.start == self.buf.len() {
             let mut buf = core::mem::take(&mut self.buf);
@@ -402,17 +403,22 @@ impl Streams {
     /// Copies unread bytes of `id` into `out`.
     pub fn read(&mut self, id: StreamId, out: &mut [u8]) -> Result<Read, StreamError> {
         let max = out.len();
-        self.read_with(id, max, |chunk| out[..chunk.len()].copy_from_slice(chunk))
+        self.read_with(id, max, |chunk| {
+            out[..chunk.len()].copy_from_slice(chunk);
+            chunk.len()
+        })
     }
 
     /// Hands up to `max` unread bytes of `id` to `copy` (in one slice), as
     /// [`read`](Self::read) copies them: for a destination that is not a
-    /// plain slice (a buffer not yet initialised).
+    /// plain slice (a buffer not yet initialised, or a socket written
+    /// straight from here). `copy` says how many of them it took (those are
+    /// read; the rest stay); [`Read::Data`] says so too, and may be 0.
     pub fn read_with(
         &mut self,
         id: StreamId,
         max: usize,
-        copy: impl FnOnce(&[u8]),
+        copy: impl FnOnce(&[u8]) -> usize,
     ) -> Result<Read, StreamError> {
         let s = self.streams.get_mut(&id).ok_or_else(gone)?;
         if let Some(e) = &s.reset {
@@ -907,7 +913,14 @@ mod tests {
             let want = b.len() - 10;
             let mut got = Vec::new();
             while got.len() < want {
-                b.take_with(want - got.len(), |c| got.extend_from_slice(c), &mut spare);
+                b.take_with(
+                    want - got.len(),
+                    |c| {
+                        got.extend_from_slice(c);
+                        c.len()
+                    },
+                    &mut spare,
+                );
             }
             for byte in got {
                 expect = expect.wrapping_add(1);
@@ -922,7 +935,7 @@ mod tests {
         // Read to the end: the stream holds nothing; its buffer is kept
         // spare for the session's next bytes.
         let rest = b.len();
-        b.take_with(rest, |_| {}, &mut spare);
+        b.take_with(rest, |c| c.len(), &mut spare);
         assert_eq!((b.len(), b.buf.capacity()), (0, 0));
         assert_eq!(spare.len(), 1);
         // More bytes take the spare buffer back.
