@@ -11,7 +11,9 @@
 //!   refusal, backlog drain, graceful shutdown) into which the server, the
 //!   relay and the tunnel entry each plug a [`Handler`](service::Handler);
 //! * [`pump`]: one copy loop, both ways, half-close carried through,
-//!   cancellable, with an idle timeout and a per-chunk observer;
+//!   cancellable, with an idle timeout and a per-chunk observer; or, where
+//!   one side has buffers of its own (a secure stream), no copy buffer at
+//!   all ([`pump::pump_direct`]);
 //! * [`proxy_protocol`]: the PROXY v2 codec, trusted-source ranges
 //!   ([`Cidr`]), and reading a trusted source's header;
 //! * [`PerSource`]: how many connections or handshakes one source address

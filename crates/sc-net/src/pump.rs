@@ -19,12 +19,16 @@
 //!   relay's record trace); it cannot change or fail the connection.
 //! * The idle watchdog reads the counts a few times per period: there is no
 //!   clock read on the data path.
+//! * [`pump_direct`] skips the copy buffers where `b` has buffers of its
+//!   own: a secure stream reads `a`'s bytes straight into the record it
+//!   seals ([`FillFrom`]) and writes what it opened straight to `a`
+//!   ([`DrainInto`]), so no byte is copied between two buffers of ours.
 
 use core::fmt;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -78,6 +82,43 @@ pub enum CloseErrors {
 pub trait Observer: Send {
     /// `bytes` are about to be written to the other side.
     fn chunk(&mut self, bytes: &[u8]);
+}
+
+/// Which connection one direct move failed on.
+#[derive(Debug)]
+pub enum MoveError {
+    /// The connection passed in (`a`, the plaintext side).
+    Passed(io::Error),
+    /// The connection that moves the bytes itself (`b`).
+    Own(io::Error),
+}
+
+/// A write half with a buffer of its own, that takes its bytes straight
+/// from a reader (a secure stream reading plaintext into the record it
+/// seals).
+pub trait FillFrom: AsyncWrite + Unpin {
+    /// Reads once from `from` straight into its own buffer and sends what
+    /// it read: `Ready(Ok(n))` with the bytes moved, 0 when `from` has
+    /// ended. `Pending` when `from` has nothing or this side has no room
+    /// (the waker is with whichever it waits for).
+    fn poll_fill_from<R: AsyncRead + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: &mut R,
+    ) -> Poll<Result<usize, MoveError>>;
+}
+
+/// A read half with a buffer of its own, that writes its bytes straight to
+/// a writer (a secure stream writing plaintext from where it opened it).
+pub trait DrainInto: AsyncRead + Unpin {
+    /// Writes once from its own buffer straight to `to`: `Ready(Ok(n))`
+    /// with the bytes `to` took, 0 when this side has ended. `Pending` when
+    /// it has nothing or `to` takes nothing now.
+    fn poll_drain_into<W: AsyncWrite + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        to: &mut W,
+    ) -> Poll<Result<usize, MoveError>>;
 }
 
 /// How to run one pump.
@@ -159,90 +200,126 @@ where
     BR: AsyncRead + Unpin,
     BW: AsyncWrite + Unpin,
 {
-    let Options {
-        idle,
-        answer,
-        close_errors,
-        stop,
-        observe_a,
-        observe_b,
-    } = opts;
     let (ar, aw) = a;
     let (br, bw) = b;
-    let a_to_b = AtomicU64::new(0);
-    let b_to_a = AtomicU64::new(0);
-    let first_closed = AtomicU8::new(0);
-    let forward = copy(
-        ar,
-        bw,
-        Direction {
-            from: Side::A,
-            moved: &a_to_b,
-            first_closed: &first_closed,
-            answer: None,
-            observer: observe_a,
-            close_errors,
-        },
-    );
-    let back = copy(
-        br,
-        aw,
-        Direction {
-            from: Side::B,
-            moved: &b_to_a,
-            first_closed: &first_closed,
-            answer,
-            observer: observe_b,
-            close_errors,
-        },
-    );
-    let both = async { tokio::try_join!(forward, back) };
-    let watchdog = async {
-        let Some(idle) = idle else {
-            return std::future::pending::<Duration>().await;
-        };
-        // Reads the counts a few times per period: no clock reads on the
-        // data path.
-        let tick = (idle / 4).max(Duration::from_millis(10));
-        let mut seen = 0;
-        let mut since = Instant::now();
-        loop {
-            tokio::time::sleep(tick).await;
-            let total = a_to_b.load(Ordering::Relaxed) + b_to_a.load(Ordering::Relaxed);
-            if total != seen {
-                seen = total;
-                since = Instant::now();
-            } else if since.elapsed() >= idle {
-                return idle;
-            }
-        }
-    };
-    let stopped = async {
-        match stop {
-            Some(token) => token.cancelled().await,
-            None => std::future::pending().await,
-        }
-    };
-    let end = tokio::select! {
-        biased;
-        () = stopped => End::Stopped,
-        r = both => match r {
-            Ok(((), ())) => End::Closed {
-                first: if first_closed.load(Ordering::Relaxed) == Side::B.code() {
-                    Side::B
-                } else {
-                    Side::A
-                },
+    let counts = Counts::default();
+    let (forward, back) = counts.directions(&opts);
+    let (observe_a, observe_b) = (opts.observe_a, opts.observe_b);
+    let forward = copy(ar, bw, forward.observed(observe_a));
+    let back = copy(br, aw, back.observed(observe_b));
+    counts.run(forward, back, opts.idle, opts.stop).await
+}
+
+/// As [`pump`], with no copy buffer of ours either way: `b` reads `a`'s
+/// bytes into its own buffer ([`FillFrom`]) and writes its bytes to `a`
+/// from its own ([`DrainInto`]). Observers are not called (there is no
+/// chunk of ours to show them).
+pub async fn pump_direct<AR, AW, BR, BW>(a: (AR, AW), b: (BR, BW), opts: Options<'_>) -> Report
+where
+    AR: AsyncRead + Unpin,
+    AW: AsyncWrite + Unpin,
+    BR: DrainInto,
+    BW: FillFrom,
+{
+    let (ar, aw) = a;
+    let (br, bw) = b;
+    let counts = Counts::default();
+    let (forward, back) = counts.directions(&opts);
+    let forward = fill(ar, bw, forward);
+    let back = drain(br, aw, back);
+    counts.run(forward, back, opts.idle, opts.stop).await
+}
+
+/// What both directions of one pump share.
+#[derive(Default)]
+struct Counts {
+    a_to_b: AtomicU64,
+    b_to_a: AtomicU64,
+    first_closed: AtomicU8,
+}
+
+impl Counts {
+    fn directions<'a>(
+        &'a self,
+        opts: &Options<'_>,
+    ) -> (Direction<'a, 'static>, Direction<'a, 'static>) {
+        (
+            Direction {
+                from: Side::A,
+                moved: &self.a_to_b,
+                first_closed: &self.first_closed,
+                answer: None,
+                observer: None,
+                close_errors: opts.close_errors,
             },
-            Err(Stop::Failed(side, error)) => End::Failed { side, error },
-            Err(Stop::NoAnswer(d)) => End::NoAnswer(d),
-        },
-        d = watchdog => End::Idle(d),
-    };
-    Report {
-        a_to_b: a_to_b.load(Ordering::Relaxed),
-        b_to_a: b_to_a.load(Ordering::Relaxed),
-        end,
+            Direction {
+                from: Side::B,
+                moved: &self.b_to_a,
+                first_closed: &self.first_closed,
+                answer: opts.answer,
+                observer: None,
+                close_errors: opts.close_errors,
+            },
+        )
+    }
+
+    /// Runs both directions to the pump's end.
+    async fn run(
+        &self,
+        forward: impl std::future::Future<Output = Result<(), Stop>>,
+        back: impl std::future::Future<Output = Result<(), Stop>>,
+        idle: Option<Duration>,
+        stop: Option<&CancellationToken>,
+    ) -> Report {
+        let both = async { tokio::try_join!(forward, back) };
+        let watchdog = async {
+            let Some(idle) = idle else {
+                return std::future::pending::<Duration>().await;
+            };
+            // Reads the counts a few times per period: no clock reads on the
+            // data path.
+            let tick = (idle / 4).max(Duration::from_millis(10));
+            let mut seen = 0;
+            let mut since = Instant::now();
+            loop {
+                tokio::time::sleep(tick).await;
+                let total =
+                    self.a_to_b.load(Ordering::Relaxed) + self.b_to_a.load(Ordering::Relaxed);
+                if total != seen {
+                    seen = total;
+                    since = Instant::now();
+                } else if since.elapsed() >= idle {
+                    return idle;
+                }
+            }
+        };
+        let stopped = async {
+            match stop {
+                Some(token) => token.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        let end = tokio::select! {
+            biased;
+            () = stopped => End::Stopped,
+            r = both => match r {
+                Ok(((), ())) => End::Closed {
+                    first: if self.first_closed.load(Ordering::Relaxed) == Side::B.code() {
+                        Side::B
+                    } else {
+                        Side::A
+                    },
+                },
+                Err(Stop::Failed(side, error)) => End::Failed { side, error },
+                Err(Stop::NoAnswer(d)) => End::NoAnswer(d),
+            },
+            d = watchdog => End::Idle(d),
+        };
+        Report {
+            a_to_b: self.a_to_b.load(Ordering::Relaxed),
+            b_to_a: self.b_to_a.load(Ordering::Relaxed),
+            end,
+        }
     }
 }
 
@@ -254,6 +331,52 @@ struct Direction<'a, 'o> {
     answer: Option<Duration>,
     observer: Option<&'o mut dyn Observer>,
     close_errors: CloseErrors,
+}
+
+impl<'a> Direction<'a, 'static> {
+    fn observed<'o>(self, observer: Option<&'o mut dyn Observer>) -> Direction<'a, 'o> {
+        Direction {
+            from: self.from,
+            moved: self.moved,
+            first_closed: self.first_closed,
+            answer: self.answer,
+            observer,
+            close_errors: self.close_errors,
+        }
+    }
+}
+
+impl Direction<'_, '_> {
+    /// Waits for `read`, within the answer time for the first read of a
+    /// direction that has one.
+    async fn first_answer<T>(
+        &mut self,
+        read: impl std::future::Future<Output = T>,
+    ) -> Result<T, Stop> {
+        match self.answer.take() {
+            // Boxed: only the relay waits for an answer, and the timer
+            // would otherwise take room in every pump's future.
+            Some(limit) => Box::pin(tokio::time::timeout(limit, read))
+                .await
+                .map_err(|_| Stop::NoAnswer(limit)),
+            None => Ok(read.await),
+        }
+    }
+
+    /// The direction's end of stream: shuts `w` down.
+    async fn ended<W: AsyncWrite + Unpin>(self, w: &mut W) -> Result<(), Stop> {
+        let _ = self.first_closed.compare_exchange(
+            0,
+            self.from.code(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        let closed = w.shutdown().await;
+        match (closed, self.close_errors) {
+            (Err(e), CloseErrors::Report) => Err(Stop::Failed(self.from.other(), e)),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Moves bytes from `r` to `w` until end of stream, then shuts `w` down.
@@ -279,28 +402,12 @@ where
                 ready => ready,
             }
         });
-        let read = match d.answer.take() {
-            // Boxed: only the relay waits for an answer, and the timer
-            // would otherwise take room in every pump's future.
-            Some(limit) => match Box::pin(tokio::time::timeout(limit, read)).await {
-                Ok(r) => r,
-                Err(_) => return Err(Stop::NoAnswer(limit)),
-            },
-            None => read.await,
-        };
-        let n = read.map_err(|e| Stop::Failed(d.from, e))?;
+        let n = d
+            .first_answer(read)
+            .await?
+            .map_err(|e| Stop::Failed(d.from, e))?;
         if n == 0 {
-            let _ = d.first_closed.compare_exchange(
-                0,
-                d.from.code(),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
-            let closed = w.shutdown().await;
-            return match (closed, d.close_errors) {
-                (Err(e), CloseErrors::Report) => Err(Stop::Failed(to, e)),
-                _ => Ok(()),
-            };
+            return d.ended(&mut w).await;
         }
         if let Some(o) = d.observer.as_mut() {
             o.chunk(&buf[..n]);
@@ -308,6 +415,44 @@ where
         w.write_all(&buf[..n])
             .await
             .map_err(|e| Stop::Failed(to, e))?;
+        d.moved.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// `a` to `b` with no buffer of ours: `b` reads from `a` itself.
+async fn fill<R, W>(mut r: R, w: W, d: Direction<'_, '_>) -> Result<(), Stop>
+where
+    R: AsyncRead + Unpin,
+    W: FillFrom,
+{
+    direct(w, |w, cx| w.poll_fill_from(cx, &mut r), d).await
+}
+
+/// `b` to `a` with no buffer of ours: `b` writes to `a` itself.
+async fn drain<R, W>(mut r: R, w: W, d: Direction<'_, '_>) -> Result<(), Stop>
+where
+    R: DrainInto,
+    W: AsyncWrite + Unpin,
+{
+    direct(w, |w, cx| r.poll_drain_into(cx, w), d).await
+}
+
+/// Runs `step` (one direct move into or through `w`) until it moves
+/// nothing, then shuts `w` down.
+async fn direct<W, F>(mut w: W, mut step: F, mut d: Direction<'_, '_>) -> Result<(), Stop>
+where
+    W: AsyncWrite + Unpin,
+    F: FnMut(&mut W, &mut Context<'_>) -> Poll<Result<usize, MoveError>>,
+{
+    loop {
+        let moved = std::future::poll_fn(|cx| step(&mut w, cx));
+        let n = d.first_answer(moved).await?.map_err(|e| match e {
+            MoveError::Passed(e) => Stop::Failed(Side::A, e),
+            MoveError::Own(e) => Stop::Failed(Side::B, e),
+        })?;
+        if n == 0 {
+            return d.ended(&mut w).await;
+        }
         d.moved.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
@@ -363,6 +508,155 @@ mod tests {
         assert_eq!((report.a_to_b, report.b_to_a), (4, 9));
         assert!(matches!(report.end, End::Closed { first: Side::A }));
         assert_eq!(seen.0, b"back to a");
+    }
+
+    /// `b` with buffers of its own: what it is sent lands in `got`, what it
+    /// sends comes from `send`; `fail` makes its own side fail.
+    #[derive(Default)]
+    struct Own {
+        got: Vec<u8>,
+        send: Vec<u8>,
+        shut: bool,
+        fail: bool,
+    }
+
+    impl AsyncRead for &mut Own {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Poll::Ready(Err(io::ErrorKind::Unsupported.into()))
+        }
+    }
+
+    impl AsyncWrite for &mut Own {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Err(io::ErrorKind::Unsupported.into()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.get_mut().shut = true;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl FillFrom for &mut Own {
+        fn poll_fill_from<R: AsyncRead + Unpin>(
+            &mut self,
+            cx: &mut Context<'_>,
+            from: &mut R,
+        ) -> Poll<Result<usize, MoveError>> {
+            if self.fail {
+                return Poll::Ready(Err(MoveError::Own(io::ErrorKind::BrokenPipe.into())));
+            }
+            let before = self.got.len();
+            let mut room = Vec::with_capacity(7);
+            match tokio_util::io::poll_read_buf(Pin::new(from), cx, &mut room) {
+                Poll::Ready(Ok(n)) => {
+                    self.got.extend_from_slice(&room[..n]);
+                    Poll::Ready(Ok(self.got.len() - before))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(MoveError::Passed(e))),
+                Poll::Pending => Poll::Pending,
+            }
+        }
+    }
+
+    impl DrainInto for &mut Own {
+        fn poll_drain_into<W: AsyncWrite + Unpin>(
+            &mut self,
+            cx: &mut Context<'_>,
+            to: &mut W,
+        ) -> Poll<Result<usize, MoveError>> {
+            if self.send.is_empty() {
+                return Poll::Ready(Ok(0));
+            }
+            match Pin::new(to).poll_write(cx, &self.send) {
+                Poll::Ready(Ok(n)) => {
+                    self.send.drain(..n);
+                    Poll::Ready(Ok(n))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(MoveError::Passed(e))),
+                Poll::Pending => Poll::Pending,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn direct_moves_both_ways_with_half_close_and_counts() {
+        let (a_far, a_near) = pair();
+        let mut reader = Own {
+            send: b"from b, straight".to_vec(),
+            ..Own::default()
+        };
+        let mut writer = Own::default();
+        let ends = tokio::spawn(async move {
+            let (mut ar, mut aw) = tokio::io::split(a_far);
+            aw.write_all(b"to b, read in place").await.expect("write");
+            aw.shutdown().await.expect("shutdown");
+            let mut got = Vec::new();
+            ar.read_to_end(&mut got).await.expect("read");
+            got
+        });
+        let report = pump_direct(
+            tokio::io::split(a_near),
+            (&mut reader, &mut writer),
+            Options::default(),
+        )
+        .await;
+        assert_eq!(ends.await.expect("ends"), b"from b, straight");
+        assert_eq!(writer.got, b"to b, read in place");
+        assert!(writer.shut, "a's end of stream shuts b's write half");
+        assert_eq!((report.a_to_b, report.b_to_a), (19, 16));
+        assert!(matches!(report.end, End::Closed { .. }));
+    }
+
+    #[tokio::test]
+    async fn direct_blames_the_side_that_failed() {
+        // b's own side fails.
+        let (_a_far, a_near) = pair();
+        let mut reader = Own::default();
+        let mut writer = Own {
+            fail: true,
+            ..Own::default()
+        };
+        let report = pump_direct(
+            tokio::io::split(a_near),
+            (&mut reader, &mut writer),
+            Options::default(),
+        )
+        .await;
+        assert!(
+            matches!(report.end, End::Failed { side: Side::B, .. }),
+            "{:?}",
+            report.end
+        );
+        // a is gone while b writes to it.
+        let (a_far, a_near) = pair();
+        drop(a_far);
+        let mut reader = Own {
+            send: b"nobody reads this".to_vec(),
+            ..Own::default()
+        };
+        let mut writer = Own::default();
+        let report = pump_direct(
+            tokio::io::split(a_near),
+            (&mut reader, &mut writer),
+            Options::default(),
+        )
+        .await;
+        assert!(
+            matches!(report.end, End::Failed { side: Side::A, .. }),
+            "{:?}",
+            report.end
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -27,4 +27,4 @@ mod splice;
 
 pub use connect::{ConnectError, Target};
 pub use entry::{SessionPool, TunnelConfig, TunnelEntry};
-pub use splice::{splice, SecureSide, SpliceEnd, SpliceReport, COPY_BUFFER};
+pub use splice::{splice, SecureSide, SpliceEnd, SpliceReport};

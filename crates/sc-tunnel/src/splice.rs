@@ -4,22 +4,28 @@
 //! timeout, byte counts, the reason it ended).
 //!
 //! ```text
-//!  plain read ──▶ copy buffer ──▶ SecureStream::poll_write (sealed into records)
-//!  plain write ◀── copy buffer ◀── SecureStream::poll_read (opened in place)
+//!  plain read ──▶ the record, sealed in place ──▶ transport   (poll_write_from)
+//!  plain write ◀── opened in place (a stream's buffer) ◀── transport   (poll_read_into)
 //! ```
+//!
+//! No copy buffer of the pump's either way: the plaintext socket is read
+//! straight into the record that is sealed, and written straight from
+//! where the record was opened (for a stream of a session of streams, from
+//! the stream's buffer).
 
 use core::fmt;
 use std::time::Duration;
 
-use sc_net::pump::{self, CloseErrors, End, Options, Side};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use sc_net::pump::{self, CloseErrors, DrainInto, End, FillFrom, MoveError, Options, Side};
 use sc_net::{io_reason, Secs};
 use sc_session::mux::{stream_error, StreamReadHalf, StreamWriteHalf};
 use sc_session::streams::StreamError;
-use sc_session::{IoError, ReadHalf, SecureStream, SessionStream, WriteHalf};
-use tokio::io::{AsyncRead, AsyncWrite};
+use sc_session::{CopyError, IoError, ReadHalf, SecureStream, SessionStream, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::CancellationToken;
-
-pub use sc_net::pump::COPY_BUFFER;
 
 /// How a tunnel ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,6 +101,19 @@ pub trait SecureSide {
     /// Re-keys the session completed (0 for a stream: see
     /// [`SpliceReport::rekeys`]).
     fn rekeys(read: &Self::Read) -> u64;
+    /// Writes what it opened straight to `to` (its `poll_read_into`).
+    fn poll_read_into<W: AsyncWrite + Unpin>(
+        read: &mut Self::Read,
+        cx: &mut Context<'_>,
+        to: &mut W,
+    ) -> Poll<Result<usize, CopyError>>;
+    /// Reads `from` straight into the record it seals (its
+    /// `poll_write_from`).
+    fn poll_write_from<R: AsyncRead + Unpin>(
+        write: &mut Self::Write,
+        cx: &mut Context<'_>,
+        from: &mut R,
+    ) -> Poll<Result<usize, CopyError>>;
 }
 
 impl<S> SecureSide for SecureStream<S>
@@ -114,6 +133,22 @@ where
 
     fn rekeys(read: &Self::Read) -> u64 {
         read.rekeys_completed()
+    }
+
+    fn poll_read_into<W: AsyncWrite + Unpin>(
+        read: &mut Self::Read,
+        cx: &mut Context<'_>,
+        to: &mut W,
+    ) -> Poll<Result<usize, CopyError>> {
+        read.poll_read_into(cx, to)
+    }
+
+    fn poll_write_from<R: AsyncRead + Unpin>(
+        write: &mut Self::Write,
+        cx: &mut Context<'_>,
+        from: &mut R,
+    ) -> Poll<Result<usize, CopyError>> {
+        write.poll_write_from(cx, from)
     }
 }
 
@@ -135,6 +170,84 @@ impl SecureSide for SessionStream {
     fn rekeys(_: &Self::Read) -> u64 {
         0
     }
+
+    fn poll_read_into<W: AsyncWrite + Unpin>(
+        read: &mut Self::Read,
+        cx: &mut Context<'_>,
+        to: &mut W,
+    ) -> Poll<Result<usize, CopyError>> {
+        read.poll_read_into(cx, to)
+    }
+
+    fn poll_write_from<R: AsyncRead + Unpin>(
+        write: &mut Self::Write,
+        cx: &mut Context<'_>,
+        from: &mut R,
+    ) -> Poll<Result<usize, CopyError>> {
+        write.poll_write_from(cx, from)
+    }
+}
+
+/// Which side failed, in the pump's terms (the plaintext side is `a`).
+fn moved(e: CopyError) -> MoveError {
+    match e {
+        CopyError::Plain(e) => MoveError::Passed(e),
+        CopyError::Secure(e) => MoveError::Own(e),
+    }
+}
+
+/// A secure side's read half, as the pump's direct reader.
+struct DirectRead<'a, S: SecureSide>(&'a mut S::Read);
+
+/// A secure side's write half, as the pump's direct writer.
+struct DirectWrite<'a, S: SecureSide>(&'a mut S::Write);
+
+impl<S: SecureSide> AsyncRead for DirectRead<'_, S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl<S: SecureSide> DrainInto for DirectRead<'_, S> {
+    fn poll_drain_into<W: AsyncWrite + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        to: &mut W,
+    ) -> Poll<Result<usize, MoveError>> {
+        S::poll_read_into(self.0, cx, to).map_err(moved)
+    }
+}
+
+impl<S: SecureSide> AsyncWrite for DirectWrite<'_, S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut *self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.get_mut().0).poll_shutdown(cx)
+    }
+}
+
+impl<S: SecureSide> FillFrom for DirectWrite<'_, S> {
+    fn poll_fill_from<R: AsyncRead + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: &mut R,
+    ) -> Poll<Result<usize, MoveError>> {
+        S::poll_write_from(self.0, cx, from).map_err(moved)
+    }
 }
 
 /// Splices `secure` and `plain` until both directions are done, one side
@@ -152,9 +265,9 @@ where
 {
     // a = the plaintext side, b = the secure side.
     let (mut read, mut write) = secure.into_halves();
-    let report = pump::pump(
+    let report = pump::pump_direct(
         tokio::io::split(plain),
-        (&mut read, &mut write),
+        (DirectRead::<S>(&mut read), DirectWrite::<S>(&mut write)),
         Options {
             idle,
             // The secure side's half-close is its authenticated Close (or
