@@ -1096,6 +1096,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WriteHalf<IO> {
     /// entry): `Ready(Ok(n))` with the bytes sent, 0 when `from` has ended
     /// (then shut this half down, as after any end of input). `Pending`
     /// when `from` has nothing or the transport takes nothing now.
+    ///
+    /// After a full read the records may wait for the next call, to go to
+    /// the transport together; a caller that stops calling flushes (or
+    /// shuts down) to send them.
     pub fn poll_write_from<R: AsyncRead + Unpin>(
         &mut self,
         cx: &mut Context<'_>,

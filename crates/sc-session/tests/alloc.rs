@@ -4,17 +4,23 @@
 //! allocation of this test binary. Each case sets a session up, moves a
 //! few records to warm the buffers, then counts the allocations made while
 //! many more 64 KiB records go one way: the record buffers are reused, so
-//! the count must not grow with the number of records. One test (one
+//! the count must not grow with the number of records. Each kind of stream
+//! is counted both ways it can be used: through `AsyncWrite`/`AsyncRead`
+//! with the caller's buffers, and the tunnel's way (read straight into the
+//! record, written straight from where it was opened). One test (one
 //! profiler at a time): the cases run in turn.
 
+use std::future::poll_fn;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use rand_chacha::rand_core::OsRng;
 use sc_handshake::{ClientConfig, ServerConfig};
 use sc_pki::throwaway::ThrowawayPki;
 use sc_pki::{ServerName, UnixTime};
-use sc_session::{Acceptor, Connector, MuxSession, SessionConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use sc_session::mux::{StreamReadHalf, StreamWriteHalf};
+use sc_session::{Acceptor, Connector, CopyError, MuxSession, ReadHalf, SessionConfig, WriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
@@ -119,6 +125,138 @@ async fn stream_of_a_session_per_run() -> u64 {
     blocks() - before
 }
 
+/// As [`move_records`], the way a tunnel moves them: read straight into
+/// the record (`write_from`, from a slice here) and written straight from
+/// where it was opened (`read_into`, into a sink).
+async fn move_records_direct<W, R>(w: &mut W, r: &mut R, n: usize, data: &[u8])
+where
+    W: DirectWrite,
+    R: DirectRead,
+{
+    let write = async {
+        for _ in 0..n {
+            let mut from = data;
+            while !from.is_empty() {
+                poll_fn(|cx| w.write_from(cx, &mut from))
+                    .await
+                    .expect("write");
+            }
+        }
+        w.flush().await.expect("flush");
+    };
+    let read = async {
+        let mut left = n * data.len();
+        let mut to = tokio::io::sink();
+        while left > 0 {
+            let got = poll_fn(|cx| r.read_into(cx, &mut to)).await.expect("read");
+            assert!(got > 0, "end of stream with {left} bytes to come");
+            left -= got;
+        }
+    };
+    tokio::join!(write, read);
+}
+
+/// A write half that reads straight into its records.
+trait DirectWrite: tokio::io::AsyncWrite + Unpin {
+    fn write_from(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: &mut &[u8],
+    ) -> Poll<Result<usize, CopyError>>;
+}
+
+/// A read half that writes straight from where it opened.
+trait DirectRead {
+    fn read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        to: &mut tokio::io::Sink,
+    ) -> Poll<Result<usize, CopyError>>;
+}
+
+impl DirectWrite for WriteHalf<DuplexStream> {
+    fn write_from(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: &mut &[u8],
+    ) -> Poll<Result<usize, CopyError>> {
+        self.poll_write_from(cx, from)
+    }
+}
+
+impl DirectRead for ReadHalf<DuplexStream> {
+    fn read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        to: &mut tokio::io::Sink,
+    ) -> Poll<Result<usize, CopyError>> {
+        self.poll_read_into(cx, to)
+    }
+}
+
+impl DirectWrite for StreamWriteHalf {
+    fn write_from(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: &mut &[u8],
+    ) -> Poll<Result<usize, CopyError>> {
+        self.poll_write_from(cx, from)
+    }
+}
+
+impl DirectRead for StreamReadHalf {
+    fn read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        to: &mut tokio::io::Sink,
+    ) -> Poll<Result<usize, CopyError>> {
+        self.poll_read_into(cx, to)
+    }
+}
+
+/// The tunnel's way on a single stream.
+async fn single_stream_direct_per_run() -> u64 {
+    let s = setup(false);
+    let (c, sv) = tokio::io::duplex(256 * 1024);
+    let (client, server) = tokio::join!(
+        s.connector
+            .connect(ServerName::try_from("server.test").expect("name"), None, c),
+        s.acceptor.accept(sv)
+    );
+    let (_cr, mut cw) = client.expect("client").into_split();
+    let (mut sr, _sw) = server.expect("server").into_split();
+    let data = vec![0x5a; RECORD];
+    move_records_direct(&mut cw, &mut sr, WARM, &data).await;
+    let before = blocks();
+    move_records_direct(&mut cw, &mut sr, COUNTED, &data).await;
+    blocks() - before
+}
+
+/// The tunnel's way on a stream of a session.
+async fn stream_of_a_session_direct_per_run() -> u64 {
+    let s = setup(true);
+    let (c, sv) = tokio::io::duplex(256 * 1024);
+    let (client, server) = tokio::join!(
+        s.connector
+            .connect(ServerName::try_from("server.test").expect("name"), None, c),
+        s.acceptor.accept(sv)
+    );
+    let client = MuxSession::new(client.expect("client")).expect("streams agreed");
+    let server = MuxSession::new(server.expect("server")).expect("streams agreed");
+    let mut out = client.open_stream(None).expect("open");
+    out.write_all(b"x").await.expect("write");
+    let (mut inn, _) = server.accept_stream().await.expect("accept");
+    let mut one = [0u8; 1];
+    inn.read_exact(&mut one).await.expect("first byte");
+    let (_or, mut ow) = out.into_split();
+    let (mut ir, _iw) = inn.into_split();
+    let data = vec![0x5a; RECORD];
+    move_records_direct(&mut ow, &mut ir, WARM, &data).await;
+    let before = blocks();
+    move_records_direct(&mut ow, &mut ir, COUNTED, &data).await;
+    blocks() - before
+}
+
 #[test]
 fn the_data_path_allocates_nothing_per_record_in_the_steady_state() {
     let _profiler = dhat::Profiler::builder().testing().build();
@@ -128,12 +266,24 @@ fn the_data_path_allocates_nothing_per_record_in_the_steady_state() {
         .expect("runtime");
     let single = rt.block_on(single_stream_per_run());
     let stream = rt.block_on(stream_of_a_session_per_run());
+    let single_direct = rt.block_on(single_stream_direct_per_run());
+    let stream_direct = rt.block_on(stream_of_a_session_direct_per_run());
     println!(
         "allocations while {COUNTED} records of {} KiB went one way: \
-         single stream {single}, a stream of a session {stream}",
+         single stream {single}, a stream of a session {stream}; \
+         read straight into the record and written from where it was opened \
+         (a tunnel's way): single stream {single_direct}, a stream of a session {stream_direct}",
         RECORD / 1024
     );
     assert_eq!(single, 0, "a single stream allocates per record");
+    assert_eq!(
+        single_direct, 0,
+        "a single stream allocates per record, the tunnel's way"
+    );
+    assert!(
+        stream_direct < COUNTED as u64 / 16,
+        "a stream of a session allocates per record, the tunnel's way: {stream_direct}"
+    );
     // A stream's receive buffer may still grow now and then (a reader that
     // fell behind): a few allocations, not one per record.
     assert!(
