@@ -25,8 +25,9 @@
 //!   ([`DrainInto`]), so no byte is copied between two buffers of ours.
 
 use core::fmt;
+use std::future::Future;
 use std::io;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -205,8 +206,10 @@ where
     let counts = Counts::default();
     let (forward, back) = counts.directions(&opts);
     let (observe_a, observe_b) = (opts.observe_a, opts.observe_b);
-    let forward = copy(ar, bw, forward.observed(observe_a));
-    let back = copy(br, aw, back.observed(observe_b));
+    // Pinned here and lent to `run`: a future moved into another one would
+    // take room in both.
+    let forward = pin!(copy(ar, bw, forward.observed(observe_a)));
+    let back = pin!(copy(br, aw, back.observed(observe_b)));
     counts.run(forward, back, opts.idle, opts.stop).await
 }
 
@@ -225,8 +228,8 @@ where
     let (br, bw) = b;
     let counts = Counts::default();
     let (forward, back) = counts.directions(&opts);
-    let forward = fill(ar, bw, forward);
-    let back = drain(br, aw, back);
+    let forward = pin!(fill(ar, bw, forward));
+    let back = pin!(drain(br, aw, back));
     counts.run(forward, back, opts.idle, opts.stop).await
 }
 
@@ -266,8 +269,8 @@ impl Counts {
     /// Runs both directions to the pump's end.
     async fn run(
         &self,
-        forward: impl std::future::Future<Output = Result<(), Stop>>,
-        back: impl std::future::Future<Output = Result<(), Stop>>,
+        forward: Pin<&mut impl Future<Output = Result<(), Stop>>>,
+        back: Pin<&mut impl Future<Output = Result<(), Stop>>>,
         idle: Option<Duration>,
         stop: Option<&CancellationToken>,
     ) -> Report {
