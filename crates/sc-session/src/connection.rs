@@ -51,6 +51,20 @@ pub const DEFAULT_MAX_MESSAGE_LEN: usize = 1024 * 1024;
 /// so a 64 KiB read never held one). Freed again when the session idles.
 pub const RECEIVE_CHUNK_LEN: usize = 256 * 1024;
 
+/// The room a fill gets at first, and again after one that did not fill
+/// its room: a quiet connection's output buffer stays this small, and a
+/// bulk transfer gets whole records from its second read on.
+const FIRST_FILL: usize = 16 * 1024;
+
+/// The room after a fill that brought `n` bytes into `room`.
+fn next_fill_room(n: usize, room: usize) -> usize {
+    if n >= room {
+        usize::MAX
+    } else {
+        FIRST_FILL
+    }
+}
+
 /// How records are padded, to hide message lengths from an observer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Padding {
@@ -234,6 +248,10 @@ pub struct Connection {
     /// The frames owed the peer, encoded on their way into a record: kept
     /// (empty) for the next ones.
     owed_frames: Vec<u8>,
+    /// The room the next fill gets ([`Self::write_stream_from`]): a whole
+    /// record after a fill that filled its room (bulk), else
+    /// [`FIRST_FILL`], so a quiet connection's output buffer stays small.
+    fill_room: usize,
     /// What the handshake kept for re-keying, until it completes.
     rekey_keys: Option<Box<RekeyKeys>>,
     /// Set when the handshake agreed on re-keying.
@@ -314,6 +332,7 @@ impl Connection {
             stats: Stats::default(),
             streams: None,
             owed_frames: Vec::new(),
+            fill_room: FIRST_FILL,
             rekey_keys: None,
             rekey: None,
             trace,
@@ -710,17 +729,20 @@ impl Connection {
             let r = fill(&mut bytes, record_len.max(1));
             return Ok((self.write_stream(&bytes)?, r));
         }
+        let room = record_len.min(self.fill_room);
         self.outgoing
-            .reserve(RecordSealer::overhead(0) + record_len + self.padding_block());
+            .reserve(RecordSealer::overhead(0) + room + self.padding_block());
         let at = RecordSealer::begin(&mut self.outgoing);
         let start = self.outgoing.len();
-        let r = fill(&mut self.outgoing, record_len);
+        let r = fill(&mut self.outgoing, room);
         let n = self.outgoing.len() - start;
+        self.fill_room = next_fill_room(n, room);
         if n == 0 {
             self.outgoing.truncate(at);
+            self.free_empty_outgoing();
             return Ok((0, r));
         }
-        if n > record_len {
+        if n > room {
             self.outgoing[at..].zeroize();
             self.outgoing.truncate(at);
             return Err(self.fail(Error::Internal("a fill appended more than it was allowed")));
@@ -1088,7 +1110,9 @@ impl Connection {
         let mut owed = core::mem::take(&mut self.owed_frames);
         owed.clear();
         streams.take_owed(&mut owed, usize::MAX);
-        let want = allowed.min(MAX_FRAGMENT_LEN - Streams::DATA_OVERHEAD - owed.len());
+        let want = allowed
+            .min(MAX_FRAGMENT_LEN - Streams::DATA_OVERHEAD - owed.len())
+            .min(self.fill_room);
         self.outgoing.reserve(
             RecordSealer::overhead(0)
                 + owed.len()
@@ -1105,6 +1129,7 @@ impl Connection {
         let start = self.outgoing.len();
         let r = fill(&mut self.outgoing, want);
         let n = self.outgoing.len() - start;
+        self.fill_room = next_fill_room(n, want);
         if n > want {
             self.outgoing[at..].zeroize();
             self.outgoing.truncate(at);
@@ -1122,6 +1147,7 @@ impl Connection {
         self.owed_frames = owed;
         if content == 0 {
             self.outgoing.truncate(at);
+            self.free_empty_outgoing();
             return Ok(Some((0, r)));
         }
         if let Some(streams) = self.streams.as_mut() {
@@ -1262,6 +1288,16 @@ impl Connection {
         sealer.seal_begun(typ, pad, &mut self.outgoing, at)?;
         self.count_sent(at);
         Ok(())
+    }
+
+    /// After a fill that brought nothing (its socket had nothing to read):
+    /// an empty output buffer is freed, so a connection waiting for its
+    /// plaintext holds none, as a copy loop frees its buffer when a read
+    /// would wait.
+    fn free_empty_outgoing(&mut self) {
+        if self.outgoing.is_empty() {
+            self.outgoing = Vec::new();
+        }
     }
 
     /// The most padding a record can get (room to reserve for it).

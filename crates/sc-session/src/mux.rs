@@ -881,7 +881,10 @@ impl StreamWriteHalf {
         match read {
             Poll::Ready(Ok(n)) => Poll::Ready(Ok(n)),
             Poll::Ready(Err(e)) => Poll::Ready(Err(CopyError::Plain(e))),
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                inner.state.free_written();
+                Poll::Pending
+            }
         }
     }
 }

@@ -528,7 +528,19 @@ impl State {
         match read {
             Poll::Ready(Ok(_)) => Poll::Ready(Ok(n)),
             Poll::Ready(Err(e)) => Poll::Ready(Err(CopyError::Plain(e))),
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                self.free_written();
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Waiting for plaintext with everything written: the empty write
+    /// buffer is freed (the next record's buffer comes from the core).
+    pub(crate) fn free_written(&mut self) {
+        if self.waiting() == 0 {
+            self.out = Vec::new();
+            self.out_pos = 0;
         }
     }
 
