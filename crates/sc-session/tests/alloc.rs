@@ -19,7 +19,10 @@ use sc_handshake::{ClientConfig, ServerConfig};
 use sc_pki::throwaway::ThrowawayPki;
 use sc_pki::{ServerName, UnixTime};
 use sc_session::mux::{StreamReadHalf, StreamWriteHalf};
-use sc_session::{Acceptor, Connector, CopyError, MuxSession, ReadHalf, SessionConfig, WriteHalf};
+use sc_session::{
+    Acceptor, Connector, CopyError, MuxSession, ReadHalf, SecureStream, SessionConfig,
+    SessionStream, WriteHalf,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 #[global_allocator]
@@ -59,6 +62,33 @@ fn setup(streams: bool) -> Setup {
     }
 }
 
+/// A client and a server session over an in-memory pipe, handshake done.
+async fn sessions(streams: bool) -> (SecureStream<DuplexStream>, SecureStream<DuplexStream>) {
+    let s = setup(streams);
+    let (c, sv) = tokio::io::duplex(256 * 1024);
+    let (client, server) = tokio::join!(
+        s.connector
+            .connect(ServerName::try_from("server.test").expect("name"), None, c),
+        s.acceptor.accept(sv)
+    );
+    (client.expect("client"), server.expect("server"))
+}
+
+/// One stream of a session of streams, open at both ends (its sessions
+/// are kept alive with it).
+async fn one_stream() -> ((MuxSession, MuxSession), SessionStream, SessionStream) {
+    let (client, server) = sessions(true).await;
+    let client = MuxSession::new(client).expect("streams agreed");
+    let server = MuxSession::new(server).expect("streams agreed");
+    let mut out = client.open_stream(None).expect("open");
+    // The stream reaches the server with its first bytes.
+    out.write_all(b"x").await.expect("write");
+    let (mut inn, _) = server.accept_stream().await.expect("accept");
+    let mut one = [0u8; 1];
+    inn.read_exact(&mut one).await.expect("first byte");
+    ((client, server), out, inn)
+}
+
 /// Writes `n` records from `w` and reads them at `r`, concurrently; the
 /// reader checks it got every byte.
 async fn move_records<W, R>(w: &mut W, r: &mut R, n: usize, data: &[u8], buf: &mut [u8])
@@ -85,14 +115,7 @@ where
 
 /// Allocations per counted run of one case, after its warm-up.
 async fn single_stream_per_run() -> u64 {
-    let s = setup(false);
-    let (c, sv) = tokio::io::duplex(256 * 1024);
-    let (client, server) = tokio::join!(
-        s.connector
-            .connect(ServerName::try_from("server.test").expect("name"), None, c),
-        s.acceptor.accept(sv)
-    );
-    let (mut client, mut server) = (client.expect("client"), server.expect("server"));
+    let (mut client, mut server) = sessions(false).await;
     let data = vec![0x5a; RECORD];
     let mut buf = vec![0; 256 * 1024];
     move_records(&mut client, &mut server, WARM, &data, &mut buf).await;
@@ -102,21 +125,7 @@ async fn single_stream_per_run() -> u64 {
 }
 
 async fn stream_of_a_session_per_run() -> u64 {
-    let s = setup(true);
-    let (c, sv) = tokio::io::duplex(256 * 1024);
-    let (client, server) = tokio::join!(
-        s.connector
-            .connect(ServerName::try_from("server.test").expect("name"), None, c),
-        s.acceptor.accept(sv)
-    );
-    let client = MuxSession::new(client.expect("client")).expect("streams agreed");
-    let server = MuxSession::new(server.expect("server")).expect("streams agreed");
-    let mut out = client.open_stream(None).expect("open");
-    // The stream reaches the server with its first bytes.
-    out.write_all(b"x").await.expect("write");
-    let (mut inn, _) = server.accept_stream().await.expect("accept");
-    let mut one = [0u8; 1];
-    inn.read_exact(&mut one).await.expect("first byte");
+    let (_sessions, mut out, mut inn) = one_stream().await;
     let data = vec![0x5a; RECORD];
     let mut buf = vec![0; 256 * 1024];
     move_records(&mut out, &mut inn, WARM, &data, &mut buf).await;
@@ -216,15 +225,9 @@ impl DirectRead for StreamReadHalf {
 
 /// The tunnel's way on a single stream.
 async fn single_stream_direct_per_run() -> u64 {
-    let s = setup(false);
-    let (c, sv) = tokio::io::duplex(256 * 1024);
-    let (client, server) = tokio::join!(
-        s.connector
-            .connect(ServerName::try_from("server.test").expect("name"), None, c),
-        s.acceptor.accept(sv)
-    );
-    let (_cr, mut cw) = client.expect("client").into_split();
-    let (mut sr, _sw) = server.expect("server").into_split();
+    let (client, server) = sessions(false).await;
+    let (_cr, mut cw) = client.into_split();
+    let (mut sr, _sw) = server.into_split();
     let data = vec![0x5a; RECORD];
     move_records_direct(&mut cw, &mut sr, WARM, &data).await;
     let before = blocks();
@@ -234,20 +237,7 @@ async fn single_stream_direct_per_run() -> u64 {
 
 /// The tunnel's way on a stream of a session.
 async fn stream_of_a_session_direct_per_run() -> u64 {
-    let s = setup(true);
-    let (c, sv) = tokio::io::duplex(256 * 1024);
-    let (client, server) = tokio::join!(
-        s.connector
-            .connect(ServerName::try_from("server.test").expect("name"), None, c),
-        s.acceptor.accept(sv)
-    );
-    let client = MuxSession::new(client.expect("client")).expect("streams agreed");
-    let server = MuxSession::new(server.expect("server")).expect("streams agreed");
-    let mut out = client.open_stream(None).expect("open");
-    out.write_all(b"x").await.expect("write");
-    let (mut inn, _) = server.accept_stream().await.expect("accept");
-    let mut one = [0u8; 1];
-    inn.read_exact(&mut one).await.expect("first byte");
+    let (_sessions, out, inn) = one_stream().await;
     let (_or, mut ow) = out.into_split();
     let (mut ir, _iw) = inn.into_split();
     let data = vec![0x5a; RECORD];
