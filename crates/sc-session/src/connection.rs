@@ -730,27 +730,11 @@ impl Connection {
             return Ok((self.write_stream(&bytes)?, r));
         }
         let room = record_len.min(self.fill_room);
-        self.outgoing
-            .reserve(RecordSealer::overhead(0) + room + self.padding_block());
-        let at = RecordSealer::begin(&mut self.outgoing);
-        let start = self.outgoing.len();
-        let r = fill(&mut self.outgoing, room);
-        let n = self.outgoing.len() - start;
-        self.fill_room = next_fill_room(n, room);
-        if n == 0 {
-            self.outgoing.truncate(at);
-            self.free_empty_outgoing();
-            return Ok((0, r));
-        }
-        if n > room {
-            self.outgoing[at..].zeroize();
-            self.outgoing.truncate(at);
-            return Err(self.fail(Error::Internal("a fill appended more than it was allowed")));
-        }
-        self.seal_begun(InnerType::DATA, at, n)
+        let sealed = self
+            .seal_stream_from(room, fill)
             .map_err(|e| self.fail(e))?;
-        self.stats.stream_bytes_sent += n as u64;
-        Ok((n, r))
+        self.fill_room = next_fill_room(sealed.0, room);
+        Ok(sealed)
     }
 
     /// Sends the authenticated close: we send nothing more, the peer can tell
@@ -1048,37 +1032,17 @@ impl Connection {
     /// the peer in front) and says how much it took; 0: the stream's or the
     /// session's send window is shut (wait for an event).
     pub fn stream_write(&mut self, id: StreamId, data: &[u8]) -> Result<usize, StreamError> {
-        let allowed = match self.streams_mut()?.writable(id)? {
-            Writable::Bytes(n) => n,
-            Writable::Blocked => return Ok(0),
-        };
         if data.is_empty() {
+            // A stream that is gone, reset or finished still says so.
+            self.streams_mut()?.writable(id)?;
             return Ok(0);
         }
-        // Frames owed go in front of the data (the stream's own Open among
-        // them): all of them, so that none for this stream is left behind;
-        // many go out in records of their own first.
-        if self.streams.as_ref().map_or(0, Streams::owed_bytes) > MAX_FRAGMENT_LEN / 4 {
-            self.flush_streams().map_err(StreamError::Session)?;
-        }
-        let Some(streams) = self.streams.as_mut() else {
-            return Ok(0);
-        };
-        let mut owed = core::mem::take(&mut self.owed_frames);
-        owed.clear();
-        streams.take_owed(&mut owed, usize::MAX);
-        let want = data
-            .len()
-            .min(allowed)
-            .min(MAX_FRAGMENT_LEN - Streams::DATA_OVERHEAD - owed.len());
-        // The Data frame: its header, then the caller's bytes, copied once,
-        // straight into the record.
-        let header = Streams::data_header(id, want);
-        streams.charge(id, want);
-        let r = self.seal_streams(&[&owed, &header, &data[..want]]);
-        self.owed_frames = owed;
-        r.map_err(|e| StreamError::Session(self.fail(e)))?;
-        Ok(want)
+        // The caller's bytes, copied once, straight into the record.
+        let sealed = self.stream_record(id, usize::MAX, |out, max| {
+            let n = data.len().min(max);
+            out.extend_from_slice(&data[..n]);
+        })?;
+        Ok(sealed.map_or(0, |(n, ())| n))
     }
 
     /// As [`stream_write`](Self::stream_write), with the Data frame's bytes
@@ -1090,6 +1054,29 @@ impl Connection {
     pub fn stream_write_from<R>(
         &mut self,
         id: StreamId,
+        fill: impl FnOnce(&mut Vec<u8>, usize) -> R,
+    ) -> Result<Option<(usize, R)>, StreamError> {
+        let mut given = None;
+        let sealed = self.stream_record(id, self.fill_room, |out, max| {
+            given = Some(max);
+            fill(out, max)
+        })?;
+        if let (Some(room), Some((n, _))) = (given, &sealed) {
+            self.fill_room = next_fill_room(*n, room);
+        }
+        Ok(sealed)
+    }
+
+    /// Seals one record of stream `id`: the frames owed the peer in front
+    /// (the stream's own Open among them: all of them, so that none for
+    /// this stream is left behind; many go out in records of their own
+    /// first), then a Data frame of what `fill` appends straight into the
+    /// record, at most `room` bytes and within the windows. `None`: a
+    /// window is shut and `fill` was not called.
+    fn stream_record<R>(
+        &mut self,
+        id: StreamId,
+        room: usize,
         fill: impl FnOnce(&mut Vec<u8>, usize) -> R,
     ) -> Result<Option<(usize, R)>, StreamError> {
         let allowed = match self.streams_mut()?.writable(id)? {
@@ -1112,7 +1099,7 @@ impl Connection {
         streams.take_owed(&mut owed, usize::MAX);
         let want = allowed
             .min(MAX_FRAGMENT_LEN - Streams::DATA_OVERHEAD - owed.len())
-            .min(self.fill_room);
+            .min(room);
         self.outgoing.reserve(
             RecordSealer::overhead(0)
                 + owed.len()
@@ -1122,6 +1109,7 @@ impl Connection {
         );
         let at = RecordSealer::begin(&mut self.outgoing);
         self.outgoing.extend_from_slice(&owed);
+        self.owed_frames = owed;
         let header_at = self.outgoing.len();
         // The Data frame's header, its length written once it is known.
         self.outgoing
@@ -1129,11 +1117,9 @@ impl Connection {
         let start = self.outgoing.len();
         let r = fill(&mut self.outgoing, want);
         let n = self.outgoing.len() - start;
-        self.fill_room = next_fill_room(n, want);
         if n > want {
             self.outgoing[at..].zeroize();
             self.outgoing.truncate(at);
-            self.owed_frames = owed;
             let e = self.fail(Error::Internal("a fill appended more than it was allowed"));
             return Err(StreamError::Session(e));
         }
@@ -1144,7 +1130,6 @@ impl Connection {
             self.outgoing[header_at..start].copy_from_slice(&Streams::data_header(id, n));
         }
         let content = self.outgoing.len() - at - RECORD_HEADER_LEN;
-        self.owed_frames = owed;
         if content == 0 {
             self.outgoing.truncate(at);
             self.free_empty_outgoing();
@@ -1399,11 +1384,41 @@ impl Connection {
     }
 
     /// Seals one record of the byte stream: on the wire the same as a
-    /// message of one record.
+    /// message of one record. `chunk` is not empty.
     fn seal_stream(&mut self, chunk: &[u8]) -> Result<(), Error> {
-        self.seal_app(InnerType::DATA, chunk)?;
-        self.stats.stream_bytes_sent += chunk.len() as u64;
-        Ok(())
+        self.seal_stream_from(chunk.len(), |out, _| out.extend_from_slice(chunk))
+            .map(drop)
+    }
+
+    /// Seals one record of the byte stream whose content `fill` appends
+    /// straight into the output, at most `room` bytes, where it is sealed
+    /// in place; nothing appended seals nothing (and frees an empty output
+    /// buffer). An error leaves none of the fill's bytes behind; failing
+    /// the session is the caller's.
+    fn seal_stream_from<R>(
+        &mut self,
+        room: usize,
+        fill: impl FnOnce(&mut Vec<u8>, usize) -> R,
+    ) -> Result<(usize, R), Error> {
+        self.outgoing
+            .reserve(RecordSealer::overhead(0) + room + self.padding_block());
+        let at = RecordSealer::begin(&mut self.outgoing);
+        let start = self.outgoing.len();
+        let r = fill(&mut self.outgoing, room);
+        let n = self.outgoing.len() - start;
+        if n == 0 {
+            self.outgoing.truncate(at);
+            self.free_empty_outgoing();
+            return Ok((0, r));
+        }
+        if n > room {
+            self.outgoing[at..].zeroize();
+            self.outgoing.truncate(at);
+            return Err(Error::Internal("a fill appended more than it was allowed"));
+        }
+        self.seal_begun(InnerType::DATA, at, n)?;
+        self.stats.stream_bytes_sent += n as u64;
+        Ok((n, r))
     }
 
     fn process(
