@@ -1118,8 +1118,7 @@ impl Connection {
         let r = fill(&mut self.outgoing, want);
         let n = self.outgoing.len() - start;
         if n > want {
-            self.outgoing[at..].zeroize();
-            self.outgoing.truncate(at);
+            RecordSealer::discard(&mut self.outgoing, at);
             let e = self.fail(Error::Internal("a fill appended more than it was allowed"));
             return Err(StreamError::Session(e));
         }
@@ -1266,8 +1265,7 @@ impl Connection {
     fn seal_begun(&mut self, typ: InnerType, at: usize, len: usize) -> Result<(), Error> {
         let pad = self.padding_for(len);
         let Some(sealer) = self.write_app.as_mut() else {
-            self.outgoing[at..].zeroize();
-            self.outgoing.truncate(at);
+            RecordSealer::discard(&mut self.outgoing, at);
             return Err(Error::Internal("no application keys"));
         };
         sealer.seal_begun(typ, pad, &mut self.outgoing, at)?;
@@ -1412,8 +1410,7 @@ impl Connection {
             return Ok((0, r));
         }
         if n > room {
-            self.outgoing[at..].zeroize();
-            self.outgoing.truncate(at);
+            RecordSealer::discard(&mut self.outgoing, at);
             return Err(Error::Internal("a fill appended more than it was allowed"));
         }
         self.seal_begun(InnerType::DATA, at, n)?;

@@ -210,6 +210,15 @@ impl RecordSealer {
         at
     }
 
+    /// Drops the record begun at `at` (or anything from there on): its
+    /// bytes are wiped, then cut off, so no plaintext stays behind in the
+    /// buffer's spare room.
+    pub fn discard(out: &mut Vec<u8>, at: usize) {
+        let at = at.min(out.len());
+        out[at..].zeroize();
+        out.truncate(at);
+    }
+
     /// Seals the record [`begin`](Self::begin) started at `at`, whose
     /// content is everything appended to `out` since, in place: its header,
     /// then `pad` zero bytes, the inner trailer and the tag. On an error
@@ -224,9 +233,7 @@ impl RecordSealer {
         let start = at + RECORD_HEADER_LEN;
         let content_len = out.len().saturating_sub(start);
         if out.len() < start || content_len + usize::from(pad) > MAX_FRAGMENT_LEN {
-            let at = at.min(out.len());
-            out[at..].zeroize();
-            out.truncate(at);
+            Self::discard(out, at);
             return Err(Error::Internal("record content over the fragment limit"));
         }
         let len = content_len + usize::from(pad) + sc_wire::record::INNER_TRAILER_LEN + TAG_LEN;
@@ -238,8 +245,7 @@ impl RecordSealer {
         let keys = match self.ratchet.keys() {
             Ok(keys) => keys,
             Err(e) => {
-                out[at..].zeroize();
-                out.truncate(at);
+                Self::discard(out, at);
                 return Err(e);
             }
         };
@@ -253,8 +259,7 @@ impl RecordSealer {
             Err(_) => {
                 // Nothing of a record that failed stays behind: not its
                 // header, and not its plaintext (wiped before the cut).
-                out[at..].zeroize();
-                out.truncate(at);
+                Self::discard(out, at);
                 return Err(Error::Internal("AEAD seal failed"));
             }
         };
